@@ -1,0 +1,131 @@
+//! Expand: the function as written, plus its registration with trainmon's hook registry.
+//!
+//! ```text
+//! #[on_batch_end(every = 10)] fn log(batch: &BatchLogs, n: Local<u32>) { … }
+//! ```
+//! becomes the function, unchanged, and
+//! ```text
+//! const _: () = {
+//!     fn __trainmon_hook() -> Box<dyn trainmon::Hook> { /* state + call adapter */ }
+//!     inventory::submit! { Registration::new(Event::BatchEnd, 10, 0, "log", module_path!(), …) }
+//! };
+//! ```
+//! Parameter and return types are checked by traits of `trainmon`, in code spanned at each type,
+//! so that a wrong type is reported under that type.
+
+use crate::args::{Args, Errors};
+use crate::check;
+use crate::event::Event;
+use proc_macro2::TokenStream;
+use quote::{format_ident, quote, quote_spanned, ToTokens};
+use syn::spanned::Spanned;
+use syn::{FnArg, ItemFn, ReturnType};
+
+pub fn hook(event: Event, args: TokenStream, item: TokenStream) -> TokenStream {
+    let (args, args_error) = Args::parse(event, args);
+    let func = match syn::parse2::<ItemFn>(item.clone()) {
+        Ok(func) => func,
+        Err(_) => {
+            // Not a function: keep the item for the IDE, and say what the attribute applies to.
+            let mut errors = Errors::default();
+            errors.push(syn::Error::new_spanned(
+                &item,
+                format!("`#[{}]` applies to free functions only", event.attribute()),
+            ));
+            errors.extend(args_error);
+            return with_error(item, errors);
+        }
+    };
+    let mut errors = Errors::default();
+    errors.extend(args_error);
+    errors.extend(check::signature(event, &func));
+    if errors.has_errors() {
+        return with_error(func.into_token_stream(), errors);
+    }
+    let registration = register(event, &args, &func);
+    quote! {
+        #func
+        #registration
+    }
+}
+
+fn with_error(item: TokenStream, errors: Errors) -> TokenStream {
+    let error = errors.into_error().map(syn::Error::into_compile_error);
+    quote! {
+        #item
+        #error
+    }
+}
+
+fn register(event: Event, args: &Args, func: &ItemFn) -> TokenStream {
+    let krate = match &args.krate {
+        Some((path, _)) => path.to_token_stream(),
+        None => quote!(::trainmon),
+    };
+    let private = quote!(#krate::__private);
+    let ident = &func.sig.ident;
+    let variant = event.variant();
+    let every = args.every.as_ref().map_or(1, |(n, _)| *n);
+    let priority = args.priority.as_ref().map_or(0, |(p, _)| *p);
+    let cfgs = func.attrs.iter().filter(|a| a.path().is_ident("cfg"));
+
+    let types: Vec<&syn::Type> = func
+        .sig
+        .inputs
+        .iter()
+        .filter_map(|arg| match arg {
+            FnArg::Typed(pat) => Some(&*pat.ty),
+            FnArg::Receiver(_) => None,
+        })
+        .collect();
+    let states: Vec<_> = (0..types.len()).map(|i| format_ident!("__s{i}")).collect();
+    // Each of these is spanned at its parameter's type, so a type error lands there.
+    let checks = types.iter().map(|ty| {
+        quote_spanned! {ty.span()=>
+            #private::param_at::<#ty, #krate::events::#variant>();
+        }
+    });
+    let inits = types.iter().map(|ty| {
+        quote_spanned! {ty.span()=> <#ty as #private::HookParam>::init_state() }
+    });
+    let fetches = types.iter().zip(&states).map(|(ty, state)| {
+        quote_spanned! {ty.span()=> #private::fetch::<#ty>(#state, __ctx)? }
+    });
+    let output = match &func.sig.output {
+        ReturnType::Default => quote!(()),
+        ReturnType::Type(_, ty) => ty.to_token_stream(),
+    };
+    let into_control = quote_spanned! {output.span()=>
+        <#output as #private::IntoControl>::into_control(__out)
+    };
+    let location = quote_spanned! {ident.span()=> ::core::line!(), ::core::column!() };
+
+    quote! {
+        #(#cfgs)*
+        const _: () = {
+            fn __trainmon_hook() -> ::std::boxed::Box<dyn #krate::Hook> {
+                #(#checks)*
+                #private::fn_hook(
+                    (#(#inits,)*),
+                    |__state, __ctx| {
+                        let (#(#states,)*) = __state;
+                        let __out = #ident(#(#fetches),*);
+                        #into_control
+                    },
+                )
+            }
+            #private::inventory::submit! {
+                #private::Registration::new(
+                    #krate::Event::#variant,
+                    #every,
+                    #priority,
+                    ::core::stringify!(#ident),
+                    ::core::module_path!(),
+                    ::core::file!(),
+                    #location,
+                    __trainmon_hook,
+                )
+            }
+        };
+    }
+}

@@ -1,0 +1,126 @@
+//! Per-epoch records, and what `fit` returns.
+
+use crate::event::Event;
+use std::time::Duration;
+
+/// The final logs of one epoch, as `on_epoch_end` hooks see them and the history keeps them.
+#[derive(Clone, Debug, PartialEq)]
+pub struct EpochLogs {
+    pub(crate) epoch: usize,
+    pub(crate) loss: f64,
+    pub(crate) accuracy: f64,
+    pub(crate) time: Duration,
+    pub(crate) batches: usize,
+    pub(crate) samples: usize,
+}
+
+impl EpochLogs {
+    /// The epoch's 1-based number.
+    pub fn epoch(&self) -> usize {
+        self.epoch
+    }
+
+    /// Mean of the epoch's batch losses.
+    pub fn loss(&self) -> f64 {
+        self.loss
+    }
+
+    /// Share of the epoch's samples whose predicted class was right.
+    pub fn accuracy(&self) -> f64 {
+        self.accuracy
+    }
+
+    /// Wall time of the epoch: from its `on_epoch_begin` hooks to the end of its last batch's
+    /// hooks (its `on_epoch_end` hooks are not in it).
+    pub fn time(&self) -> Duration {
+        self.time
+    }
+
+    /// Batches trained in the epoch (fewer than planned when a batch hook stopped training).
+    pub fn batches(&self) -> usize {
+        self.batches
+    }
+
+    /// Samples trained in the epoch.
+    pub fn samples(&self) -> usize {
+        self.samples
+    }
+
+    /// A metric by name: `"loss"`, `"accuracy"`, `"time"` (seconds); `None` for other names.
+    pub fn get(&self, name: &str) -> Option<f64> {
+        match name {
+            "loss" => Some(self.loss),
+            "accuracy" => Some(self.accuracy),
+            "time" => Some(self.time.as_secs_f64()),
+            _ => None,
+        }
+    }
+}
+
+/// Why training stopped before its last epoch.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StopReason {
+    /// The reason the hook gave.
+    pub reason: String,
+    /// The hook that asked to stop.
+    pub hook: &'static str,
+    /// The event it ran at.
+    pub event: Event,
+    /// The epoch it was in (1-based; 0 before the first).
+    pub epoch: usize,
+}
+
+impl std::fmt::Display for StopReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} (hook `{}` at {}, epoch {})",
+            self.reason, self.hook, self.event, self.epoch
+        )
+    }
+}
+
+/// Every finished epoch of a fit, and why it stopped; what [`crate::Trainer::fit`] returns.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct History {
+    pub(crate) epochs: Vec<EpochLogs>,
+    pub(crate) stop: Option<StopReason>,
+    pub(crate) elapsed: Duration,
+}
+
+impl History {
+    /// The finished epochs, in order.
+    pub fn epochs(&self) -> &[EpochLogs] {
+        &self.epochs
+    }
+
+    /// The last finished epoch.
+    pub fn last(&self) -> Option<&EpochLogs> {
+        self.epochs.last()
+    }
+
+    /// Finished epochs.
+    pub fn len(&self) -> usize {
+        self.epochs.len()
+    }
+
+    /// Whether no epoch finished.
+    pub fn is_empty(&self) -> bool {
+        self.epochs.is_empty()
+    }
+
+    /// Why training stopped early; `None` when every planned epoch ran.
+    pub fn stop_reason(&self) -> Option<&StopReason> {
+        self.stop.as_ref()
+    }
+
+    /// A metric of every epoch, by name (see [`EpochLogs::get`]); empty for an unknown name.
+    pub fn metric(&self, name: &str) -> Vec<f64> {
+        self.epochs.iter().filter_map(|e| e.get(name)).collect()
+    }
+
+    /// Wall time of the whole fit, hooks included (so far, while training).
+    pub fn elapsed(&self) -> Duration {
+        self.elapsed
+    }
+}

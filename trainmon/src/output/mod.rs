@@ -1,0 +1,95 @@
+//! Where a run's files go, and how they are written.
+
+pub mod plot;
+
+use crate::error::{Error, Result};
+use std::path::{Path, PathBuf};
+
+/// A fresh directory for one run's outputs: `ROOT/NAME/version_N`, N the first number free
+/// (as Lightning's `lightning_logs/version_N`), so that runs never overwrite each other.
+#[derive(Clone, Debug)]
+pub struct RunDir {
+    path: PathBuf,
+}
+
+impl RunDir {
+    /// Creates `root/name/version_N`, creating `root/name` as needed.
+    pub fn create(root: impl AsRef<Path>, name: &str) -> Result<RunDir> {
+        let parent = root.as_ref().join(name);
+        std::fs::create_dir_all(&parent).map_err(Error::io("create the run directory", &parent))?;
+        for version in 0.. {
+            let path = parent.join(format!("version_{version}"));
+            match std::fs::create_dir(&path) {
+                Ok(()) => return Ok(RunDir { path }),
+                Err(err) if err.kind() == std::io::ErrorKind::AlreadyExists => continue,
+                Err(err) => return Err(Error::io("create the run directory", path)(err)),
+            }
+        }
+        unreachable!("there is always a free version number")
+    }
+
+    /// The directory.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+/// Writes a file atomically: `write` fills a temporary file beside `path`, which is then renamed
+/// over it, so that a crash never leaves a half-written file at `path`.
+pub(crate) fn atomically(path: &Path, write: impl FnOnce(&Path) -> Result<()>) -> Result<()> {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    // Keep the extension last: some writers pick the format from it.
+    let temp = path.with_file_name(format!(".{}.tmp-{name}", std::process::id()));
+    let result = write(&temp).and_then(|()| std::fs::rename(&temp, path).map_err(Error::io("write", path)));
+    if result.is_err() {
+        let _ = std::fs::remove_file(&temp);
+    }
+    result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn versions_count_up() {
+        let root = tempfile::tempdir().unwrap();
+        let a = RunDir::create(root.path(), "demo").unwrap();
+        let b = RunDir::create(root.path(), "demo").unwrap();
+        assert_eq!(a.path(), root.path().join("demo/version_0"));
+        assert_eq!(b.path(), root.path().join("demo/version_1"));
+    }
+
+    #[test]
+    fn unwritable_root_is_an_error_naming_it() {
+        let root = tempfile::tempdir().unwrap();
+        let file = root.path().join("not-a-dir");
+        std::fs::write(&file, b"x").unwrap();
+        let err = RunDir::create(&file, "demo").unwrap_err().to_string();
+        assert!(
+            err.contains("create the run directory") && err.contains("not-a-dir"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn failed_atomic_write_keeps_the_old_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("out.txt");
+        std::fs::write(&path, b"old").unwrap();
+        let err = atomically(&path, |temp| {
+            std::fs::write(temp, b"half").unwrap();
+            Err(Error::Config("failed half way".into()))
+        });
+        assert!(err.is_err());
+        assert_eq!(std::fs::read(&path).unwrap(), b"old", "old content intact");
+        assert_eq!(
+            std::fs::read_dir(dir.path()).unwrap().count(),
+            1,
+            "temporary file removed"
+        );
+    }
+}
