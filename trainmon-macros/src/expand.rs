@@ -16,7 +16,7 @@
 use crate::args::{Args, Errors};
 use crate::check;
 use crate::event::Event;
-use proc_macro2::TokenStream;
+use proc_macro2::{Span, TokenStream};
 use quote::{format_ident, quote, quote_spanned, ToTokens};
 use syn::spanned::Spanned;
 use syn::{FnArg, ItemFn, ReturnType};
@@ -58,10 +58,21 @@ fn with_error(item: TokenStream, errors: Errors) -> TokenStream {
 }
 
 fn register(event: Event, args: &Args, func: &ItemFn) -> TokenStream {
-    let krate = match &args.krate {
-        Some((path, _)) => path.to_token_stream(),
-        None => quote!(::trainmon),
+    // Paths into trainmon, spanned where they are used: rustc reports a failed bound of a path
+    // expression at its first token, which must be the parameter's type, not the attribute.
+    let krate_at = |span: Span| -> TokenStream {
+        let path = match &args.krate {
+            Some((path, _)) => path.to_token_stream(),
+            None => quote!(::trainmon),
+        };
+        path.into_iter()
+            .map(|mut token| {
+                token.set_span(span);
+                token
+            })
+            .collect()
     };
+    let krate = krate_at(Span::call_site());
     let private = quote!(#krate::__private);
     let ident = &func.sig.ident;
     let variant = event.variant();
@@ -78,25 +89,34 @@ fn register(event: Event, args: &Args, func: &ItemFn) -> TokenStream {
             FnArg::Receiver(_) => None,
         })
         .collect();
-    let states: Vec<_> = (0..types.len()).map(|i| format_ident!("__s{i}")).collect();
+    // Spanned at their types too: a state's type is its parameter's, and so are its errors.
+    let states: Vec<_> = types
+        .iter()
+        .enumerate()
+        .map(|(i, ty)| format_ident!("__s{i}", span = ty.span()))
+        .collect();
     // Each of these is spanned at its parameter's type, so a type error lands there.
     let checks = types.iter().map(|ty| {
+        let krate = krate_at(ty.span());
         quote_spanned! {ty.span()=>
-            #private::param_at::<#ty, #krate::events::#variant>();
+            #krate::__private::param_at::<#ty, #krate::events::#variant>();
         }
     });
     let inits = types.iter().map(|ty| {
-        quote_spanned! {ty.span()=> <#ty as #private::HookParam>::init_state() }
+        let krate = krate_at(ty.span());
+        quote_spanned! {ty.span()=> <#ty as #krate::__private::HookParam>::init_state() }
     });
     let fetches = types.iter().zip(&states).map(|(ty, state)| {
-        quote_spanned! {ty.span()=> #private::fetch::<#ty>(#state, __ctx)? }
+        let krate = krate_at(ty.span());
+        quote_spanned! {ty.span()=> #krate::__private::fetch::<#ty>(#state, __ctx)? }
     });
     let output = match &func.sig.output {
         ReturnType::Default => quote!(()),
         ReturnType::Type(_, ty) => ty.to_token_stream(),
     };
-    let into_control = quote_spanned! {output.span()=>
-        <#output as #private::IntoControl>::into_control(__out)
+    let into_control = {
+        let krate = krate_at(output.span());
+        quote_spanned! {output.span()=> <#output as #krate::__private::IntoControl>::into_control(__out) }
     };
     let location = quote_spanned! {ident.span()=> ::core::line!(), ::core::column!() };
 

@@ -1,0 +1,138 @@
+//! The `early_stop` example prints exactly the tutorial's lines and writes the three plots.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// The example's binary, which `cargo test` builds beside this test's (unless the run is
+/// filtered to this test alone: then `cargo build --example early_stop` first).
+fn example() -> PathBuf {
+    let deps = std::env::current_exe().unwrap().parent().unwrap().to_owned();
+    let path = deps.parent().unwrap().join("examples").join("early_stop");
+    assert!(
+        path.exists(),
+        "{} is not built: run `cargo build --example early_stop`",
+        path.display()
+    );
+    path
+}
+
+fn run(args: &[&str]) -> Vec<String> {
+    let out = Command::new(example())
+        .args(args)
+        .output()
+        .expect("run the early_stop example");
+    assert!(
+        out.status.success(),
+        "example failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(str::to_owned)
+        .collect()
+}
+
+/// `text` is a number printed with exactly `decimals` decimals.
+fn is_fixed(text: &str, decimals: usize) -> bool {
+    matches!(text.split_once('.'), Some((int, frac)) if !int.is_empty()
+        && int.chars().all(|c| c.is_ascii_digit())
+        && frac.len() == decimals
+        && frac.chars().all(|c| c.is_ascii_digit()))
+}
+
+/// Checks the lines of one epoch against the tutorial's format; returns the lines it used.
+fn check_epoch(lines: &[String], epoch: usize) -> usize {
+    assert_eq!(lines[0], format!("Epoch {epoch} starting."), "epoch {epoch} start");
+    for (i, batch) in [10, 20, 30].into_iter().enumerate() {
+        let line = &lines[1 + i];
+        let rest = line
+            .strip_prefix(&format!("Batch {batch}: Loss = "))
+            .unwrap_or_else(|| panic!("batch line {line:?}"));
+        let (loss, accuracy) = rest
+            .split_once(", Accuracy = ")
+            .unwrap_or_else(|| panic!("batch line {line:?}"));
+        assert!(is_fixed(loss, 4) && is_fixed(accuracy, 4), "4 decimals in {line:?}");
+    }
+    let line = &lines[4];
+    let secs = line
+        .strip_prefix(&format!("Epoch {epoch} finished in "))
+        .and_then(|r| r.strip_suffix(" seconds."))
+        .unwrap_or_else(|| panic!("epoch end line {line:?}"));
+    assert!(is_fixed(secs, 2), "2 decimals in {line:?}");
+    5
+}
+
+fn check_plots(dir: &Path) {
+    for name in ["loss.png", "accuracy.png", "epoch_time.png"] {
+        let bytes = std::fs::read(dir.join(name)).unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert_eq!(&bytes[..8], b"\x89PNG\r\n\x1a\n", "{name} is a PNG");
+        let width = u32::from_be_bytes(bytes[16..20].try_into().unwrap());
+        let height = u32::from_be_bytes(bytes[20..24].try_into().unwrap());
+        assert_eq!((width, height), (1000, 500), "{name} size");
+    }
+    let entries = std::fs::read_dir(dir).unwrap().count();
+    assert_eq!(entries, 3, "only the three plots, no temporary file left");
+}
+
+#[test]
+fn five_epochs_print_the_tutorials_lines() {
+    let out = tempfile::tempdir().unwrap();
+    let lines = run(&["--out", out.path().to_str().unwrap()]);
+    let mut at = 0;
+    for epoch in 1..=5 {
+        at += check_epoch(&lines[at..], epoch);
+    }
+    let run_dir = out.path().join("early_stop").join("version_0");
+    assert_eq!(
+        lines[at..],
+        [format!("Run directory: {}", run_dir.display())],
+        "the run directory comes last"
+    );
+    check_plots(&run_dir);
+}
+
+#[test]
+fn early_stopping_fires_with_many_epochs() {
+    let out = tempfile::tempdir().unwrap();
+    let lines = run(&[
+        "--epochs",
+        "200",
+        "--patience",
+        "2",
+        "--out",
+        out.path().to_str().unwrap(),
+    ]);
+    let stop = lines
+        .iter()
+        .position(|l| l == "Early stopping triggered.")
+        .expect("early stopping fired");
+    let epochs = stop / 5;
+    assert!(epochs > 2 && epochs < 200, "stopped after {epochs} epochs");
+    let mut at = 0;
+    for epoch in 1..=epochs {
+        at += check_epoch(&lines[at..], epoch);
+    }
+    assert_eq!(at, stop, "the stop line follows the last epoch's end line");
+    assert_eq!(lines.len(), stop + 2, "then only the run directory");
+    check_plots(&out.path().join("early_stop").join("version_0"));
+}
+
+#[test]
+fn an_unwritable_output_directory_fails_before_training() {
+    let out = tempfile::tempdir().unwrap();
+    let file = out.path().join("a-file");
+    std::fs::write(&file, "").unwrap();
+    let result = Command::new(example())
+        .args(["--out", file.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(!result.status.success());
+    assert!(
+        result.stdout.is_empty(),
+        "no epoch ran: {}",
+        String::from_utf8_lossy(&result.stdout)
+    );
+    let stderr = String::from_utf8_lossy(&result.stderr);
+    assert!(stderr.contains("could not create the run directory"), "{stderr}");
+}

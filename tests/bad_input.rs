@@ -1,0 +1,117 @@
+//! Bad input gives a `trainmon::Error` that names the cause, never a panic or an abort.
+
+use tch::nn::{self, Module};
+use tch::{Device, Kind, Tensor};
+use trainmon::{Error, TensorDataset, Trainer};
+use trainmon_tests::tutorial_data;
+
+fn linear(inputs: i64, outputs: i64) -> (nn::VarStore, nn::Linear) {
+    let vs = nn::VarStore::new(Device::Cpu);
+    let model = nn::linear(vs.root(), inputs, outputs, Default::default());
+    (vs, model)
+}
+
+fn fit_error(data: &TensorDataset, vs: &nn::VarStore, model: &impl Module, batch_size: usize) -> String {
+    match Trainer::new(vs, model)
+        .optimizer(nn::Adam::default(), 1e-3)
+        .epochs(2)
+        .batch_size(batch_size)
+        .fit(data)
+    {
+        Ok(_) => panic!("fit should have failed"),
+        Err(err) => err.to_string(),
+    }
+}
+
+#[test]
+fn bad_training_setups_are_errors_naming_the_cause() {
+    let data = tutorial_data(1);
+    let wrong_labels = TensorDataset::new(
+        Tensor::randn([100, 20], (Kind::Float, Device::Cpu)),
+        Tensor::randint(5, [100], (Kind::Int64, Device::Cpu)) + 2,
+    )
+    .unwrap();
+    let int_features = TensorDataset::new(
+        Tensor::ones([100, 20], (Kind::Int64, Device::Cpu)),
+        Tensor::zeros([100], (Kind::Int64, Device::Cpu)),
+    )
+    .unwrap();
+    struct Case<'a>(&'a TensorDataset, i64, i64, usize, &'a [&'a str], &'a str);
+    // (dataset, model inputs, model outputs, batch size, expected pieces of the message, why)
+    let cases = [
+        Case(&data, 20, 2, 0, &["batch size must be at least 1"], "batch size 0"),
+        Case(
+            &data,
+            10,
+            2,
+            32,
+            &[
+                "forward pass failed on batch 1 of epoch 1",
+                "[32, 20]",
+                "mat1 and mat2 shapes cannot be multiplied",
+            ],
+            "features of 20 into a model of 10 inputs",
+        ),
+        Case(
+            &wrong_labels,
+            20,
+            2,
+            32,
+            &["cross-entropy loss failed on batch 1", "out of bounds"],
+            "labels beyond the classes",
+        ),
+        Case(
+            &data,
+            20,
+            1,
+            32,
+            &["cross-entropy loss failed"],
+            "one output for two classes",
+        ),
+        Case(
+            &int_features,
+            20,
+            2,
+            32,
+            &["forward pass failed", "Int64"],
+            "integer features into a float model",
+        ),
+    ];
+    for Case(data, inputs, outputs, batch_size, want, why) in cases {
+        let (vs, model) = linear(inputs, outputs);
+        let err = fit_error(data, &vs, &model, batch_size);
+        for piece in want {
+            assert!(err.contains(piece), "{why}: expected {piece:?} in {err:?}");
+        }
+    }
+}
+
+#[test]
+fn a_missing_optimizer_is_an_error() {
+    let data = tutorial_data(1);
+    let (vs, model) = linear(20, 2);
+    let err = Trainer::new(&vs, &model).fit(&data).unwrap_err();
+    assert!(matches!(err, Error::Config(_)), "{err:?}");
+    assert!(err.to_string().contains("no optimizer"), "{err}");
+}
+
+#[test]
+fn bad_datasets_are_refused() {
+    let f = |n| Tensor::randn([n, 20], (Kind::Float, Device::Cpu));
+    let l = |n| Tensor::zeros([n], (Kind::Int64, Device::Cpu));
+    let cases = [
+        (f(10), l(9), "differ in length: 10 samples", "lengths differ"),
+        (f(0), l(0), "empty: 0 samples", "empty dataset"),
+        (
+            f(10),
+            Tensor::zeros([10], (Kind::Float, Device::Cpu)),
+            "integer kind, got Float",
+            "float labels",
+        ),
+    ];
+    for (features, labels, want, why) in cases {
+        let err = TensorDataset::new(features, labels).unwrap_err();
+        assert!(matches!(err, Error::Data(_)), "{why}: {err:?}");
+        assert!(err.to_string().contains(want), "{why}: expected {want:?} in {err}");
+    }
+}

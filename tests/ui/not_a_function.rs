@@ -1,0 +1,6 @@
+use trainmon::prelude::*;
+
+#[on_epoch_end]
+struct Logger;
+
+fn main() {}
