@@ -52,7 +52,20 @@ impl Trainer<'_> {
         }
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
 
-        let mut dispatch = Dispatch::new(&registrations());
+        let registered = registrations();
+        tracing::debug!(
+            hooks = registered.len(),
+            epochs = self.epochs,
+            batches,
+            ?device,
+            "fit: {}",
+            registered
+                .iter()
+                .map(|r| format!("{}@{}", r.name(), r.event()))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        let mut dispatch = Dispatch::new(&registered);
         let mut history = History::default();
         let mut state = TrainState {
             epoch: 0,
@@ -140,6 +153,9 @@ impl Trainer<'_> {
             fire!(Event::EpochEnd, epoch, batch: None, epoch: history.epochs.last());
         }
         history.stop = dispatch.take_stop();
+        if let Some(stop) = &history.stop {
+            tracing::debug!("training stopped: {stop}");
+        }
         history.elapsed = state.started.elapsed();
         state.batch = 0;
         fire!(Event::TrainEnd, 1, batch: None, epoch: None);
