@@ -49,7 +49,7 @@ fn batch_stop_ends_the_epoch_after_that_batch() {
     );
     let stop = history.stop_reason().expect("a stop reason");
     assert_eq!(
-        (stop.hook, stop.epoch, stop.reason.as_str()),
+        (stop.hook.as_str(), stop.epoch, stop.reason.as_str()),
         ("stop_mid_epoch", 2, "enough batches")
     );
 }

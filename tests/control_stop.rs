@@ -50,7 +50,7 @@ fn stop_ends_training_after_that_epoch() {
     assert_eq!(*EPOCHS_BEGUN.lock().unwrap(), [1, 2], "epoch 3 never began");
     let want = StopReason {
         reason: "two epochs are enough".into(),
-        hook: "stop_after_two",
+        hook: "stop_after_two".into(),
         event: Event::EpochEnd,
         epoch: 2,
     };

@@ -75,17 +75,9 @@ fn order_is_priority_then_module_then_name() {
 
     let listed: Vec<String> = registrations()
         .into_iter()
-        .filter(|r| r.event() == Event::EpochEnd)
-        .map(|r| {
-            format!(
-                "{}::{}",
-                r.module_path()
-                    .trim_start_matches("hook_order")
-                    .trim_start_matches("::"),
-                r.name()
-            )
-        })
-        .map(|s| s.trim_start_matches("::").to_owned())
+        .map(|r| r.info())
+        .filter(|info| info.event() == Event::EpochEnd)
+        .map(|info| info.path().trim_start_matches("hook_order::").to_owned())
         .collect();
     assert_eq!(listed, WANT, "registrations() lists them in the order they run");
 }

@@ -1,60 +1,121 @@
-//! Parse: the attribute's options, `#[on_batch_end(every = 10, priority = -1)]`.
+//! Parse: the attribute's options, `#[on_batch_end(every = 10, after = 20, priority = -1)]`.
 //!
-//! Each option is kept with the span of its key, so that a later check can point at it. Mistakes
-//! that do not stop parsing (a zero, a repeat, an option that does not apply) are collected, so
-//! that one compile reports them all.
+//! Each option is kept with the span of its key, so that a check can point at it. Mistakes that
+//! do not stop parsing (a zero, a repeat, an option that does not apply, two options that
+//! contradict each other) are collected, so that one compile reports them all.
 
 use crate::event::Event;
 use proc_macro2::{Span, TokenStream};
 use syn::meta::ParseNestedMeta;
 use syn::parse::Parser;
 use syn::spanned::Spanned;
-use syn::{Expr, ExprLit, ExprUnary, Lit, LitStr, UnOp};
+use syn::{Expr, ExprArray, ExprLit, ExprUnary, Lit, LitStr, UnOp};
+
+/// An option's value and the span of its key.
+pub type Opt<T> = Option<(T, Span)>;
 
 #[derive(Default)]
 pub struct Args {
-    /// `every = N`: fire when the event's counter is a multiple of N.
-    pub every: Option<(u64, Span)>,
+    /// `every = N`: fire when the counter is a multiple of N.
+    pub every: Opt<u64>,
+    /// `once = N` or `once = [N, …]`: fire at these counts only.
+    pub once: Opt<Vec<u64>>,
+    /// `after = N`: fire when the counter is greater than N.
+    pub after: Opt<u64>,
+    /// `before = N`: fire when the counter is less than N.
+    pub before: Opt<u64>,
+    /// `when = path`: fire when `path(&TrainState)` is true.
+    pub when: Opt<syn::Path>,
+    /// `counter = global_step`: count optimizer steps over the fit instead of batches.
+    pub global_step: Opt<bool>,
     /// `priority = i32`: higher runs first; 0 by default.
-    pub priority: Option<(i32, Span)>,
+    pub priority: Opt<i32>,
+    /// `group = "name"`: for selecting hooks at run time.
+    pub group: Opt<String>,
     /// `crate = "path"`: where `trainmon` is, for a renamed dependency.
-    pub krate: Option<(syn::Path, Span)>,
+    pub krate: Opt<syn::Path>,
 }
+
+const FILTERS: &[&str] = &["every", "once", "after", "before", "when", "counter"];
 
 impl Args {
     /// Parses the options of `event`'s attribute; every mistake found is in the error.
     pub fn parse(event: Event, tokens: TokenStream) -> (Args, Option<syn::Error>) {
         let mut args = Args::default();
         let mut errors = Errors::default();
+        let attr = event.attribute();
         let parser = syn::meta::parser(|meta| {
             let key = meta.path.get_ident().map(|i| i.to_string()).unwrap_or_default();
+            if FILTERS.contains(&key.as_str()) && !event.repeats() {
+                errors.push(meta.error(format!(
+                    "`{key}` does not apply to `#[{attr}]`: it happens once per fit, so it takes no filter"
+                )));
+            }
             match key.as_str() {
                 "every" => {
                     let value = meta.value()?.parse::<Expr>()?;
-                    if !event.repeats() {
-                        errors.push(syn::Error::new_spanned(
-                            &meta.path,
-                            format!(
-                                "`every` does not apply to `#[{}]`: it fires once per fit",
-                                event.attribute()
-                            ),
-                        ));
+                    let every = positive(&value, "every", event);
+                    set(&mut args.every, every, &meta, &mut errors);
+                }
+                "after" => {
+                    let value = meta.value()?.parse::<Expr>()?;
+                    set(&mut args.after, integer::<u64>(&value, "after"), &meta, &mut errors);
+                }
+                "before" => {
+                    let value = meta.value()?.parse::<Expr>()?;
+                    set(&mut args.before, integer::<u64>(&value, "before"), &meta, &mut errors);
+                }
+                "once" => {
+                    let value = meta.value()?.parse::<Expr>()?;
+                    let once = match &value {
+                        Expr::Array(ExprArray { elems, .. }) if elems.is_empty() => Err(syn::Error::new_spanned(
+                            &value,
+                            "`once` needs at least one count: `once = 5` or `once = [1, 5]`",
+                        )),
+                        Expr::Array(ExprArray { elems, .. }) => elems
+                            .iter()
+                            .map(|e| positive(e, "once", event))
+                            .collect::<syn::Result<Vec<u64>>>(),
+                        single => positive(single, "once", event).map(|n| vec![n]),
+                    };
+                    set(&mut args.once, once, &meta, &mut errors);
+                }
+                "when" => {
+                    let value = meta.value()?.parse::<Expr>()?;
+                    let path = match value {
+                        Expr::Path(path) => Ok(path.path),
+                        other => Err(syn::Error::new_spanned(
+                            other,
+                            "`when` takes the path of a function `fn(&TrainState) -> bool`, as in `when = is_warm`",
+                        )),
+                    };
+                    set(&mut args.when, path, &meta, &mut errors);
+                }
+                "counter" => {
+                    let value = meta.value()?.parse::<Expr>()?;
+                    let counter = match &value {
+                        Expr::Path(p) if p.path.is_ident("global_step") => Ok(true),
+                        Expr::Path(p) if p.path.is_ident("batch") => Ok(false),
+                        other => Err(syn::Error::new_spanned(
+                            other,
+                            "`counter` is `batch` (the batch within its epoch, the default) or `global_step` \
+                             (the optimizer step over the whole fit)",
+                        )),
                     }
-                    let every = integer::<u64>(&value, "every").and_then(|n| {
-                        if n == 0 {
+                    .and_then(|global| {
+                        if event.repeats() && !event.is_training_batch() {
                             Err(syn::Error::new_spanned(
-                                &value,
+                                &meta.path,
                                 format!(
-                                    "`every` must be at least 1: `every = N` fires at every Nth event, \
-                                     counting {}",
+                                    "`counter` applies to training-batch events; `#[{attr}]` counts {}",
                                     event.counter()
                                 ),
                             ))
                         } else {
-                            Ok(n)
+                            Ok(global)
                         }
                     });
-                    set(&mut args.every, every, &meta, &mut errors);
+                    set(&mut args.global_step, counter, &meta, &mut errors);
                 }
                 "priority" => {
                     let value = meta.value()?.parse::<Expr>()?;
@@ -65,20 +126,30 @@ impl Args {
                         &mut errors,
                     );
                 }
+                "group" => {
+                    let value = meta.value()?.parse::<LitStr>()?;
+                    let group = if value.value().is_empty() {
+                        Err(syn::Error::new_spanned(&value, "`group` needs a name"))
+                    } else {
+                        Ok(value.value())
+                    };
+                    set(&mut args.group, group, &meta, &mut errors);
+                }
                 "crate" => {
                     let value = meta.value()?.parse::<LitStr>()?;
                     set(&mut args.krate, value.parse::<syn::Path>(), &meta, &mut errors);
                 }
                 _ => {
-                    let valid = if event.repeats() {
-                        "`every`, `priority`, `crate`"
+                    let valid = if event.is_training_batch() {
+                        "`every`, `once`, `after`, `before`, `when`, `counter`, `priority`, `group`, `crate`"
+                    } else if event.repeats() {
+                        "`every`, `once`, `after`, `before`, `when`, `priority`, `group`, `crate`"
                     } else {
-                        "`priority`, `crate`"
+                        "`priority`, `group`, `crate`"
                     };
                     errors.push(meta.error(format!(
-                        "unknown option `{}` for `#[{}]`; valid options are {valid}",
+                        "unknown option `{}` for `#[{attr}]`; valid options are {valid}",
                         quote::ToTokens::to_token_stream(&meta.path).to_string().replace(' ', ""),
-                        event.attribute()
                     )));
                     // Skip the value, if any, and go on to the next option.
                     if meta.input.peek(syn::Token![=]) {
@@ -91,12 +162,45 @@ impl Args {
         if let Err(err) = parser.parse2(tokens) {
             errors.push(err);
         }
+        args.check_combinations(&mut errors);
         (args, errors.into_error())
+    }
+
+    /// Options that contradict each other.
+    fn check_combinations(&self, errors: &mut Errors) {
+        if let Some((_, once)) = self.once {
+            for (other, set) in [
+                ("every", self.every.is_some()),
+                ("after", self.after.is_some()),
+                ("before", self.before.is_some()),
+            ] {
+                if set {
+                    errors.push(syn::Error::new(
+                        once,
+                        format!(
+                            "`once` cannot be combined with `{other}`: `once` names the exact counts; for a range, \
+                             use `every` with `after` and `before`"
+                        ),
+                    ));
+                }
+            }
+        }
+        if let Some((before, span)) = self.before {
+            let after = self.after.as_ref().map_or(0, |(a, _)| *a);
+            if before <= after.saturating_add(1) {
+                let why = if self.after.is_some() {
+                    format!("`before = {before}` with `after = {after}` never fires: no count is above {after} and below {before}")
+                } else {
+                    format!("`before = {before}` never fires: counts start at 1")
+                };
+                errors.push(syn::Error::new(span, why));
+            }
+        }
     }
 }
 
 /// Stores an option's value, or the reason it has none; a second occurrence is an error.
-fn set<T>(slot: &mut Option<(T, Span)>, value: syn::Result<T>, meta: &ParseNestedMeta, errors: &mut Errors) {
+fn set<T>(slot: &mut Opt<T>, value: syn::Result<T>, meta: &ParseNestedMeta, errors: &mut Errors) {
     let key = &meta.path;
     if slot.is_some() {
         let name = key.get_ident().map(|i| i.to_string()).unwrap_or_default();
@@ -107,6 +211,23 @@ fn set<T>(slot: &mut Option<(T, Span)>, value: syn::Result<T>, meta: &ParseNeste
         Ok(value) => *slot = Some((value, key.span())),
         Err(err) => errors.push(err),
     }
+}
+
+/// A count of at least 1 (counters start at 1).
+fn positive(expr: &Expr, key: &str, event: Event) -> syn::Result<u64> {
+    let n = integer::<u64>(expr, key)?;
+    if n == 0 {
+        let what = if key == "every" {
+            "at least 1: `every = N` fires at every Nth event"
+        } else {
+            "at least 1"
+        };
+        return Err(syn::Error::new_spanned(
+            expr,
+            format!("`{key}` must be {what}; counters count {} from 1", event.counter()),
+        ));
+    }
+    Ok(n)
 }
 
 /// An integer literal, possibly negative, that fits `T`; anything else is an error naming `key`.

@@ -77,7 +77,23 @@ fn register(event: Event, args: &Args, func: &ItemFn) -> TokenStream {
     let ident = &func.sig.ident;
     let variant = event.variant();
     let every = args.every.as_ref().map_or(1, |(n, _)| *n);
+    let after = args.after.as_ref().map_or(0, |(n, _)| *n);
+    let before = args.before.as_ref().map_or(quote!(u64::MAX), |(n, _)| quote!(#n));
+    let once = args.once.as_ref().map_or(&[][..], |(list, _)| list.as_slice());
+    let when = match &args.when {
+        // Spanned at the path: a function of the wrong type is reported there.
+        Some((path, _)) => quote_spanned!(path.span()=> ::core::option::Option::Some(#path)),
+        None => quote!(::core::option::Option::None),
+    };
+    let counter = match args.global_step {
+        Some((true, _)) => quote!(GlobalStep),
+        _ => quote!(Event),
+    };
+    let filter = quote! {
+        #krate::filter::Filter::__new(#every, #after, #before, &[#(#once),*], #when, #krate::filter::Counter::#counter)
+    };
     let priority = args.priority.as_ref().map_or(0, |(p, _)| *p);
+    let group = args.group.as_ref().map_or("", |(g, _)| g.as_str());
     let cfgs = func.attrs.iter().filter(|a| a.path().is_ident("cfg"));
 
     let types: Vec<&syn::Type> = func
@@ -137,8 +153,9 @@ fn register(event: Event, args: &Args, func: &ItemFn) -> TokenStream {
             #private::inventory::submit! {
                 #private::Registration::new(
                     #krate::Event::#variant,
-                    #every,
+                    #filter,
                     #priority,
+                    #group,
                     ::core::stringify!(#ident),
                     ::core::module_path!(),
                     ::core::file!(),

@@ -30,8 +30,8 @@ pub enum Error {
     /// A hook returned an error or panicked; training stopped.
     #[error("hook `{hook}` ({location}) failed: {source}")]
     Hook {
-        /// The hook's function name.
-        hook: &'static str,
+        /// The hook's function name (or the name of a run-time hook).
+        hook: String,
         /// Where the hook is defined.
         location: HookLocation,
         /// What went wrong.

@@ -1,34 +1,193 @@
-//! When a registered hook fires: a check of integer arithmetic on the event's counter.
+//! When a hook fires among its event's occurrences: Ignite's event filters, checked with integer
+//! arithmetic on the event's 1-based counter (see [`crate::Event`] for which counter).
 
-use std::num::NonZeroU64;
+use crate::event::Event;
+use crate::trainer::TrainState;
+use std::borrow::Cow;
 
-/// Which occurrences of its event a hook runs at.
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+/// Which counter a training-batch hook's filter counts.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Counter {
+    /// The event's own counter: the batch within its epoch for batch events, the epoch for
+    /// epoch events.
+    #[default]
+    Event,
+    /// The optimizer step over the whole fit, from 1 (training-batch events only).
+    GlobalStep,
+}
+
+/// Which occurrences of its event a hook runs at: all conditions set must hold.
+///
+/// | condition | fires when the counter `c` … |
+/// |---|---|
+/// | `every(n)` | is a multiple of `n` |
+/// | `after(n)` | is greater than `n` |
+/// | `before(n)` | is less than `n` |
+/// | `once(list)` | is in `list` (not combined with the others) |
+/// | `when(f)` | any, if `f(&TrainState)` is true |
+///
+/// ```
+/// use trainmon::filter::Filter;
+///
+/// // Batches 20, 30, 40 of each epoch (Ignite's `every=10, after=10, before=50`).
+/// let filter = Filter::ALWAYS.every(10).after(10).before(50);
+/// let fired: Vec<u64> = (1..=60).filter(|&c| filter.fires_at(c)).collect();
+/// assert_eq!(fired, [20, 30, 40]);
+/// ```
+#[derive(Clone)]
 pub struct Filter {
-    every: NonZeroU64,
+    every: u64,
+    after: u64,
+    before: u64,
+    once: Cow<'static, [u64]>,
+    when: Option<fn(&TrainState) -> bool>,
+    counter: Counter,
 }
 
 impl Filter {
     /// Every occurrence.
-    pub const ALWAYS: Filter = Filter { every: NonZeroU64::MIN };
+    pub const ALWAYS: Filter = Filter::__new(1, 0, u64::MAX, &[], None, Counter::Event);
 
-    /// Occurrences `n`, `2n`, `3n`, … of the event's 1-based counter; `None` for `n = 0`.
-    pub const fn every(n: u64) -> Option<Filter> {
-        match NonZeroU64::new(n) {
-            Some(every) => Some(Filter { every }),
-            None => None,
+    /// Not public API: the attributes' generated code builds filters with this.
+    #[doc(hidden)]
+    pub const fn __new(
+        every: u64,
+        after: u64,
+        before: u64,
+        once: &'static [u64],
+        when: Option<fn(&TrainState) -> bool>,
+        counter: Counter,
+    ) -> Self {
+        Filter {
+            every,
+            after,
+            before,
+            once: Cow::Borrowed(once),
+            when,
+            counter,
         }
     }
 
-    /// The `every` of this filter (1 for [`Filter::ALWAYS`]).
-    pub fn period(&self) -> u64 {
-        self.every.get()
+    /// Only when the counter is a multiple of `n` (`n` ≥ 1).
+    pub fn every(self, n: u64) -> Self {
+        Filter { every: n, ..self }
     }
 
-    /// Whether the hook runs when the event's counter is `count` (1-based).
+    /// Only when the counter is greater than `n`.
+    pub fn after(self, n: u64) -> Self {
+        Filter { after: n, ..self }
+    }
+
+    /// Only when the counter is less than `n`.
+    pub fn before(self, n: u64) -> Self {
+        Filter { before: n, ..self }
+    }
+
+    /// Only at these counts.
+    pub fn once(self, counts: impl Into<Cow<'static, [u64]>>) -> Self {
+        Filter {
+            once: counts.into(),
+            ..self
+        }
+    }
+
+    /// Only when `predicate` holds for the training state.
+    pub fn when(self, predicate: fn(&TrainState) -> bool) -> Self {
+        Filter {
+            when: Some(predicate),
+            ..self
+        }
+    }
+
+    /// Which counter the conditions count (training-batch events only).
+    pub fn counter(self, counter: Counter) -> Self {
+        Filter { counter, ..self }
+    }
+
+    /// The counter this filter counts.
+    pub fn counts(&self) -> Counter {
+        self.counter
+    }
+
+    /// Whether the hook runs when the counter is `count`, before any `when` predicate.
     #[inline]
-    pub fn fires(&self, count: u64) -> bool {
-        count % self.every.get() == 0
+    pub fn fires_at(&self, count: u64) -> bool {
+        count > self.after
+            && count < self.before
+            && count % self.every == 0
+            && (self.once.is_empty() || self.once.contains(&count))
+    }
+
+    /// Whether the hook runs at an occurrence of its event: the counters of this occurrence
+    /// (the event's own, and the global step) and the training state for `when`.
+    #[inline]
+    pub(crate) fn fires(&self, own: u64, global: u64, state: &TrainState) -> bool {
+        let count = match self.counter {
+            Counter::Event => own,
+            Counter::GlobalStep => global,
+        };
+        self.fires_at(count) && self.when.is_none_or(|when| when(state))
+    }
+
+    /// Why this filter cannot be used on `event`, if it can't: the rules the attributes check
+    /// at compile time, for filters built at run time.
+    pub fn check(&self, event: Event) -> Result<(), String> {
+        let has_range = self.every != 1 || self.after != 0 || self.before != u64::MAX;
+        if self.every == 0 {
+            return Err("`every` must be at least 1".into());
+        }
+        if !event.repeats() && (has_range || !self.once.is_empty() || self.when.is_some()) {
+            return Err(format!("`{event}` happens once per fit: it takes no filter"));
+        }
+        if !self.once.is_empty() && has_range {
+            return Err("`once` cannot be combined with `every`, `before` or `after`".into());
+        }
+        if self.once.contains(&0) {
+            return Err("`once` counts from 1: 0 never happens".into());
+        }
+        if self.before <= self.after.saturating_add(1) {
+            return Err(format!(
+                "`before = {}` with `after = {}` never fires",
+                self.before, self.after
+            ));
+        }
+        if self.counter == Counter::GlobalStep && !event.is_training_batch() {
+            return Err(format!(
+                "`counter = global_step` applies to training-batch events, not `{event}`"
+            ));
+        }
+        Ok(())
+    }
+}
+
+impl Default for Filter {
+    fn default() -> Self {
+        Filter::ALWAYS
+    }
+}
+
+impl std::fmt::Debug for Filter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut s = f.debug_struct("Filter");
+        if self.every != 1 {
+            s.field("every", &self.every);
+        }
+        if self.after != 0 {
+            s.field("after", &self.after);
+        }
+        if self.before != u64::MAX {
+            s.field("before", &self.before);
+        }
+        if !self.once.is_empty() {
+            s.field("once", &self.once);
+        }
+        if self.when.is_some() {
+            s.field("when", &"fn(&TrainState) -> bool");
+        }
+        if self.counter != Counter::Event {
+            s.field("counter", &self.counter);
+        }
+        s.finish()
     }
 }
 
@@ -36,18 +195,62 @@ impl Filter {
 mod tests {
     use super::*;
 
+    fn fired(filter: &Filter) -> Vec<u64> {
+        (1..=12).filter(|&c| filter.fires_at(c)).collect()
+    }
+
     #[test]
-    fn every_fires_at_multiples() {
-        let cases: [(u64, &[u64], &str); 3] = [
-            (1, &[1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12], "every = 1 fires always"),
-            (10, &[10], "every = 10 over 1..=12"),
-            (3, &[3, 6, 9, 12], "every = 3 over 1..=12"),
+    fn conditions_match_ignites_filters() {
+        let cases: [(Filter, &[u64], &str); 8] = [
+            (
+                Filter::ALWAYS,
+                &[1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12],
+                "no condition fires always",
+            ),
+            (Filter::ALWAYS.every(10), &[10], "every = 10 over 1..=12"),
+            (Filter::ALWAYS.every(3), &[3, 6, 9, 12], "every = 3"),
+            (Filter::ALWAYS.after(9), &[10, 11, 12], "after = 9 is strictly after"),
+            (Filter::ALWAYS.before(4), &[1, 2, 3], "before = 4 is strictly before"),
+            (
+                Filter::ALWAYS.after(2).before(9).every(2),
+                &[4, 6, 8],
+                "a range with every",
+            ),
+            (Filter::ALWAYS.once(vec![1, 5, 12]), &[1, 5, 12], "once = [1, 5, 12]"),
+            (Filter::ALWAYS.once(&[7][..]), &[7], "once = 7"),
         ];
-        for (n, want, why) in cases {
-            let filter = Filter::every(n).unwrap();
-            let fired: Vec<u64> = (1..=12).filter(|&c| filter.fires(c)).collect();
-            assert_eq!(fired, want, "{why}");
+        for (filter, want, why) in cases {
+            assert_eq!(fired(&filter), want, "{why}");
         }
-        assert_eq!(Filter::every(0), None, "every = 0 is no filter");
+    }
+
+    #[test]
+    fn impossible_filters_are_refused() {
+        let cases: [(Filter, Event, &str); 7] = [
+            (Filter::ALWAYS.every(0), Event::EpochEnd, "at least 1"),
+            (Filter::ALWAYS.every(2), Event::TrainBegin, "once per fit"),
+            (
+                Filter::ALWAYS.once(vec![3]).every(2),
+                Event::BatchEnd,
+                "cannot be combined",
+            ),
+            (Filter::ALWAYS.once(vec![0]), Event::BatchEnd, "counts from 1"),
+            (Filter::ALWAYS.after(5).before(6), Event::BatchEnd, "never fires"),
+            (Filter::ALWAYS.before(1), Event::BatchEnd, "never fires"),
+            (
+                Filter::ALWAYS.counter(Counter::GlobalStep),
+                Event::EpochEnd,
+                "training-batch events",
+            ),
+        ];
+        for (filter, event, want) in cases {
+            let err = filter.check(event).unwrap_err();
+            assert!(err.contains(want), "{filter:?} at {event}: {err}");
+        }
+        assert_eq!(
+            Filter::ALWAYS.after(5).before(7).check(Event::BatchEnd),
+            Ok(()),
+            "6 fires"
+        );
     }
 }

@@ -12,6 +12,8 @@ pub struct EpochLogs {
     pub(crate) time: Duration,
     pub(crate) batches: usize,
     pub(crate) samples: usize,
+    pub(crate) val_loss: Option<f64>,
+    pub(crate) val_accuracy: Option<f64>,
 }
 
 impl EpochLogs {
@@ -30,8 +32,9 @@ impl EpochLogs {
         self.accuracy
     }
 
-    /// Wall time of the epoch: from its `on_epoch_begin` hooks to the end of its last batch's
-    /// hooks (its `on_epoch_end` hooks are not in it).
+    /// Wall time of the epoch: from its `on_epoch_begin` hooks to the end of its training and
+    /// validation batches and their hooks (the `on_validation_end` and `on_epoch_end` hooks are
+    /// not in it).
     pub fn time(&self) -> Duration {
         self.time
     }
@@ -46,14 +49,34 @@ impl EpochLogs {
         self.samples
     }
 
-    /// A metric by name: `"loss"`, `"accuracy"`, `"time"` (seconds); `None` for other names.
+    /// Mean loss over the validation set, if the trainer has one.
+    pub fn val_loss(&self) -> Option<f64> {
+        self.val_loss
+    }
+
+    /// Accuracy over the validation set, if the trainer has one.
+    pub fn val_accuracy(&self) -> Option<f64> {
+        self.val_accuracy
+    }
+
+    /// A metric by name: `"loss"`, `"accuracy"`, `"time"` (seconds), and with a validation set
+    /// `"val_loss"`, `"val_accuracy"`; `None` for a name the epoch does not have.
     pub fn get(&self, name: &str) -> Option<f64> {
         match name {
             "loss" => Some(self.loss),
             "accuracy" => Some(self.accuracy),
             "time" => Some(self.time.as_secs_f64()),
+            "val_loss" => self.val_loss,
+            "val_accuracy" => self.val_accuracy,
             _ => None,
         }
+    }
+
+    /// The epoch's metrics, by name, in a fixed order.
+    pub fn metrics(&self) -> impl Iterator<Item = (&'static str, f64)> + '_ {
+        ["loss", "accuracy", "val_loss", "val_accuracy", "time"]
+            .into_iter()
+            .filter_map(|name| self.get(name).map(|value| (name, value)))
     }
 }
 
@@ -62,8 +85,8 @@ impl EpochLogs {
 pub struct StopReason {
     /// The reason the hook gave.
     pub reason: String,
-    /// The hook that asked to stop.
-    pub hook: &'static str,
+    /// The hook that asked to stop: its function name (or the name of a run-time hook).
+    pub hook: String,
     /// The event it ran at.
     pub event: Event,
     /// The epoch it was in (1-based; 0 before the first).

@@ -1,15 +1,20 @@
 //! What the loop calls: the [`Hook`] trait, and the context a hook's parameters come from.
 
-use crate::control::Control;
-use crate::error::BoxError;
+use crate::control::{Control, IntoControl};
+use crate::error::{BoxError, Error};
 use crate::event::Event;
 use crate::history::{EpochLogs, History};
 use crate::metrics::BatchLogs;
+use crate::param::LearningRate;
 use crate::trainer::TrainState;
+use std::cell::Cell;
+use tch::nn::VarStore;
 
-/// A hook instance: something the loop calls at its event. The attributes generate one per
-/// annotated function (holding its `Local` state); it is also the trait for hooks built at
-/// run time.
+/// A hook instance: something the loop calls at its event.
+///
+/// The attributes generate one per annotated function, holding its `Local` state. Implement it
+/// (or wrap a closure with [`hook_fn`]) for hooks configured at run time, and add them with
+/// [`crate::Trainer::add_hook`].
 pub trait Hook: Send {
     /// Runs the hook once. An `Err` stops training with [`crate::Error::Hook`].
     fn call(&mut self, ctx: &HookContext<'_>) -> Result<Control, BoxError>;
@@ -23,6 +28,9 @@ pub struct HookContext<'a> {
     pub(crate) batch: Option<&'a BatchLogs>,
     pub(crate) epoch: Option<&'a EpochLogs>,
     pub(crate) history: &'a History,
+    pub(crate) vs: &'a VarStore,
+    pub(crate) learning_rate: &'a Cell<f64>,
+    pub(crate) error: Option<&'a Error>,
 }
 
 impl<'a> HookContext<'a> {
@@ -36,19 +44,35 @@ impl<'a> HookContext<'a> {
         self.state
     }
 
-    /// The running logs of the batch just trained (batch events only).
+    /// The running logs of the batch just trained or validated (`on_batch_end`,
+    /// `on_validation_batch_end`).
     pub fn batch(&self) -> Option<&'a BatchLogs> {
         self.batch
     }
 
-    /// The logs of the epoch that just ended (`on_epoch_end` only).
+    /// The epoch's logs (`on_validation_end`, `on_epoch_end`).
     pub fn epoch(&self) -> Option<&'a EpochLogs> {
         self.epoch
     }
 
-    /// Every finished epoch so far (at `on_epoch_end`, the one just ended included).
+    /// Every finished epoch so far (from `on_validation_end` on, the current one included).
     pub fn history(&self) -> &'a History {
         self.history
+    }
+
+    /// The model's variables (read them, save them; their gradients after the backward pass).
+    pub fn var_store(&self) -> &'a VarStore {
+        self.vs
+    }
+
+    /// The optimizer's learning rate, to read or change.
+    pub fn learning_rate(&self) -> LearningRate<'a> {
+        LearningRate::new(self.learning_rate)
+    }
+
+    /// The error that ended training (`on_exception` only).
+    pub fn error(&self) -> Option<&'a Error> {
+        self.error
     }
 }
 
@@ -77,4 +101,28 @@ where
     F: FnMut(&mut S, &HookContext<'_>) -> Result<Control, BoxError> + Send + 'static,
 {
     Box::new(FnHook { state, call })
+}
+
+/// A hook from a closure over the [`HookContext`], returning anything a hook may return.
+///
+/// ```
+/// use trainmon::hook::hook_fn;
+///
+/// let every_n = 50; // from the command line, say
+/// let logger = hook_fn(move |ctx| {
+///     if let Some(batch) = ctx.batch() {
+///         println!("batch {} of {every_n}: loss {:.4}", batch.number(), batch.loss());
+///     }
+/// });
+/// # let _ = logger;
+/// ```
+pub fn hook_fn<F, R>(mut f: F) -> impl Hook
+where
+    F: FnMut(&HookContext<'_>) -> R + Send + 'static,
+    R: IntoControl,
+{
+    FnHook {
+        state: (),
+        call: move |_: &mut (), ctx: &HookContext<'_>| f(ctx).into_control(),
+    }
 }

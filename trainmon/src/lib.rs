@@ -112,21 +112,30 @@ pub mod trainer;
 
 pub use control::Control;
 pub use data::TensorDataset;
-pub use error::{Error, Result};
+pub use error::{BoxError, Error, Result};
 pub use event::{events, Event};
+pub use filter::{Counter, Filter};
 pub use history::{EpochLogs, History, StopReason};
-pub use hook::{Hook, HookContext};
+pub use hook::{hook_fn, Hook, HookContext};
 pub use metrics::BatchLogs;
-pub use param::Local;
+pub use param::{LearningRate, Local};
+pub use registry::{HookInfo, HookSpec, Hooks};
 pub use trainer::{TrainState, Trainer};
-pub use trainmon_macros::{on_batch_begin, on_batch_end, on_epoch_begin, on_epoch_end, on_train_begin, on_train_end};
+pub use trainmon_macros::{
+    on_after_backward, on_batch_begin, on_batch_end, on_before_backward, on_before_optimizer_step, on_epoch_begin,
+    on_epoch_end, on_exception, on_train_begin, on_train_end, on_validation_batch_end, on_validation_begin,
+    on_validation_end,
+};
 
 /// Everything a file of hooks needs: `use trainmon::prelude::*;`.
 pub mod prelude {
     pub use crate::{
-        on_batch_begin, on_batch_end, on_epoch_begin, on_epoch_end, on_train_begin, on_train_end, BatchLogs, Control,
-        EpochLogs, History, Local, TensorDataset, TrainState, Trainer,
+        on_after_backward, on_batch_begin, on_batch_end, on_before_backward, on_before_optimizer_step, on_epoch_begin,
+        on_epoch_end, on_exception, on_train_begin, on_train_end, on_validation_batch_end, on_validation_begin,
+        on_validation_end, BatchLogs, Control, EpochLogs, History, LearningRate, Local, TensorDataset, TrainState,
+        Trainer,
     };
+    pub use tch::nn::VarStore;
 }
 
 /// Not public API: what the attributes' generated code refers to.

@@ -2,33 +2,40 @@
 //!
 //! | parameter | what it is | at which events |
 //! |---|---|---|
-//! | `&TrainState` | epoch, batch, global step, elapsed time, device | all |
-//! | `&BatchLogs` | running loss and accuracy of the epoch so far | `on_batch_end` |
-//! | `&EpochLogs` | the finished epoch's loss, accuracy, time | `on_epoch_end` |
+//! | `&TrainState` | epoch, batch, global step, elapsed time, device, learning rate | all |
+//! | `&BatchLogs` | running loss and accuracy so far in the epoch (or validation run) | `on_batch_end`, `on_validation_batch_end` |
+//! | `&EpochLogs` | the epoch's metrics by name: `loss`, `accuracy`, `time`, `val_loss`, `val_accuracy` | `on_validation_end`, `on_epoch_end` |
 //! | `&History` | every finished epoch so far, and the stop reason | all |
-//! | `Local<T>` | state private to the hook, kept across its calls (`T: Default`) | all |
+//! | `Local<T>` | state private to the hook, kept across its calls (`T: Default + Send + 'static`) | all |
+//! | `&VarStore` | the model's variables (weights; gradients after the backward pass) | all |
+//! | `LearningRate` | the optimizer's learning rate: read it, set it | all |
+//! | `&Error` | the error that ended training | `on_exception` |
 //!
-//! A parameter that does not exist at the hook's event is a compile error under that parameter.
+//! A type that is not a hook parameter, or a parameter that does not exist at the hook's event,
+//! is a compile error under that parameter.
 
+use crate::error::Error;
 use crate::event::events;
 use crate::history::{EpochLogs, History};
 use crate::hook::HookContext;
 use crate::metrics::BatchLogs;
 use crate::trainer::TrainState;
+use std::cell::Cell;
 use std::ops::{Deref, DerefMut};
+use tch::nn::VarStore;
 
 /// A type a hook may take as a parameter. Implemented for the types in the [module](self) table.
 #[diagnostic::on_unimplemented(
     message = "`{Self}` is not a hook parameter",
     label = "not a hook parameter",
-    note = "a hook takes, in any order: `&TrainState`, `&BatchLogs`, `&EpochLogs`, `&History`, `Local<T>`"
+    note = "a hook takes, in any order: `&TrainState`, `&BatchLogs`, `&EpochLogs`, `&History`, `Local<T>`, `&VarStore`, `LearningRate`, `&Error`"
 )]
 pub trait HookParam {
     /// State kept by the hook instance for this parameter (`()` unless it is a `Local`).
     type State: Send + 'static;
     /// The value handed to the hook.
     type Item<'a>;
-    /// The events this parameter exists at: [`AnyEvent`], or one marker of [`events`].
+    /// The events this parameter exists at: a type of [`scope`].
     type Scope;
     /// The state at the start of a fit.
     fn init_state() -> Self::State;
@@ -37,21 +44,36 @@ pub trait HookParam {
     fn fetch<'a>(state: &'a mut Self::State, ctx: &'a HookContext<'_>) -> Option<Self::Item<'a>>;
 }
 
-/// The scope of a parameter that exists at every event.
-#[derive(Debug)]
-pub enum AnyEvent {}
+/// Where parameters exist: each type names a set of events.
+pub mod scope {
+    /// Every event.
+    #[derive(Debug)]
+    pub enum AnyEvent {}
+    /// `on_batch_end` and `on_validation_batch_end`: where batch logs exist.
+    #[derive(Debug)]
+    pub enum BatchEnds {}
+    /// `on_validation_end` and `on_epoch_end`: where an epoch's logs exist.
+    #[derive(Debug)]
+    pub enum EpochEnds {}
+    /// `on_exception`: where the error exists.
+    #[derive(Debug)]
+    pub enum Exception {}
+}
 
 /// Whether a parameter of this scope exists at event `E`.
 #[diagnostic::on_unimplemented(
     message = "this hook parameter does not exist in `{E}` hooks",
-    label = "only in `{Self}` hooks",
-    note = "`&BatchLogs` exists in `on_batch_end` hooks, `&EpochLogs` in `on_epoch_end` hooks; `&TrainState`, `&History` and `Local<T>` everywhere"
+    label = "not available in this hook",
+    note = "`&BatchLogs` exists in `on_batch_end` and `on_validation_batch_end` hooks, `&EpochLogs` in `on_validation_end` and `on_epoch_end` hooks, `&Error` in `on_exception` hooks; the other parameters everywhere"
 )]
 pub trait ScopeIncludes<E> {}
 
-impl<E> ScopeIncludes<E> for AnyEvent {}
-impl ScopeIncludes<events::BatchEnd> for events::BatchEnd {}
-impl ScopeIncludes<events::EpochEnd> for events::EpochEnd {}
+impl<E> ScopeIncludes<E> for scope::AnyEvent {}
+impl ScopeIncludes<events::BatchEnd> for scope::BatchEnds {}
+impl ScopeIncludes<events::ValidationBatchEnd> for scope::BatchEnds {}
+impl ScopeIncludes<events::ValidationEnd> for scope::EpochEnds {}
+impl ScopeIncludes<events::EpochEnd> for scope::EpochEnds {}
+impl ScopeIncludes<events::Exception> for scope::Exception {}
 
 /// Not public API: the check the attributes emit for each parameter, spanned at its type.
 #[doc(hidden)]
@@ -95,10 +117,12 @@ macro_rules! borrowed_param {
     };
 }
 
-borrowed_param!(TrainState, AnyEvent, |ctx| Some(ctx.state));
-borrowed_param!(History, AnyEvent, |ctx| Some(ctx.history));
-borrowed_param!(BatchLogs, events::BatchEnd, |ctx| ctx.batch);
-borrowed_param!(EpochLogs, events::EpochEnd, |ctx| ctx.epoch);
+borrowed_param!(TrainState, scope::AnyEvent, |ctx| Some(ctx.state));
+borrowed_param!(History, scope::AnyEvent, |ctx| Some(ctx.history));
+borrowed_param!(VarStore, scope::AnyEvent, |ctx| Some(ctx.vs));
+borrowed_param!(BatchLogs, scope::BatchEnds, |ctx| ctx.batch);
+borrowed_param!(EpochLogs, scope::EpochEnds, |ctx| ctx.epoch);
+borrowed_param!(Error, scope::Exception, |ctx| ctx.error);
 
 /// State private to one hook, kept across its calls within a fit; starts as `T::default()`.
 ///
@@ -134,12 +158,60 @@ impl<T: std::fmt::Debug> std::fmt::Debug for Local<'_, T> {
 impl<T: Default + Send + 'static> HookParam for Local<'_, T> {
     type State = T;
     type Item<'a> = Local<'a, T>;
-    type Scope = AnyEvent;
+    type Scope = scope::AnyEvent;
     fn init_state() -> T {
         T::default()
     }
     #[inline]
     fn fetch<'a>(state: &'a mut T, _: &'a HookContext<'_>) -> Option<Local<'a, T>> {
         Some(Local(state))
+    }
+}
+
+/// The optimizer's learning rate, to read or to change from a hook (a scheduler, a warm-up).
+/// A new value applies from the next optimizer step on.
+///
+/// ```
+/// use trainmon::prelude::*;
+///
+/// // Halve the learning rate every 10 epochs.
+/// #[on_epoch_end(every = 10)]
+/// fn step_decay(lr: LearningRate) {
+///     lr.set(lr.get() * 0.5);
+/// }
+/// ```
+#[derive(Clone, Copy)]
+pub struct LearningRate<'a>(&'a Cell<f64>);
+
+impl<'a> LearningRate<'a> {
+    pub(crate) fn new(cell: &'a Cell<f64>) -> Self {
+        LearningRate(cell)
+    }
+
+    /// The learning rate in force.
+    pub fn get(&self) -> f64 {
+        self.0.get()
+    }
+
+    /// Sets the learning rate; it must be finite and not negative, or `fit` fails with an error.
+    pub fn set(&self, learning_rate: f64) {
+        self.0.set(learning_rate)
+    }
+}
+
+impl std::fmt::Debug for LearningRate<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.get().fmt(f)
+    }
+}
+
+impl HookParam for LearningRate<'_> {
+    type State = ();
+    type Item<'a> = LearningRate<'a>;
+    type Scope = scope::AnyEvent;
+    fn init_state() {}
+    #[inline]
+    fn fetch<'a>(_: &'a mut (), ctx: &'a HookContext<'_>) -> Option<LearningRate<'a>> {
+        Some(LearningRate(ctx.learning_rate))
     }
 }

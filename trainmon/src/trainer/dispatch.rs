@@ -2,34 +2,42 @@
 
 use crate::control::Control;
 use crate::error::{Error, Result};
-use crate::event::Event;
+use crate::event::EVENTS;
 use crate::history::StopReason;
 use crate::hook::{Hook, HookContext};
-use crate::registry::Registration;
+use crate::registry::HookInfo;
 use crate::trainer::guard;
 
-struct Slot {
-    registration: &'static Registration,
-    hook: Box<dyn Hook>,
+struct Slot<'h> {
+    info: HookInfo,
+    hook: &'h mut dyn Hook,
 }
 
-/// The hooks of one fit, with their state, and the first stop one of them asked for.
-pub(crate) struct Dispatch {
-    by_event: [Vec<Slot>; Event::ALL.len()],
+/// The hooks of one fit, and the first stop one of them asked for. The hooks themselves (with
+/// their state) are owned by the fit (registered ones) or the trainer (those added at run time).
+pub(crate) struct Dispatch<'h> {
+    by_event: [Vec<Slot<'h>>; EVENTS],
     stop: Option<StopReason>,
 }
 
-impl Dispatch {
-    /// Instantiates each registration (fresh `Local` state) into its event's list, keeping order.
-    pub(crate) fn new(registrations: &[&'static Registration]) -> Self {
-        let mut by_event: [Vec<Slot>; Event::ALL.len()] = Default::default();
-        for &registration in registrations {
-            by_event[registration.event().index()].push(Slot {
-                registration,
-                hook: registration.instantiate(),
-            });
+impl<'h> Dispatch<'h> {
+    /// Puts each hook into its event's list, in the documented order. A filter that cannot work
+    /// at its event (only possible for hooks added at run time) is an error naming the hook.
+    pub(crate) fn new(hooks: impl IntoIterator<Item = (HookInfo, &'h mut dyn Hook)>) -> Result<Self> {
+        let mut hooks: Vec<Slot<'h>> = hooks.into_iter().map(|(info, hook)| Slot { info, hook }).collect();
+        hooks.sort_by(|a, b| a.info.order_key().cmp(&b.info.order_key()));
+        let mut by_event: [Vec<Slot<'h>>; EVENTS] = Default::default();
+        for slot in hooks {
+            if let Err(why) = slot.info.filter().check(slot.info.event()) {
+                return Err(Error::Config(format!(
+                    "hook `{}` ({}): {why}",
+                    slot.info.name(),
+                    slot.info.location()
+                )));
+            }
+            by_event[slot.info.event().index()].push(slot);
         }
-        Dispatch { by_event, stop: None }
+        Ok(Dispatch { by_event, stop: None })
     }
 
     /// Whether a hook asked to stop.
@@ -41,33 +49,50 @@ impl Dispatch {
         self.stop.take()
     }
 
-    /// Runs the hooks of `ctx`'s event whose filter passes at `count`. A filtered-out hook costs
-    /// one integer check. A hook's error or panic ends the fit with [`Error::Hook`].
-    pub(crate) fn fire(&mut self, count: usize, ctx: &HookContext<'_>) -> Result<()> {
-        let event = ctx.event;
-        for slot in &mut self.by_event[event.index()] {
-            if !slot.registration.filter().fires(count as u64) {
-                continue;
-            }
-            let hook_error = |source| Error::Hook {
-                hook: slot.registration.name(),
-                location: slot.registration.location(),
-                source,
-            };
-            let control = match guard::caught(|| slot.hook.call(ctx)) {
-                Ok(Ok(control)) => control,
-                Ok(Err(err)) => return Err(hook_error(err)),
-                Err(panic) => return Err(hook_error(format!("panicked: {panic}").into())),
-            };
-            if let Control::Stop(reason) = control {
-                self.stop.get_or_insert(StopReason {
-                    reason,
-                    hook: slot.registration.name(),
-                    event,
-                    epoch: ctx.state.epoch(),
-                });
+    /// Runs the hooks of `ctx`'s event whose filter passes, given the event's own counter and
+    /// the global step. A filtered-out hook costs a few integer operations. A hook's error or
+    /// panic ends the fit with [`Error::Hook`].
+    #[inline]
+    pub(crate) fn fire(&mut self, own: u64, global: u64, ctx: &HookContext<'_>) -> Result<()> {
+        for slot in &mut self.by_event[ctx.event.index()] {
+            if slot.info.filter().fires(own, global, ctx.state) {
+                call(slot, ctx, &mut self.stop)?;
             }
         }
         Ok(())
     }
+
+    /// Runs the `on_exception` hooks after `ctx.error` ended training. Their own failures are
+    /// logged, not returned: the error that ended training is the one to report.
+    pub(crate) fn fire_exception(&mut self, ctx: &HookContext<'_>) {
+        let mut ignored = None;
+        for slot in &mut self.by_event[ctx.event.index()] {
+            if let Err(err) = call(slot, ctx, &mut ignored) {
+                tracing::error!("{err} (while handling an earlier error)");
+            }
+        }
+    }
+}
+
+#[inline(never)]
+fn call(slot: &mut Slot<'_>, ctx: &HookContext<'_>, stop: &mut Option<StopReason>) -> Result<()> {
+    let failed = |source| Error::Hook {
+        hook: slot.info.name().to_owned(),
+        location: slot.info.location(),
+        source,
+    };
+    let control = match guard::caught(|| slot.hook.call(ctx)) {
+        Ok(Ok(control)) => control,
+        Ok(Err(err)) => return Err(failed(err)),
+        Err(panic) => return Err(failed(format!("panicked: {panic}").into())),
+    };
+    if let Control::Stop(reason) = control {
+        stop.get_or_insert_with(|| StopReason {
+            reason,
+            hook: slot.info.name().to_owned(),
+            event: ctx.event,
+            epoch: ctx.state.epoch(),
+        });
+    }
+    Ok(())
 }

@@ -7,6 +7,9 @@ mod state;
 
 pub use state::TrainState;
 
+use crate::data::TensorDataset;
+use crate::hook::Hook;
+use crate::registry::{HookSpec, Hooks};
 use tch::nn;
 
 /// Trains a tch model on a dataset, calling every registered hook at its event.
@@ -39,6 +42,9 @@ pub struct Trainer<'a> {
     batch_size: usize,
     shuffle: bool,
     seed: Option<u64>,
+    validation: Option<&'a TensorDataset>,
+    selection: Hooks,
+    added: Vec<(HookSpec, Box<dyn Hook>)>,
 }
 
 enum Optimizer {
@@ -61,6 +67,9 @@ impl<'a> Trainer<'a> {
             batch_size: 32,
             shuffle: true,
             seed: None,
+            validation: None,
+            selection: Hooks::all(),
+            added: Vec::new(),
         }
     }
 
@@ -97,6 +106,43 @@ impl<'a> Trainer<'a> {
     /// so that two runs with the same seed and the same initial weights train alike.
     pub fn seed(mut self, seed: u64) -> Self {
         self.seed = Some(seed);
+        self
+    }
+
+    /// A validation set, evaluated at the end of every epoch (eval mode, no gradients, in
+    /// order, in batches of the training batch size). Its loss and accuracy are in the epoch's
+    /// logs as `val_loss` and `val_accuracy`.
+    pub fn validation(mut self, data: &'a TensorDataset) -> Self {
+        self.validation = Some(data);
+        self
+    }
+
+    /// Which registered hooks run: all of them by default; see [`Hooks`].
+    pub fn hooks(mut self, selection: Hooks) -> Self {
+        self.selection = selection;
+        self
+    }
+
+    /// Adds a hook built at run time — a struct implementing [`Hook`], or a closure through
+    /// [`crate::hook::hook_fn`] — run as `spec` says, in the same order as registered hooks.
+    /// It runs whatever [`Trainer::hooks`] selects.
+    ///
+    /// ```
+    /// use trainmon::hook::hook_fn;
+    /// use trainmon::filter::Filter;
+    /// use trainmon::registry::HookSpec;
+    /// use trainmon::{Event, Trainer};
+    /// # let vs = tch::nn::VarStore::new(tch::Device::Cpu);
+    /// # let model = tch::nn::linear(vs.root(), 2, 2, Default::default());
+    ///
+    /// let every = 50; // say, from the command line
+    /// let trainer = Trainer::new(&vs, &model).add_hook(
+    ///     HookSpec::new(Event::BatchEnd, "cli_logger").filter(Filter::ALWAYS.every(every)),
+    ///     hook_fn(|ctx| println!("loss {:.4}", ctx.batch().unwrap().loss())),
+    /// );
+    /// ```
+    pub fn add_hook(mut self, spec: HookSpec, hook: impl Hook + 'static) -> Self {
+        self.added.push((spec, Box::new(hook)));
         self
     }
 }

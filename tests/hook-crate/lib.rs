@@ -1,0 +1,15 @@
+//! Hooks defined in a library crate of the workspace, which depends on trainmon under another
+//! name (`tm`): the attributes take `crate = "tm"`. A binary runs these hooks only if it links
+//! this crate, e.g. with `use trainmon_test_hooks as _;`.
+
+use std::sync::Mutex;
+use tm::prelude::*;
+
+/// The epochs at which [`library_hook`] ran.
+pub static CALLS: Mutex<Vec<usize>> = Mutex::new(Vec::new());
+
+/// Records each epoch's number.
+#[on_epoch_end(crate = "tm", group = "from_library")]
+pub fn library_hook(epoch: &EpochLogs) {
+    CALLS.lock().unwrap().push(epoch.epoch());
+}
