@@ -10,7 +10,9 @@ use trainmon::Event;
 static SEEN: Mutex<Vec<(Event, usize)>> = Mutex::new(Vec::new());
 static VAL_BATCHES: Mutex<Vec<(usize, f64, f64)>> = Mutex::new(Vec::new());
 static GRADS: Mutex<Vec<(Event, bool)>> = Mutex::new(Vec::new());
-static EPOCHS: Mutex<Vec<(Event, Option<f64>, Option<f64>)>> = Mutex::new(Vec::new());
+/// An event and the `val_loss`, `val_accuracy` its epoch logs held.
+type ValMetrics = (Event, Option<f64>, Option<f64>);
+static EPOCHS: Mutex<Vec<ValMetrics>> = Mutex::new(Vec::new());
 
 fn saw(event: Event, state: &TrainState) {
     let count = match event {
