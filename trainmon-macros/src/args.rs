@@ -253,7 +253,10 @@ where
         },
         Expr::Lit(ExprLit { lit: Lit::Str(s), .. }) => Err(syn::Error::new_spanned(
             expr,
-            format!("`{key}` takes an integer, not a string: write `{key} = {}`", s.value()),
+            match s.value().trim().parse::<i64>() {
+                Ok(n) => format!("`{key}` takes an integer, not a string: write `{key} = {n}`"),
+                Err(_) => format!("`{key}` takes an integer literal, not a string, as in `{key} = 10`"),
+            },
         )),
         _ => Err(wrong()),
     }
