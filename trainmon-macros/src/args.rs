@@ -67,7 +67,7 @@ impl Args {
                 }
                 "once" => {
                     let value = meta.value()?.parse::<Expr>()?;
-                    let once = match &value {
+                    let once = match peel(&value) {
                         Expr::Array(ExprArray { elems, .. }) if elems.is_empty() => Err(syn::Error::new_spanned(
                             &value,
                             "`once` needs at least one count: `once = 5` or `once = [1, 5]`",
@@ -82,8 +82,8 @@ impl Args {
                 }
                 "when" => {
                     let value = meta.value()?.parse::<Expr>()?;
-                    let path = match value {
-                        Expr::Path(path) => Ok(path.path),
+                    let path = match peel(&value) {
+                        Expr::Path(path) => Ok(path.path.clone()),
                         other => Err(syn::Error::new_spanned(
                             other,
                             "`when` takes the path of a function `fn(&TrainState) -> bool`, as in `when = is_warm`",
@@ -93,7 +93,7 @@ impl Args {
                 }
                 "counter" => {
                     let value = meta.value()?.parse::<Expr>()?;
-                    let counter = match &value {
+                    let counter = match peel(&value) {
                         Expr::Path(p) if p.path.is_ident("global_step") => Ok(true),
                         Expr::Path(p) if p.path.is_ident("batch") => Ok(false),
                         other => Err(syn::Error::new_spanned(
@@ -237,7 +237,7 @@ where
     T::Err: std::fmt::Display,
 {
     let wrong = || syn::Error::new_spanned(expr, format!("`{key}` takes an integer literal, as in `{key} = 10`"));
-    match expr {
+    match peel(expr) {
         Expr::Lit(ExprLit { lit: Lit::Int(int), .. }) => int
             .base10_parse::<T>()
             .map_err(|e| syn::Error::new_spanned(expr, format!("`{key}` = {}: {e}", int.base10_digits()))),
@@ -259,6 +259,15 @@ where
             },
         )),
         _ => Err(wrong()),
+    }
+}
+
+/// The expression inside the invisible group that a `macro_rules!` fragment (`$every:literal`)
+/// arrives in.
+fn peel(expr: &Expr) -> &Expr {
+    match expr {
+        Expr::Group(group) => peel(&group.expr),
+        other => other,
     }
 }
 

@@ -138,9 +138,12 @@ pub mod prelude {
     pub use tch::nn::VarStore;
 }
 
+mod bench;
+
 /// Not public API: what the attributes' generated code refers to.
 #[doc(hidden)]
 pub mod __private {
+    pub use crate::bench::DispatchBench;
     pub use crate::control::IntoControl;
     pub use crate::hook::fn_hook;
     pub use crate::param::{fetch, param_at, HookParam};

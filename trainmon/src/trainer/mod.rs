@@ -1,6 +1,6 @@
 //! The `Trainer`: a tch training loop that finds the registered hooks and calls them.
 
-mod dispatch;
+pub(crate) mod dispatch;
 mod fit;
 mod guard;
 mod state;
