@@ -35,6 +35,12 @@ fn last_by_priority() {
     ORDER.lock().unwrap().push("last_by_priority");
 }
 
+// A constant expression as the priority: after checkpointing, before the outputs.
+#[on_epoch_end(priority = trainmon::priority::CHECKPOINT - 1)]
+fn after_checkpoints() {
+    ORDER.lock().unwrap().push("after_checkpoints");
+}
+
 #[on_epoch_end]
 fn zz_top_level() {
     ORDER.lock().unwrap().push("zz_top_level");
@@ -50,13 +56,14 @@ mod apple {
     }
 }
 
-const WANT: [&str; 6] = [
+const WANT: [&str; 7] = [
     "zebra::first_by_priority", // priority 10
     "zz_top_level",             // priority 0, module hook_order
     "apple::only",              // priority 0, module hook_order::apple
     "zebra::a_first",           // priority 0, module hook_order::zebra
     "zebra::b_second",
-    "last_by_priority", // priority -3
+    "last_by_priority",  // priority -3
+    "after_checkpoints", // priority -201
 ];
 
 #[test]
@@ -70,8 +77,8 @@ fn order_is_priority_then_module_then_name() {
         .fit(&data)
         .unwrap();
     let order = ORDER.lock().unwrap().clone();
-    assert_eq!(order[..6], WANT, "epoch 1");
-    assert_eq!(order[6..], WANT, "epoch 2: the same order");
+    assert_eq!(order[..7], WANT, "epoch 1");
+    assert_eq!(order[7..], WANT, "epoch 2: the same order");
 
     let listed: Vec<String> = registrations()
         .into_iter()

@@ -28,8 +28,9 @@ pub struct Args {
     pub when: Opt<syn::Path>,
     /// `counter = global_step`: count optimizer steps over the fit instead of batches.
     pub global_step: Opt<bool>,
-    /// `priority = i32`: higher runs first; 0 by default.
-    pub priority: Opt<i32>,
+    /// `priority = i32`: higher runs first; 0 by default. A literal is checked here; a constant
+    /// expression (`trainmon::priority::CHECKPOINT - 1`) is checked by the compiler as an `i32`.
+    pub priority: Opt<TokenStream>,
     /// `group = "name"`: for selecting hooks at run time.
     pub group: Opt<String>,
     /// `crate = "path"`: where `trainmon` is, for a renamed dependency.
@@ -119,12 +120,22 @@ impl Args {
                 }
                 "priority" => {
                     let value = meta.value()?.parse::<Expr>()?;
-                    set(
-                        &mut args.priority,
-                        integer::<i32>(&value, "priority"),
-                        &meta,
-                        &mut errors,
-                    );
+                    let priority = match peel(&value) {
+                        Expr::Lit(_) | Expr::Unary(_) => {
+                            integer::<i32>(&value, "priority").map(|p| quote::ToTokens::to_token_stream(&p))
+                        }
+                        Expr::Path(_) | Expr::Binary(_) | Expr::Paren(_) => {
+                            // Spanned at the expression: a wrong type is reported there.
+                            let span = value.span();
+                            Ok(quote::quote_spanned!(span=> { const P: i32 = #value; P }))
+                        }
+                        _ => Err(syn::Error::new_spanned(
+                            &value,
+                            "`priority` takes an integer or a constant, as in `priority = 10` or \
+                             `priority = trainmon::priority::CHECKPOINT - 1`",
+                        )),
+                    };
+                    set(&mut args.priority, priority, &meta, &mut errors);
                 }
                 "group" => {
                     let value = meta.value()?.parse::<LitStr>()?;

@@ -92,7 +92,7 @@ fn register(event: Event, args: &Args, func: &ItemFn) -> TokenStream {
     let filter = quote! {
         #krate::filter::Filter::__new(#every, #after, #before, &[#(#once),*], #when, #krate::filter::Counter::#counter)
     };
-    let priority = args.priority.as_ref().map_or(0, |(p, _)| *p);
+    let priority = args.priority.as_ref().map_or(quote!(0), |(p, _)| p.clone());
     let group = args.group.as_ref().map_or("", |(g, _)| g.as_str());
     let cfgs = func.attrs.iter().filter(|a| a.path().is_ident("cfg"));
 
