@@ -91,6 +91,11 @@
 //!     println!("gradient norm {:.3}", norm.sqrt());
 //! }
 //!
+//! #[on_epoch_begin(every = 5)]
+//! fn every_fifth_epoch(state: &TrainState, lr: LearningRate) {
+//!     println!("epoch {} starts at learning rate {}", state.epoch(), lr.get());
+//! }
+//!
 //! #[on_batch_begin(once = 1)]
 //! fn first_batch(state: &TrainState) {
 //!     println!("epoch {} begins its batches on {:?}", state.epoch(), state.device());
