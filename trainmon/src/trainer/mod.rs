@@ -124,8 +124,9 @@ impl<'a> Trainer<'a> {
     }
 
     /// Adds a hook built at run time — a struct implementing [`Hook`], or a closure through
-    /// [`crate::hook::hook_fn`] — run as `spec` says, in the same order as registered hooks.
-    /// It runs whatever [`Trainer::hooks`] selects.
+    /// [`crate::hook::hook_fn`] — run as `spec` says, ordered with the registered hooks (at equal
+    /// priority it runs first: its module path is empty). It runs whatever [`Trainer::hooks`]
+    /// selects, and keeps its state from one `fit` to the next.
     ///
     /// ```
     /// use trainmon::hook::hook_fn;
