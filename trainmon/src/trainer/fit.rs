@@ -109,20 +109,15 @@ impl Trainer<'_> {
                 "{warning}: is the crate that defines them linked? Refer to it from the binary (`use my_hooks as _;`)"
             );
         }
-        let selected: Vec<&HookInfo> = registered
-            .iter()
-            .map(|r| r.info())
-            .filter(|info| selection.selects(info))
-            .collect();
-        let mut instances: Vec<Box<dyn Hook>> = registered
+        // Registered hooks get fresh instances (fresh `Local` state) every fit.
+        let mut instances: Vec<(&HookInfo, Box<dyn Hook>)> = registered
             .iter()
             .filter(|r| selection.selects(r.info()))
-            .map(|r| r.instantiate())
+            .map(|r| (r.info(), r.instantiate()))
             .collect();
-        let hooks = selected
-            .into_iter()
-            .cloned()
-            .zip(instances.iter_mut().map(|h| &mut **h as &mut dyn Hook));
+        let hooks = instances
+            .iter_mut()
+            .map(|(info, hook)| ((*info).clone(), &mut **hook as &mut dyn Hook));
         let added = added
             .iter_mut()
             .map(|(spec, hook)| (spec.0.clone(), &mut **hook as &mut dyn Hook));
