@@ -3,6 +3,8 @@
 //! ```text
 //! cargo xtask run  [cargo run args]    bootstrap libtorch, then `cargo run …`
 //! cargo xtask test [cargo test args]   bootstrap libtorch, then `cargo test --workspace …`
+//! cargo xtask bench [--rounds N] [--workloads seed,tiny,mlp]
+//!                                      the training-loop benchmark against a hand-written loop
 //! cargo xtask bootstrap                only make sure libtorch is there
 //! cargo xtask env                      print the shell exports for running binaries by hand
 //! ```
@@ -39,6 +41,11 @@ fn run() -> Result<ExitCode> {
     match task.as_deref() {
         Some("run") => cargo(&["run"], rest),
         Some("test") => cargo(&["test", "--workspace"], rest),
+        Some("bench") => {
+            let mut args: Vec<OsString> = vec!["--".into()];
+            args.extend(rest);
+            cargo(&["bench", "--package", "trainmon", "--bench", "training_loop"], args)
+        }
         Some("bootstrap") => {
             let torch = Libtorch::locate()?;
             println!(
@@ -69,6 +76,9 @@ usage: cargo xtask <task> [args…]
 
   run  [args]   bootstrap libtorch, then `cargo run [args]`
   test [args]   bootstrap libtorch, then `cargo test --workspace [args]`
+  bench [--rounds N] [--workloads seed,tiny,mlp]
+                the training-loop benchmark: trainmon against a hand-written tch loop
+                (and PyTorch's plain loop, with the bootstrap's Python)
   bootstrap     only make sure libtorch is installed and linked
   env           print shell exports (LD_LIBRARY_PATH) to run built binaries by hand
 ";
