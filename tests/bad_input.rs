@@ -102,16 +102,68 @@ fn bad_datasets_are_refused() {
     let cases = [
         (f(10), l(9), "differ in length: 10 samples", "lengths differ"),
         (f(0), l(0), "empty: 0 samples", "empty dataset"),
-        (
-            f(10),
-            Tensor::zeros([10], (Kind::Float, Device::Cpu)),
-            "integer kind, got Float",
-            "float labels",
-        ),
     ];
     for (features, labels, want, why) in cases {
         let err = TensorDataset::new(features, labels).unwrap_err();
         assert!(matches!(err, Error::Data(_)), "{why}: {err:?}");
         assert!(err.to_string().contains(want), "{why}: expected {want:?} in {err}");
+    }
+}
+
+#[test]
+fn bad_trainer_settings_are_errors_naming_the_cause() {
+    let data = tutorial_data(1);
+    let float_labels = TensorDataset::new(
+        Tensor::randn([100, 20], (Kind::Float, Device::Cpu)),
+        Tensor::zeros([100], (Kind::Float, Device::Cpu)),
+    )
+    .unwrap();
+    let (vs, model) = linear(20, 2);
+    let trainer = || {
+        Trainer::new(&vs, &model)
+            .optimizer(nn::Adam::default(), 1e-3)
+            .batch_size(32)
+    };
+    type Setup<'a> = Box<dyn Fn() -> trainmon::Result<trainmon::History> + 'a>;
+    let cases: Vec<(Setup, &str, &str)> = vec![
+        (
+            Box::new(|| trainer().fit(&float_labels)),
+            "cross-entropy wants class indices",
+            "float labels, cross-entropy",
+        ),
+        (
+            Box::new(|| trainer().validation_split(1.5).fit(&data)),
+            "between 0 and 1",
+            "split above 1",
+        ),
+        (
+            Box::new(|| trainer().validation_split(0.0001).fit(&data)),
+            "leaves 0 for validation",
+            "split too small",
+        ),
+        (
+            Box::new(|| trainer().batch_size(2000).drop_last(true).fit(&data)),
+            "leaves no batch",
+            "drop_last, big batches",
+        ),
+        (
+            Box::new(|| trainer().accumulate_gradients(0).fit(&data)),
+            "at least 1 batch",
+            "accumulate 0",
+        ),
+        (
+            Box::new(|| trainer().clip_grad_norm(0.0).fit(&data)),
+            "positive and finite",
+            "clip 0",
+        ),
+        (
+            Box::new(|| trainer().clip_grad_value(f64::NAN).fit(&data)),
+            "positive and finite",
+            "clip NaN",
+        ),
+    ];
+    for (fit, want, why) in cases {
+        let err = fit().unwrap_err().to_string();
+        assert!(err.contains(want), "{why}: expected {want:?} in {err}");
     }
 }

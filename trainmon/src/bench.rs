@@ -11,7 +11,7 @@ use crate::trainer::TrainState;
 use std::cell::Cell;
 use std::time::Instant;
 use tch::nn::VarStore;
-use tch::Device;
+use tch::{Device, Kind, Tensor};
 
 /// The selected registered hooks of this binary, ready to fire as the loop fires them.
 pub struct DispatchBench {
@@ -49,11 +49,13 @@ impl DispatchBench {
             history: History::default(),
             vs: VarStore::new(Device::Cpu),
             learning_rate: Cell::new(1e-3),
-            logs: BatchLogs {
-                number: 1,
-                size: 32,
-                loss: 0.5,
-                accuracy: 0.5,
+            logs: {
+                let mut logs = BatchLogs::new(false, Vec::new());
+                let outputs = Tensor::zeros([32, 2], (Kind::Float, Device::Cpu));
+                let targets = Tensor::zeros([32], (Kind::Int64, Device::Cpu));
+                logs.update(&Tensor::from(0.5f32), &outputs, &targets)
+                    .expect("a batch of zeros");
+                logs
             },
         }
     }

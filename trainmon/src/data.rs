@@ -1,12 +1,79 @@
-//! Datasets: the samples `fit` trains on.
+//! Datasets: the samples `fit` trains and validates on.
 
 use crate::error::{Error, Result};
-use tch::{Kind, Tensor};
+use tch::Tensor;
 
-/// Features and class labels held in two tensors: sample `i` is `features[i]`, `labels[i]`.
+/// Samples a [`crate::Trainer`] can train on: a length, and batches by sample indices. Bring
+/// your own data by implementing it, as the tutorial subclasses PyTorch's `Dataset`.
 ///
-/// Features may have any shape `[N, …]`; labels are one class index per sample, shape `[N]`, of
-/// an integer kind (kept as `Int64`, as the cross-entropy loss wants).
+/// ```
+/// use tch::{Device, Kind, Tensor};
+/// use trainmon::data::Dataset;
+///
+/// /// Points on two interleaved spirals, made on the fly.
+/// struct Spirals(usize);
+///
+/// impl Dataset for Spirals {
+///     fn len(&self) -> usize {
+///         self.0
+///     }
+///     fn batch(&self, indices: &[i64]) -> trainmon::Result<(Tensor, Tensor)> {
+///         let t = Tensor::from_slice(indices).to_kind(Kind::Float) / self.0 as f64 * 12.0;
+///         let class = Tensor::from_slice(indices).remainder(2);
+///         let sign = &class * 2 - 1;
+///         let xy = Tensor::stack(&[t.cos() * &t * &sign, t.sin() * &t * &sign], 1);
+///         Ok((xy, class))
+///     }
+/// }
+/// ```
+pub trait Dataset {
+    /// Number of samples.
+    fn len(&self) -> usize;
+
+    /// The samples at `indices` (0-based, each below [`Dataset::len`]): features and targets,
+    /// stacked along a first batch dimension. The loop moves them to the training device.
+    fn batch(&self, indices: &[i64]) -> Result<(Tensor, Tensor)>;
+
+    /// Whether there is no sample.
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The whole dataset as two tensors, if it has them: the loop then moves them to the device
+    /// once and cuts batches out of them, instead of asking for each batch.
+    fn tensors(&self) -> Option<(Tensor, Tensor)> {
+        None
+    }
+}
+
+impl<D: Dataset + ?Sized> Dataset for &D {
+    fn len(&self) -> usize {
+        (**self).len()
+    }
+    fn batch(&self, indices: &[i64]) -> Result<(Tensor, Tensor)> {
+        (**self).batch(indices)
+    }
+    fn tensors(&self) -> Option<(Tensor, Tensor)> {
+        (**self).tensors()
+    }
+}
+
+impl<D: Dataset + ?Sized> Dataset for Box<D> {
+    fn len(&self) -> usize {
+        (**self).len()
+    }
+    fn batch(&self, indices: &[i64]) -> Result<(Tensor, Tensor)> {
+        (**self).batch(indices)
+    }
+    fn tensors(&self) -> Option<(Tensor, Tensor)> {
+        (**self).tensors()
+    }
+}
+
+/// Features and targets held in two tensors: sample `i` is `features[i]`, `targets[i]`.
+///
+/// Both have a first dimension of samples; the rest is the model's and the loss's business
+/// (class indices of an integer kind for cross-entropy, values for MSE).
 #[derive(Debug)]
 pub struct TensorDataset {
     features: Tensor,
@@ -14,7 +81,7 @@ pub struct TensorDataset {
 }
 
 impl TensorDataset {
-    /// Checks and wraps the tensors: same number of samples, at least one, integer labels.
+    /// Checks and wraps the tensors: the same number of samples, at least one.
     pub fn new(features: Tensor, labels: Tensor) -> Result<Self> {
         let fsize = features.size();
         let lsize = labels.size();
@@ -23,42 +90,20 @@ impl TensorDataset {
                 "features are a scalar; they need a first dimension of samples, shape [N, …]".into(),
             ));
         };
-        if lsize.len() != 1 {
+        let Some(&m) = lsize.first() else {
+            return Err(Error::Data(
+                "labels are a scalar; they need a first dimension of samples, shape [N, …]".into(),
+            ));
+        };
+        if m != n {
             return Err(Error::Data(format!(
-                "labels must hold one class index per sample, shape [N]; got shape {lsize:?}"
-            )));
-        }
-        if lsize[0] != n {
-            return Err(Error::Data(format!(
-                "features and labels differ in length: {n} samples of features (shape {fsize:?}), {} labels",
-                lsize[0]
+                "features and labels differ in length: {n} samples of features (shape {fsize:?}), {m} labels (shape {lsize:?})"
             )));
         }
         if n == 0 {
             return Err(Error::Data("the dataset is empty: 0 samples".into()));
         }
-        let labels = match labels.kind() {
-            Kind::Int64 => labels,
-            Kind::Uint8 | Kind::Int8 | Kind::Int16 | Kind::Int => labels
-                .f_to_kind(Kind::Int64)
-                .map_err(|e| Error::torch("converting the labels to Int64", e))?,
-            kind => {
-                return Err(Error::Data(format!(
-                    "labels must be class indices of an integer kind, got {kind:?}"
-                )))
-            }
-        };
         Ok(TensorDataset { features, labels })
-    }
-
-    /// Number of samples.
-    pub fn len(&self) -> usize {
-        self.labels.size()[0] as usize
-    }
-
-    /// Always `false`: an empty dataset is refused by [`TensorDataset::new`].
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
     }
 
     /// The features, shape `[N, …]`.
@@ -66,16 +111,59 @@ impl TensorDataset {
         &self.features
     }
 
-    /// The labels, shape `[N]`, `Int64`.
+    /// The labels (targets), shape `[N, …]`.
     pub fn labels(&self) -> &Tensor {
         &self.labels
+    }
+}
+
+impl Dataset for TensorDataset {
+    fn len(&self) -> usize {
+        self.labels.size()[0] as usize
+    }
+
+    fn batch(&self, indices: &[i64]) -> Result<(Tensor, Tensor)> {
+        let index = Tensor::from_slice(indices).to_device(self.features.device());
+        let pick = |t: &Tensor| {
+            t.f_index_select(0, &index)
+                .map_err(|e| Error::torch("selecting a batch", e))
+        };
+        Ok((pick(&self.features)?, pick(&self.labels)?))
+    }
+
+    fn tensors(&self) -> Option<(Tensor, Tensor)> {
+        Some((self.features.shallow_clone(), self.labels.shallow_clone()))
+    }
+}
+
+/// The samples `start..start + len` of another dataset (what a validation split cuts).
+pub(crate) struct Subset<'d> {
+    pub(crate) data: &'d dyn Dataset,
+    pub(crate) start: usize,
+    pub(crate) len: usize,
+}
+
+impl Dataset for Subset<'_> {
+    fn len(&self) -> usize {
+        self.len
+    }
+
+    fn batch(&self, indices: &[i64]) -> Result<(Tensor, Tensor)> {
+        let shifted: Vec<i64> = indices.iter().map(|i| i + self.start as i64).collect();
+        self.data.batch(&shifted)
+    }
+
+    fn tensors(&self) -> Option<(Tensor, Tensor)> {
+        let (x, y) = self.data.tensors()?;
+        let cut = |t: Tensor| t.f_narrow(0, self.start as i64, self.len as i64).ok();
+        Some((cut(x)?, cut(y)?))
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use tch::Device;
+    use tch::{Device, Kind};
 
     #[test]
     fn bad_datasets_are_refused_with_their_cause() {
@@ -92,20 +180,11 @@ mod tests {
                 "empty: 0 samples",
             ),
             (
-                Tensor::zeros([10, 3], opts),
-                Tensor::zeros([10, 2], (Kind::Int64, Device::Cpu)),
-                "shape [N]; got shape [10, 2]",
-            ),
-            (
-                Tensor::zeros([10, 3], opts),
-                Tensor::zeros([10], opts),
-                "integer kind, got Float",
-            ),
-            (
                 Tensor::from(1.0f32),
                 Tensor::zeros([1], (Kind::Int64, Device::Cpu)),
-                "scalar",
+                "features are a scalar",
             ),
+            (Tensor::zeros([1], opts), Tensor::from(1i64), "labels are a scalar"),
         ];
         for (features, labels, want) in cases {
             let err = TensorDataset::new(features, labels).unwrap_err().to_string();
@@ -114,12 +193,27 @@ mod tests {
     }
 
     #[test]
-    fn integer_labels_become_int64() {
+    fn batches_and_subsets_pick_their_samples() {
         let data = TensorDataset::new(
-            Tensor::zeros([4, 2], (Kind::Float, Device::Cpu)),
-            Tensor::from_slice(&[0i32, 1, 1, 0]),
+            Tensor::arange(10, (Kind::Float, Device::Cpu)).view([5, 2]),
+            Tensor::arange(5, (Kind::Int64, Device::Cpu)),
         )
         .unwrap();
-        assert_eq!((data.len(), data.labels().kind()), (4, Kind::Int64));
+        let (x, y) = data.batch(&[4, 0]).unwrap();
+        assert_eq!(Vec::<i64>::try_from(&y).unwrap(), [4, 0]);
+        assert_eq!(Vec::<f32>::try_from(x.flatten(0, -1)).unwrap(), [8.0, 9.0, 0.0, 1.0]);
+        let tail = Subset {
+            data: &data,
+            start: 3,
+            len: 2,
+        };
+        assert_eq!(tail.len(), 2);
+        assert_eq!(
+            Vec::<i64>::try_from(&tail.batch(&[1, 0]).unwrap().1).unwrap(),
+            [4, 3],
+            "indices shifted"
+        );
+        let (_, y) = tail.tensors().unwrap();
+        assert_eq!(Vec::<i64>::try_from(&y).unwrap(), [3, 4], "tensors cut");
     }
 }

@@ -3,17 +3,16 @@
 use crate::event::Event;
 use std::time::Duration;
 
-/// The final logs of one epoch, as `on_epoch_end` hooks see them and the history keeps them.
+/// The final logs of one epoch, as `on_validation_end` and `on_epoch_end` hooks see them and
+/// the history keeps them: its metrics by name (`loss`, `accuracy`, metrics of your own, and
+/// with a validation set the same prefixed `val_`), its time and size.
 #[derive(Clone, Debug, PartialEq)]
 pub struct EpochLogs {
     pub(crate) epoch: usize,
-    pub(crate) loss: f64,
-    pub(crate) accuracy: f64,
     pub(crate) time: Duration,
     pub(crate) batches: usize,
     pub(crate) samples: usize,
-    pub(crate) val_loss: Option<f64>,
-    pub(crate) val_accuracy: Option<f64>,
+    pub(crate) values: Vec<(String, f64)>,
 }
 
 impl EpochLogs {
@@ -24,12 +23,13 @@ impl EpochLogs {
 
     /// Mean of the epoch's batch losses.
     pub fn loss(&self) -> f64 {
-        self.loss
+        self.get("loss").unwrap_or(f64::NAN)
     }
 
-    /// Share of the epoch's samples whose predicted class was right.
+    /// Share of the epoch's samples whose predicted class was right; NaN when the trainer
+    /// tracks no accuracy.
     pub fn accuracy(&self) -> f64 {
-        self.accuracy
+        self.get("accuracy").unwrap_or(f64::NAN)
     }
 
     /// Wall time of the epoch: from its `on_epoch_begin` hooks to the end of its training and
@@ -51,32 +51,26 @@ impl EpochLogs {
 
     /// Mean loss over the validation set, if the trainer has one.
     pub fn val_loss(&self) -> Option<f64> {
-        self.val_loss
+        self.get("val_loss")
     }
 
-    /// Accuracy over the validation set, if the trainer has one.
+    /// Accuracy over the validation set, if the trainer has one and tracks accuracy.
     pub fn val_accuracy(&self) -> Option<f64> {
-        self.val_accuracy
+        self.get("val_accuracy")
     }
 
-    /// A metric by name: `"loss"`, `"accuracy"`, `"time"` (seconds), and with a validation set
-    /// `"val_loss"`, `"val_accuracy"`; `None` for a name the epoch does not have.
+    /// A value by name: a metric (`"loss"`, `"accuracy"`, `"val_loss"`, one of your own…) or
+    /// `"time"` (seconds); `None` for a name the epoch does not have.
     pub fn get(&self, name: &str) -> Option<f64> {
-        match name {
-            "loss" => Some(self.loss),
-            "accuracy" => Some(self.accuracy),
-            "time" => Some(self.time.as_secs_f64()),
-            "val_loss" => self.val_loss,
-            "val_accuracy" => self.val_accuracy,
-            _ => None,
+        if name == "time" {
+            return Some(self.time.as_secs_f64());
         }
+        self.values.iter().find(|(n, _)| n == name).map(|(_, v)| *v)
     }
 
-    /// The epoch's metrics, by name, in a fixed order.
-    pub fn metrics(&self) -> impl Iterator<Item = (&'static str, f64)> + '_ {
-        ["loss", "accuracy", "val_loss", "val_accuracy", "time"]
-            .into_iter()
-            .filter_map(|name| self.get(name).map(|value| (name, value)))
+    /// The epoch's metrics, by name, training ones first, then validation ones (not the time).
+    pub fn metrics(&self) -> impl Iterator<Item = (&str, f64)> + '_ {
+        self.values.iter().map(|(n, v)| (n.as_str(), *v))
     }
 }
 

@@ -1,22 +1,223 @@
-//! Running values of an epoch: the loss and accuracy hooks see after each batch.
+//! Metrics: running values within an epoch, and the trait for metrics of your own.
 //!
-//! As in the tutorial trainmon retraces: the running loss is the mean of the batch losses so
-//! far in the epoch, the running accuracy the share of samples so far classified right.
+//! The loss and the metrics accumulate batch after batch. Where they accumulate depends on the
+//! device: on the CPU each batch's values are read at once (a read costs nothing there), on CUDA
+//! they are summed on the device and read to the host only when a hook asks for them — so a
+//! logger with `every = 10` costs one host synchronisation every 10 batches, not one every batch.
+//! [`crate::Trainer::lazy_reads`] overrides the choice.
 
 use crate::error::{Error, Result};
-use tch::{Kind, Tensor};
+use std::cell::Cell;
+use tch::{Kind, TchError, Tensor};
 
-/// The running logs after a training batch, as `on_batch_end` hooks see them.
-#[derive(Clone, Debug, PartialEq)]
+/// A metric of your own, computed over the batches of an epoch (and, separately, of each
+/// validation run, under the name `val_<name>`). The loop calls `update` after every batch
+/// (without gradients), `compute` when a hook or the history asks for the value, and `reset` at
+/// the start of every epoch and validation run.
+///
+/// ```
+/// use tch::{Kind, TchError, Tensor};
+/// use trainmon::metrics::Metric;
+///
+/// /// Mean absolute error, summed on the device.
+/// #[derive(Default)]
+/// struct MeanAbsoluteError {
+///     sum: Option<Tensor>,
+///     count: i64,
+/// }
+///
+/// impl Metric for MeanAbsoluteError {
+///     fn name(&self) -> &str {
+///         "mae"
+///     }
+///     fn update(&mut self, outputs: &Tensor, targets: &Tensor) -> Result<(), TchError> {
+///         let batch = (outputs - targets).f_abs()?.f_sum(Kind::Double)?;
+///         self.sum = Some(match self.sum.take() {
+///             Some(sum) => sum + batch,
+///             None => batch,
+///         });
+///         self.count += outputs.numel() as i64;
+///         Ok(())
+///     }
+///     fn compute(&self) -> Result<f64, TchError> {
+///         match &self.sum {
+///             Some(sum) => Ok(sum.f_double_value(&[])? / self.count as f64),
+///             None => Ok(f64::NAN),
+///         }
+///     }
+///     fn reset(&mut self) {
+///         *self = Self::default();
+///     }
+/// }
+///
+/// # let vs = tch::nn::VarStore::new(tch::Device::Cpu);
+/// # let model = tch::nn::linear(vs.root(), 3, 1, Default::default());
+/// let trainer = trainmon::Trainer::new(&vs, &model)
+///     .loss(trainmon::Loss::Mse)
+///     .metric(MeanAbsoluteError::default); // `mae` and `val_mae`
+/// # let _ = trainer;
+/// ```
+pub trait Metric: Send {
+    /// The name hooks and the history know it by (`get("mae")`, `get("val_mae")`).
+    fn name(&self) -> &str;
+    /// Adds a batch: the model's outputs and the batch's targets, on the training device.
+    fn update(&mut self, outputs: &Tensor, targets: &Tensor) -> Result<(), TchError>;
+    /// The value over the batches since the last reset. May read from the device.
+    fn compute(&self) -> Result<f64, TchError>;
+    /// Forgets every batch.
+    fn reset(&mut self);
+}
+
+/// A running sum of scalar tensors: on the host (read at every add) or on the device (read when
+/// asked).
+#[derive(Debug)]
+pub(crate) enum Sum {
+    Host(f64),
+    Device(Option<Tensor>),
+}
+
+impl Sum {
+    pub(crate) fn new(lazy: bool) -> Self {
+        if lazy {
+            Sum::Device(None)
+        } else {
+            Sum::Host(0.0)
+        }
+    }
+
+    /// Adds a scalar tensor (without gradients: callers run under `no_grad`).
+    pub(crate) fn add(&mut self, value: &Tensor) -> Result<(), TchError> {
+        match self {
+            Sum::Host(sum) => *sum += value.f_double_value(&[])?,
+            // A copy: the first value must not alias a tensor someone else holds.
+            Sum::Device(None) => *self = Sum::Device(Some(value.f_to_dtype(Kind::Double, false, true)?)),
+            Sum::Device(Some(sum)) => {
+                let _ = sum.f_add_(value)?;
+            }
+        }
+        Ok(())
+    }
+
+    pub(crate) fn value(&self) -> Result<f64, TchError> {
+        match self {
+            Sum::Host(sum) => Ok(*sum),
+            Sum::Device(None) => Ok(0.0),
+            Sum::Device(Some(sum)) => sum.f_double_value(&[]),
+        }
+    }
+
+    fn reset(&mut self) {
+        *self = Sum::new(matches!(self, Sum::Device(_)));
+    }
+}
+
+/// Share of samples whose arg-max output is their class label (labels are class indices).
+#[derive(Debug)]
+pub struct Accuracy {
+    correct: Sum,
+    samples: i64,
+}
+
+impl Accuracy {
+    /// An accuracy summed on the device (read when computed).
+    pub fn new() -> Self {
+        Accuracy::with_reads(true)
+    }
+
+    pub(crate) fn with_reads(lazy: bool) -> Self {
+        Accuracy {
+            correct: Sum::new(lazy),
+            samples: 0,
+        }
+    }
+}
+
+impl Default for Accuracy {
+    fn default() -> Self {
+        Accuracy::new()
+    }
+}
+
+impl Metric for Accuracy {
+    fn name(&self) -> &str {
+        "accuracy"
+    }
+
+    fn update(&mut self, outputs: &Tensor, targets: &Tensor) -> Result<(), TchError> {
+        let right = outputs.f_argmax(-1, false)?.f_eq_tensor(targets)?.f_sum(Kind::Int64)?;
+        self.correct.add(&right)?;
+        self.samples += targets.size().first().copied().unwrap_or(0);
+        Ok(())
+    }
+
+    fn compute(&self) -> Result<f64, TchError> {
+        if self.samples == 0 {
+            return Ok(f64::NAN);
+        }
+        Ok(self.correct.value()? / self.samples as f64)
+    }
+
+    fn reset(&mut self) {
+        self.correct.reset();
+        self.samples = 0;
+    }
+}
+
+/// The running logs of an epoch (or a validation run) after its latest batch, as
+/// `on_batch_end` and `on_validation_batch_end` hooks see them. Values are computed when asked
+/// (and kept until the next batch): the running loss is the mean of the batch losses so far,
+/// the running accuracy the share of samples so far classified right, as in the tutorial.
 pub struct BatchLogs {
-    pub(crate) number: usize,
-    pub(crate) size: usize,
-    pub(crate) loss: f64,
-    pub(crate) accuracy: f64,
+    number: usize,
+    size: usize,
+    samples: usize,
+    loss: Sum,
+    metrics: Vec<Box<dyn Metric>>,
+    /// Values computed since the latest batch: the loss, then each metric.
+    cache: Vec<Cell<Option<f64>>>,
 }
 
 impl BatchLogs {
-    /// The batch's 1-based number within its epoch.
+    pub(crate) fn new(lazy: bool, metrics: Vec<Box<dyn Metric>>) -> Self {
+        let cache = (0..=metrics.len()).map(|_| Cell::new(None)).collect();
+        BatchLogs {
+            number: 0,
+            size: 0,
+            samples: 0,
+            loss: Sum::new(lazy),
+            metrics,
+            cache,
+        }
+    }
+
+    /// Starts a new epoch or validation run.
+    pub(crate) fn reset(&mut self) {
+        self.number = 0;
+        self.size = 0;
+        self.samples = 0;
+        self.loss.reset();
+        self.metrics.iter_mut().for_each(|m| m.reset());
+        self.cache.iter().for_each(|c| c.set(None));
+    }
+
+    /// Adds a batch: its mean loss, and its outputs against the targets for the metrics.
+    pub(crate) fn update(&mut self, loss: &Tensor, outputs: &Tensor, targets: &Tensor) -> Result<()> {
+        let _no_grad = tch::no_grad_guard();
+        let read = |err| Error::torch("accumulating the batch's loss and metrics", err);
+        self.loss.add(loss).map_err(read)?;
+        for metric in &mut self.metrics {
+            metric
+                .update(outputs, targets)
+                .map_err(|e| Error::torch(format!("updating the metric `{}`", metric.name()), e))?;
+        }
+        self.number += 1;
+        self.size = targets.size().first().copied().unwrap_or(0) as usize;
+        self.samples += self.size;
+        self.cache.iter().for_each(|c| c.set(None));
+        Ok(())
+    }
+
+    /// The batch's 1-based number within its epoch (or validation run).
     pub fn number(&self) -> usize {
         self.number
     }
@@ -26,72 +227,64 @@ impl BatchLogs {
         self.size
     }
 
+    /// Samples so far in the epoch (or validation run).
+    pub fn samples(&self) -> usize {
+        self.samples
+    }
+
     /// Mean of the batch losses so far in this epoch.
     pub fn loss(&self) -> f64 {
-        self.loss
+        self.cached(0, || Ok(self.loss.value()? / self.number as f64))
     }
 
-    /// Share of the epoch's samples so far whose predicted class (arg max) was right.
+    /// Share of the epoch's samples so far whose predicted class (arg max) was right; NaN when
+    /// the trainer tracks no accuracy (a loss other than cross-entropy).
     pub fn accuracy(&self) -> f64 {
-        self.accuracy
+        self.get("accuracy").unwrap_or(f64::NAN)
+    }
+
+    /// A running value by name: `"loss"`, `"accuracy"`, or a metric of your own.
+    pub fn get(&self, name: &str) -> Option<f64> {
+        if name == "loss" {
+            return Some(self.loss());
+        }
+        let i = self.metrics.iter().position(|m| m.name() == name)?;
+        Some(self.cached(i + 1, || self.metrics[i].compute()))
+    }
+
+    /// The names of the running values: `"loss"`, then the metrics'.
+    pub fn names(&self) -> impl Iterator<Item = &str> + '_ {
+        std::iter::once("loss").chain(self.metrics.iter().map(|m| m.name()))
+    }
+
+    /// Every running value, by name (reads them all).
+    pub(crate) fn values(&self) -> Vec<(String, f64)> {
+        self.names()
+            .map(|name| (name.to_owned(), self.get(name).unwrap_or(f64::NAN)))
+            .collect()
+    }
+
+    fn cached(&self, slot: usize, compute: impl FnOnce() -> Result<f64, TchError>) -> f64 {
+        if let Some(value) = self.cache[slot].get() {
+            return value;
+        }
+        let value = compute().unwrap_or_else(|err| {
+            tracing::error!("could not read a running value to the host: {err}");
+            f64::NAN
+        });
+        self.cache[slot].set(Some(value));
+        value
     }
 }
 
-/// Sums over the batches of one epoch.
-#[derive(Default, Debug)]
-pub(crate) struct Running {
-    batches: usize,
-    loss_sum: f64,
-    correct: i64,
-    samples: i64,
-}
-
-impl Running {
-    /// Adds a batch: its mean loss, and its outputs against the labels for accuracy.
-    pub(crate) fn update(&mut self, loss: &Tensor, outputs: &Tensor, labels: &Tensor) -> Result<BatchLogs> {
-        let read = |err| Error::torch("reading the batch's loss and accuracy", err);
-        let loss = loss.f_double_value(&[]).map_err(read)?;
-        let correct = outputs
-            .f_argmax(-1, false)
-            .and_then(|predicted| predicted.f_eq_tensor(labels))
-            .and_then(|right| right.f_sum(Kind::Int64))
-            .and_then(|sum| sum.f_int64_value(&[]))
-            .map_err(read)?;
-        let size = labels.size().first().copied().unwrap_or(0);
-        self.batches += 1;
-        self.loss_sum += loss;
-        self.correct += correct;
-        self.samples += size;
-        Ok(BatchLogs {
-            number: self.batches,
-            size: size as usize,
-            loss: self.loss(),
-            accuracy: self.accuracy(),
-        })
-    }
-
-    pub(crate) fn batches(&self) -> usize {
-        self.batches
-    }
-
-    pub(crate) fn samples(&self) -> usize {
-        self.samples as usize
-    }
-
-    pub(crate) fn loss(&self) -> f64 {
-        if self.batches == 0 {
-            f64::NAN
-        } else {
-            self.loss_sum / self.batches as f64
+impl std::fmt::Debug for BatchLogs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut s = f.debug_struct("BatchLogs");
+        s.field("number", &self.number).field("size", &self.size);
+        for name in self.names() {
+            s.field(name, &self.get(name));
         }
-    }
-
-    pub(crate) fn accuracy(&self) -> f64 {
-        if self.samples == 0 {
-            f64::NAN
-        } else {
-            self.correct as f64 / self.samples as f64
-        }
+        s.finish()
     }
 }
 
@@ -99,27 +292,45 @@ impl Running {
 mod tests {
     use super::*;
 
-    #[test]
-    fn running_values_follow_the_tutorial() {
-        let mut running = Running::default();
+    fn batches(lazy: bool) -> Vec<(usize, usize, f64, f64)> {
+        let mut logs = BatchLogs::new(lazy, vec![Box::new(Accuracy::with_reads(lazy))]);
+        let mut seen = Vec::new();
         // Batch 1: logits favour class 1 for both samples, labels 1 and 0 → 1 of 2 right.
         let out = Tensor::from_slice(&[0.0f32, 1.0, 0.0, 1.0]).view([2, 2]);
-        let logs = running
-            .update(&Tensor::from(0.5f64), &out, &Tensor::from_slice(&[1i64, 0]))
+        logs.update(&Tensor::from(0.5f32), &out, &Tensor::from_slice(&[1i64, 0]))
             .unwrap();
-        assert_eq!(
-            (logs.number(), logs.size(), logs.loss(), logs.accuracy()),
-            (1, 2, 0.5, 0.5),
-            "after batch 1"
-        );
+        seen.push((logs.number(), logs.size(), logs.loss(), logs.accuracy()));
         // Batch 2: one sample, right.
         let out = Tensor::from_slice(&[2.0f32, 0.0]).view([1, 2]);
-        let logs = running
-            .update(&Tensor::from(1.5f64), &out, &Tensor::from_slice(&[0i64]))
+        logs.update(&Tensor::from(1.5f32), &out, &Tensor::from_slice(&[0i64]))
             .unwrap();
-        assert_eq!((logs.number(), logs.size()), (2, 1), "batch 2 is the short last batch");
-        assert_eq!(logs.loss(), 1.0, "mean of batch losses 0.5 and 1.5");
-        assert_eq!(logs.accuracy(), 2.0 / 3.0, "2 right of 3 samples");
-        assert_eq!((running.batches(), running.samples()), (2, 3));
+        seen.push((logs.number(), logs.size(), logs.loss(), logs.accuracy()));
+        assert_eq!(logs.samples(), 3);
+        logs.reset();
+        assert_eq!((logs.number(), logs.samples()), (0, 0), "reset");
+        seen
+    }
+
+    #[test]
+    fn running_values_follow_the_tutorial_read_eagerly_or_lazily() {
+        let want = [(1, 2, 0.5, 0.5), (2, 1, 1.0, 2.0 / 3.0)];
+        assert_eq!(
+            batches(false),
+            want,
+            "eager: mean of batch losses, share of samples right"
+        );
+        assert_eq!(batches(true), want, "lazy: the same values");
+    }
+
+    #[test]
+    fn values_by_name() {
+        let mut logs = BatchLogs::new(false, vec![Box::new(Accuracy::with_reads(false))]);
+        let out = Tensor::from_slice(&[0.0f32, 1.0]).view([1, 2]);
+        logs.update(&Tensor::from(2.0f32), &out, &Tensor::from_slice(&[1i64]))
+            .unwrap();
+        assert_eq!(logs.values(), [("loss".to_owned(), 2.0), ("accuracy".to_owned(), 1.0)]);
+        assert_eq!(logs.get("nope"), None);
+        let without = BatchLogs::new(false, Vec::new());
+        assert!(without.accuracy().is_nan(), "no accuracy tracked");
     }
 }

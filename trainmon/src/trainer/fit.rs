@@ -1,13 +1,14 @@
 //! The training loop.
 
 use super::dispatch::Dispatch;
-use super::{guard, Optimizer, TrainState, Trainer};
-use crate::data::TensorDataset;
+use super::{guard, Clip, Optimizer, TrainState, Trainer, Validation};
+use crate::data::{Dataset, Subset};
 use crate::error::{Error, Result};
 use crate::event::Event;
 use crate::history::{EpochLogs, History};
 use crate::hook::{Hook, HookContext};
-use crate::metrics::{BatchLogs, Running};
+use crate::loss::Loss;
+use crate::metrics::{Accuracy, BatchLogs, Metric};
 use crate::registry::{registrations, HookInfo};
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
@@ -16,41 +17,117 @@ use std::cell::Cell;
 use std::hash::{BuildHasher, RandomState};
 use std::time::Instant;
 use tch::nn::{ModuleT, VarStore};
-use tch::{Device, Reduction, Tensor};
+use tch::{Device, Tensor};
 
-/// The data of a fit, on the training device.
-struct Data {
-    features: Tensor,
-    labels: Tensor,
-    samples: usize,
+/// Where a fit's samples come from.
+enum Source<'d> {
+    /// The whole dataset as tensors on the training device: batches are cut out of them, after
+    /// one gather per epoch when shuffling.
+    Tensors { x: Tensor, y: Tensor, len: usize },
+    /// A dataset asked for each batch, which the loop moves to the device.
+    Batches { data: &'d dyn Dataset, len: usize },
 }
 
-impl Data {
-    fn on(data: &TensorDataset, device: Device, what: &str) -> Result<Self> {
-        let move_ = |t: &Tensor, part: &str| {
-            t.f_to_device(device)
-                .map_err(|e| Error::torch(format!("moving the {what} {part} to {device:?}"), e))
-        };
-        Ok(Data {
-            features: move_(data.features(), "features")?,
-            labels: move_(data.labels(), "labels")?,
-            samples: data.len(),
+/// One epoch's order of the samples.
+struct EpochOrder {
+    /// For `Source::Tensors`: the tensors in this epoch's order.
+    tensors: Option<(Tensor, Tensor)>,
+    /// For `Source::Batches`: the sample indices in this epoch's order (`None`: in order).
+    order: Option<Vec<i64>>,
+}
+
+impl<'d> Source<'d> {
+    fn new(data: &'d dyn Dataset, device: Device, loss: &Loss, what: &str) -> Result<Self> {
+        let len = data.len();
+        if len == 0 {
+            return Err(Error::Data(format!("the {what} set is empty: 0 samples")));
+        }
+        Ok(match data.tensors() {
+            Some((x, y)) => {
+                let to_device = |t: Tensor| {
+                    t.f_to_device(device)
+                        .map_err(|e| Error::torch(format!("moving the {what} set to {device:?}"), e))
+                };
+                let y = loss
+                    .targets(to_device(y)?)
+                    .map_err(|why| Error::Data(format!("{what} set: {why}")))?;
+                Source::Tensors {
+                    x: to_device(x)?,
+                    y,
+                    len,
+                }
+            }
+            None => Source::Batches { data, len },
         })
     }
 
-    fn batches(&self, batch_size: usize) -> usize {
-        self.samples.div_ceil(batch_size)
+    fn len(&self) -> usize {
+        match self {
+            Source::Tensors { len, .. } | Source::Batches { len, .. } => *len,
+        }
     }
 
-    /// Batch `batch` (1-based) of `xs`, `ys`.
-    fn batch(&self, xs: &Tensor, ys: &Tensor, batch: usize, batch_size: usize) -> Result<(Tensor, Tensor)> {
-        let start = (batch - 1) * batch_size;
-        let len = batch_size.min(self.samples - start);
-        let slice = |t: &Tensor| {
-            t.f_narrow(0, start as i64, len as i64)
-                .map_err(|e| Error::torch("batching", e))
+    fn begin_epoch(&self, order: Option<Vec<i64>>) -> Result<EpochOrder> {
+        match self {
+            Source::Tensors { x, y, .. } => {
+                let tensors = match order {
+                    Some(order) => {
+                        let index = Tensor::from_slice(&order).to_device(x.device());
+                        let pick = |t: &Tensor| {
+                            t.f_index_select(0, &index)
+                                .map_err(|e| Error::torch("shuffling the dataset", e))
+                        };
+                        (pick(x)?, pick(y)?)
+                    }
+                    None => (x.shallow_clone(), y.shallow_clone()),
+                };
+                Ok(EpochOrder {
+                    tensors: Some(tensors),
+                    order: None,
+                })
+            }
+            Source::Batches { .. } => Ok(EpochOrder { tensors: None, order }),
+        }
+    }
+
+    /// The samples `start..start + len` of this epoch's order, on `device`.
+    fn batch(
+        &self,
+        epoch: &EpochOrder,
+        start: usize,
+        len: usize,
+        device: Device,
+        loss: &Loss,
+    ) -> Result<(Tensor, Tensor)> {
+        if let Some((x, y)) = &epoch.tensors {
+            let cut = |t: &Tensor| {
+                t.f_narrow(0, start as i64, len as i64)
+                    .map_err(|e| Error::torch("batching", e))
+            };
+            return Ok((cut(x)?, cut(y)?));
+        }
+        let Source::Batches { data, .. } = self else {
+            unreachable!("tensor sources have epoch tensors")
         };
-        Ok((slice(xs)?, slice(ys)?))
+        let indices: Vec<i64> = match &epoch.order {
+            Some(order) => order[start..start + len].to_vec(),
+            None => (start as i64..(start + len) as i64).collect(),
+        };
+        let (x, y) = data.batch(&indices)?;
+        for (what, t) in [("features", &x), ("targets", &y)] {
+            if t.size().first().copied() != Some(len as i64) {
+                return Err(Error::Data(format!(
+                    "the dataset returned {what} of shape {:?} for a batch of {len} indices",
+                    t.size()
+                )));
+            }
+        }
+        let to_device = |t: &Tensor| {
+            t.f_to_device(device)
+                .map_err(|e| Error::torch(format!("moving a batch to {device:?}"), e))
+        };
+        let y = loss.targets(to_device(&y)?).map_err(Error::Data)?;
+        Ok((to_device(&x)?, y))
     }
 }
 
@@ -70,7 +147,7 @@ impl Trainer<'_> {
     /// [`crate::Control::Stop`] (see its docs for where). It fails with an [`Error`] naming the
     /// cause when the setup, the data, the model or a hook cannot go on; the `on_exception`
     /// hooks run first.
-    pub fn fit(&mut self, data: &TensorDataset) -> Result<History> {
+    pub fn fit(&mut self, data: &impl Dataset) -> Result<History> {
         let Trainer {
             vs,
             model,
@@ -82,6 +159,12 @@ impl Trainer<'_> {
             validation,
             selection,
             added,
+            loss,
+            metrics,
+            drop_last,
+            accumulate,
+            clip,
+            lazy_reads,
         } = self;
         let (optimizer, learning_rate) = match optimizer {
             Optimizer::Ready(optimizer, lr) => (optimizer, *lr),
@@ -95,13 +178,59 @@ impl Trainer<'_> {
         if *batch_size == 0 {
             return Err(Error::Config("batch size must be at least 1, got 0".into()));
         }
+        if *accumulate == 0 {
+            return Err(Error::Config(
+                "gradients must accumulate over at least 1 batch, got 0".into(),
+            ));
+        }
+        if let Some(Clip::Norm(max) | Clip::Value(max)) = clip {
+            if !(max.is_finite() && *max > 0.0) {
+                return Err(Error::Config(format!(
+                    "a gradient clip must be positive and finite, got {max}"
+                )));
+            }
+        }
         let device = vs.device();
-        let train = Data::on(data, device, "training")?;
-        let valid = validation.map(|v| Data::on(v, device, "validation")).transpose()?;
+        let data: &dyn Dataset = data;
+        let subsets = match validation {
+            Validation::Split(fraction) => Some(split(data, *fraction)?),
+            _ => None,
+        };
+        let (train, valid) = match (&*validation, &subsets) {
+            (_, Some((train, valid))) => (
+                Source::new(train, device, loss, "training")?,
+                Some(Source::new(valid, device, loss, "validation")?),
+            ),
+            (Validation::Data(valid), _) => (
+                Source::new(data, device, loss, "training")?,
+                Some(Source::new(*valid, device, loss, "validation")?),
+            ),
+            _ => (Source::new(data, device, loss, "training")?, None),
+        };
+        let batches = if *drop_last {
+            train.len() / *batch_size
+        } else {
+            train.len().div_ceil(*batch_size)
+        };
+        if batches == 0 {
+            return Err(Error::Config(format!(
+                "`drop_last` with batches of {batch_size} leaves no batch of the {} training samples",
+                train.len()
+            )));
+        }
         if let Some(seed) = *seed {
             tch::manual_seed(seed as i64);
         }
         let seed = seed.unwrap_or_else(|| RandomState::new().hash_one(Instant::now()));
+        let lazy = lazy_reads.unwrap_or(device.is_cuda());
+        let new_logs = || {
+            let mut list: Vec<Box<dyn Metric>> = Vec::new();
+            if loss.classifies() {
+                list.push(Box::new(Accuracy::with_reads(lazy)));
+            }
+            list.extend(metrics.iter().map(|make| make()));
+            BatchLogs::new(lazy, list)
+        };
 
         let registered = registrations();
         for warning in selection.unmatched(&registered) {
@@ -122,19 +251,14 @@ impl Trainer<'_> {
             .iter_mut()
             .map(|(spec, hook)| (spec.0.clone(), &mut **hook as &mut dyn Hook));
         let mut dispatch = Dispatch::new(hooks.chain(added))?;
-        tracing::debug!(
-            epochs = *epochs,
-            batches = train.batches(*batch_size),
-            ?device,
-            "fit starts"
-        );
+        tracing::debug!(epochs = *epochs, batches, ?device, lazy, "fit starts");
 
         let mut shared = Shared {
             state: TrainState {
                 epoch: 0,
                 epochs: *epochs,
                 batch: 0,
-                batches: train.batches(*batch_size),
+                batches,
                 global_step: 0,
                 started: Instant::now(),
                 device,
@@ -147,13 +271,18 @@ impl Trainer<'_> {
         let mut loop_ = Loop {
             model: *model,
             optimizer,
+            loss,
             dispatch: &mut dispatch,
             shared: &mut shared,
             batch_size: *batch_size,
+            batches,
             shuffle: *shuffle,
+            accumulate: *accumulate,
+            clip: *clip,
             rng: ChaCha8Rng::seed_from_u64(seed),
         };
-        match loop_.run(&train, valid.as_ref()) {
+        let mut logs = (new_logs(), valid.as_ref().map(|_| new_logs()));
+        match loop_.run(&train, valid.as_ref(), &mut logs.0, logs.1.as_mut()) {
             Ok(()) => Ok(shared.history),
             Err(err) => {
                 let ctx = shared.context(Event::Exception, None, None, Some(&err));
@@ -162,6 +291,36 @@ impl Trainer<'_> {
             }
         }
     }
+}
+
+/// The last `fraction` of the samples for validation, the rest for training.
+fn split(data: &dyn Dataset, fraction: f64) -> Result<(Subset<'_>, Subset<'_>)> {
+    if !(fraction > 0.0 && fraction < 1.0) {
+        return Err(Error::Config(format!(
+            "a validation split must be between 0 and 1 (exclusive), got {fraction}"
+        )));
+    }
+    let len = data.len();
+    let valid = (len as f64 * fraction).round() as usize;
+    if valid == 0 || valid == len {
+        return Err(Error::Data(format!(
+            "a validation split of {fraction} of {len} samples leaves {} for validation and {} for training",
+            valid,
+            len - valid
+        )));
+    }
+    Ok((
+        Subset {
+            data,
+            start: 0,
+            len: len - valid,
+        },
+        Subset {
+            data,
+            start: len - valid,
+            len: valid,
+        },
+    ))
 }
 
 impl Shared<'_> {
@@ -188,10 +347,14 @@ impl Shared<'_> {
 struct Loop<'a, 'h, 't> {
     model: &'a dyn ModuleT,
     optimizer: &'a mut tch::nn::Optimizer,
+    loss: &'a Loss,
     dispatch: &'a mut Dispatch<'h>,
     shared: &'a mut Shared<'t>,
     batch_size: usize,
+    batches: usize,
     shuffle: bool,
+    accumulate: usize,
+    clip: Option<Clip>,
     rng: ChaCha8Rng,
 }
 
@@ -219,7 +382,13 @@ impl Loop<'_, '_, '_> {
         Ok(())
     }
 
-    fn run(&mut self, train: &Data, valid: Option<&Data>) -> Result<()> {
+    fn run(
+        &mut self,
+        train: &Source<'_>,
+        valid: Option<&Source<'_>>,
+        logs: &mut BatchLogs,
+        mut val_logs: Option<&mut BatchLogs>,
+    ) -> Result<()> {
         self.fire(Event::TrainBegin, 1, 0, None)?;
         for epoch in 1..=self.shared.state.epochs {
             if self.dispatch.stopped() {
@@ -232,26 +401,26 @@ impl Loop<'_, '_, '_> {
             if self.dispatch.stopped() {
                 break;
             }
-            let running = self.train_epoch(train)?;
-            if running.batches() == 0 {
+            self.train_epoch(train, logs)?;
+            if logs.number() == 0 {
                 break;
             }
-            let (val_loss, val_accuracy) = match valid {
-                Some(valid) => {
-                    let running = self.validate(valid, epoch)?;
-                    (Some(running.loss()), Some(running.accuracy()))
-                }
-                None => (None, None),
-            };
+            let mut values = logs.values();
+            if let (Some(valid), Some(val_logs)) = (valid, val_logs.as_deref_mut()) {
+                self.validate(valid, epoch, val_logs)?;
+                values.extend(
+                    val_logs
+                        .values()
+                        .into_iter()
+                        .map(|(name, value)| (format!("val_{name}"), value)),
+                );
+            }
             self.shared.history.epochs.push(EpochLogs {
                 epoch,
-                loss: running.loss(),
-                accuracy: running.accuracy(),
                 time: started.elapsed(),
-                batches: running.batches(),
-                samples: running.samples(),
-                val_loss,
-                val_accuracy,
+                batches: logs.number(),
+                samples: logs.samples(),
+                values,
             });
             self.shared.history.elapsed = self.shared.state.started.elapsed();
             self.shared.state.batch = 0;
@@ -272,63 +441,91 @@ impl Loop<'_, '_, '_> {
     }
 
     /// The training batches of one epoch, until its end or a stop.
-    fn train_epoch(&mut self, train: &Data) -> Result<Running> {
-        let (xs, ys) = if self.shuffle {
-            let mut order: Vec<i64> = (0..train.samples as i64).collect();
+    fn train_epoch(&mut self, train: &Source<'_>, logs: &mut BatchLogs) -> Result<()> {
+        let order = self.shuffle.then(|| {
+            let mut order: Vec<i64> = (0..train.len() as i64).collect();
             order.shuffle(&mut self.rng);
-            let order = Tensor::from_slice(&order).to_device(train.features.device());
-            let pick = |t: &Tensor| {
-                t.f_index_select(0, &order)
-                    .map_err(|e| Error::torch("shuffling the dataset", e))
-            };
-            (pick(&train.features)?, pick(&train.labels)?)
-        } else {
-            (train.features.shallow_clone(), train.labels.shallow_clone())
-        };
+            order
+        });
+        let order = train.begin_epoch(order)?;
         let epoch = self.shared.state.epoch;
-        let mut running = Running::default();
-        for batch in 1..=train.batches(self.batch_size) {
+        let device = self.shared.state.device;
+        logs.reset();
+        for batch in 1..=self.batches {
             self.shared.state.batch = batch;
             let step = self.shared.state.global_step + 1;
             self.fire(Event::BatchBegin, batch, step, None)?;
             if self.dispatch.stopped() {
                 break;
             }
-            let (x, y) = train.batch(&xs, &ys, batch, self.batch_size)?;
+            let start = (batch - 1) * self.batch_size;
+            let (x, y) = train.batch(
+                &order,
+                start,
+                self.batch_size.min(train.len() - start),
+                device,
+                self.loss,
+            )?;
             let at = || format!("batch {batch} of epoch {epoch}");
             let outputs = forward(self.model, &x, true, &at)?;
-            let loss = cross_entropy(&outputs, &y, &at)?;
-            self.optimizer.zero_grad();
+            let loss = compute_loss(self.loss, &outputs, &y, &at)?;
+            // Accumulation windows of `k` batches: zero the gradients at a window's start, step
+            // at its end (or at the epoch's last batch).
+            let window_start = (batch - 1) % self.accumulate == 0;
+            let window_end = batch % self.accumulate == 0 || batch == self.batches;
+            if window_start {
+                self.optimizer.zero_grad();
+            }
             self.fire(Event::BeforeBackward, batch, step, None)?;
-            loss.f_backward()
+            let backward = if self.accumulate > 1 {
+                loss.f_div_scalar(self.accumulate as f64)
+            } else {
+                Ok(loss.shallow_clone())
+            };
+            backward
+                .and_then(|scaled| scaled.f_backward())
                 .map_err(|e| Error::torch(format!("the backward pass failed on {}", at()), e))?;
             self.fire(Event::AfterBackward, batch, step, None)?;
-            self.fire(Event::BeforeOptimizerStep, batch, step, None)?;
-            self.optimizer.step();
-            self.shared.state.global_step = step;
-            let logs = running.update(&loss, &outputs, &y)?;
-            self.fire(Event::BatchEnd, batch, step, Some(&logs))?;
+            if window_end {
+                if let Some(clip) = self.clip {
+                    clip_gradients(self.shared.vs, clip).map_err(|e| Error::torch("clipping the gradients", e))?;
+                }
+                self.fire(Event::BeforeOptimizerStep, batch, step, None)?;
+                self.optimizer.step();
+                self.shared.state.global_step = step;
+            }
+            logs.update(&loss, &outputs, &y)?;
+            self.fire(Event::BatchEnd, batch, step, Some(logs))?;
             if self.dispatch.stopped() {
                 break;
             }
         }
-        Ok(running)
+        Ok(())
     }
 
     /// The validation pass of one epoch: eval mode, no gradients, batches in order.
-    fn validate(&mut self, valid: &Data, epoch: usize) -> Result<Running> {
+    fn validate(&mut self, valid: &Source<'_>, epoch: usize, logs: &mut BatchLogs) -> Result<()> {
         self.fire(Event::ValidationBegin, epoch, epoch as u64, None)?;
         let _no_grad = tch::no_grad_guard();
-        let mut running = Running::default();
-        for batch in 1..=valid.batches(self.batch_size) {
-            let (x, y) = valid.batch(&valid.features, &valid.labels, batch, self.batch_size)?;
+        let order = valid.begin_epoch(None)?;
+        let device = self.shared.state.device;
+        logs.reset();
+        for batch in 1..=valid.len().div_ceil(self.batch_size) {
+            let start = (batch - 1) * self.batch_size;
+            let (x, y) = valid.batch(
+                &order,
+                start,
+                self.batch_size.min(valid.len() - start),
+                device,
+                self.loss,
+            )?;
             let at = || format!("validation batch {batch} of epoch {epoch}");
             let outputs = forward(self.model, &x, false, &at)?;
-            let loss = cross_entropy(&outputs, &y, &at)?;
-            let logs = running.update(&loss, &outputs, &y)?;
-            self.fire(Event::ValidationBatchEnd, batch, batch as u64, Some(&logs))?;
+            let loss = compute_loss(self.loss, &outputs, &y, &at)?;
+            logs.update(&loss, &outputs, &y)?;
+            self.fire(Event::ValidationBatchEnd, batch, batch as u64, Some(logs))?;
         }
-        Ok(running)
+        Ok(())
     }
 }
 
@@ -347,19 +544,50 @@ fn forward(model: &dyn ModuleT, x: &Tensor, train: bool, at: &dyn Fn() -> String
     })
 }
 
-fn cross_entropy(outputs: &Tensor, y: &Tensor, at: &dyn Fn() -> String) -> Result<Tensor> {
-    outputs
-        .f_cross_entropy_loss::<Tensor>(y, None, Reduction::Mean, -100, 0.0)
-        .map_err(|e| {
-            Error::torch(
-                format!(
-                    "the cross-entropy loss failed on {} (model output of shape {:?}, labels of shape {:?}; \
-                 the output must be [batch, classes] and every label below `classes`)",
-                    at(),
-                    outputs.size(),
-                    y.size()
-                ),
-                e,
-            )
-        })
+fn compute_loss(loss: &Loss, outputs: &Tensor, y: &Tensor, at: &dyn Fn() -> String) -> Result<Tensor> {
+    loss.compute(outputs, y).map_err(|e| {
+        Error::torch(
+            format!(
+                "the {loss} failed on {} (model output of shape {:?}, targets of shape {:?}; {})",
+                at(),
+                outputs.size(),
+                y.size(),
+                loss.expects()
+            ),
+            e,
+        )
+    })
+}
+
+/// Clips the gradients on the device: no value is read to the host.
+fn clip_gradients(vs: &VarStore, clip: Clip) -> std::result::Result<(), tch::TchError> {
+    let _no_grad = tch::no_grad_guard();
+    let grads: Vec<Tensor> = vs
+        .trainable_variables()
+        .iter()
+        .map(|v| v.grad())
+        .filter(|g| g.defined())
+        .collect();
+    if grads.is_empty() {
+        return Ok(());
+    }
+    match clip {
+        Clip::Value(max) => {
+            for mut grad in grads {
+                let _ = grad.f_clamp_(-max, max)?;
+            }
+        }
+        Clip::Norm(max) => {
+            let norms = grads
+                .iter()
+                .map(|g| g.f_norm())
+                .collect::<std::result::Result<Vec<_>, _>>()?;
+            let total = Tensor::f_stack(&norms, 0)?.f_norm()?;
+            let coefficient = (total + 1e-6).f_reciprocal()?.f_mul_scalar(max)?.f_clamp_max(1.0)?;
+            for mut grad in grads {
+                let _ = grad.f_mul_(&coefficient)?;
+            }
+        }
+    }
+    Ok(())
 }

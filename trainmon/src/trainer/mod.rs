@@ -7,8 +7,10 @@ mod state;
 
 pub use state::TrainState;
 
-use crate::data::TensorDataset;
+use crate::data::Dataset;
 use crate::hook::Hook;
+use crate::loss::Loss;
+use crate::metrics::Metric;
 use crate::registry::{HookSpec, Hooks};
 use tch::nn;
 
@@ -42,9 +44,30 @@ pub struct Trainer<'a> {
     batch_size: usize,
     shuffle: bool,
     seed: Option<u64>,
-    validation: Option<&'a TensorDataset>,
+    validation: Validation<'a>,
     selection: Hooks,
     added: Vec<(HookSpec, Box<dyn Hook>)>,
+    loss: Loss,
+    metrics: Vec<MetricFactory>,
+    drop_last: bool,
+    accumulate: usize,
+    clip: Option<Clip>,
+    lazy_reads: Option<bool>,
+}
+
+/// Makes a fresh instance of a metric: one for training, one for validation, every fit.
+type MetricFactory = Box<dyn Fn() -> Box<dyn Metric>>;
+
+enum Validation<'a> {
+    None,
+    Data(&'a dyn Dataset),
+    Split(f64),
+}
+
+#[derive(Clone, Copy, Debug)]
+enum Clip {
+    Norm(f64),
+    Value(f64),
 }
 
 enum Optimizer {
@@ -67,9 +90,15 @@ impl<'a> Trainer<'a> {
             batch_size: 32,
             shuffle: true,
             seed: None,
-            validation: None,
+            validation: Validation::None,
             selection: Hooks::all(),
             added: Vec::new(),
+            loss: Loss::CrossEntropy,
+            metrics: Vec::new(),
+            drop_last: false,
+            accumulate: 1,
+            clip: None,
+            lazy_reads: None,
         }
     }
 
@@ -90,7 +119,7 @@ impl<'a> Trainer<'a> {
     }
 
     /// Samples per batch; the last batch of an epoch holds the rest (1000 samples in batches of
-    /// 32 make 32 batches, the last of 8).
+    /// 32 make 32 batches, the last of 8) unless [`Trainer::drop_last`] says otherwise.
     pub fn batch_size(mut self, batch_size: usize) -> Self {
         self.batch_size = batch_size;
         self
@@ -109,11 +138,72 @@ impl<'a> Trainer<'a> {
         self
     }
 
+    /// Whether to leave out the last batch of an epoch when it is smaller than the batch size
+    /// (default `false`: it is trained on).
+    pub fn drop_last(mut self, drop_last: bool) -> Self {
+        self.drop_last = drop_last;
+        self
+    }
+
     /// A validation set, evaluated at the end of every epoch (eval mode, no gradients, in
-    /// order, in batches of the training batch size). Its loss and accuracy are in the epoch's
-    /// logs as `val_loss` and `val_accuracy`.
-    pub fn validation(mut self, data: &'a TensorDataset) -> Self {
-        self.validation = Some(data);
+    /// order, in batches of the training batch size). Its loss and metrics are in the epoch's
+    /// logs prefixed `val_`: `val_loss`, `val_accuracy`.
+    pub fn validation(mut self, data: &'a impl Dataset) -> Self {
+        self.validation = Validation::Data(data);
+        self
+    }
+
+    /// Validates on the last `fraction` of the training data (taken before any shuffling, as
+    /// Keras does) and trains on the rest; `0 < fraction < 1`.
+    pub fn validation_split(mut self, fraction: f64) -> Self {
+        self.validation = Validation::Split(fraction);
+        self
+    }
+
+    /// The loss to minimise (default [`Loss::CrossEntropy`], which also tracks accuracy).
+    pub fn loss(mut self, loss: Loss) -> Self {
+        self.loss = loss;
+        self
+    }
+
+    /// Tracks a metric of your own, made by `make` (`MyMetric::default`): one instance on the
+    /// training batches, one (named `val_<name>`) on the validation set; hooks read it by name.
+    pub fn metric<M: Metric + 'static>(mut self, make: impl Fn() -> M + 'static) -> Self {
+        self.metrics.push(Box::new(move || Box::new(make())));
+        self
+    }
+
+    /// Clips the gradients' global L2 norm to `max` before each optimizer step (after the
+    /// `on_after_backward` hooks, before the `on_before_optimizer_step` ones). Done on the device,
+    /// without reading the norm to the host.
+    pub fn clip_grad_norm(mut self, max: f64) -> Self {
+        self.clip = Some(Clip::Norm(max));
+        self
+    }
+
+    /// Clamps every gradient value into `[-max, max]` before each optimizer step.
+    pub fn clip_grad_value(mut self, max: f64) -> Self {
+        self.clip = Some(Clip::Value(max));
+        self
+    }
+
+    /// Accumulates gradients over `k` batches per optimizer step (the loss scaled by `1/k`), for
+    /// an effective batch `k` times larger; the last window of an epoch may be shorter.
+    ///
+    /// Batch events still fire at every batch and count batches; `on_before_optimizer_step`
+    /// fires once per step; the global step ([`TrainState::global_step`], and
+    /// `counter = global_step` filters) counts optimizer steps, so the `k` batches of one window
+    /// share a step number.
+    pub fn accumulate_gradients(mut self, k: usize) -> Self {
+        self.accumulate = k;
+        self
+    }
+
+    /// Whether running values stay on the device until a hook asks for them (`true`), or are
+    /// read to the host after every batch (`false`). By default: lazily on CUDA, where a read is
+    /// a synchronisation; eagerly on the CPU, where it costs nothing (measured in the README).
+    pub fn lazy_reads(mut self, lazy: bool) -> Self {
+        self.lazy_reads = Some(lazy);
         self
     }
 
