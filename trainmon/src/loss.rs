@@ -3,16 +3,21 @@
 use std::fmt;
 use tch::{Kind, Reduction, TchError, Tensor};
 
+/// A loss of your own: `(outputs, targets)` to a scalar tensor.
+pub type LossFn = Box<dyn Fn(&Tensor, &Tensor) -> Result<Tensor, TchError> + Send>;
+
 /// The loss the trainer minimises; cross-entropy by default.
+#[derive(Default)]
 pub enum Loss {
     /// Cross-entropy of `[batch, classes]` logits against class indices (`[batch]`, an
     /// integer kind). The trainer then tracks accuracy too.
+    #[default]
     CrossEntropy,
     /// Mean squared error between outputs and targets of the same shape (targets of an integer
     /// kind are converted to the outputs' kind).
     Mse,
     /// A loss of your own: a scalar tensor from `(outputs, targets)`.
-    Custom(Box<dyn Fn(&Tensor, &Tensor) -> Result<Tensor, TchError> + Send>),
+    Custom(LossFn),
 }
 
 impl Loss {
@@ -67,12 +72,6 @@ impl Loss {
             Loss::Mse => "outputs and targets must have the same shape",
             Loss::Custom(_) => "see the custom loss",
         }
-    }
-}
-
-impl Default for Loss {
-    fn default() -> Self {
-        Loss::CrossEntropy
     }
 }
 

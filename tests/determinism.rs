@@ -1,0 +1,88 @@
+//! `Trainer::seed`: two CPU runs with the same seed give bit-identical histories and weights —
+//! whether values are read eagerly or lazily, and whether batches come from tensors or from a
+//! dataset asked batch by batch.
+
+use tch::nn::{self, VarStore};
+use tch::{Device, Kind, Tensor};
+use trainmon::{Dataset, History, TensorDataset, Trainer};
+use trainmon_tests::tutorial_data;
+
+/// The same samples as a `TensorDataset`, but only through `Dataset::batch`.
+struct OneByOne<'a>(&'a TensorDataset);
+
+impl Dataset for OneByOne<'_> {
+    fn len(&self) -> usize {
+        self.0.len()
+    }
+    fn batch(&self, indices: &[i64]) -> trainmon::Result<(Tensor, Tensor)> {
+        self.0.batch(indices)
+    }
+}
+
+/// Everything a run produced: the history without wall times, and the weights.
+fn run(seed: u64, lazy: bool, one_by_one: bool) -> (Vec<(usize, usize, Vec<(String, f64)>)>, Vec<f32>) {
+    let data = tutorial_data(5);
+    tch::manual_seed(6);
+    let vs = VarStore::new(Device::Cpu);
+    let model = nn::seq_t()
+        .add(nn::linear(vs.root() / "fc1", 20, 16, Default::default()))
+        .add_fn(|x| x.relu())
+        .add_fn_t(|x, train| x.dropout(0.2, train))
+        .add(nn::linear(vs.root() / "fc2", 16, 2, Default::default()));
+    let mut trainer = Trainer::new(&vs, &model)
+        .optimizer(nn::Adam::default(), 1e-2)
+        .epochs(3)
+        .batch_size(32)
+        .validation_split(0.2)
+        .seed(seed)
+        .lazy_reads(lazy);
+    let history: History = if one_by_one {
+        trainer.fit(&OneByOne(&data)).unwrap()
+    } else {
+        trainer.fit(&data).unwrap()
+    };
+    let epochs = history
+        .epochs()
+        .iter()
+        .map(|e| {
+            (
+                e.epoch(),
+                e.batches(),
+                e.metrics().map(|(n, v)| (n.to_owned(), v)).collect(),
+            )
+        })
+        .collect();
+    let weights = vs
+        .trainable_variables()
+        .iter()
+        .flat_map(|t| Vec::<f32>::try_from(t.flatten(0, -1).to_kind(Kind::Float)).unwrap())
+        .collect();
+    (epochs, weights)
+}
+
+#[test]
+fn same_seed_same_bits() {
+    let reference = run(7, false, false);
+    let names: Vec<&str> = reference.0[0].2.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(names, ["loss", "accuracy", "val_loss", "val_accuracy"]);
+    assert_eq!(
+        reference.0[0].1, 25,
+        "800 training samples (a 0.2 split of 1000) in batches of 32"
+    );
+    assert_eq!(
+        run(7, false, false),
+        reference,
+        "the same seed: bit-identical history and weights"
+    );
+    assert_eq!(run(7, true, false), reference, "lazy reads give the same values");
+    assert_eq!(
+        run(7, false, true),
+        reference,
+        "a dataset asked batch by batch gives the same values"
+    );
+    assert_ne!(
+        run(8, false, false).1,
+        reference.1,
+        "another seed shuffles (and drops out) otherwise"
+    );
+}
