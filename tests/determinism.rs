@@ -19,8 +19,11 @@ impl Dataset for OneByOne<'_> {
     }
 }
 
+/// An epoch without its wall time: number, batches, metrics by name.
+type Epoch = (usize, usize, Vec<(String, f64)>);
+
 /// Everything a run produced: the history without wall times, and the weights.
-fn run(seed: u64, lazy: bool, one_by_one: bool) -> (Vec<(usize, usize, Vec<(String, f64)>)>, Vec<f32>) {
+fn run(seed: u64, lazy: bool, one_by_one: bool) -> (Vec<Epoch>, Vec<f32>) {
     let data = tutorial_data(5);
     tch::manual_seed(6);
     let vs = VarStore::new(Device::Cpu);
