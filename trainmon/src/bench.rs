@@ -50,7 +50,7 @@ impl DispatchBench {
             vs: VarStore::new(Device::Cpu),
             learning_rate: Cell::new(1e-3),
             logs: {
-                let mut logs = BatchLogs::new(false, Vec::new());
+                let mut logs = BatchLogs::new(false, Vec::new(), false);
                 let outputs = Tensor::zeros([32, 2], (Kind::Float, Device::Cpu));
                 let targets = Tensor::zeros([32], (Kind::Int64, Device::Cpu));
                 logs.update(&Tensor::from(0.5f32), &outputs, &targets)

@@ -168,6 +168,9 @@ impl Metric for Accuracy {
 /// (and kept until the next batch): the running loss is the mean of the batch losses so far,
 /// the running accuracy the share of samples so far classified right, as in the tutorial.
 pub struct BatchLogs {
+    /// Whether updates need `no_grad`: device sums and metrics of your own must not record
+    /// autograd history (the built-in eager reads do not).
+    needs_no_grad: bool,
     number: usize,
     size: usize,
     samples: usize,
@@ -178,9 +181,12 @@ pub struct BatchLogs {
 }
 
 impl BatchLogs {
-    pub(crate) fn new(lazy: bool, metrics: Vec<Box<dyn Metric>>) -> Self {
+    /// Running logs over `metrics`; `own_metrics` says whether some are the user's (whose
+    /// updates then run without gradients).
+    pub(crate) fn new(lazy: bool, metrics: Vec<Box<dyn Metric>>, own_metrics: bool) -> Self {
         let cache = (0..=metrics.len()).map(|_| Cell::new(None)).collect();
         BatchLogs {
+            needs_no_grad: lazy || own_metrics,
             number: 0,
             size: 0,
             samples: 0,
@@ -202,7 +208,7 @@ impl BatchLogs {
 
     /// Adds a batch: its mean loss, and its outputs against the targets for the metrics.
     pub(crate) fn update(&mut self, loss: &Tensor, outputs: &Tensor, targets: &Tensor) -> Result<()> {
-        let _no_grad = tch::no_grad_guard();
+        let _no_grad = self.needs_no_grad.then(tch::no_grad_guard);
         let read = |err| Error::torch("accumulating the batch's loss and metrics", err);
         self.loss.add(loss).map_err(read)?;
         for metric in &mut self.metrics {
@@ -293,7 +299,7 @@ mod tests {
     use super::*;
 
     fn batches(lazy: bool) -> Vec<(usize, usize, f64, f64)> {
-        let mut logs = BatchLogs::new(lazy, vec![Box::new(Accuracy::with_reads(lazy))]);
+        let mut logs = BatchLogs::new(lazy, vec![Box::new(Accuracy::with_reads(lazy))], false);
         let mut seen = Vec::new();
         // Batch 1: logits favour class 1 for both samples, labels 1 and 0 → 1 of 2 right.
         let out = Tensor::from_slice(&[0.0f32, 1.0, 0.0, 1.0]).view([2, 2]);
@@ -324,13 +330,13 @@ mod tests {
 
     #[test]
     fn values_by_name() {
-        let mut logs = BatchLogs::new(false, vec![Box::new(Accuracy::with_reads(false))]);
+        let mut logs = BatchLogs::new(false, vec![Box::new(Accuracy::with_reads(false))], false);
         let out = Tensor::from_slice(&[0.0f32, 1.0]).view([1, 2]);
         logs.update(&Tensor::from(2.0f32), &out, &Tensor::from_slice(&[1i64]))
             .unwrap();
         assert_eq!(logs.values(), [("loss".to_owned(), 2.0), ("accuracy".to_owned(), 1.0)]);
         assert_eq!(logs.get("nope"), None);
-        let without = BatchLogs::new(false, Vec::new());
+        let without = BatchLogs::new(false, Vec::new(), false);
         assert!(without.accuracy().is_nan(), "no accuracy tracked");
     }
 }

@@ -229,7 +229,7 @@ impl Trainer<'_> {
                 list.push(Box::new(Accuracy::with_reads(lazy)));
             }
             list.extend(metrics.iter().map(|make| make()));
-            BatchLogs::new(lazy, list)
+            BatchLogs::new(lazy, list, !metrics.is_empty())
         };
 
         let registered = registrations();
@@ -479,12 +479,11 @@ impl Loop<'_, '_, '_> {
             self.fire(Event::BeforeBackward, batch, step, None)?;
             let backward = if self.accumulate > 1 {
                 loss.f_div_scalar(self.accumulate as f64)
+                    .and_then(|scaled| scaled.f_backward())
             } else {
-                Ok(loss.shallow_clone())
+                loss.f_backward()
             };
-            backward
-                .and_then(|scaled| scaled.f_backward())
-                .map_err(|e| Error::torch(format!("the backward pass failed on {}", at()), e))?;
+            backward.map_err(|e| Error::torch(format!("the backward pass failed on {}", at()), e))?;
             self.fire(Event::AfterBackward, batch, step, None)?;
             if window_end {
                 if let Some(clip) = self.clip {
