@@ -25,7 +25,7 @@ enum Source<'d> {
     /// one gather per epoch when shuffling.
     Tensors { x: Tensor, y: Tensor, len: usize },
     /// A dataset asked for each batch, which the loop moves to the device.
-    Batches { data: &'d dyn Dataset, len: usize },
+    Batches { data: Box<dyn Dataset + 'd>, len: usize },
 }
 
 /// One epoch's order of the samples.
@@ -37,7 +37,7 @@ struct EpochOrder {
 }
 
 impl<'d> Source<'d> {
-    fn new(data: &'d dyn Dataset, device: Device, loss: &Loss, what: &str) -> Result<Self> {
+    fn new(data: Box<dyn Dataset + 'd>, device: Device, loss: &Loss, what: &str) -> Result<Self> {
         let len = data.len();
         if len == 0 {
             return Err(Error::Data(format!("the {what} set is empty: 0 samples")));
@@ -175,38 +175,9 @@ impl Trainer<'_> {
             }
             Optimizer::Failed(err) => return Err(Error::Config(format!("the optimizer could not be built: {err}"))),
         };
-        if *batch_size == 0 {
-            return Err(Error::Config("batch size must be at least 1, got 0".into()));
-        }
-        if *accumulate == 0 {
-            return Err(Error::Config(
-                "gradients must accumulate over at least 1 batch, got 0".into(),
-            ));
-        }
-        if let Some(Clip::Norm(max) | Clip::Value(max)) = clip {
-            if !(max.is_finite() && *max > 0.0) {
-                return Err(Error::Config(format!(
-                    "a gradient clip must be positive and finite, got {max}"
-                )));
-            }
-        }
+        check_settings(*batch_size, *accumulate, *clip)?;
         let device = vs.device();
-        let data: &dyn Dataset = data;
-        let subsets = match validation {
-            Validation::Split(fraction) => Some(split(data, *fraction)?),
-            _ => None,
-        };
-        let (train, valid) = match (&*validation, &subsets) {
-            (_, Some((train, valid))) => (
-                Source::new(train, device, loss, "training")?,
-                Some(Source::new(valid, device, loss, "validation")?),
-            ),
-            (Validation::Data(valid), _) => (
-                Source::new(data, device, loss, "training")?,
-                Some(Source::new(*valid, device, loss, "validation")?),
-            ),
-            _ => (Source::new(data, device, loss, "training")?, None),
-        };
+        let (train, valid) = sources(data, validation, device, loss)?;
         let batches = if *drop_last {
             train.len() / *batch_size
         } else {
@@ -291,6 +262,48 @@ impl Trainer<'_> {
             }
         }
     }
+}
+
+/// Settings that cannot train, found before any work is done.
+fn check_settings(batch_size: usize, accumulate: usize, clip: Option<Clip>) -> Result<()> {
+    if batch_size == 0 {
+        return Err(Error::Config("batch size must be at least 1, got 0".into()));
+    }
+    if accumulate == 0 {
+        return Err(Error::Config(
+            "gradients must accumulate over at least 1 batch, got 0".into(),
+        ));
+    }
+    if let Some(Clip::Norm(max) | Clip::Value(max)) = clip {
+        if !(max.is_finite() && max > 0.0) {
+            return Err(Error::Config(format!(
+                "a gradient clip must be positive and finite, got {max}"
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// The training samples and the validation samples, if any.
+fn sources<'d>(
+    data: &'d dyn Dataset,
+    validation: &Validation<'d>,
+    device: Device,
+    loss: &Loss,
+) -> Result<(Source<'d>, Option<Source<'d>>)> {
+    let (train, valid): (Box<dyn Dataset + 'd>, Option<Box<dyn Dataset + 'd>>) = match *validation {
+        Validation::None => (Box::new(data), None),
+        Validation::Data(valid) => (Box::new(data), Some(Box::new(valid))),
+        Validation::Split(fraction) => {
+            let (train, valid) = split(data, fraction)?;
+            (Box::new(train), Some(Box::new(valid)))
+        }
+    };
+    let train = Source::new(train, device, loss, "training")?;
+    let valid = valid
+        .map(|valid| Source::new(valid, device, loss, "validation"))
+        .transpose()?;
+    Ok((train, valid))
 }
 
 /// The last `fraction` of the samples for validation, the rest for training.
