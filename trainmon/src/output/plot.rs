@@ -24,7 +24,7 @@ pub fn write_all(history: &History, dir: impl AsRef<Path>) -> Result<Vec<PathBuf
                 y: "Loss",
                 label: "Loss",
                 metric: "loss",
-                color: BLUE,
+                color: TAB_BLUE,
             },
         ),
         (
@@ -34,7 +34,7 @@ pub fn write_all(history: &History, dir: impl AsRef<Path>) -> Result<Vec<PathBuf
                 y: "Accuracy",
                 label: "Accuracy",
                 metric: "accuracy",
-                color: GREEN,
+                color: TAB_GREEN,
             },
         ),
         (
@@ -43,7 +43,7 @@ pub fn write_all(history: &History, dir: impl AsRef<Path>) -> Result<Vec<PathBuf
                 title: "Training Time per Epoch",
                 y: "Time (seconds)",
                 metric: "time",
-                color: ORANGE,
+                color: TAB_ORANGE,
             },
         ),
     ];
@@ -57,7 +57,10 @@ pub fn write_all(history: &History, dir: impl AsRef<Path>) -> Result<Vec<PathBuf
         .collect()
 }
 
-const ORANGE: RGBColor = RGBColor(255, 165, 0);
+// The colours of matplotlib's default cycle, which the tutorial's plots use.
+const TAB_BLUE: RGBColor = RGBColor(31, 119, 180);
+const TAB_GREEN: RGBColor = RGBColor(44, 160, 44);
+const TAB_ORANGE: RGBColor = RGBColor(255, 127, 14);
 
 /// One figure over the epochs of a history.
 #[derive(Clone, Copy, Debug)]
@@ -167,16 +170,23 @@ impl Plot {
         match *self {
             Plot::Line { label, color, .. } => {
                 chart
-                    .draw_series(LineSeries::new(epochs.iter().copied(), color.stroke_width(2)).point_size(5))?
+                    .draw_series(LineSeries::new(epochs.iter().copied(), color.stroke_width(2)))?
                     .label(label)
                     .legend(move |(x, y)| {
                         EmptyElement::at((x, y))
                             + PathElement::new(vec![(-10, 0), (10, 0)], color.stroke_width(2))
                             + Circle::new((0, 0), 4, color.filled())
                     });
+                chart.draw_series(epochs.iter().map(|&point| Circle::new(point, 5, color.filled())))?;
+                // The legend goes to the corner the curve leaves free: where it ends low, up.
+                let ends_high = epochs.last().is_some_and(|(_, v)| *v > (y_lo + y_hi) / 2.0);
                 chart
                     .configure_series_labels()
-                    .position(SeriesLabelPosition::UpperRight)
+                    .position(if ends_high {
+                        SeriesLabelPosition::LowerRight
+                    } else {
+                        SeriesLabelPosition::UpperRight
+                    })
                     .label_font((FONT, 16))
                     .background_style(WHITE.mix(0.9))
                     .border_style(BLACK)
