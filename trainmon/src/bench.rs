@@ -32,7 +32,7 @@ impl DispatchBench {
             .filter(|r| selection.selects(r.info()))
             .map(|r| {
                 let hook: &'static mut dyn Hook = Box::leak(r.instantiate());
-                (r.info().clone(), hook)
+                (vec![r.info().clone()], hook)
             });
         DispatchBench {
             dispatch: Dispatch::new(hooks).expect("registered filters are checked at compile time"),

@@ -20,6 +20,13 @@ pub trait Hook: Send {
     fn call(&mut self, ctx: &HookContext<'_>) -> Result<Control, BoxError>;
 }
 
+/// A hook that runs at several events with one state — what the built-in hooks are. Its
+/// `call` sees which event it is at through [`HookContext::event`].
+pub trait Plugin: Hook + 'static {
+    /// Where it runs: one spec per event, each with its filter and priority.
+    fn specs(&self) -> Vec<crate::registry::HookSpec>;
+}
+
 /// Everything a hook may read at the moment it runs; its parameters are taken from here.
 #[derive(Clone, Copy)]
 pub struct HookContext<'a> {

@@ -217,10 +217,13 @@ impl Trainer<'_> {
             .collect();
         let hooks = instances
             .iter_mut()
-            .map(|(info, hook)| ((*info).clone(), &mut **hook as &mut dyn Hook));
-        let added = added
-            .iter_mut()
-            .map(|(spec, hook)| (spec.0.clone(), &mut **hook as &mut dyn Hook));
+            .map(|(info, hook)| (vec![(*info).clone()], &mut **hook as &mut dyn Hook));
+        let added = added.iter_mut().map(|(specs, hook)| {
+            (
+                specs.iter().map(|spec| spec.0.clone()).collect(),
+                &mut **hook as &mut dyn Hook,
+            )
+        });
         let mut dispatch = Dispatch::new(hooks.chain(added))?;
         tracing::debug!(epochs = *epochs, batches, ?device, lazy, "fit starts");
 

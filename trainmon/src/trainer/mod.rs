@@ -8,7 +8,7 @@ mod state;
 pub use state::TrainState;
 
 use crate::data::Dataset;
-use crate::hook::Hook;
+use crate::hook::{Hook, Plugin};
 use crate::loss::Loss;
 use crate::metrics::Metric;
 use crate::registry::{HookSpec, Hooks};
@@ -46,7 +46,7 @@ pub struct Trainer<'a> {
     seed: Option<u64>,
     validation: Validation<'a>,
     selection: Hooks,
-    added: Vec<(HookSpec, Box<dyn Hook>)>,
+    added: Vec<(Vec<HookSpec>, Box<dyn Hook>)>,
     loss: Loss,
     metrics: Vec<MetricFactory>,
     drop_last: bool,
@@ -233,7 +233,16 @@ impl<'a> Trainer<'a> {
     /// );
     /// ```
     pub fn add_hook(mut self, spec: HookSpec, hook: impl Hook + 'static) -> Self {
-        self.added.push((spec, Box::new(hook)));
+        self.added.push((vec![spec], Box::new(hook)));
+        self
+    }
+
+    /// Adds a plugin: a hook that runs at several events with one state, as the built-in hooks
+    /// of [`crate::hooks`] do (`.with(EarlyStopping::new("val_loss").patience(3))`). Like
+    /// [`Trainer::add_hook`], it runs whatever [`Trainer::hooks`] selects.
+    pub fn with(mut self, plugin: impl Plugin) -> Self {
+        let specs = plugin.specs();
+        self.added.push((specs, Box::new(plugin)));
         self
     }
 }

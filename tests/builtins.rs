@@ -1,0 +1,208 @@
+//! The built-in hooks in a real loop: early stopping (its reason in the history, best weights
+//! restored however training ended, a clear error for a missing metric), terminate on NaN, and
+//! the logger's formats.
+
+use std::io::Write;
+use std::sync::{Arc, Mutex};
+use tch::nn::{self, VarStore};
+use tch::{Device, Kind, Tensor};
+use trainmon::hooks::{EarlyStopping, Logger, Mode, TerminateOnNaN};
+use trainmon::prelude::*;
+use trainmon::{hook_fn, Event, HookSpec, Hooks};
+use trainmon_tests::{tutorial_data, tutorial_model};
+
+static WEIGHTS: Mutex<Vec<Vec<f32>>> = Mutex::new(Vec::new());
+
+fn weights(vs: &VarStore) -> Vec<f32> {
+    let mut named: Vec<_> = vs.variables().into_iter().collect();
+    named.sort_by(|a, b| a.0.cmp(&b.0));
+    named
+        .iter()
+        .flat_map(|(_, t)| Vec::<f32>::try_from(t.flatten(0, -1).to_kind(Kind::Float)).unwrap())
+        .collect()
+}
+
+#[on_epoch_end(group = "record")]
+fn record_weights(vs: &VarStore) {
+    WEIGHTS.lock().unwrap().push(weights(vs));
+}
+
+/// libtorch's generator is global: the tests of this file, which seed it, run one at a time.
+static SERIAL: Mutex<()> = Mutex::new(());
+
+#[test]
+fn best_weights_come_back_however_training_ended() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    for stop_at in [None, Some(3)] {
+        WEIGHTS.lock().unwrap().clear();
+        let data = tutorial_data(1);
+        let (vs, model) = tutorial_model(2);
+        // The loss falls, so in max mode the best epoch is the first.
+        let mut trainer = Trainer::new(&vs, &model)
+            .optimizer(nn::Adam::default(), 1e-2)
+            .epochs(4)
+            .hooks(Hooks::groups(["record"]))
+            .with(
+                EarlyStopping::new("loss")
+                    .mode(Mode::Max)
+                    .patience(100)
+                    .restore_best_weights(true),
+            );
+        if let Some(stop_at) = stop_at {
+            trainer = trainer.add_hook(
+                HookSpec::new(Event::EpochEnd, "other_stopper"),
+                hook_fn(move |ctx| {
+                    if ctx.state().epoch() == stop_at {
+                        Control::stop("something else")
+                    } else {
+                        Control::Continue
+                    }
+                }),
+            );
+        }
+        let history = trainer.fit(&data).unwrap();
+        let seen = WEIGHTS.lock().unwrap().clone();
+        assert_eq!(seen.len(), stop_at.unwrap_or(4), "{stop_at:?}");
+        assert_ne!(seen[0], *seen.last().unwrap(), "training moved the weights");
+        assert_eq!(
+            weights(&vs),
+            seen[0],
+            "epoch 1's weights restored (stop at {stop_at:?})"
+        );
+        if stop_at.is_some() {
+            assert_eq!(history.stop_reason().unwrap().hook, "other_stopper");
+        }
+    }
+}
+
+#[test]
+fn early_stopping_reasons_and_errors() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let data = tutorial_data(1);
+    let (vs, model) = tutorial_model(2);
+    let fit = |stopper: EarlyStopping| {
+        Trainer::new(&vs, &model)
+            .optimizer(nn::Adam::default(), 1e-3)
+            .epochs(5)
+            .validation_split(0.2)
+            .hooks(Hooks::none())
+            .with(stopper)
+            .fit(&data)
+    };
+    let history = fit(EarlyStopping::new("val_loss").stopping_threshold(10.0)).unwrap();
+    let stop = history.stop_reason().unwrap();
+    assert_eq!((history.len(), stop.hook.as_str(), stop.epoch), (1, "EarlyStopping", 1));
+    assert!(
+        stop.reason.contains("`val_loss` = ") && stop.reason.contains("reached the stopping threshold 10"),
+        "{stop}"
+    );
+
+    let err = fit(EarlyStopping::new("val_acc")).unwrap_err().to_string();
+    assert!(
+        err.starts_with("hook `EarlyStopping` (trainmon/src/hooks/early_stopping.rs:"),
+        "{err}"
+    );
+    assert!(
+        err.contains(
+            "monitors `val_acc`, which the epoch logs do not have; they have loss, accuracy, val_loss, val_accuracy"
+        ),
+        "{err}"
+    );
+}
+
+#[test]
+fn terminate_on_nan_stops_at_the_batch() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    tch::manual_seed(0);
+    let features = Tensor::randn([320, 20], (Kind::Float, Device::Cpu));
+    let _ = features.get(100).get(3).fill_(f64::NAN); // in batch 4 (samples 96..128)
+    let data = TensorDataset::new(features, Tensor::randint(2, [320], (Kind::Int64, Device::Cpu))).unwrap();
+    let (vs, model) = tutorial_model(2);
+    let history = Trainer::new(&vs, &model)
+        .optimizer(nn::Adam::default(), 1e-3)
+        .epochs(3)
+        .shuffle(false)
+        .hooks(Hooks::none())
+        .with(TerminateOnNaN::new())
+        .fit(&data)
+        .unwrap();
+    let stop = history.stop_reason().unwrap();
+    assert_eq!(stop.reason, "the loss is NaN at batch 4 of epoch 1");
+    assert_eq!(
+        (history.len(), history.epochs()[0].batches()),
+        (1, 4),
+        "the epoch ended after batch 4"
+    );
+}
+
+/// A writer for a tracing subscriber, to read what was logged.
+#[derive(Clone, Default)]
+struct Buffer(Arc<Mutex<Vec<u8>>>);
+
+impl Write for Buffer {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().write(buf)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+fn logged(logger: Logger) -> Vec<String> {
+    let data = tutorial_data(1);
+    let (vs, model) = tutorial_model(2);
+    let buffer = Buffer::default();
+    let writer = buffer.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(move || writer.clone())
+        .with_ansi(false)
+        .without_time()
+        .with_level(false)
+        .with_target(false)
+        .finish();
+    tracing::subscriber::with_default(subscriber, || {
+        Trainer::new(&vs, &model)
+            .optimizer(nn::Adam::default(), 1e-3)
+            .epochs(2)
+            .validation_split(0.2)
+            .hooks(Hooks::none())
+            .with(logger)
+            .fit(&data)
+            .unwrap()
+    });
+    let text = String::from_utf8(buffer.0.lock().unwrap().clone()).unwrap();
+    text.lines().map(str::to_owned).collect()
+}
+
+#[test]
+fn logger_formats() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let lines = logged(Logger::tutorial());
+    // 800 training samples: 25 batches, logged at 10 and 20.
+    assert_eq!(lines.len(), 2 * 4, "{lines:#?}");
+    assert_eq!(lines[0], "Epoch 1 starting.");
+    assert!(
+        lines[1].starts_with("Batch 10: Loss = ") && lines[1].contains(", Accuracy = "),
+        "{}",
+        lines[1]
+    );
+    assert!(lines[2].starts_with("Batch 20: Loss = "), "{}", lines[2]);
+    assert!(
+        lines[3].starts_with("Epoch 1 finished in ") && lines[3].ends_with(" seconds."),
+        "{}",
+        lines[3]
+    );
+
+    let lines = logged(Logger::new().every(20));
+    assert_eq!(lines.len(), 2 * 2, "{lines:#?}");
+    assert!(
+        lines[0].starts_with("epoch 1/2 batch 20/25: loss ") && lines[0].contains(", accuracy "),
+        "{}",
+        lines[0]
+    );
+    let summary = &lines[1];
+    assert!(summary.starts_with("epoch 1/2 done in "), "{summary}");
+    for name in ["loss", "accuracy", "val_loss", "val_accuracy"] {
+        assert!(summary.contains(&format!(" {name} ")), "{name} in {summary}");
+    }
+}
