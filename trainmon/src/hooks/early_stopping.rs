@@ -301,7 +301,9 @@ mod tests {
     #[test]
     fn stops_where_keras_and_lightning_would() {
         let nan = f64::NAN;
-        let cases: Vec<(&str, EarlyStopping, &str, Vec<f64>, Option<(usize, &str)>)> = vec![
+        // (why, the stopper, the metric's name, its values by epoch, where it stops and why)
+        type Case = (&'static str, EarlyStopping, &'static str, Vec<f64>, Option<(usize, &'static str)>);
+        let cases: Vec<Case> = vec![
             (
                 "patience 2: the second epoch in a row without improvement stops, as in the tutorial",
                 EarlyStopping::new("loss").patience(2),
