@@ -6,7 +6,7 @@ use std::io::Write;
 use std::sync::{Arc, Mutex};
 use tch::nn::{self, VarStore};
 use tch::{Device, Kind, Tensor};
-use trainmon::hooks::{EarlyStopping, Logger, Mode, TerminateOnNaN};
+use trainmon::hooks::{EarlyStopping, Logger, MetricFiles, Mode, TerminateOnNaN};
 use trainmon::prelude::*;
 use trainmon::{hook_fn, Event, HookSpec, Hooks};
 use trainmon_tests::{tutorial_data, tutorial_model};
@@ -205,4 +205,102 @@ fn logger_formats() {
     for name in ["loss", "accuracy", "val_loss", "val_accuracy"] {
         assert!(summary.contains(&format!(" {name} ")), "{name} in {summary}");
     }
+}
+
+#[test]
+fn metric_files_hold_the_history() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("metrics");
+    let data = tutorial_data(1);
+    let (vs, model) = tutorial_model(2);
+    let history = Trainer::new(&vs, &model)
+        .optimizer(nn::Adam::default(), 1e-3)
+        .epochs(3)
+        .validation_split(0.2)
+        .hooks(Hooks::none())
+        .with(MetricFiles::new(&out).steps(10))
+        .fit(&data)
+        .unwrap();
+
+    let mut epochs = csv::Reader::from_path(out.join("epochs.csv")).unwrap();
+    let header: Vec<String> = epochs.headers().unwrap().iter().map(str::to_owned).collect();
+    assert_eq!(
+        header,
+        ["epoch", "time", "loss", "accuracy", "val_loss", "val_accuracy"]
+    );
+    let rows: Vec<Vec<f64>> = epochs
+        .records()
+        .map(|r| r.unwrap().iter().map(|f| f.parse().unwrap()).collect())
+        .collect();
+    assert_eq!(rows.len(), 3);
+    for (row, logs) in rows.iter().zip(history.epochs()) {
+        let want: Vec<f64> = ["epoch", "time", "loss", "accuracy", "val_loss", "val_accuracy"]
+            .iter()
+            .map(|n| {
+                if *n == "epoch" {
+                    logs.epoch() as f64
+                } else {
+                    logs.get(n).unwrap()
+                }
+            })
+            .collect();
+        assert_eq!(
+            *row,
+            want,
+            "CSV row of epoch {} round-trips the history exactly",
+            logs.epoch()
+        );
+    }
+
+    let lines = std::fs::read_to_string(out.join("epochs.jsonl")).unwrap();
+    let json: Vec<serde_json::Value> = lines.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(json.len(), 3);
+    assert_eq!(json[2]["epoch"], 3);
+    assert_eq!(json[2]["val_loss"].as_f64(), history.epochs()[2].val_loss());
+
+    // 800 training samples: 25 batches an epoch, a line at batches 10 and 20.
+    let steps = std::fs::read_to_string(out.join("steps.jsonl")).unwrap();
+    let steps: Vec<serde_json::Value> = steps.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let at: Vec<(u64, u64, u64)> = steps
+        .iter()
+        .map(|s| {
+            (
+                s["epoch"].as_u64().unwrap(),
+                s["batch"].as_u64().unwrap(),
+                s["step"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        at,
+        [
+            (1, 10, 10),
+            (1, 20, 20),
+            (2, 10, 35),
+            (2, 20, 45),
+            (3, 10, 60),
+            (3, 20, 70)
+        ]
+    );
+    assert!(steps.iter().all(|s| s["loss"].is_f64() && s["accuracy"].is_f64()));
+    assert_eq!(
+        csv::Reader::from_path(out.join("steps.csv")).unwrap().records().count(),
+        6
+    );
+
+    // A directory that cannot be created is an error naming it, before any training.
+    let blocker = dir.path().join("a-file");
+    std::fs::write(&blocker, "").unwrap();
+    let err = Trainer::new(&vs, &model)
+        .optimizer(nn::Adam::default(), 1e-3)
+        .hooks(Hooks::none())
+        .with(MetricFiles::new(blocker.join("metrics")))
+        .fit(&data)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("could not create the directory") && err.contains("a-file/metrics"),
+        "{err}"
+    );
 }

@@ -302,7 +302,13 @@ mod tests {
     fn stops_where_keras_and_lightning_would() {
         let nan = f64::NAN;
         // (why, the stopper, the metric's name, its values by epoch, where it stops and why)
-        type Case = (&'static str, EarlyStopping, &'static str, Vec<f64>, Option<(usize, &'static str)>);
+        type Case = (
+            &'static str,
+            EarlyStopping,
+            &'static str,
+            Vec<f64>,
+            Option<(usize, &'static str)>,
+        );
         let cases: Vec<Case> = vec![
             (
                 "patience 2: the second epoch in a row without improvement stops, as in the tutorial",

@@ -16,10 +16,12 @@
 
 mod early_stopping;
 mod logger;
+mod metric_files;
 mod terminate_on_nan;
 
 pub use early_stopping::{Delta, EarlyStopping, Mode};
 pub use logger::Logger;
+pub use metric_files::MetricFiles;
 pub use terminate_on_nan::TerminateOnNaN;
 
 use crate::error::BoxError;

@@ -1,0 +1,194 @@
+//! Metric files: CSV and JSON Lines, a line per epoch and per logged step.
+
+use crate::control::Control;
+use crate::error::{BoxError, Error};
+use crate::event::Event;
+use crate::filter::Filter;
+use crate::hook::{Hook, HookContext, Plugin};
+use crate::priority;
+use crate::registry::HookSpec;
+use std::fs::File;
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
+
+/// Writes every epoch's metrics — and, with [`MetricFiles::steps`], the running values every
+/// `n` batches — to `epochs.csv` / `epochs.jsonl` (and `steps.csv` / `steps.jsonl`) in a
+/// directory. Each line is flushed as it is written, so a crash loses at most the line being
+/// written. A value that is not finite is empty in CSV and `null` in JSON.
+///
+/// ```text
+/// epochs.csv   epoch,time,loss,accuracy,val_loss,val_accuracy
+///              1,0.052,0.7012,0.5000,0.6950,0.5150
+/// steps.jsonl  {"epoch":1,"batch":10,"step":10,"loss":0.7101,"accuracy":0.4938}
+/// ```
+#[derive(Debug)]
+pub struct MetricFiles {
+    dir: PathBuf,
+    csv: bool,
+    jsonl: bool,
+    every: u64,
+    epochs: Option<Files>,
+    steps: Option<Files>,
+}
+
+impl MetricFiles {
+    /// CSV and JSON Lines files of the epochs in `dir` (created if need be).
+    pub fn new(dir: impl Into<PathBuf>) -> Self {
+        MetricFiles {
+            dir: dir.into(),
+            csv: true,
+            jsonl: true,
+            every: 0,
+            epochs: None,
+            steps: None,
+        }
+    }
+
+    /// Whether to write the CSV files (default `true`).
+    pub fn csv(mut self, csv: bool) -> Self {
+        self.csv = csv;
+        self
+    }
+
+    /// Whether to write the JSON Lines files (default `true`).
+    pub fn jsonl(mut self, jsonl: bool) -> Self {
+        self.jsonl = jsonl;
+        self
+    }
+
+    /// Also a line of running values every `n` batches of each epoch (`0`: none, the default).
+    pub fn steps(mut self, n: u64) -> Self {
+        self.every = n;
+        self
+    }
+
+    fn begin(&mut self) -> Result<(), BoxError> {
+        std::fs::create_dir_all(&self.dir).map_err(Error::io("create the directory", &self.dir))?;
+        self.epochs = Some(Files::create(&self.dir, "epochs", self.csv, self.jsonl)?);
+        if self.every > 0 {
+            self.steps = Some(Files::create(&self.dir, "steps", self.csv, self.jsonl)?);
+        }
+        Ok(())
+    }
+}
+
+/// The CSV and JSONL files of one kind of line.
+#[derive(Debug)]
+struct Files {
+    csv: Option<(PathBuf, csv::Writer<File>)>,
+    jsonl: Option<(PathBuf, BufWriter<File>)>,
+    header: bool,
+}
+
+impl Files {
+    fn create(dir: &Path, stem: &str, csv: bool, jsonl: bool) -> Result<Self, BoxError> {
+        let open = |ext: &str| -> Result<(PathBuf, File), Error> {
+            let path = dir.join(format!("{stem}.{ext}"));
+            let file = File::create(&path).map_err(Error::io("create", &path))?;
+            Ok((path, file))
+        };
+        let csv = if csv {
+            let (path, file) = open("csv")?;
+            Some((path, csv::Writer::from_writer(file)))
+        } else {
+            None
+        };
+        let jsonl = if jsonl {
+            let (path, file) = open("jsonl")?;
+            Some((path, BufWriter::new(file)))
+        } else {
+            None
+        };
+        Ok(Files {
+            csv,
+            jsonl,
+            header: false,
+        })
+    }
+
+    /// One line: counters (integers) then values, named.
+    fn write(&mut self, counters: &[(&str, u64)], values: &[(String, f64)]) -> Result<(), BoxError> {
+        if let Some((path, csv)) = &mut self.csv {
+            let failed = |e: csv::Error| format!("could not write {}: {e}", path.display());
+            if !self.header {
+                let names = counters
+                    .iter()
+                    .map(|(n, _)| *n)
+                    .chain(values.iter().map(|(n, _)| n.as_str()));
+                csv.write_record(names).map_err(failed)?;
+            }
+            let fields = counters
+                .iter()
+                .map(|(_, v)| v.to_string())
+                .chain(
+                    values
+                        .iter()
+                        .map(|(_, v)| if v.is_finite() { v.to_string() } else { String::new() }),
+                );
+            csv.write_record(fields).map_err(failed)?;
+            csv.flush()
+                .map_err(|e| format!("could not write {}: {e}", path.display()))?;
+        }
+        if let Some((path, jsonl)) = &mut self.jsonl {
+            let mut line = serde_json::Map::new();
+            for (name, value) in counters {
+                line.insert((*name).to_owned(), (*value).into());
+            }
+            for (name, value) in values {
+                line.insert(
+                    name.clone(),
+                    serde_json::Number::from_f64(*value).map_or(serde_json::Value::Null, Into::into),
+                );
+            }
+            let failed = |e: std::io::Error| format!("could not write {}: {e}", path.display());
+            serde_json::to_writer(&mut *jsonl, &line)?;
+            jsonl.write_all(b"\n").map_err(failed)?;
+            jsonl.flush().map_err(failed)?;
+        }
+        self.header = true;
+        Ok(())
+    }
+}
+
+impl Hook for MetricFiles {
+    fn call(&mut self, ctx: &HookContext<'_>) -> Result<Control, BoxError> {
+        let state = ctx.state();
+        match ctx.event() {
+            Event::TrainBegin => self.begin()?,
+            Event::BatchEnd => {
+                if let (Some(files), Some(batch)) = (&mut self.steps, ctx.batch()) {
+                    let counters = [
+                        ("epoch", state.epoch() as u64),
+                        ("batch", batch.number() as u64),
+                        ("step", state.global_step()),
+                    ];
+                    let values: Vec<(String, f64)> = batch
+                        .names()
+                        .map(|n| (n.to_owned(), batch.get(n).unwrap_or(f64::NAN)))
+                        .collect();
+                    files.write(&counters, &values)?;
+                }
+            }
+            Event::EpochEnd => {
+                if let (Some(files), Some(epoch)) = (&mut self.epochs, ctx.epoch()) {
+                    let mut values = vec![("time".to_owned(), epoch.time().as_secs_f64())];
+                    values.extend(epoch.metrics().map(|(n, v)| (n.to_owned(), v)));
+                    files.write(&[("epoch", epoch.epoch() as u64)], &values)?;
+                }
+            }
+            _ => {}
+        }
+        Ok(Control::Continue)
+    }
+}
+
+impl Plugin for MetricFiles {
+    fn specs(&self) -> Vec<HookSpec> {
+        let at = |event| HookSpec::new(event, "MetricFiles").priority(priority::LOGGING);
+        let mut specs = vec![at(Event::TrainBegin), at(Event::EpochEnd)];
+        if self.every > 0 {
+            specs.push(at(Event::BatchEnd).filter(Filter::ALWAYS.every(self.every)));
+        }
+        specs
+    }
+}
