@@ -6,7 +6,10 @@ use std::io::Write;
 use std::sync::{Arc, Mutex};
 use tch::nn::{self, VarStore};
 use tch::{Device, Kind, Tensor};
-use trainmon::hooks::{EarlyStopping, Logger, MetricFiles, Mode, TerminateOnNaN};
+use trainmon::hooks::{
+    EarlyStopping, Logger, LrMonitor, LrScheduler, MetricFiles, Mode, ReduceLrOnPlateau, TerminateOnNaN, Throughput,
+    TimeLimit,
+};
 use trainmon::prelude::*;
 use trainmon::{hook_fn, Event, HookSpec, Hooks};
 use trainmon_tests::{tutorial_data, tutorial_model};
@@ -303,4 +306,49 @@ fn metric_files_hold_the_history() {
         err.contains("could not create the directory") && err.contains("a-file/metrics"),
         "{err}"
     );
+}
+
+#[test]
+fn schedulers_time_limits_and_throughput_in_a_loop() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let data = tutorial_data(1);
+    let (vs, model) = tutorial_model(2);
+    let history = Trainer::new(&vs, &model)
+        .optimizer(nn::Sgd::default(), 0.4)
+        .epochs(5)
+        .validation_split(0.2)
+        .hooks(Hooks::none())
+        .with(LrScheduler::step(2, 0.5))
+        .with(LrMonitor)
+        .with(Throughput::new().every(5))
+        .fit(&data)
+        .unwrap();
+    assert_eq!(
+        history.metric("lr"),
+        [0.4, 0.4, 0.2, 0.2, 0.1],
+        "each epoch's learning rate, in the history"
+    );
+    assert!(history.metric("throughput").iter().all(|t| t.is_finite() && *t > 0.0));
+
+    // A plateau that never ends (no improvement can reach a relative threshold of 1e9): with
+    // patience 0 the rate halves after every epoch.
+    let history = Trainer::new(&vs, &model)
+        .optimizer(nn::Sgd::default(), 0.1)
+        .epochs(4)
+        .hooks(Hooks::none())
+        .with(ReduceLrOnPlateau::new("loss").patience(0).factor(0.5).threshold(1e9))
+        .fit(&data)
+        .unwrap();
+    assert_eq!(history.metric("lr"), [0.1, 0.05, 0.025, 0.0125]);
+
+    let history = Trainer::new(&vs, &model)
+        .optimizer(nn::Adam::default(), 1e-3)
+        .epochs(1000)
+        .hooks(Hooks::none())
+        .with(TimeLimit::new(std::time::Duration::from_millis(200)))
+        .fit(&data)
+        .unwrap();
+    let stop = history.stop_reason().expect("the time limit stopped training");
+    assert!(stop.reason.starts_with("time limit of 200ms reached after "), "{stop}");
+    assert!(history.elapsed() < std::time::Duration::from_secs(5));
 }

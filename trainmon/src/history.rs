@@ -13,6 +13,7 @@ pub struct EpochLogs {
     pub(crate) batches: usize,
     pub(crate) samples: usize,
     pub(crate) values: Vec<(String, f64)>,
+    pub(crate) learning_rate: f64,
 }
 
 impl EpochLogs {
@@ -59,13 +60,26 @@ impl EpochLogs {
         self.get("val_accuracy")
     }
 
-    /// A value by name: a metric (`"loss"`, `"accuracy"`, `"val_loss"`, one of your own…) or
-    /// `"time"` (seconds); `None` for a name the epoch does not have.
+    /// The learning rate the epoch trained with (at its last step).
+    pub fn learning_rate(&self) -> f64 {
+        self.learning_rate
+    }
+
+    /// Samples trained per second of the epoch's time.
+    pub fn throughput(&self) -> f64 {
+        self.samples as f64 / self.time.as_secs_f64()
+    }
+
+    /// A value by name: a metric (`"loss"`, `"accuracy"`, `"val_loss"`, one of your own…),
+    /// `"time"` (seconds), `"lr"` or `"throughput"` (samples/s); `None` for a name the epoch
+    /// does not have.
     pub fn get(&self, name: &str) -> Option<f64> {
-        if name == "time" {
-            return Some(self.time.as_secs_f64());
+        match name {
+            "time" => Some(self.time.as_secs_f64()),
+            "lr" => Some(self.learning_rate),
+            "throughput" => Some(self.throughput()),
+            _ => self.values.iter().find(|(n, _)| n == name).map(|(_, v)| *v),
         }
-        self.values.iter().find(|(n, _)| n == name).map(|(_, v)| *v)
     }
 
     /// The epoch's metrics, by name, training ones first, then validation ones (not the time).

@@ -17,12 +17,16 @@
 mod early_stopping;
 mod logger;
 mod metric_files;
+mod schedulers;
 mod terminate_on_nan;
+mod timer;
 
 pub use early_stopping::{Delta, EarlyStopping, Mode};
 pub use logger::Logger;
 pub use metric_files::MetricFiles;
+pub use schedulers::{LrMonitor, LrScheduler, ReduceLrOnPlateau};
 pub use terminate_on_nan::TerminateOnNaN;
+pub use timer::{Throughput, TimeLimit};
 
 use crate::error::BoxError;
 use crate::history::EpochLogs;
@@ -83,6 +87,15 @@ pub(crate) mod testing {
             self.state.epoch
         }
 
+        /// The learning rate in force, as hooks set it.
+        pub(crate) fn learning_rate(&self) -> f64 {
+            self.learning_rate.get()
+        }
+
+        pub(crate) fn set_learning_rate(&self, lr: f64) {
+            self.learning_rate.set(lr)
+        }
+
         /// Ends the next epoch with these values, and runs `hook` at its `on_epoch_end`.
         pub(crate) fn next(
             &mut self,
@@ -96,6 +109,7 @@ pub(crate) mod testing {
                 batches: 1,
                 samples: 1,
                 values: values.iter().map(|(n, v)| (n.to_string(), *v)).collect(),
+                learning_rate: self.learning_rate.get(),
             });
             let ctx = HookContext {
                 event: Event::EpochEnd,

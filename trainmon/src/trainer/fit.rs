@@ -437,6 +437,7 @@ impl Loop<'_, '_, '_> {
                 batches: logs.number(),
                 samples: logs.samples(),
                 values,
+                learning_rate: self.shared.state.learning_rate,
             });
             self.shared.history.elapsed = self.shared.state.started.elapsed();
             self.shared.state.batch = 0;

@@ -1,0 +1,106 @@
+//! Time: a limit on training, and throughput.
+
+use crate::control::Control;
+use crate::error::BoxError;
+use crate::event::Event;
+use crate::filter::Filter;
+use crate::hook::{Hook, HookContext, Plugin};
+use crate::priority;
+use crate::registry::HookSpec;
+use std::time::Duration;
+
+/// Stops training once it has run for a given time (Lightning's `Timer`): checked after every
+/// batch, so training stops within a batch of the limit; the stop reason says so.
+#[derive(Debug, Clone)]
+pub struct TimeLimit {
+    limit: Duration,
+}
+
+impl TimeLimit {
+    /// Stops after `limit` of training (from `fit`'s start).
+    pub fn new(limit: Duration) -> Self {
+        TimeLimit { limit }
+    }
+}
+
+impl Hook for TimeLimit {
+    fn call(&mut self, ctx: &HookContext<'_>) -> Result<Control, BoxError> {
+        let elapsed = ctx.state().elapsed();
+        Ok(if elapsed >= self.limit {
+            Control::stop(format!("time limit of {:?} reached after {:.2?}", self.limit, elapsed))
+        } else {
+            Control::Continue
+        })
+    }
+}
+
+impl Plugin for TimeLimit {
+    fn specs(&self) -> Vec<HookSpec> {
+        vec![HookSpec::new(Event::BatchEnd, "TimeLimit").priority(priority::EARLY_STOPPING)]
+    }
+}
+
+/// Logs throughput in samples per second: every `n` batches over the batches since the last
+/// line, and at every epoch's end over the epoch (which the history keeps as `throughput`).
+#[derive(Debug, Clone)]
+pub struct Throughput {
+    every: u64,
+    since: Option<(Duration, usize)>,
+}
+
+impl Throughput {
+    /// A line every 100 batches and one per epoch.
+    pub fn new() -> Self {
+        Throughput {
+            every: 100,
+            since: None,
+        }
+    }
+
+    /// A line every `n` batches (`0`: per epoch only).
+    pub fn every(mut self, n: u64) -> Self {
+        self.every = n;
+        self
+    }
+}
+
+impl Default for Throughput {
+    fn default() -> Self {
+        Throughput::new()
+    }
+}
+
+impl Hook for Throughput {
+    fn call(&mut self, ctx: &HookContext<'_>) -> Result<Control, BoxError> {
+        let state = ctx.state();
+        match ctx.event() {
+            Event::EpochBegin => self.since = Some((state.elapsed(), 0)),
+            Event::BatchEnd => {
+                if let (Some((then, samples_then)), Some(batch)) = (self.since, ctx.batch()) {
+                    let now = state.elapsed();
+                    let rate = (batch.samples() - samples_then) as f64 / (now - then).as_secs_f64();
+                    tracing::info!("epoch {} batch {}: {rate:.0} samples/s", state.epoch(), batch.number());
+                    self.since = Some((now, batch.samples()));
+                }
+            }
+            Event::EpochEnd => {
+                if let Some(epoch) = ctx.epoch() {
+                    tracing::info!("epoch {}: {:.0} samples/s", epoch.epoch(), epoch.throughput());
+                }
+            }
+            _ => {}
+        }
+        Ok(Control::Continue)
+    }
+}
+
+impl Plugin for Throughput {
+    fn specs(&self) -> Vec<HookSpec> {
+        let at = |event| HookSpec::new(event, "Throughput").priority(priority::LOGGING);
+        let mut specs = vec![at(Event::EpochBegin), at(Event::EpochEnd)];
+        if self.every > 0 {
+            specs.push(at(Event::BatchEnd).filter(Filter::ALWAYS.every(self.every)));
+        }
+        specs
+    }
+}
