@@ -259,7 +259,7 @@ mod tests {
         epochs.set_learning_rate(base);
         let mut seen = vec![base];
         for &value in values {
-            epochs.next(&[("val_loss", value)], |ctx| hook.call(ctx)).unwrap();
+            let _ = epochs.next(&[("val_loss", value)], |ctx| hook.call(ctx)).unwrap();
             seen.push(epochs.learning_rate());
         }
         seen.pop();
