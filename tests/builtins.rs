@@ -7,8 +7,8 @@ use std::sync::{Arc, Mutex};
 use tch::nn::{self, VarStore};
 use tch::{Device, Kind, Tensor};
 use trainmon::hooks::{
-    EarlyStopping, Logger, LrMonitor, LrScheduler, MetricFiles, Mode, ReduceLrOnPlateau, TerminateOnNaN, Throughput,
-    TimeLimit,
+    EarlyStopping, Logger, LrMonitor, LrScheduler, MetricFiles, Mode, ModelCheckpoint, ReduceLrOnPlateau,
+    TerminateOnNaN, Throughput, TimeLimit,
 };
 use trainmon::prelude::*;
 use trainmon::{hook_fn, Event, HookSpec, Hooks};
@@ -351,4 +351,106 @@ fn schedulers_time_limits_and_throughput_in_a_loop() {
     let stop = history.stop_reason().expect("the time limit stopped training");
     assert!(stop.reason.starts_with("time limit of 200ms reached after "), "{stop}");
     assert!(history.elapsed() < std::time::Duration::from_secs(5));
+}
+
+fn files_in(dir: &std::path::Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+#[test]
+fn checkpoints_keep_the_best_the_last_and_the_failure() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tutorial_data(1);
+    let (vs, model) = tutorial_model(2);
+    let dir = tmp.path().join("best");
+    let checkpoint = ModelCheckpoint::new(&dir)
+        .filename("{epoch:02d}-{val_loss:.4f}")
+        .monitor("val_loss")
+        .save_top_k(2)
+        .save_last(true);
+    let saved = checkpoint.saved();
+    let history = Trainer::new(&vs, &model)
+        .optimizer(nn::Adam::default(), 5e-2)
+        .epochs(6)
+        .validation_split(0.2)
+        .hooks(Hooks::none())
+        .with(checkpoint)
+        .fit(&data)
+        .unwrap();
+    let mut by_value: Vec<(f64, usize)> = history
+        .epochs()
+        .iter()
+        .map(|e| (e.val_loss().unwrap(), e.epoch()))
+        .collect();
+    by_value.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let want: Vec<String> = by_value[..2]
+        .iter()
+        .map(|(v, e)| format!("{e:02}-{v:.4}.safetensors"))
+        .collect();
+    let kept: Vec<String> = saved
+        .kept()
+        .iter()
+        .map(|(p, _)| p.file_name().unwrap().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(kept, want, "the two lowest val_loss, best first");
+    let mut on_disk = want.clone();
+    on_disk.push("last.safetensors".into());
+    on_disk.sort();
+    assert_eq!(files_in(&dir), on_disk, "the others removed, no temporary file left");
+    // `last` holds the final weights, loadable into a fresh model.
+    let (mut fresh, _fresh_model) = tutorial_model(9);
+    fresh.load(saved.last().unwrap()).unwrap();
+    assert_eq!(weights(&fresh), weights(&vs));
+    fresh.load(saved.best().unwrap()).unwrap();
+    assert_ne!(
+        weights(&fresh),
+        weights(&vs),
+        "the best is an earlier epoch's (epoch {})",
+        by_value[0].1
+    );
+
+    // Every 10 optimizer steps, all kept, named by the default template.
+    let dir = tmp.path().join("steps");
+    Trainer::new(&vs, &model)
+        .optimizer(nn::Adam::default(), 1e-3)
+        .epochs(1)
+        .batch_size(100)
+        .hooks(Hooks::none())
+        .with(ModelCheckpoint::new(&dir).every_epochs(0).every_steps(4))
+        .fit(&data)
+        .unwrap();
+    assert_eq!(
+        files_in(&dir),
+        ["epoch=1-step=4.safetensors", "epoch=1-step=8.safetensors"]
+    );
+
+    // A failure saves the weights as they were.
+    let dir = tmp.path().join("failure");
+    let err = Trainer::new(&vs, &model)
+        .optimizer(nn::Adam::default(), 1e-3)
+        .epochs(3)
+        .hooks(Hooks::none())
+        .with(ModelCheckpoint::new(&dir).every_epochs(0))
+        .add_hook(
+            HookSpec::new(Event::EpochEnd, "fails"),
+            hook_fn(|ctx| {
+                if ctx.state().epoch() == 2 {
+                    Err("broken".to_owned())
+                } else {
+                    Ok(())
+                }
+            }),
+        )
+        .fit(&data)
+        .unwrap_err();
+    assert!(err.to_string().contains("broken"));
+    assert_eq!(files_in(&dir), ["exception.safetensors"]);
+    fresh.load(dir.join("exception.safetensors")).unwrap();
+    assert_eq!(weights(&fresh), weights(&vs), "the weights at the failure");
 }

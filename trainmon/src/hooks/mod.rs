@@ -14,6 +14,7 @@
 //! # let _ = trainer;
 //! ```
 
+mod checkpoint;
 mod early_stopping;
 mod logger;
 mod metric_files;
@@ -21,6 +22,7 @@ mod schedulers;
 mod terminate_on_nan;
 mod timer;
 
+pub use checkpoint::{ModelCheckpoint, Saved};
 pub use early_stopping::{Delta, EarlyStopping, Mode};
 pub use logger::Logger;
 pub use metric_files::MetricFiles;

@@ -1,0 +1,357 @@
+//! Model checkpoints: the weights, as safetensors files, written atomically.
+
+use super::early_stopping::Mode;
+use crate::control::Control;
+use crate::error::{BoxError, Error};
+use crate::event::Event;
+use crate::filter::{Counter, Filter};
+use crate::hook::{Hook, HookContext, Plugin};
+use crate::output::atomically;
+use crate::priority;
+use crate::registry::HookSpec;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+/// Saves the model's weights (`VarStore::save`, safetensors) as Lightning's `ModelCheckpoint`
+/// and Keras's `ModelCheckpoint` do: into a directory, named from a template, every `n` epochs
+/// or steps, keeping the `k` best by a monitored metric (or the `k` latest without one), plus
+/// `last.safetensors` and a checkpoint when training fails. Every file is written to a
+/// temporary name, flushed to disk and renamed, and an old checkpoint is removed only after its
+/// replacement exists, so a crash never leaves a half-written or missing best checkpoint.
+///
+/// Runs at `on_epoch_end` (or every n steps at `on_batch_end`) and `on_exception`, priority
+/// [`priority::CHECKPOINT`]: after early stopping has decided.
+///
+/// ```
+/// use trainmon::hooks::ModelCheckpoint;
+///
+/// let checkpoints = ModelCheckpoint::new("runs/demo/checkpoints")
+///     .filename("{epoch:03d}-{val_loss:.4f}")
+///     .monitor("val_loss")
+///     .save_top_k(3)
+///     .save_last(true);
+/// let saved = checkpoints.saved(); // read after `fit`: `saved.best()`, `saved.kept()`
+/// # let _ = (checkpoints, saved);
+/// ```
+pub struct ModelCheckpoint {
+    dir: PathBuf,
+    template: String,
+    monitor: Option<(String, Mode)>,
+    top_k: Option<usize>,
+    save_last: bool,
+    every_epochs: u64,
+    every_steps: u64,
+    on_exception: bool,
+    saved: Saved,
+}
+
+/// What a [`ModelCheckpoint`] has saved, readable after (and during) `fit`.
+#[derive(Clone, Default, Debug)]
+pub struct Saved(Arc<Mutex<SavedFiles>>);
+
+#[derive(Default, Debug)]
+struct SavedFiles {
+    /// Kept checkpoints with their monitored value, best first (latest first without a monitor).
+    kept: Vec<(PathBuf, Option<f64>)>,
+    last: Option<PathBuf>,
+}
+
+impl Saved {
+    /// The best checkpoint kept (the latest one without a monitor).
+    pub fn best(&self) -> Option<PathBuf> {
+        self.lock().kept.first().map(|(p, _)| p.clone())
+    }
+
+    /// Every checkpoint kept, best first, with its monitored value.
+    pub fn kept(&self) -> Vec<(PathBuf, Option<f64>)> {
+        self.lock().kept.clone()
+    }
+
+    /// `last.safetensors`, once written.
+    pub fn last(&self) -> Option<PathBuf> {
+        self.lock().last.clone()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, SavedFiles> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+impl ModelCheckpoint {
+    /// Checkpoints into `dir` (created if need be), named `epoch={epoch}-step={step}` by
+    /// default, after every epoch, all kept, no `last`, one on failure.
+    pub fn new(dir: impl Into<PathBuf>) -> Self {
+        ModelCheckpoint {
+            dir: dir.into(),
+            template: "epoch={epoch}-step={step}".into(),
+            monitor: None,
+            top_k: None,
+            save_last: false,
+            every_epochs: 1,
+            every_steps: 0,
+            on_exception: true,
+            saved: Saved::default(),
+        }
+    }
+
+    /// The file name (without `.safetensors`): `{epoch}`, `{step}` and any metric of the epoch
+    /// in braces, with an optional format: `{epoch:03d}` zero-pads, `{val_loss:.4f}` fixes the
+    /// decimals.
+    pub fn filename(mut self, template: impl Into<String>) -> Self {
+        self.template = template.into();
+        self
+    }
+
+    /// Ranks checkpoints by this metric (mode auto: higher is better for an accuracy).
+    pub fn monitor(mut self, metric: impl Into<String>) -> Self {
+        self.monitor = Some((metric.into(), Mode::Auto));
+        self
+    }
+
+    /// Whether lower or higher values of the monitored metric are better.
+    pub fn mode(mut self, mode: Mode) -> Self {
+        if let Some((_, m)) = &mut self.monitor {
+            *m = mode;
+        }
+        self
+    }
+
+    /// Keeps the `k` best checkpoints (the `k` latest without a monitor); others are removed.
+    pub fn save_top_k(mut self, k: usize) -> Self {
+        self.top_k = Some(k);
+        self
+    }
+
+    /// Also (re)writes `last.safetensors` at every save point.
+    pub fn save_last(mut self, save_last: bool) -> Self {
+        self.save_last = save_last;
+        self
+    }
+
+    /// Saves every `n` epochs (default 1; `0`: not at epoch ends).
+    pub fn every_epochs(mut self, n: u64) -> Self {
+        self.every_epochs = n;
+        self
+    }
+
+    /// Saves every `n` optimizer steps too (default 0: never).
+    pub fn every_steps(mut self, n: u64) -> Self {
+        self.every_steps = n;
+        self
+    }
+
+    /// Whether to save `exception.safetensors` when training fails (default `true`).
+    pub fn save_on_exception(mut self, save: bool) -> Self {
+        self.on_exception = save;
+        self
+    }
+
+    /// A handle on what gets saved, to read after `fit`.
+    pub fn saved(&self) -> Saved {
+        self.saved.clone()
+    }
+
+    fn maximises(&self) -> bool {
+        match &self.monitor {
+            Some((_, Mode::Max)) => true,
+            Some((name, Mode::Auto)) => name.contains("acc"),
+            _ => false,
+        }
+    }
+
+    fn save_point(&mut self, ctx: &HookContext<'_>) -> Result<(), BoxError> {
+        let state = ctx.state();
+        let epoch = ctx.epoch().or_else(|| ctx.history().last());
+        let value = |name: &str| -> Option<f64> {
+            match name {
+                "epoch" => Some(state.epoch() as f64),
+                "step" => Some(state.global_step() as f64),
+                _ => epoch
+                    .and_then(|e| e.get(name))
+                    .or_else(|| ctx.batch().and_then(|b| b.get(name))),
+            }
+        };
+        let monitored = match &self.monitor {
+            Some((name, _)) => Some(value(name).ok_or_else(|| match epoch {
+                Some(e) => super::monitored(e, name, "ModelCheckpoint").unwrap_err(),
+                None => format!("ModelCheckpoint monitors `{name}`, which no epoch has yet").into(),
+            })?),
+            None => None,
+        };
+        let name = format_name(&self.template, &value)?;
+        let path = self.dir.join(format!("{name}.safetensors"));
+        let keep = match (self.top_k, monitored) {
+            (Some(0), _) => false,
+            (Some(k), Some(v)) => {
+                let kept = self.saved.lock();
+                kept.kept.len() < k
+                    || kept
+                        .kept
+                        .last()
+                        .and_then(|(_, w)| *w)
+                        .is_some_and(|w| self.better(v, w))
+            }
+            _ => true,
+        };
+        if keep {
+            save(ctx.var_store(), &path)?;
+            self.record(path, monitored)?;
+        }
+        if self.save_last {
+            let last = self.dir.join("last.safetensors");
+            save(ctx.var_store(), &last)?;
+            self.saved.lock().last = Some(last);
+        }
+        Ok(())
+    }
+
+    fn better(&self, a: f64, b: f64) -> bool {
+        if a.is_nan() {
+            false
+        } else if b.is_nan() {
+            true
+        } else if self.maximises() {
+            a > b
+        } else {
+            a < b
+        }
+    }
+
+    /// Adds a saved checkpoint to the kept list in rank order, then removes the ones past `k`.
+    fn record(&mut self, path: PathBuf, value: Option<f64>) -> Result<(), BoxError> {
+        let mut saved = self.saved.lock();
+        saved.kept.retain(|(p, _)| *p != path);
+        let at = match value {
+            Some(v) => saved
+                .kept
+                .iter()
+                .position(|(_, w)| w.is_none_or(|w| self.better(v, w)))
+                .unwrap_or(saved.kept.len()),
+            None => 0,
+        };
+        saved.kept.insert(at, (path, value));
+        if let Some(k) = self.top_k {
+            // Removed only now that the new checkpoint exists.
+            let keep = k.min(saved.kept.len());
+            for (old, _) in saved.kept.split_off(keep) {
+                std::fs::remove_file(&old).map_err(Error::io("remove the old checkpoint", &old))?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Writes the weights to `path` atomically and durably.
+fn save(vs: &tch::nn::VarStore, path: &Path) -> Result<(), BoxError> {
+    atomically(path, |temp| {
+        vs.save(temp)
+            .map_err(|e| Error::torch(format!("saving the weights to {}", temp.display()), e))?;
+        std::fs::File::open(temp)
+            .and_then(|f| f.sync_all())
+            .map_err(Error::io("flush", temp))
+    })?;
+    Ok(())
+}
+
+/// Fills `{name}`, `{name:0Nd}` and `{name:.Nf}` from `value`.
+fn format_name(template: &str, value: &dyn Fn(&str) -> Option<f64>) -> Result<String, BoxError> {
+    let mut out = String::new();
+    let mut rest = template;
+    while let Some(open) = rest.find('{') {
+        out.push_str(&rest[..open]);
+        let close = rest[open..]
+            .find('}')
+            .ok_or_else(|| format!("unclosed `{{` in the file name template `{template}`"))?;
+        let field = &rest[open + 1..open + close];
+        let (name, spec) = field.split_once(':').unwrap_or((field, ""));
+        let v = value(name).ok_or_else(|| {
+            format!("the file name template `{template}` names `{name}`, which this save point does not have")
+        })?;
+        let text = if let Some(width) = spec.strip_suffix('d') {
+            let width: usize = width.trim_start_matches('0').parse().unwrap_or(0);
+            format!("{:0width$}", v as i64)
+        } else if let Some(decimals) = spec.strip_prefix('.').and_then(|s| s.strip_suffix('f')) {
+            let decimals: usize = decimals
+                .parse()
+                .map_err(|_| format!("bad format `{spec}` in `{template}`"))?;
+            format!("{v:.decimals$}")
+        } else if spec.is_empty() {
+            if v.fract() == 0.0 && v.abs() < 1e15 {
+                format!("{}", v as i64)
+            } else {
+                format!("{v}")
+            }
+        } else {
+            return Err(format!("bad format `{spec}` in `{template}`: use `0Nd` or `.Nf`").into());
+        };
+        out.push_str(&text);
+        rest = &rest[open + close + 1..];
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+impl Hook for ModelCheckpoint {
+    fn call(&mut self, ctx: &HookContext<'_>) -> Result<Control, BoxError> {
+        match ctx.event() {
+            Event::TrainBegin => {
+                std::fs::create_dir_all(&self.dir).map_err(Error::io("create the checkpoint directory", &self.dir))?
+            }
+            Event::EpochEnd | Event::BatchEnd => self.save_point(ctx)?,
+            Event::Exception => {
+                let path = self.dir.join("exception.safetensors");
+                save(ctx.var_store(), &path)?;
+                tracing::info!("ModelCheckpoint saved the weights at the failure to {}", path.display());
+            }
+            _ => {}
+        }
+        Ok(Control::Continue)
+    }
+}
+
+impl Plugin for ModelCheckpoint {
+    fn specs(&self) -> Vec<HookSpec> {
+        let at = |event| HookSpec::new(event, "ModelCheckpoint").priority(priority::CHECKPOINT);
+        let mut specs = vec![at(Event::TrainBegin)];
+        if self.every_epochs > 0 {
+            specs.push(at(Event::EpochEnd).filter(Filter::ALWAYS.every(self.every_epochs)));
+        }
+        if self.every_steps > 0 {
+            specs.push(at(Event::BatchEnd).filter(Filter::ALWAYS.every(self.every_steps).counter(Counter::GlobalStep)));
+        }
+        if self.on_exception {
+            specs.push(at(Event::Exception));
+        }
+        specs
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn file_names_from_templates() {
+        let value = |name: &str| match name {
+            "epoch" => Some(7.0),
+            "step" => Some(224.0),
+            "val_loss" => Some(0.123456),
+            _ => None,
+        };
+        let cases = [
+            ("epoch={epoch}-step={step}", Ok("epoch=7-step=224"), "the default"),
+            ("{epoch:03d}-{val_loss:.4f}", Ok("007-0.1235"), "padding and decimals"),
+            ("best", Ok("best"), "no field"),
+            ("{val_los}", Err("names `val_los`"), "an unknown name"),
+            ("{epoch:x}", Err("bad format `x`"), "an unknown format"),
+            ("{epoch", Err("unclosed"), "no closing brace"),
+        ];
+        for (template, want, why) in cases {
+            match (format_name(template, &value), want) {
+                (Ok(got), Ok(want)) => assert_eq!(got, want, "{why}"),
+                (Err(err), Err(want)) => assert!(err.to_string().contains(want), "{why}: {err}"),
+                (got, want) => panic!("{why}: {got:?} vs {want:?}"),
+            }
+        }
+    }
+}
