@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 use tch::nn::{self, VarStore};
 use tch::{Device, Kind, Tensor};
 use trainmon::hooks::{
-    EarlyStopping, Logger, LrMonitor, LrScheduler, MetricFiles, Mode, ModelCheckpoint, ReduceLrOnPlateau,
+    EarlyStopping, Logger, LrMonitor, LrScheduler, MetricFiles, Mode, ModelCheckpoint, Plots, ReduceLrOnPlateau,
     TerminateOnNaN, Throughput, TimeLimit,
 };
 use trainmon::prelude::*;
@@ -455,4 +455,36 @@ fn checkpoints_keep_the_best_the_last_and_the_failure() {
     assert_eq!(files_in(&dir), ["exception.safetensors"]);
     fresh.load(dir.join("exception.safetensors")).unwrap();
     assert_eq!(weights(&fresh), weights(&vs), "the weights at the failure");
+}
+
+#[test]
+fn plots_in_png_and_svg() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("plots");
+    let data = tutorial_data(1);
+    let (vs, model) = tutorial_model(2);
+    Trainer::new(&vs, &model)
+        .optimizer(nn::Adam::default(), 1e-3)
+        .epochs(3)
+        .validation_split(0.2)
+        .hooks(Hooks::none())
+        .with(LrScheduler::exponential(0.5))
+        .with(Plots::new(&dir).svg(true))
+        .fit(&data)
+        .unwrap();
+    let mut want: Vec<String> = ["accuracy", "epoch_time", "learning_rate", "loss"]
+        .iter()
+        .flat_map(|n| [format!("{n}.png"), format!("{n}.svg")])
+        .collect();
+    want.sort();
+    assert_eq!(files_in(&dir), want);
+    let png = std::fs::read(dir.join("loss.png")).unwrap();
+    assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n");
+    let svg = std::fs::read_to_string(dir.join("loss.svg")).unwrap();
+    for text in ["<svg", "Training Loss Over Epochs", "Validation loss", "Epochs"] {
+        assert!(svg.contains(text), "{text} in loss.svg");
+    }
+    let lr = std::fs::read_to_string(dir.join("learning_rate.svg")).unwrap();
+    assert!(lr.contains("Learning Rate Over Epochs"));
 }

@@ -1,5 +1,7 @@
-//! Plots of a history, as PNG: loss and accuracy over epochs (lines with markers), time per
-//! epoch (bars). Text uses a font carried by the crate, so no system font is needed.
+//! Plots of a history, as PNG or SVG (by the file's extension): loss and accuracy over epochs —
+//! training and, when there is a validation set, validation — as lines with markers, time per
+//! epoch as bars, the learning rate over epochs. PNG text uses a font carried by the crate, so
+//! no system font is needed.
 
 use crate::error::{Error, Result};
 use crate::history::History;
@@ -12,92 +14,120 @@ use std::sync::Once;
 const FONT: &str = "sans-serif";
 const SIZE: (u32, u32) = (1000, 500);
 
-/// Writes the three plots of `history` into `dir` — `loss.png`, `accuracy.png`,
-/// `epoch_time.png` — and returns their paths.
+// The colours of matplotlib's default cycle, which the tutorial's plots use.
+const TAB_BLUE: RGBColor = RGBColor(31, 119, 180);
+const TAB_ORANGE: RGBColor = RGBColor(255, 127, 14);
+const TAB_GREEN: RGBColor = RGBColor(44, 160, 44);
+const TAB_RED: RGBColor = RGBColor(214, 39, 40);
+const TAB_PURPLE: RGBColor = RGBColor(148, 103, 189);
+
+/// Writes the tutorial's plots of `history` into `dir` as PNG — `loss.png`, `accuracy.png`
+/// (when the history has an accuracy), `epoch_time.png` — and returns their paths.
 pub fn write_all(history: &History, dir: impl AsRef<Path>) -> Result<Vec<PathBuf>> {
-    let dir = dir.as_ref();
-    let plots = [
-        (
-            "loss.png",
-            Plot::Line {
-                title: "Training Loss Over Epochs",
-                y: "Loss",
-                label: "Loss",
-                metric: "loss",
-                color: TAB_BLUE,
-            },
+    write_figures(history, dir.as_ref(), &tutorial_figures(history), "png")
+}
+
+/// The tutorial's figures, with validation lines where the history has them.
+pub(crate) fn tutorial_figures(history: &History) -> Vec<(&'static str, Figure)> {
+    let has = |name: &str| history.last().is_some_and(|e| e.get(name).is_some_and(f64::is_finite));
+    let mut figures = vec![(
+        "loss",
+        Figure::lines(
+            "Training Loss Over Epochs",
+            "Loss",
+            &[("Loss", "loss", TAB_BLUE), ("Validation loss", "val_loss", TAB_ORANGE)],
         ),
-        (
-            "accuracy.png",
-            Plot::Line {
-                title: "Training Accuracy Over Epochs",
-                y: "Accuracy",
-                label: "Accuracy",
-                metric: "accuracy",
-                color: TAB_GREEN,
-            },
-        ),
-        (
-            "epoch_time.png",
-            Plot::Bars {
-                title: "Training Time per Epoch",
-                y: "Time (seconds)",
-                metric: "time",
-                color: TAB_ORANGE,
-            },
-        ),
-    ];
-    plots
-        .into_iter()
-        .map(|(name, plot)| {
-            let path = dir.join(name);
-            plot.write(history, &path)?;
+    )];
+    if has("accuracy") {
+        figures.push((
+            "accuracy",
+            Figure::lines(
+                "Training Accuracy Over Epochs",
+                "Accuracy",
+                &[
+                    ("Accuracy", "accuracy", TAB_GREEN),
+                    ("Validation accuracy", "val_accuracy", TAB_RED),
+                ],
+            ),
+        ));
+    }
+    figures.push((
+        "epoch_time",
+        Figure::bars("Training Time per Epoch", "Time (seconds)", "time", TAB_ORANGE),
+    ));
+    figures
+}
+
+/// The learning rate over epochs.
+pub fn learning_rate_figure() -> Figure {
+    Figure::lines(
+        "Learning Rate Over Epochs",
+        "Learning rate",
+        &[("Learning rate", "lr", TAB_PURPLE)],
+    )
+}
+
+/// Writes `figures` as `dir/NAME.EXT`, returning the paths.
+pub(crate) fn write_figures(
+    history: &History,
+    dir: &Path,
+    figures: &[(&str, Figure)],
+    ext: &str,
+) -> Result<Vec<PathBuf>> {
+    figures
+        .iter()
+        .map(|(name, figure)| {
+            let path = dir.join(format!("{name}.{ext}"));
+            figure.write(history, &path)?;
             Ok(path)
         })
         .collect()
 }
 
-// The colours of matplotlib's default cycle, which the tutorial's plots use.
-const TAB_BLUE: RGBColor = RGBColor(31, 119, 180);
-const TAB_GREEN: RGBColor = RGBColor(44, 160, 44);
-const TAB_ORANGE: RGBColor = RGBColor(255, 127, 14);
-
 /// One figure over the epochs of a history.
-#[derive(Clone, Copy, Debug)]
-pub enum Plot {
-    /// A metric as a line with markers, a legend entry `label`.
-    Line {
-        /// Title above the plot.
-        title: &'static str,
-        /// Label of the y axis.
-        y: &'static str,
-        /// Legend entry.
-        label: &'static str,
-        /// The metric's name ([`crate::EpochLogs::get`]).
-        metric: &'static str,
-        /// Line colour.
-        color: RGBColor,
-    },
-    /// A metric as one bar per epoch.
-    Bars {
-        /// Title above the plot.
-        title: &'static str,
-        /// Label of the y axis.
-        y: &'static str,
-        /// The metric's name ([`crate::EpochLogs::get`]).
-        metric: &'static str,
-        /// Bar colour.
-        color: RGBColor,
-    },
+#[derive(Clone, Debug)]
+pub struct Figure {
+    title: String,
+    y: String,
+    kind: Kind,
 }
 
-impl Plot {
-    /// Draws the plot of `history` into the PNG file `path`, atomically.
+#[derive(Clone, Debug)]
+enum Kind {
+    /// Metrics as lines with markers, each a legend entry; a metric the history lacks is left out.
+    Lines(Vec<(String, String, RGBColor)>),
+    /// A metric as one bar per epoch.
+    Bars(String, RGBColor),
+}
+
+impl Figure {
+    /// Lines of metrics over epochs: `(legend label, metric name, colour)`.
+    pub fn lines(title: &str, y: &str, series: &[(&str, &str, RGBColor)]) -> Self {
+        let series = series
+            .iter()
+            .map(|(l, m, c)| (l.to_string(), m.to_string(), *c))
+            .collect();
+        Figure {
+            title: title.into(),
+            y: y.into(),
+            kind: Kind::Lines(series),
+        }
+    }
+
+    /// A metric as one bar per epoch.
+    pub fn bars(title: &str, y: &str, metric: &str, color: RGBColor) -> Self {
+        Figure {
+            title: title.into(),
+            y: y.into(),
+            kind: Kind::Bars(metric.into(), color),
+        }
+    }
+
+    /// Draws the figure of `history` into `path` — PNG or SVG, by its extension — atomically.
     pub fn write(&self, history: &History, path: &Path) -> Result<()> {
-        register_font();
-        let failed = |err: &dyn std::fmt::Display| Error::Plot {
+        let failed = |err: String| Error::Plot {
             path: path.to_owned(),
-            message: err.to_string(),
+            message: err,
         };
         if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
             if !parent.is_dir() {
@@ -108,53 +138,69 @@ impl Plot {
                 });
             }
         }
+        let svg = path.extension().is_some_and(|e| e == "svg");
+        register_font();
         atomically(path, |temp| {
-            let root = BitMapBackend::new(temp, SIZE).into_drawing_area();
-            self.draw(history, &root).map_err(|e| failed(&e))?;
-            root.present().map_err(|e| failed(&e))
+            if svg {
+                let root = SVGBackend::new(temp, SIZE).into_drawing_area();
+                self.draw(history, &root).map_err(failed)?;
+                root.present().map_err(|e| failed(e.to_string()))
+            } else {
+                let root = BitMapBackend::new(temp, SIZE).into_drawing_area();
+                self.draw(history, &root).map_err(failed)?;
+                root.present().map_err(|e| failed(e.to_string()))
+            }
         })
     }
 
-    fn draw(
+    fn draw<DB: DrawingBackend>(
         &self,
         history: &History,
-        root: &DrawingArea<BitMapBackend<'_>, Shift>,
-    ) -> std::result::Result<(), Box<dyn std::error::Error>> {
-        let (title, y_label, metric) = match *self {
-            Plot::Line { title, y, metric, .. } | Plot::Bars { title, y, metric, .. } => (title, y, metric),
+        root: &DrawingArea<DB, Shift>,
+    ) -> std::result::Result<(), String> {
+        let text = |e: DrawingAreaErrorKind<DB::ErrorType>| e.to_string();
+        let points = |metric: &str| -> Vec<(f64, f64)> {
+            history
+                .epochs()
+                .iter()
+                .filter_map(|e| e.get(metric).map(|v| (e.epoch() as f64, v)))
+                .filter(|(_, v)| v.is_finite())
+                .collect()
         };
-        let epochs: Vec<(f64, f64)> = history
-            .epochs()
-            .iter()
-            .filter_map(|e| e.get(metric).map(|v| (e.epoch() as f64, v)))
-            .filter(|(_, v)| v.is_finite())
-            .collect();
-        root.fill(&WHITE)?;
-        let last = epochs.last().map_or(1.0, |(e, _)| *e);
-        let (lo, hi) = epochs
-            .iter()
-            .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), (_, v)| {
-                (lo.min(*v), hi.max(*v))
-            });
-        let (y_lo, y_hi) = match *self {
-            Plot::Bars { .. } => (0.0, if hi.is_finite() && hi > 0.0 { hi * 1.1 } else { 1.0 }),
-            Plot::Line { .. } if lo.is_finite() => {
-                let pad = ((hi - lo) * 0.1).max(1e-3);
+        let series: Vec<(String, Vec<(f64, f64)>, RGBColor)> = match &self.kind {
+            Kind::Lines(lines) => lines
+                .iter()
+                .map(|(label, metric, color)| (label.clone(), points(metric), *color))
+                .filter(|(_, points, _)| !points.is_empty())
+                .collect(),
+            Kind::Bars(metric, color) => vec![(String::new(), points(metric), *color)],
+        };
+        root.fill(&WHITE).map_err(text)?;
+        let all = series.iter().flat_map(|(_, p, _)| p.iter());
+        let last = history.epochs().last().map_or(1.0, |e| e.epoch() as f64);
+        let (lo, hi) = all.fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), (_, v)| {
+            (lo.min(*v), hi.max(*v))
+        });
+        let (y_lo, y_hi) = match self.kind {
+            Kind::Bars(..) => (0.0, if hi.is_finite() && hi > 0.0 { hi * 1.1 } else { 1.0 }),
+            Kind::Lines(_) if lo.is_finite() => {
+                let pad = ((hi - lo) * 0.1).max(hi.abs() * 1e-3).max(1e-9);
                 (lo - pad, hi + pad)
             }
-            Plot::Line { .. } => (0.0, 1.0),
+            Kind::Lines(_) => (0.0, 1.0),
         };
         let mut chart = ChartBuilder::on(root)
-            .caption(title, (FONT, 28))
+            .caption(&self.title, (FONT, 28))
             .margin(16)
             .x_label_area_size(48)
-            .y_label_area_size(72)
-            .build_cartesian_2d(0.5..last + 0.5, y_lo..y_hi)?;
+            .y_label_area_size(80)
+            .build_cartesian_2d(0.5..last + 0.5, y_lo..y_hi)
+            .map_err(text)?;
         chart
             .configure_mesh()
             .x_desc("Epochs")
-            .y_desc(y_label)
-            .x_labels(epochs.len().clamp(2, 20))
+            .y_desc(&self.y)
+            .x_labels((last as usize).clamp(2, 20))
             .x_label_formatter(&|x| {
                 if x.fract().abs() < 1e-9 {
                     format!("{x:.0}")
@@ -166,20 +212,28 @@ impl Plot {
             .axis_desc_style((FONT, 18))
             .light_line_style(RGBColor(235, 235, 235))
             .bold_line_style(RGBColor(200, 200, 200))
-            .draw()?;
-        match *self {
-            Plot::Line { label, color, .. } => {
-                chart
-                    .draw_series(LineSeries::new(epochs.iter().copied(), color.stroke_width(2)))?
-                    .label(label)
-                    .legend(move |(x, y)| {
-                        EmptyElement::at((x, y))
-                            + PathElement::new(vec![(-10, 0), (10, 0)], color.stroke_width(2))
-                            + Circle::new((0, 0), 4, color.filled())
-                    });
-                chart.draw_series(epochs.iter().map(|&point| Circle::new(point, 5, color.filled())))?;
-                // The legend goes to the corner the curve leaves free: where it ends low, up.
-                let ends_high = epochs.last().is_some_and(|(_, v)| *v > (y_lo + y_hi) / 2.0);
+            .draw()
+            .map_err(text)?;
+        match self.kind {
+            Kind::Lines(_) => {
+                for (label, points, color) in &series {
+                    let color = *color;
+                    chart
+                        .draw_series(LineSeries::new(points.iter().copied(), color.stroke_width(2)))
+                        .map_err(text)?
+                        .label(label)
+                        .legend(move |(x, y)| {
+                            EmptyElement::at((x, y))
+                                + PathElement::new(vec![(-10, 0), (10, 0)], color.stroke_width(2))
+                                + Circle::new((0, 0), 4, color.filled())
+                        });
+                    chart
+                        .draw_series(points.iter().map(|&p| Circle::new(p, 5, color.filled())))
+                        .map_err(text)?;
+                }
+                // The legend goes to the corner the curves leave free: where they end high, down.
+                let ends = series.iter().filter_map(|(_, p, _)| p.last().map(|(_, v)| *v));
+                let ends_high = ends.fold(0.0, |acc, v| acc + (v - (y_lo + y_hi) / 2.0).signum()) > 0.0;
                 chart
                     .configure_series_labels()
                     .position(if ends_high {
@@ -190,14 +244,19 @@ impl Plot {
                     .label_font((FONT, 16))
                     .background_style(WHITE.mix(0.9))
                     .border_style(BLACK)
-                    .draw()?;
+                    .draw()
+                    .map_err(text)?;
             }
-            Plot::Bars { color, .. } => {
-                chart.draw_series(
-                    epochs
-                        .iter()
-                        .map(|&(e, v)| Rectangle::new([(e - 0.35, 0.0), (e + 0.35, v)], color.filled())),
-                )?;
+            Kind::Bars(..) => {
+                for (_, points, color) in &series {
+                    chart
+                        .draw_series(
+                            points
+                                .iter()
+                                .map(|&(e, v)| Rectangle::new([(e - 0.35, 0.0), (e + 0.35, v)], color.filled())),
+                        )
+                        .map_err(text)?;
+                }
             }
         }
         Ok(())
