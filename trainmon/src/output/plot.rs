@@ -84,6 +84,9 @@ pub(crate) fn write_figures(
         .collect()
 }
 
+/// A line or bars to draw: legend label, (epoch, value) points, colour.
+type Series = (String, Vec<(f64, f64)>, RGBColor);
+
 /// One figure over the epochs of a history.
 #[derive(Clone, Debug)]
 pub struct Figure {
@@ -167,7 +170,7 @@ impl Figure {
                 .filter(|(_, v)| v.is_finite())
                 .collect()
         };
-        let series: Vec<(String, Vec<(f64, f64)>, RGBColor)> = match &self.kind {
+        let series: Vec<Series> = match &self.kind {
             Kind::Lines(lines) => lines
                 .iter()
                 .map(|(label, metric, color)| (label.clone(), points(metric), *color))
