@@ -1,6 +1,7 @@
 //! Every built-in hook at once, with a validation set: logging, NaN and time guards, early
 //! stopping with the best weights restored, checkpoints, a learning-rate schedule and monitor,
-//! throughput, CSV/JSONL metric files and plots — all written into one run directory.
+//! throughput, CSV/JSONL metric files, TensorBoard event files and plots — all written into one
+//! run directory.
 //!
 //! ```text
 //! cargo run --example full_monitoring
@@ -14,8 +15,8 @@ use std::time::Duration;
 use tch::nn;
 use tch::{Device, Kind, Tensor};
 use trainmon::hooks::{
-    EarlyStopping, Logger, LrMonitor, LrScheduler, MetricFiles, ModelCheckpoint, Plots, TerminateOnNaN, Throughput,
-    TimeLimit,
+    EarlyStopping, Logger, LrMonitor, LrScheduler, MetricFiles, ModelCheckpoint, Plots, TensorBoard, TerminateOnNaN,
+    Throughput, TimeLimit,
 };
 use trainmon::output::RunDir;
 use trainmon::prelude::*;
@@ -77,6 +78,7 @@ fn main() -> Result<()> {
         .with(LrMonitor)
         .with(Throughput::new().every(0))
         .with(MetricFiles::new(run.path().join("metrics")).steps(10))
+        .with(TensorBoard::new(run.path().join("tensorboard")).steps(10))
         .with(Plots::new(run.path().join("plots")).svg(true))
         .fit(&data)?;
 

@@ -7,18 +7,30 @@ use std::process::Command;
 fn example() -> PathBuf {
     let deps = std::env::current_exe().unwrap().parent().unwrap().to_owned();
     let path = deps.parent().unwrap().join("examples").join("full_monitoring");
-    assert!(path.exists(), "{} is not built: run `cargo build --example full_monitoring`", path.display());
+    assert!(
+        path.exists(),
+        "{} is not built: run `cargo build --example full_monitoring`",
+        path.display()
+    );
     path
 }
 
 #[test]
 fn the_run_directory_holds_every_output() {
     let out = tempfile::tempdir().unwrap();
-    let result = Command::new(example()).args(["--epochs", "12", "--out", out.path().to_str().unwrap()]).output().unwrap();
+    let result = Command::new(example())
+        .args(["--epochs", "12", "--out", out.path().to_str().unwrap()])
+        .output()
+        .unwrap();
     assert!(result.status.success(), "{}", String::from_utf8_lossy(&result.stderr));
     let stdout = String::from_utf8_lossy(&result.stdout);
     let run = out.path().join("full_monitoring").join("version_0");
-    assert!(stdout.trim_end().ends_with(&format!("Run directory: {}", run.display())), "{stdout}");
+    assert!(
+        stdout
+            .trim_end()
+            .ends_with(&format!("Run directory: {}", run.display())),
+        "{stdout}"
+    );
     for line in ["epoch 1/12 done in", "val_loss", "learning rate", "samples/s"] {
         assert!(stdout.contains(line), "{line:?} logged");
     }
@@ -31,7 +43,10 @@ fn the_run_directory_holds_every_output() {
         names.sort();
         names
     };
-    assert_eq!(files("metrics"), ["epochs.csv", "epochs.jsonl", "steps.csv", "steps.jsonl"]);
+    assert_eq!(
+        files("metrics"),
+        ["epochs.csv", "epochs.jsonl", "steps.csv", "steps.jsonl"]
+    );
     let plots = files("plots");
     for name in ["accuracy", "epoch_time", "learning_rate", "loss"] {
         for ext in ["png", "svg"] {
@@ -43,5 +58,8 @@ fn the_run_directory_holds_every_output() {
     let ranked = checkpoints.iter().filter(|n| *n != "last.safetensors").count();
     assert!((1..=3).contains(&ranked), "at most the 3 best kept: {checkpoints:?}");
     let epochs = std::fs::read_to_string(run.join("metrics/epochs.csv")).unwrap();
-    assert!(epochs.starts_with("epoch,time,loss,accuracy,val_loss,val_accuracy\n"), "{epochs}");
+    assert!(
+        epochs.starts_with("epoch,time,loss,accuracy,val_loss,val_accuracy\n"),
+        "{epochs}"
+    );
 }

@@ -21,6 +21,9 @@ use std::process::{Command, ExitCode};
 
 /// The PyTorch release that `tch` 0.24.0 is built against.
 const TORCH_VERSION: &str = "2.11.0";
+/// What the bootstrap venv holds: torch for libtorch, and TensorBoard's reader, which the
+/// tests use to read back the event files trainmon writes.
+const REQUIREMENTS: [&str; 2] = ["torch==2.11.0", "tensorboard==2.21.0"];
 /// The workspace-relative link that `.cargo/config.toml` points `LIBTORCH` at.
 const LINK_NAME: &str = ".libtorch";
 
@@ -199,9 +202,17 @@ impl Bootstrap {
         self.venv.join(".trainmon-complete")
     }
 
-    /// Installs torch into the venv unless a previous run finished doing so. Returns the venv.
+    /// Installs the requirements into the venv unless a previous run finished doing so; a venv
+    /// made for other requirements is brought up to date. Returns the venv.
     fn ensure(self) -> Result<PathBuf> {
-        if self.marker().exists() {
+        let wanted = REQUIREMENTS.join(" ");
+        if let Ok(installed) = std::fs::read_to_string(self.marker()) {
+            if installed.trim() == wanted {
+                return Ok(self.venv);
+            }
+            eprintln!("xtask: libtorch venv at {} updating to: {wanted}", self.venv.display());
+            self.pip_install()?;
+            std::fs::write(self.marker(), &wanted).context("could not write the bootstrap marker")?;
             return Ok(self.venv);
         }
         let python3 = which_python()?;
@@ -231,8 +242,18 @@ impl Bootstrap {
             );
         }
         eprintln!(
-            "xtask: libtorch [2/3] pip install torch=={TORCH_VERSION} (about 4.6 GB with its CUDA libraries; a few minutes)"
+            "xtask: libtorch [2/3] pip install {wanted} (about 4.6 GB with torch's CUDA libraries; a few minutes)"
         );
+        if let Err(err) = self.pip_install() {
+            let _ = std::fs::remove_dir_all(&self.venv);
+            return Err(err.context("the unfinished venv was removed; the next `cargo xtask` tries again"));
+        }
+        std::fs::write(self.marker(), &wanted).context("could not write the bootstrap marker")?;
+        eprintln!("xtask: libtorch [3/3] linking {LINK_NAME} to it");
+        Ok(self.venv)
+    }
+
+    fn pip_install(&self) -> Result<()> {
         let status = Command::new(self.venv.join("bin/python"))
             .args([
                 "-m",
@@ -242,19 +263,16 @@ impl Bootstrap {
                 "--disable-pip-version-check",
                 "--no-input",
             ])
-            .arg(format!("torch=={TORCH_VERSION}"))
+            .args(REQUIREMENTS)
             .status()
-            .context("could not run pip in the new venv")?;
+            .context("could not run pip in the venv")?;
         if !status.success() {
-            let _ = std::fs::remove_dir_all(&self.venv);
             bail!(
-                "`pip install torch=={TORCH_VERSION}` failed ({status}); pip's message is above. \
-                 The unfinished venv was removed; the next `cargo xtask` tries again."
+                "`pip install {}` failed ({status}); pip's message is above",
+                REQUIREMENTS.join(" ")
             );
         }
-        std::fs::write(self.marker(), TORCH_VERSION).context("could not write the bootstrap marker")?;
-        eprintln!("xtask: libtorch [3/3] linking {LINK_NAME} to it");
-        Ok(self.venv)
+        Ok(())
     }
 }
 

@@ -20,6 +20,7 @@ mod logger;
 mod metric_files;
 mod plots;
 mod schedulers;
+mod tensorboard;
 mod terminate_on_nan;
 mod timer;
 
@@ -29,6 +30,7 @@ pub use logger::Logger;
 pub use metric_files::MetricFiles;
 pub use plots::Plots;
 pub use schedulers::{LrMonitor, LrScheduler, ReduceLrOnPlateau};
+pub use tensorboard::TensorBoard;
 pub use terminate_on_nan::TerminateOnNaN;
 pub use timer::{Throughput, TimeLimit};
 

@@ -1,6 +1,7 @@
 //! Where a run's files go, and how they are written.
 
 pub mod plot;
+pub mod tensorboard;
 
 use crate::error::{Error, Result};
 use std::path::{Path, PathBuf};

@@ -1,0 +1,179 @@
+//! TensorBoard event files: the `tfevents` record format with scalar summaries, written
+//! without TensorFlow (prost for the two protocol buffer messages, CRC32C for the checksums).
+//!
+//! A file is a sequence of records: `length: u64 LE`, `masked_crc32c(length): u32 LE`,
+//! `data`, `masked_crc32c(data): u32 LE`; each `data` is an `Event` message, the first one
+//! holding `file_version = "brain.Event:2"`.
+
+use crate::error::{Error, Result};
+use prost::Message;
+use std::fs::File;
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// `tensorflow.Event`, the fields scalars need.
+#[derive(Clone, PartialEq, prost::Message)]
+struct Event {
+    #[prost(double, tag = "1")]
+    wall_time: f64,
+    #[prost(int64, tag = "2")]
+    step: i64,
+    #[prost(oneof = "What", tags = "3, 5")]
+    what: Option<What>,
+}
+
+#[derive(Clone, PartialEq, prost::Oneof)]
+enum What {
+    #[prost(string, tag = "3")]
+    FileVersion(String),
+    #[prost(message, tag = "5")]
+    Summary(Summary),
+}
+
+/// `tensorflow.Summary`.
+#[derive(Clone, PartialEq, prost::Message)]
+struct Summary {
+    #[prost(message, repeated, tag = "1")]
+    value: Vec<SummaryValue>,
+}
+
+/// `tensorflow.Summary.Value`, as a simple value.
+#[derive(Clone, PartialEq, prost::Message)]
+struct SummaryValue {
+    #[prost(string, tag = "1")]
+    tag: String,
+    #[prost(float, tag = "2")]
+    simple_value: f32,
+}
+
+/// An event file that TensorBoard reads: scalars by tag and step.
+#[derive(Debug)]
+pub struct EventWriter {
+    path: PathBuf,
+    file: BufWriter<File>,
+}
+
+impl EventWriter {
+    /// Creates `dir/events.out.tfevents.<seconds>.<host>.<pid>` (and `dir`, if need be) and
+    /// writes its version record.
+    pub fn create(dir: impl AsRef<Path>) -> Result<Self> {
+        let dir = dir.as_ref();
+        std::fs::create_dir_all(dir).map_err(Error::io("create the TensorBoard directory", dir))?;
+        let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .map(|h| h.trim().to_owned())
+            .ok()
+            .filter(|h| !h.is_empty())
+            .unwrap_or_else(|| "localhost".into());
+        let seconds = now().floor() as u64;
+        let path = dir.join(format!("events.out.tfevents.{seconds}.{host}.{}", std::process::id()));
+        let file = File::create(&path).map_err(Error::io("create", &path))?;
+        let mut writer = EventWriter {
+            path,
+            file: BufWriter::new(file),
+        };
+        writer.write(Event {
+            wall_time: now(),
+            step: 0,
+            what: Some(What::FileVersion("brain.Event:2".into())),
+        })?;
+        Ok(writer)
+    }
+
+    /// The file written.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Scalars at `step`, one event, flushed.
+    pub fn scalars<'a>(&mut self, step: u64, values: impl IntoIterator<Item = (&'a str, f64)>) -> Result<()> {
+        let value = values
+            .into_iter()
+            .filter(|(_, v)| v.is_finite())
+            .map(|(tag, v)| SummaryValue {
+                tag: tag.to_owned(),
+                simple_value: v as f32,
+            })
+            .collect();
+        self.write(Event {
+            wall_time: now(),
+            step: step as i64,
+            what: Some(What::Summary(Summary { value })),
+        })
+    }
+
+    fn write(&mut self, event: Event) -> Result<()> {
+        let data = event.encode_to_vec();
+        let length = (data.len() as u64).to_le_bytes();
+        let record = [
+            &length[..],
+            &masked_crc(&length).to_le_bytes(),
+            &data,
+            &masked_crc(&data).to_le_bytes(),
+        ];
+        for part in record {
+            self.file.write_all(part).map_err(Error::io("write", &self.path))?;
+        }
+        self.file.flush().map_err(Error::io("write", &self.path))
+    }
+}
+
+/// The checksum of the record format: CRC32C, rotated and offset ("masked").
+fn masked_crc(data: &[u8]) -> u32 {
+    let crc = crc32c::crc32c(data);
+    crc.rotate_right(15).wrapping_add(0xa282_ead8)
+}
+
+fn now() -> f64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn records_are_framed_and_checksummed() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut writer = EventWriter::create(dir.path()).unwrap();
+        writer.scalars(3, [("loss", 0.5)]).unwrap();
+        let bytes = std::fs::read(writer.path()).unwrap();
+        let mut records = Vec::new();
+        let mut at = 0;
+        while at < bytes.len() {
+            let length = u64::from_le_bytes(bytes[at..at + 8].try_into().unwrap()) as usize;
+            assert_eq!(
+                u32::from_le_bytes(bytes[at + 8..at + 12].try_into().unwrap()),
+                masked_crc(&bytes[at..at + 8])
+            );
+            let data = &bytes[at + 12..at + 12 + length];
+            let crc = u32::from_le_bytes(bytes[at + 12 + length..at + 16 + length].try_into().unwrap());
+            assert_eq!(crc, masked_crc(data));
+            records.push(Event::decode(data).unwrap());
+            at += 16 + length;
+        }
+        assert_eq!(records.len(), 2);
+        assert_eq!(records[0].what, Some(What::FileVersion("brain.Event:2".into())));
+        let Some(What::Summary(summary)) = &records[1].what else {
+            panic!("{records:?}")
+        };
+        assert_eq!(
+            (
+                records[1].step,
+                summary.value[0].tag.as_str(),
+                summary.value[0].simple_value
+            ),
+            (3, "loss", 0.5)
+        );
+    }
+
+    #[test]
+    fn the_mask_of_the_record_format() {
+        // The CRC of nothing is 0: the mask alone remains.
+        assert_eq!(masked_crc(b""), 0xa282_ead8);
+        assert_eq!(crc32c::crc32c(b"123456789"), 0xe306_9283, "CRC32C check value");
+    }
+}
