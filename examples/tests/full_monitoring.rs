@@ -47,6 +47,11 @@ fn the_run_directory_holds_every_output() {
         files("metrics"),
         ["epochs.csv", "epochs.jsonl", "steps.csv", "steps.jsonl"]
     );
+    let events = files("tensorboard");
+    assert!(
+        events.len() == 1 && events[0].starts_with("events.out.tfevents."),
+        "{events:?}"
+    );
     let plots = files("plots");
     for name in ["accuracy", "epoch_time", "learning_rate", "loss"] {
         for ext in ["png", "svg"] {
