@@ -2,17 +2,21 @@
 
 use crate::control::Control;
 use crate::error::{Error, Result};
-use crate::event::EVENTS;
+use crate::event::{Event, EVENTS};
 use crate::history::StopReason;
 use crate::hook::{Hook, HookContext};
 use crate::registry::HookInfo;
 use crate::trainer::guard;
+use std::cell::Cell;
+use std::time::{Duration, Instant};
 
 /// One hook at one event: a hook that runs at several events (a plugin) has a slot for each.
 struct Slot {
     info: HookInfo,
     /// Which of `Dispatch::hooks`.
     hook: usize,
+    /// Time spent in this hook at this event while profiling, and its calls.
+    spent: Cell<(Duration, u32)>,
 }
 
 /// The hooks of one fit, and the first stop one of them asked for. The hooks themselves (with
@@ -21,6 +25,8 @@ pub(crate) struct Dispatch<'h> {
     hooks: Vec<&'h mut dyn Hook>,
     by_event: [Vec<Slot>; EVENTS],
     stop: Option<StopReason>,
+    /// Whether hook calls are being timed (the first batches of a fit).
+    profiling: bool,
 }
 
 impl<'h> Dispatch<'h> {
@@ -32,7 +38,11 @@ impl<'h> Dispatch<'h> {
         let mut all = Vec::new();
         for (index, (infos, hook)) in hooks.into_iter().enumerate() {
             all.push(hook);
-            slots.extend(infos.into_iter().map(|info| Slot { info, hook: index }));
+            slots.extend(infos.into_iter().map(|info| Slot {
+                info,
+                hook: index,
+                spent: Cell::default(),
+            }));
         }
         slots.sort_by(|a, b| a.info.order_key().cmp(&b.info.order_key()));
         let mut by_event: [Vec<Slot>; EVENTS] = Default::default();
@@ -50,7 +60,45 @@ impl<'h> Dispatch<'h> {
             hooks: all,
             by_event,
             stop: None,
+            profiling: false,
         })
+    }
+
+    /// Starts or stops timing hook calls.
+    pub(crate) fn profile(&mut self, on: bool) {
+        self.profiling = on;
+    }
+
+    /// The training-batch hooks that took longer per batch than the training step itself, given
+    /// the whole time of the `batches` profiled (step and hooks): the step's mean time, and
+    /// `(name, location, event, time per batch)` of each slow hook.
+    pub(crate) fn slow_hooks(
+        &self,
+        total: Duration,
+        batches: u32,
+    ) -> (Duration, Vec<(String, String, Event, Duration)>) {
+        let slots = || {
+            Event::ALL
+                .into_iter()
+                .filter(|e| e.is_training_batch())
+                .flat_map(|e| self.by_event[e.index()].iter().map(move |slot| (e, slot)))
+        };
+        let hooks: Duration = slots().map(|(_, slot)| slot.spent.get().0).sum();
+        let step = total.saturating_sub(hooks) / batches.max(1);
+        let slow = slots()
+            .filter_map(|(event, slot)| {
+                let per_batch = slot.spent.get().0 / batches.max(1);
+                (per_batch > step).then(|| {
+                    (
+                        slot.info.name().to_owned(),
+                        slot.info.location().to_string(),
+                        event,
+                        per_batch,
+                    )
+                })
+            })
+            .collect();
+        (step, slow)
     }
 
     /// Whether a hook asked to stop.
@@ -69,7 +117,14 @@ impl<'h> Dispatch<'h> {
     pub(crate) fn fire(&mut self, own: u64, global: u64, ctx: &HookContext<'_>) -> Result<()> {
         for slot in &self.by_event[ctx.event.index()] {
             if slot.info.filter().fires(own, global, ctx.state) {
-                call(slot, &mut *self.hooks[slot.hook], ctx, &mut self.stop)?;
+                if self.profiling {
+                    let started = Instant::now();
+                    call(slot, &mut *self.hooks[slot.hook], ctx, &mut self.stop)?;
+                    let (spent, calls) = slot.spent.get();
+                    slot.spent.set((spent + started.elapsed(), calls + 1));
+                } else {
+                    call(slot, &mut *self.hooks[slot.hook], ctx, &mut self.stop)?;
+                }
             }
         }
         Ok(())

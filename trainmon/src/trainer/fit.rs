@@ -15,7 +15,7 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use std::cell::Cell;
 use std::hash::{BuildHasher, RandomState};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 use tch::nn::{ModuleT, VarStore};
 use tch::{Device, Tensor};
 
@@ -254,7 +254,9 @@ impl Trainer<'_> {
             accumulate: *accumulate,
             clip: *clip,
             rng: ChaCha8Rng::seed_from_u64(seed),
+            profiled: (Duration::ZERO, 0),
         };
+        loop_.dispatch.profile(true);
         let mut logs = (new_logs(), valid.as_ref().map(|_| new_logs()));
         match loop_.run(&train, valid.as_ref(), &mut logs.0, logs.1.as_mut()) {
             Ok(()) => Ok(shared.history),
@@ -372,7 +374,13 @@ struct Loop<'a, 'h, 't> {
     accumulate: usize,
     clip: Option<Clip>,
     rng: ChaCha8Rng,
+    /// Time of the first batches of the fit (step and hooks), and how many, while the dispatch
+    /// times the hooks, to warn about slow ones.
+    profiled: (Duration, u32),
 }
+
+/// Batches at the start of a fit over which hooks are timed against the training step.
+const PROFILED_BATCHES: u32 = 20;
 
 impl Loop<'_, '_, '_> {
     /// Runs the hooks of `event` at counter `own` (and the global step `global`), then applies a
@@ -457,6 +465,20 @@ impl Loop<'_, '_, '_> {
         Ok(())
     }
 
+    /// After the profiled batches: warns about training-batch hooks slower than the step itself.
+    fn report_slow_hooks(&mut self) {
+        self.dispatch.profile(false);
+        let (total, batches) = self.profiled;
+        let (step, slow) = self.dispatch.slow_hooks(total, batches);
+        for (hook, location, event, per_batch) in slow {
+            tracing::warn!(
+                "hook `{hook}` ({location}) at `{event}` takes {per_batch:.2?} per batch, more than the training \
+                 step itself ({step:.2?}), over the first {batches} batches: it slows training down; consider a \
+                 filter (`every = N`)"
+            );
+        }
+    }
+
     /// The training batches of one epoch, until its end or a stop.
     fn train_epoch(&mut self, train: &Source<'_>, logs: &mut BatchLogs) -> Result<()> {
         let order = self.shuffle.then(|| {
@@ -471,6 +493,7 @@ impl Loop<'_, '_, '_> {
         for batch in 1..=self.batches {
             self.shared.state.batch = batch;
             let step = self.shared.state.global_step + 1;
+            let batch_started = Instant::now();
             self.fire(Event::BatchBegin, batch, step, None)?;
             if self.dispatch.stopped() {
                 break;
@@ -512,6 +535,12 @@ impl Loop<'_, '_, '_> {
             }
             logs.update(&loss, &outputs, &y)?;
             self.fire(Event::BatchEnd, batch, step, Some(logs))?;
+            if self.profiled.1 < PROFILED_BATCHES {
+                self.profiled = (self.profiled.0 + batch_started.elapsed(), self.profiled.1 + 1);
+                if self.profiled.1 == PROFILED_BATCHES {
+                    self.report_slow_hooks();
+                }
+            }
             if self.dispatch.stopped() {
                 break;
             }
