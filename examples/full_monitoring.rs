@@ -15,8 +15,8 @@ use std::time::Duration;
 use tch::nn;
 use tch::{Device, Kind, Tensor};
 use trainmon::hooks::{
-    EarlyStopping, Logger, LrMonitor, LrScheduler, MetricFiles, ModelCheckpoint, Plots, TensorBoard, TerminateOnNaN,
-    Throughput, TimeLimit,
+    EarlyStopping, Logger, LrMonitor, LrScheduler, MetricFiles, ModelCheckpoint, Plots, Summary, TensorBoard,
+    TerminateOnNaN, Throughput, TimeLimit,
 };
 use trainmon::output::RunDir;
 use trainmon::prelude::*;
@@ -63,7 +63,7 @@ fn main() -> Result<()> {
         .save_top_k(3)
         .save_last(true);
     let saved = checkpoints.saved();
-    let history = Trainer::new(&vs, &model)
+    Trainer::new(&vs, &model)
         .optimizer(nn::Adam::default(), 1e-2)
         .epochs(args.epochs)
         .batch_size(64)
@@ -80,12 +80,9 @@ fn main() -> Result<()> {
         .with(MetricFiles::new(run.path().join("metrics")).steps(10))
         .with(TensorBoard::new(run.path().join("tensorboard")).steps(10))
         .with(Plots::new(run.path().join("plots")).svg(true))
+        .with(Summary::new().monitor("val_loss").outputs(run.path()))
         .fit(&data)?;
 
-    match history.stop_reason() {
-        Some(stop) => tracing::info!("stopped early: {stop}"),
-        None => tracing::info!("trained all {} epochs", history.len()),
-    }
     if let Some(best) = saved.best() {
         tracing::info!("best checkpoint: {}", best.display());
     }

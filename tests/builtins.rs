@@ -8,7 +8,7 @@ use tch::nn::{self, VarStore};
 use tch::{Device, Kind, Tensor};
 use trainmon::hooks::{
     EarlyStopping, Logger, LrMonitor, LrScheduler, MetricFiles, Mode, ModelCheckpoint, Plots, ReduceLrOnPlateau,
-    TerminateOnNaN, Throughput, TimeLimit,
+    Summary, TerminateOnNaN, Throughput, TimeLimit,
 };
 use trainmon::prelude::*;
 use trainmon::{hook_fn, Event, HookSpec, Hooks};
@@ -152,7 +152,7 @@ impl Write for Buffer {
     }
 }
 
-fn logged(logger: Logger) -> Vec<String> {
+fn logged(logger: impl trainmon::Plugin) -> Vec<String> {
     let data = tutorial_data(1);
     let (vs, model) = tutorial_model(2);
     let buffer = Buffer::default();
@@ -487,4 +487,28 @@ fn plots_in_png_and_svg() {
     }
     let lr = std::fs::read_to_string(dir.join("learning_rate.svg")).unwrap();
     assert!(lr.contains("Learning Rate Over Epochs"));
+}
+
+#[test]
+fn summary_reports_the_best_epoch_and_the_outputs() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::create_dir(tmp.path().join("plots")).unwrap();
+    std::fs::write(tmp.path().join("plots/loss.png"), b"").unwrap();
+    std::fs::write(tmp.path().join("notes.txt"), b"").unwrap();
+    let lines = logged(Summary::new().monitor("val_accuracy").outputs(tmp.path()));
+    assert_eq!(lines.len(), 3, "{lines:#?}");
+    assert!(
+        lines[0].starts_with("summary: 2 of 2 epochs in ") && lines[0].ends_with("all epochs run"),
+        "{}",
+        lines[0]
+    );
+    assert!(lines[1].starts_with("summary: best val_accuracy "), "{}", lines[1]);
+    assert_eq!(
+        lines[2],
+        format!(
+            "summary: outputs in {}: notes.txt, plots/ (1 file)",
+            tmp.path().display()
+        )
+    );
 }

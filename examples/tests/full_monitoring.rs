@@ -31,7 +31,14 @@ fn the_run_directory_holds_every_output() {
             .ends_with(&format!("Run directory: {}", run.display())),
         "{stdout}"
     );
-    for line in ["epoch 1/12 done in", "val_loss", "learning rate", "samples/s"] {
+    for line in [
+        "epoch 1/12 done in",
+        "val_loss",
+        "learning rate",
+        "samples/s",
+        "summary: best val_loss ",
+        "summary: outputs in ",
+    ] {
         assert!(stdout.contains(line), "{line:?} logged");
     }
 

@@ -1,0 +1,108 @@
+//! The end-of-training summary.
+
+use super::early_stopping::Mode;
+use crate::control::Control;
+use crate::error::BoxError;
+use crate::event::Event;
+use crate::hook::{Hook, HookContext, Plugin};
+use crate::priority;
+use crate::registry::HookSpec;
+use std::path::{Path, PathBuf};
+
+/// Logs a summary when training ends, after every other output is written: epochs run, why it
+/// stopped, the best value of a monitored metric and its epoch, total time and throughput, and
+/// what the run directory holds.
+///
+/// ```text
+/// summary: 10 of 30 epochs in 0.35 s, 91429 samples/s; stopped: `val_loss` did not improve …
+/// summary: best val_loss 0.341665 at epoch 5
+/// summary: outputs in runs/demo/version_0: checkpoints/ (4 files), metrics/ (4 files), plots/ (8 files)
+/// ```
+#[derive(Debug, Clone, Default)]
+pub struct Summary {
+    monitor: Option<(String, Mode)>,
+    outputs: Option<PathBuf>,
+}
+
+impl Summary {
+    /// Epochs, stop reason, time and throughput.
+    pub fn new() -> Self {
+        Summary::default()
+    }
+
+    /// Also the best value of this metric and its epoch (mode auto: higher is better for an
+    /// accuracy).
+    pub fn monitor(mut self, metric: impl Into<String>) -> Self {
+        self.monitor = Some((metric.into(), Mode::Auto));
+        self
+    }
+
+    /// Also what this directory holds (the run directory), folder by folder.
+    pub fn outputs(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.outputs = Some(dir.into());
+        self
+    }
+}
+
+/// `name/ (N files)` for each folder below `dir`, and the files directly in it.
+fn describe(dir: &Path) -> std::io::Result<String> {
+    let mut parts = Vec::new();
+    let mut entries: Vec<_> = std::fs::read_dir(dir)?.collect::<Result<_, _>>()?;
+    entries.sort_by_key(|e| e.file_name());
+    for entry in entries {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if entry.file_type()?.is_dir() {
+            let files = std::fs::read_dir(entry.path())?.count();
+            parts.push(format!("{name}/ ({files} file{})", if files == 1 { "" } else { "s" }));
+        } else {
+            parts.push(name);
+        }
+    }
+    Ok(if parts.is_empty() {
+        "nothing".into()
+    } else {
+        parts.join(", ")
+    })
+}
+
+impl Hook for Summary {
+    fn call(&mut self, ctx: &HookContext<'_>) -> Result<Control, BoxError> {
+        let history = ctx.history();
+        let state = ctx.state();
+        let seconds = history.elapsed().as_secs_f64();
+        let samples: usize = history.epochs().iter().map(|e| e.samples()).sum();
+        let stopped = match history.stop_reason() {
+            Some(stop) => format!("stopped: {stop}"),
+            None => "all epochs run".to_owned(),
+        };
+        tracing::info!(
+            "summary: {} of {} epochs in {seconds:.2} s, {:.0} samples/s; {stopped}",
+            history.len(),
+            state.epochs(),
+            samples as f64 / seconds
+        );
+        if let Some((name, mode)) = &self.monitor {
+            let maximise = *mode == Mode::Max || (*mode == Mode::Auto && name.contains("acc"));
+            let best = history
+                .epochs()
+                .iter()
+                .filter_map(|e| e.get(name).filter(|v| v.is_finite()).map(|v| (v, e.epoch())))
+                .reduce(|a, b| if (b.0 > a.0) == maximise && b.0 != a.0 { b } else { a });
+            match best {
+                Some((value, epoch)) => tracing::info!("summary: best {name} {value:.6} at epoch {epoch}"),
+                None => tracing::info!("summary: no epoch has a finite {name}"),
+            }
+        }
+        if let Some(dir) = &self.outputs {
+            let held = describe(dir).unwrap_or_else(|e| format!("unreadable: {e}"));
+            tracing::info!("summary: outputs in {}: {held}", dir.display());
+        }
+        Ok(Control::Continue)
+    }
+}
+
+impl Plugin for Summary {
+    fn specs(&self) -> Vec<HookSpec> {
+        vec![HookSpec::new(Event::TrainEnd, "Summary").priority(priority::OUTPUTS - 100)]
+    }
+}
