@@ -274,6 +274,13 @@
 //!
 //! `#[cfg]` on a hook applies to its registration too.
 //!
+//! # Built-in hooks
+//!
+//! [`hooks`] has what users of Lightning, Ignite and Keras reach for — logging, early stopping,
+//! checkpoints, NaN and time guards, learning-rate schedules, throughput, CSV/JSONL metric files,
+//! TensorBoard event files, plots, a summary — each a struct with a builder, added with
+//! [`Trainer::with`].
+//!
 //! # Cost
 //!
 //! A hook that is filtered out costs a few integer operations (about 1.4 ns), a no-op hook
