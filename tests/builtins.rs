@@ -7,8 +7,8 @@ use std::sync::{Arc, Mutex};
 use tch::nn::{self, VarStore};
 use tch::{Device, Kind, Tensor};
 use trainmon::hooks::{
-    EarlyStopping, Logger, LrMonitor, LrScheduler, MetricFiles, Mode, ModelCheckpoint, Plots, ReduceLrOnPlateau,
-    Summary, TerminateOnNaN, Throughput, TimeLimit,
+    EarlyStopping, Logger, LrMonitor, LrScheduler, MetricFiles, Mode, ModelCheckpoint, Plots, Progress,
+    ReduceLrOnPlateau, Summary, TerminateOnNaN, Throughput, TimeLimit,
 };
 use trainmon::prelude::*;
 use trainmon::{hook_fn, Event, HookSpec, Hooks};
@@ -511,4 +511,33 @@ fn summary_reports_the_best_epoch_and_the_outputs() {
             tmp.path().display()
         )
     );
+}
+
+#[test]
+fn progress_off_a_terminal_is_plain_lines_throttled_by_time() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    assert!(
+        !std::io::IsTerminal::is_terminal(&std::io::stderr()),
+        "the tests' stderr is not a terminal"
+    );
+    // No throttle: a line after every batch (800 samples: 25 batches an epoch, 2 epochs).
+    let lines = logged(Progress::new().interval(std::time::Duration::ZERO));
+    assert_eq!(lines.len(), 50, "{lines:#?}");
+    assert!(
+        lines[0].starts_with("progress: epoch 1/2, batch 1/25 (4%), "),
+        "{}",
+        lines[0]
+    );
+    assert!(
+        lines[0].contains(": loss ") && lines[0].contains(", accuracy "),
+        "{}",
+        lines[0]
+    );
+    assert!(
+        lines[49].starts_with("progress: epoch 2/2, batch 25/25 (100%), "),
+        "{}",
+        lines[49]
+    );
+    // The default throttle, 10 s: none in a fit this short.
+    assert!(logged(Progress::new()).is_empty());
 }
