@@ -1,4 +1,4 @@
-//! Every built-in hook at once, with a validation set: logging, NaN and time guards, early
+//! Every built-in hook at once, with a validation set: logging, progress bars, NaN and time guards, early
 //! stopping with the best weights restored, checkpoints, a learning-rate schedule and monitor,
 //! throughput, CSV/JSONL metric files, TensorBoard event files and plots — all written into one
 //! run directory.
@@ -14,8 +14,11 @@ use std::path::PathBuf;
 use std::time::Duration;
 use tch::nn;
 use tch::{Device, Kind, Tensor};
+use tracing_indicatif::IndicatifLayer;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
 use trainmon::hooks::{
-    EarlyStopping, Logger, LrMonitor, LrScheduler, MetricFiles, ModelCheckpoint, Plots, Summary, TensorBoard,
+    EarlyStopping, Logger, LrMonitor, LrScheduler, MetricFiles, ModelCheckpoint, Plots, Progress, Summary, TensorBoard,
     TerminateOnNaN, Throughput, TimeLimit,
 };
 use trainmon::output::RunDir;
@@ -37,7 +40,13 @@ struct Args {
 
 fn main() -> Result<()> {
     let args = Args::parse();
-    tracing_subscriber::fmt().without_time().with_target(false).init();
+    // Progress bars on a terminal (on stderr), with log lines (on stdout) that do not tear them.
+    let indicatif = IndicatifLayer::new();
+    let log_lines = tracing_subscriber::fmt::layer().without_time().with_target(false);
+    tracing_subscriber::registry()
+        .with(log_lines.with_writer(indicatif.get_stdout_writer()))
+        .with(indicatif)
+        .init();
     let run = RunDir::create(&args.out, "full_monitoring")?;
 
     // 4000 samples of 20 features; the class follows a hidden linear rule, with noise.
@@ -70,6 +79,7 @@ fn main() -> Result<()> {
         .seed(args.seed)
         .validation_split(0.2)
         .with(Logger::new().every(20))
+        .with(Progress::new())
         .with(TerminateOnNaN::new())
         .with(TimeLimit::new(Duration::from_secs(600)))
         .with(EarlyStopping::new("val_loss").patience(5).restore_best_weights(true))
