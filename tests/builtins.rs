@@ -541,3 +541,141 @@ fn progress_off_a_terminal_is_plain_lines_throttled_by_time() {
     // The default throttle, 10 s: none in a fit this short.
     assert!(logged(Progress::new()).is_empty());
 }
+
+#[test]
+fn terminate_on_nan_table() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    // (why, a bad feature value at sample 100 — in batch 4 of 32 —, check every, where it stops)
+    type Case = (&'static str, Option<f64>, u64, Option<(usize, usize)>);
+    let cases: [Case; 5] = [
+        ("NaN, checked every batch", Some(f64::NAN), 1, Some((1, 4))),
+        (
+            "NaN, checked every 3 batches: it stays in the running mean",
+            Some(f64::NAN),
+            3,
+            Some((1, 6)),
+        ),
+        (
+            "infinity makes the loss non-finite too",
+            Some(f64::INFINITY),
+            1,
+            Some((1, 4)),
+        ),
+        ("a large but finite value does not stop", Some(1e6), 1, None),
+        ("clean data never stops", None, 1, None),
+    ];
+    for (why, bad, every, want) in cases {
+        tch::manual_seed(0);
+        let features = Tensor::randn([320, 20], (Kind::Float, Device::Cpu));
+        if let Some(bad) = bad {
+            let _ = features.get(100).get(3).fill_(bad);
+        }
+        let data = TensorDataset::new(features, Tensor::randint(2, [320], (Kind::Int64, Device::Cpu))).unwrap();
+        let (vs, model) = tutorial_model(2);
+        let history = Trainer::new(&vs, &model)
+            .optimizer(nn::Sgd::default(), 1e-3)
+            .epochs(2)
+            .shuffle(false)
+            .hooks(Hooks::none())
+            .with(TerminateOnNaN::new().every(every))
+            .fit(&data)
+            .unwrap();
+        let got = history
+            .stop_reason()
+            .map(|s| (s.epoch, history.last().unwrap().batches()));
+        assert_eq!(got, want, "{why}: {:?}", history.stop_reason());
+    }
+}
+
+#[test]
+fn metric_files_options_table() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let data = tutorial_data(1);
+    let (vs, model) = tutorial_model(2);
+    type Make = fn(std::path::PathBuf) -> MetricFiles;
+    // (why, the hook on a directory, the files it writes)
+    let cases: [(&str, Make, &[&str]); 4] = [
+        (
+            "both formats, epochs only",
+            MetricFiles::new,
+            &["epochs.csv", "epochs.jsonl"],
+        ),
+        (
+            "CSV only, with steps",
+            |d| MetricFiles::new(d).jsonl(false).steps(5),
+            &["epochs.csv", "steps.csv"],
+        ),
+        ("JSONL only", |d| MetricFiles::new(d).csv(false), &["epochs.jsonl"]),
+        (
+            "everything",
+            |d| MetricFiles::new(d).steps(1),
+            &["epochs.csv", "epochs.jsonl", "steps.csv", "steps.jsonl"],
+        ),
+    ];
+    for (why, make, want) in cases {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("metrics");
+        Trainer::new(&vs, &model)
+            .optimizer(nn::Adam::default(), 1e-3)
+            .epochs(1)
+            .hooks(Hooks::none())
+            .with(make(dir.clone()))
+            .fit(&data)
+            .unwrap();
+        assert_eq!(files_in(&dir), want, "{why}");
+    }
+}
+
+#[test]
+fn logger_and_time_limit_tables() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    // (why, the logger, lines over 2 epochs of 25 batches, the first line's start)
+    let cases: [(&str, Logger, usize, &str); 4] = [
+        ("the tutorial's format", Logger::tutorial(), 8, "Epoch 1 starting."),
+        (
+            "every 10 batches and summaries",
+            Logger::new(),
+            6,
+            "epoch 1/2 batch 10/25: loss ",
+        ),
+        (
+            "every 25 batches",
+            Logger::new().every(25),
+            4,
+            "epoch 1/2 batch 25/25: loss ",
+        ),
+        ("summaries only", Logger::new().every(0), 2, "epoch 1/2 done in "),
+    ];
+    for (why, logger, count, first) in cases {
+        let lines = logged(logger);
+        assert_eq!(lines.len(), count, "{why}: {lines:#?}");
+        assert!(lines[0].starts_with(first), "{why}: {}", lines[0]);
+    }
+
+    let data = tutorial_data(1);
+    let (vs, model) = tutorial_model(2);
+    // (why, the limit, whether it stops, and after how many batches of the first epoch)
+    let cases: [(&str, std::time::Duration, Option<usize>); 2] = [
+        (
+            "a limit already past stops after the first batch",
+            std::time::Duration::ZERO,
+            Some(1),
+        ),
+        (
+            "an hour does not stop 2 short epochs",
+            std::time::Duration::from_secs(3600),
+            None,
+        ),
+    ];
+    for (why, limit, want) in cases {
+        let history = Trainer::new(&vs, &model)
+            .optimizer(nn::Adam::default(), 1e-3)
+            .epochs(2)
+            .hooks(Hooks::none())
+            .with(TimeLimit::new(limit))
+            .fit(&data)
+            .unwrap();
+        let got = history.stop_reason().map(|_| history.last().unwrap().batches());
+        assert_eq!(got, want, "{why}");
+    }
+}
