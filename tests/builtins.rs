@@ -2,8 +2,7 @@
 //! restored however training ended, a clear error for a missing metric), terminate on NaN, and
 //! the logger's formats.
 
-use std::io::Write;
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 use tch::nn::{self, VarStore};
 use tch::{Device, Kind, Tensor};
 use trainmon::hooks::{
@@ -12,7 +11,7 @@ use trainmon::hooks::{
 };
 use trainmon::prelude::*;
 use trainmon::{hook_fn, Event, HookSpec, Hooks};
-use trainmon_tests::{tutorial_data, tutorial_model};
+use trainmon_tests::{capture_logs, tutorial_data, tutorial_model};
 
 static WEIGHTS: Mutex<Vec<Vec<f32>>> = Mutex::new(Vec::new());
 
@@ -139,32 +138,10 @@ fn terminate_on_nan_stops_at_the_batch() {
     );
 }
 
-/// A writer for a tracing subscriber, to read what was logged.
-#[derive(Clone, Default)]
-struct Buffer(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Buffer {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().write(buf)
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
 fn logged(logger: impl trainmon::Plugin) -> Vec<String> {
     let data = tutorial_data(1);
     let (vs, model) = tutorial_model(2);
-    let buffer = Buffer::default();
-    let writer = buffer.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_writer(move || writer.clone())
-        .with_ansi(false)
-        .without_time()
-        .with_level(false)
-        .with_target(false)
-        .finish();
-    tracing::subscriber::with_default(subscriber, || {
+    let (_, lines) = capture_logs(|| {
         Trainer::new(&vs, &model)
             .optimizer(nn::Adam::default(), 1e-3)
             .epochs(2)
@@ -174,8 +151,7 @@ fn logged(logger: impl trainmon::Plugin) -> Vec<String> {
             .fit(&data)
             .unwrap()
     });
-    let text = String::from_utf8(buffer.0.lock().unwrap().clone()).unwrap();
-    text.lines().map(str::to_owned).collect()
+    lines.into_iter().map(|(_, message)| message).collect()
 }
 
 #[test]

@@ -38,3 +38,41 @@ pub fn bootstrap_python() -> std::path::PathBuf {
         ),
     }
 }
+
+/// Runs `f` with a tracing subscriber that records what is logged; returns `f`'s result and
+/// the lines, as `(level, message)`.
+pub fn capture_logs<R>(f: impl FnOnce() -> R) -> (R, Vec<(String, String)>) {
+    use std::io::Write;
+    use std::sync::{Arc, Mutex};
+
+    #[derive(Clone, Default)]
+    struct Buffer(Arc<Mutex<Vec<u8>>>);
+
+    impl Write for Buffer {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().write(buf)
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    let buffer = Buffer::default();
+    let writer = buffer.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(move || writer.clone())
+        .with_ansi(false)
+        .without_time()
+        .with_target(false)
+        .finish();
+    let result = tracing::subscriber::with_default(subscriber, f);
+    let text = String::from_utf8(buffer.0.lock().unwrap().clone()).unwrap();
+    let lines = text
+        .lines()
+        .map(|line| {
+            let (level, message) = line.trim_start().split_once(' ').unwrap_or((line, ""));
+            (level.to_owned(), message.to_owned())
+        })
+        .collect();
+    (result, lines)
+}

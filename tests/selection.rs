@@ -2,12 +2,11 @@
 //! run time (closures and structs) in the same order; `#[cfg]` on a hook respected; a warning
 //! for a selected group with no hooks.
 
-use std::io::Write;
 use std::sync::{Arc, Mutex};
 use tch::nn;
 use trainmon::prelude::*;
 use trainmon::{hook_fn, BoxError, Event, Filter, Hook, HookContext, HookSpec, Hooks};
-use trainmon_tests::{tutorial_data, tutorial_model};
+use trainmon_tests::{capture_logs, tutorial_data, tutorial_model};
 
 static RAN: Mutex<Vec<String>> = Mutex::new(Vec::new());
 
@@ -72,19 +71,6 @@ fn run(configure: impl FnOnce(Trainer<'_>) -> Trainer<'_>) -> trainmon::Result<V
         .batch_size(500);
     configure(trainer).fit(&data)?;
     Ok(RAN.lock().unwrap().clone())
-}
-
-/// A subscriber writing plain messages into a buffer, to read warnings back.
-#[derive(Clone, Default)]
-struct Buffer(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Buffer {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().write(buf)
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
 }
 
 #[test]
@@ -152,20 +138,13 @@ fn selections_and_run_time_hooks() {
     );
 
     // A group with no hooks is warned about: its crate may not be linked.
-    let buffer = Buffer::default();
-    let writer = buffer.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_writer(move || writer.clone())
-        .with_ansi(false)
-        .finish();
-    let ran_none =
-        tracing::subscriber::with_default(subscriber, || run(|t| t.hooks(Hooks::groups(["ghost"])))).unwrap();
+    let (ran_none, logged) = capture_logs(|| run(|t| t.hooks(Hooks::groups(["ghost"]))));
+    let ran_none = ran_none.unwrap();
     assert!(ran_none.is_empty());
-    let logged = String::from_utf8(buffer.0.lock().unwrap().clone()).unwrap();
-    assert!(
-        logged.contains("WARN")
-            && logged.contains("group `ghost` has no registered hooks")
-            && logged.contains("use my_hooks as _;"),
-        "{logged}"
-    );
+    let warned = logged.iter().any(|(level, message)| {
+        level == "WARN"
+            && message.contains("group `ghost` has no registered hooks")
+            && message.contains("use my_hooks as _;")
+    });
+    assert!(warned, "{logged:?}");
 }
