@@ -35,7 +35,7 @@ impl DispatchBench {
                 (vec![r.info().clone()], hook)
             });
         DispatchBench {
-            dispatch: Dispatch::new(hooks).expect("registered filters are checked at compile time"),
+            dispatch: Dispatch::new(hooks, &[]).expect("registered filters are checked at compile time"),
             state: TrainState {
                 epoch: 1,
                 epochs: 1,

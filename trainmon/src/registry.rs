@@ -304,7 +304,8 @@ impl Hooks {
     }
 }
 
-fn matches(name: &str, info: &HookInfo) -> bool {
+/// Whether `name` is the hook's group, function name or path.
+pub(crate) fn matches(name: &str, info: &HookInfo) -> bool {
     name == info.group || name == info.name || name == info.path()
 }
 

@@ -9,7 +9,7 @@ use crate::priority;
 use crate::registry::HookSpec;
 use std::path::PathBuf;
 
-/// Writes the history's plots into a directory when training ends (priority
+/// Writes the history's plots into a directory when training ends — or fails — (priority
 /// [`priority::OUTPUTS`]): loss and accuracy over epochs with their validation lines, time per
 /// epoch, and the learning rate over epochs; PNG, SVG or both.
 ///
@@ -76,6 +76,10 @@ impl Hook for Plots {
 
 impl Plugin for Plots {
     fn specs(&self) -> Vec<HookSpec> {
-        vec![HookSpec::new(Event::TrainEnd, "Plots").priority(priority::OUTPUTS)]
+        // Also when training fails: the plots of what was trained.
+        [Event::TrainEnd, Event::Exception]
+            .into_iter()
+            .map(|event| HookSpec::new(event, "Plots").priority(priority::OUTPUTS))
+            .collect()
     }
 }

@@ -9,8 +9,8 @@ use crate::priority;
 use crate::registry::HookSpec;
 use std::path::{Path, PathBuf};
 
-/// Logs a summary when training ends, after every other output is written: epochs run, why it
-/// stopped, the best value of a monitored metric and its epoch, total time and throughput, and
+/// Logs a summary when training ends — or fails —, after every other output is written: epochs
+/// run, why it stopped (or the error), the best value of a monitored metric and its epoch, total time and throughput, and
 /// what the run directory holds.
 ///
 /// ```text
@@ -71,9 +71,10 @@ impl Hook for Summary {
         let state = ctx.state();
         let seconds = history.elapsed().as_secs_f64();
         let samples: usize = history.epochs().iter().map(|e| e.samples()).sum();
-        let stopped = match history.stop_reason() {
-            Some(stop) => format!("stopped: {stop}"),
-            None => "all epochs run".to_owned(),
+        let stopped = match (ctx.error(), history.stop_reason()) {
+            (Some(error), _) => format!("failed: {error}"),
+            (None, Some(stop)) => format!("stopped: {stop}"),
+            (None, None) => "all epochs run".to_owned(),
         };
         tracing::info!(
             "summary: {} of {} epochs in {seconds:.2} s, {:.0} samples/s; {stopped}",
@@ -103,6 +104,10 @@ impl Hook for Summary {
 
 impl Plugin for Summary {
     fn specs(&self) -> Vec<HookSpec> {
-        vec![HookSpec::new(Event::TrainEnd, "Summary").priority(priority::OUTPUTS - 100)]
+        // Also when training fails: what it got to, and why it failed.
+        [Event::TrainEnd, Event::Exception]
+            .into_iter()
+            .map(|event| HookSpec::new(event, "Summary").priority(priority::OUTPUTS - 100))
+            .collect()
     }
 }

@@ -5,7 +5,7 @@ use crate::error::{Error, Result};
 use crate::event::{Event, EVENTS};
 use crate::history::StopReason;
 use crate::hook::{Hook, HookContext};
-use crate::registry::HookInfo;
+use crate::registry::{matches, HookInfo};
 use crate::trainer::guard;
 use std::cell::Cell;
 use std::time::{Duration, Instant};
@@ -17,6 +17,8 @@ struct Slot {
     hook: usize,
     /// Time spent in this hook at this event while profiling, and its calls.
     spent: Cell<(Duration, u32)>,
+    /// Whether a failure of this hook disables it instead of ending the fit.
+    tolerated: bool,
 }
 
 /// The hooks of one fit, and the first stop one of them asked for. The hooks themselves (with
@@ -27,18 +29,24 @@ pub(crate) struct Dispatch<'h> {
     stop: Option<StopReason>,
     /// Whether hook calls are being timed (the first batches of a fit).
     profiling: bool,
+    /// Hooks disabled after a tolerated failure, by index into `hooks`.
+    disabled: Vec<bool>,
 }
 
 impl<'h> Dispatch<'h> {
     /// Puts each hook, at each of its events, into that event's list, in the documented order.
     /// A filter that cannot work at its event (only possible for hooks added at run time) is an
     /// error naming the hook.
-    pub(crate) fn new(hooks: impl IntoIterator<Item = (Vec<HookInfo>, &'h mut dyn Hook)>) -> Result<Self> {
+    pub(crate) fn new(
+        hooks: impl IntoIterator<Item = (Vec<HookInfo>, &'h mut dyn Hook)>,
+        tolerated: &[String],
+    ) -> Result<Self> {
         let mut slots = Vec::new();
         let mut all = Vec::new();
         for (index, (infos, hook)) in hooks.into_iter().enumerate() {
             all.push(hook);
             slots.extend(infos.into_iter().map(|info| Slot {
+                tolerated: tolerated.iter().any(|name| matches(name, &info)),
                 info,
                 hook: index,
                 spent: Cell::default(),
@@ -57,6 +65,7 @@ impl<'h> Dispatch<'h> {
             by_event[slot.info.event().index()].push(slot);
         }
         Ok(Dispatch {
+            disabled: vec![false; all.len()],
             hooks: all,
             by_event,
             stop: None,
@@ -112,19 +121,29 @@ impl<'h> Dispatch<'h> {
 
     /// Runs the hooks of `ctx`'s event whose filter passes, given the event's own counter and
     /// the global step. A filtered-out hook costs a few integer operations. A hook's error or
-    /// panic ends the fit with [`Error::Hook`].
+    /// panic ends the fit with [`Error::Hook`] — or, for a hook whose failures are tolerated,
+    /// disables it with a warning.
     #[inline]
     pub(crate) fn fire(&mut self, own: u64, global: u64, ctx: &HookContext<'_>) -> Result<()> {
         for slot in &self.by_event[ctx.event.index()] {
-            if slot.info.filter().fires(own, global, ctx.state) {
-                if self.profiling {
-                    let started = Instant::now();
-                    call(slot, &mut *self.hooks[slot.hook], ctx, &mut self.stop)?;
-                    let (spent, calls) = slot.spent.get();
-                    slot.spent.set((spent + started.elapsed(), calls + 1));
-                } else {
-                    call(slot, &mut *self.hooks[slot.hook], ctx, &mut self.stop)?;
+            if !slot.info.filter().fires(own, global, ctx.state) || self.disabled[slot.hook] {
+                continue;
+            }
+            let result = if self.profiling {
+                let started = Instant::now();
+                let result = call(slot, &mut *self.hooks[slot.hook], ctx, &mut self.stop);
+                let (spent, calls) = slot.spent.get();
+                slot.spent.set((spent + started.elapsed(), calls + 1));
+                result
+            } else {
+                call(slot, &mut *self.hooks[slot.hook], ctx, &mut self.stop)
+            };
+            if let Err(err) = result {
+                if !slot.tolerated {
+                    return Err(err);
                 }
+                tracing::warn!("{err}; its failures are tolerated: it is disabled for the rest of this fit");
+                self.disabled[slot.hook] = true;
             }
         }
         Ok(())

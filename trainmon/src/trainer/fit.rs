@@ -165,6 +165,7 @@ impl Trainer<'_> {
             accumulate,
             clip,
             lazy_reads,
+            tolerated,
         } = self;
         let (optimizer, learning_rate) = match optimizer {
             Optimizer::Ready(optimizer, lr) => (optimizer, *lr),
@@ -224,7 +225,7 @@ impl Trainer<'_> {
                 &mut **hook as &mut dyn Hook,
             )
         });
-        let mut dispatch = Dispatch::new(hooks.chain(added))?;
+        let mut dispatch = Dispatch::new(hooks.chain(added), tolerated)?;
         tracing::debug!(epochs = *epochs, batches, ?device, lazy, "fit starts");
 
         let mut shared = Shared {

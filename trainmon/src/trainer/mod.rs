@@ -53,6 +53,7 @@ pub struct Trainer<'a> {
     accumulate: usize,
     clip: Option<Clip>,
     lazy_reads: Option<bool>,
+    tolerated: Vec<String>,
 }
 
 /// Makes a fresh instance of a metric: one for training, one for validation, every fit.
@@ -99,6 +100,7 @@ impl<'a> Trainer<'a> {
             accumulate: 1,
             clip: None,
             lazy_reads: None,
+            tolerated: Vec::new(),
         }
     }
 
@@ -234,6 +236,15 @@ impl<'a> Trainer<'a> {
     /// ```
     pub fn add_hook(mut self, spec: HookSpec, hook: impl Hook + 'static) -> Self {
         self.added.push((vec![spec], Box::new(hook)));
+        self
+    }
+
+    /// Hooks (by group, function name, path, or a plugin's name such as `"Logger"`) whose
+    /// failures do not end training: a tolerated hook that errors or panics is disabled for the
+    /// rest of the fit, with a warning naming it and the error. For hooks that are not critical,
+    /// as a logger.
+    pub fn tolerate_failures<S: Into<String>>(mut self, names: impl IntoIterator<Item = S>) -> Self {
+        self.tolerated.extend(names.into_iter().map(Into::into));
         self
     }
 
