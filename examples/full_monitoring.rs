@@ -1,4 +1,4 @@
-//! Every built-in hook at once, with a validation set: logging, progress bars, NaN and time guards, early
+//! Every built-in hook at once, with a validation set: logging, progress bars, Ctrl-C handling, NaN and time guards, early
 //! stopping with the best weights restored, checkpoints, a learning-rate schedule and monitor,
 //! throughput, CSV/JSONL metric files, TensorBoard event files and plots — all written into one
 //! run directory.
@@ -15,11 +15,11 @@ use std::time::Duration;
 use tch::nn;
 use tch::{Device, Kind, Tensor};
 use tracing_indicatif::IndicatifLayer;
-use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::layer::{Layer, SubscriberExt};
 use tracing_subscriber::util::SubscriberInitExt;
 use trainmon::hooks::{
-    EarlyStopping, Logger, LrMonitor, LrScheduler, MetricFiles, ModelCheckpoint, Plots, Progress, Summary, TensorBoard,
-    TerminateOnNaN, Throughput, TimeLimit,
+    EarlyStopping, Interrupt, Logger, LrMonitor, LrScheduler, MetricFiles, ModelCheckpoint, Plots, Progress, Summary,
+    TensorBoard, TerminateOnNaN, Throughput, TimeLimit,
 };
 use trainmon::output::RunDir;
 use trainmon::prelude::*;
@@ -33,6 +33,9 @@ struct Args {
     /// Seed of the data, the initial weights and the shuffling.
     #[arg(long, default_value_t = 0)]
     seed: u64,
+    /// Epochs without a better `val_loss` before early stopping.
+    #[arg(long, default_value_t = 5)]
+    patience: usize,
     /// Where run directories go (`OUT/full_monitoring/version_N`).
     #[arg(long, default_value = "runs")]
     out: PathBuf,
@@ -42,11 +45,12 @@ fn main() -> Result<()> {
     let args = Args::parse();
     // Progress bars on a terminal (on stderr), with log lines (on stdout) that do not tear them.
     let indicatif = IndicatifLayer::new();
-    let log_lines = tracing_subscriber::fmt::layer().without_time().with_target(false);
-    tracing_subscriber::registry()
-        .with(log_lines.with_writer(indicatif.get_stdout_writer()))
-        .with(indicatif)
-        .init();
+    let log_lines = tracing_subscriber::fmt::layer()
+        .without_time()
+        .with_target(false)
+        .with_writer(indicatif.get_stdout_writer())
+        .with_filter(tracing_subscriber::filter::LevelFilter::INFO);
+    tracing_subscriber::registry().with(log_lines).with(indicatif).init();
     let run = RunDir::create(&args.out, "full_monitoring")?;
 
     // 4000 samples of 20 features; the class follows a hidden linear rule, with noise.
@@ -78,11 +82,16 @@ fn main() -> Result<()> {
         .batch_size(64)
         .seed(args.seed)
         .validation_split(0.2)
+        .with(Interrupt::install()?)
         .with(Logger::new().every(20))
         .with(Progress::new())
         .with(TerminateOnNaN::new())
         .with(TimeLimit::new(Duration::from_secs(600)))
-        .with(EarlyStopping::new("val_loss").patience(5).restore_best_weights(true))
+        .with(
+            EarlyStopping::new("val_loss")
+                .patience(args.patience)
+                .restore_best_weights(true),
+        )
         .with(checkpoints)
         .with(LrScheduler::cosine(args.epochs, 1e-4))
         .with(LrMonitor)

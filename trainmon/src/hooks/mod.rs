@@ -16,6 +16,7 @@
 
 mod checkpoint;
 mod early_stopping;
+mod interrupt;
 mod logger;
 mod metric_files;
 mod plots;
@@ -28,6 +29,7 @@ mod timer;
 
 pub use checkpoint::{ModelCheckpoint, Saved};
 pub use early_stopping::{Delta, EarlyStopping, Mode};
+pub use interrupt::Interrupt;
 pub use logger::Logger;
 pub use metric_files::MetricFiles;
 pub use plots::Plots;
