@@ -167,3 +167,63 @@ fn bad_trainer_settings_are_errors_naming_the_cause() {
         assert!(err.contains(want), "{why}: expected {want:?} in {err}");
     }
 }
+
+#[test]
+fn nan_features_follow_the_policy() {
+    let features = Tensor::randn([100, 20], (Kind::Float, Device::Cpu));
+    let _ = features.get(7).get(2).fill_(f64::NAN);
+    let _ = features.get(42).get(0).fill_(f64::NAN);
+    let data = TensorDataset::new(features, Tensor::zeros([100], (Kind::Int64, Device::Cpu))).unwrap();
+    let (vs, model) = linear(20, 2);
+    let fit = |policy| {
+        trainmon_tests::capture_logs(|| {
+            Trainer::new(&vs, &model)
+                .optimizer(nn::Adam::default(), 1e-3)
+                .hooks(trainmon::Hooks::none())
+                .nan_policy(policy)
+                .fit(&data)
+        })
+    };
+    let (result, _) = fit(trainmon::NanPolicy::Error);
+    let err = result.unwrap_err();
+    assert!(matches!(err, Error::Data(_)), "{err:?}");
+    assert_eq!(
+        err.to_string(),
+        "invalid dataset: the training features have NaN in 2 samples (the first: sample 7)"
+    );
+
+    let (result, logs) = fit(trainmon::NanPolicy::Warn);
+    assert!(result.is_ok(), "warn: training goes on");
+    assert!(
+        logs.iter()
+            .any(|(level, m)| level == "WARN" && m.contains("NaN in 2 samples (the first: sample 7)")),
+        "{logs:?}"
+    );
+
+    let (result, logs) = fit(trainmon::NanPolicy::Ignore);
+    assert!(
+        result.is_ok() && !logs.iter().any(|(level, _)| level == "WARN"),
+        "{logs:?}"
+    );
+}
+
+#[test]
+fn a_full_disk_is_an_error_naming_the_file() {
+    // `epochs.csv` is a link to /dev/full, where every write fails with "no space left".
+    let dir = tempfile::tempdir().unwrap();
+    std::os::unix::fs::symlink("/dev/full", dir.path().join("epochs.csv")).unwrap();
+    let data = tutorial_data(1);
+    let (vs, model) = linear(20, 2);
+    let err = Trainer::new(&vs, &model)
+        .optimizer(nn::Adam::default(), 1e-3)
+        .hooks(trainmon::Hooks::none())
+        .with(trainmon::hooks::MetricFiles::new(dir.path()).jsonl(false))
+        .fit(&data)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("hook `MetricFiles`") && err.contains("epochs.csv"),
+        "{err}"
+    );
+    assert!(err.contains("No space left on device"), "{err}");
+}

@@ -318,7 +318,7 @@ pub use loss::Loss;
 pub use metrics::{Accuracy, BatchLogs, Metric};
 pub use param::{LearningRate, Local};
 pub use registry::{HookInfo, HookSpec, Hooks};
-pub use trainer::{TrainState, Trainer};
+pub use trainer::{NanPolicy, TrainState, Trainer};
 pub use trainmon_macros::{
     on_after_backward, on_batch_begin, on_batch_end, on_before_backward, on_before_optimizer_step, on_epoch_begin,
     on_epoch_end, on_exception, on_train_begin, on_train_end, on_validation_batch_end, on_validation_begin,

@@ -1,7 +1,7 @@
 //! The training loop.
 
 use super::dispatch::Dispatch;
-use super::{guard, Clip, Optimizer, TrainState, Trainer, Validation};
+use super::{guard, Clip, NanPolicy, Optimizer, TrainState, Trainer, Validation};
 use crate::data::{Dataset, Subset};
 use crate::error::{Error, Result};
 use crate::event::Event;
@@ -37,13 +37,14 @@ struct EpochOrder {
 }
 
 impl<'d> Source<'d> {
-    fn new(data: Box<dyn Dataset + 'd>, device: Device, loss: &Loss, what: &str) -> Result<Self> {
+    fn new(data: Box<dyn Dataset + 'd>, device: Device, loss: &Loss, nan: NanPolicy, what: &str) -> Result<Self> {
         let len = data.len();
         if len == 0 {
             return Err(Error::Data(format!("the {what} set is empty: 0 samples")));
         }
         Ok(match data.tensors() {
             Some((x, y)) => {
+                check_nan(&x, nan, what)?;
                 let to_device = |t: Tensor| {
                     t.f_to_device(device)
                         .map_err(|e| Error::torch(format!("moving the {what} set to {device:?}"), e))
@@ -131,6 +132,32 @@ impl<'d> Source<'d> {
     }
 }
 
+/// Looks for NaN in a set's features, once, and acts as `policy` says.
+fn check_nan(features: &Tensor, policy: NanPolicy, what: &str) -> Result<()> {
+    if policy == NanPolicy::Ignore || !features.is_floating_point() {
+        return Ok(());
+    }
+    let read = |e| Error::torch(format!("looking for NaN in the {what} features"), e);
+    let rows = features
+        .f_isnan()
+        .and_then(|nan| nan.f_reshape([features.size()[0], -1]))
+        .map_err(read)?;
+    let bad = rows.f_any_dim(1, false).and_then(|any| any.f_nonzero()).map_err(read)?;
+    let count = bad.size()[0];
+    if count == 0 {
+        return Ok(());
+    }
+    let first = bad.f_int64_value(&[0, 0]).map_err(read)?;
+    let message = format!("the {what} features have NaN in {count} samples (the first: sample {first})");
+    match policy {
+        NanPolicy::Error => Err(Error::Data(message)),
+        _ => {
+            tracing::warn!("{message}; training goes on (`Trainer::nan_policy` makes this an error)");
+            Ok(())
+        }
+    }
+}
+
 /// What hooks see, beside the hooks themselves.
 struct Shared<'t> {
     state: TrainState,
@@ -166,6 +193,7 @@ impl Trainer<'_> {
             clip,
             lazy_reads,
             tolerated,
+            nan_policy,
         } = self;
         let (optimizer, learning_rate) = match optimizer {
             Optimizer::Ready(optimizer, lr) => (optimizer, *lr),
@@ -178,7 +206,7 @@ impl Trainer<'_> {
         };
         check_settings(*batch_size, *accumulate, *clip)?;
         let device = vs.device();
-        let (train, valid) = sources(data, validation, device, loss)?;
+        let (train, valid) = sources(data, validation, device, loss, *nan_policy)?;
         let batches = if *drop_last {
             train.len() / *batch_size
         } else {
@@ -296,6 +324,7 @@ fn sources<'d>(
     validation: &Validation<'d>,
     device: Device,
     loss: &Loss,
+    nan: NanPolicy,
 ) -> Result<(Source<'d>, Option<Source<'d>>)> {
     let (train, valid): (Box<dyn Dataset + 'd>, Option<Box<dyn Dataset + 'd>>) = match *validation {
         Validation::None => (Box::new(data), None),
@@ -305,9 +334,9 @@ fn sources<'d>(
             (Box::new(train), Some(Box::new(valid)))
         }
     };
-    let train = Source::new(train, device, loss, "training")?;
+    let train = Source::new(train, device, loss, nan, "training")?;
     let valid = valid
-        .map(|valid| Source::new(valid, device, loss, "validation"))
+        .map(|valid| Source::new(valid, device, loss, nan, "validation"))
         .transpose()?;
     Ok((train, valid))
 }

@@ -54,6 +54,21 @@ pub struct Trainer<'a> {
     clip: Option<Clip>,
     lazy_reads: Option<bool>,
     tolerated: Vec<String>,
+    nan_policy: NanPolicy,
+}
+
+/// What `fit` does about NaN in a dataset's features (checked once, when `fit` starts, for
+/// datasets that hold their samples as tensors; [`crate::hooks::TerminateOnNaN`] catches the
+/// effect on the loss for any dataset).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum NanPolicy {
+    /// Fail with an error naming how many samples and the first one.
+    Error,
+    /// Log a warning naming them, and train (the default).
+    #[default]
+    Warn,
+    /// Do not look.
+    Ignore,
 }
 
 /// Makes a fresh instance of a metric: one for training, one for validation, every fit.
@@ -101,6 +116,7 @@ impl<'a> Trainer<'a> {
             clip: None,
             lazy_reads: None,
             tolerated: Vec::new(),
+            nan_policy: NanPolicy::Warn,
         }
     }
 
@@ -236,6 +252,12 @@ impl<'a> Trainer<'a> {
     /// ```
     pub fn add_hook(mut self, spec: HookSpec, hook: impl Hook + 'static) -> Self {
         self.added.push((vec![spec], Box::new(hook)));
+        self
+    }
+
+    /// What to do about NaN in the features (default: warn).
+    pub fn nan_policy(mut self, policy: NanPolicy) -> Self {
+        self.nan_policy = policy;
         self
     }
 
