@@ -253,4 +253,41 @@ mod tests {
             "6 fires"
         );
     }
+
+    mod properties {
+        use super::*;
+        use proptest::prelude::*;
+
+        /// Ignite's filters, written the plain way: the reference `fires_at` must agree with.
+        fn reference(every: u64, after: u64, before: u64, once: &[u64], count: u64) -> bool {
+            if !once.is_empty() {
+                return once.contains(&count);
+            }
+            count % every == 0 && count > after && count < before
+        }
+
+        proptest! {
+            #[test]
+            fn ranges_agree_with_the_reference(
+                every in 1u64..50,
+                after in 0u64..200,
+                span in 2u64..300,
+                count in 1u64..1000,
+            ) {
+                let before = after + span;
+                let filter = Filter::ALWAYS.every(every).after(after).before(before);
+                prop_assert_eq!(filter.fires_at(count), reference(every, after, before, &[], count));
+                prop_assert!(filter.check(Event::BatchEnd).is_ok());
+            }
+
+            #[test]
+            fn once_lists_agree_with_the_reference(
+                once in proptest::collection::vec(1u64..100, 1..8),
+                count in 1u64..120,
+            ) {
+                let filter = Filter::ALWAYS.once(once.clone());
+                prop_assert_eq!(filter.fires_at(count), reference(1, 0, u64::MAX, &once, count));
+            }
+        }
+    }
 }

@@ -398,4 +398,62 @@ mod tests {
             "{unmatched:?}"
         );
     }
+
+    mod properties {
+        use super::*;
+        use proptest::prelude::*;
+
+        fn leaked(specs: &[(i32, u8, u8)]) -> Vec<&'static Registration> {
+            const MODULES: [&str; 3] = ["a", "a::b", "c"];
+            const NAMES: [&str; 4] = ["w", "x", "y", "z"];
+            specs
+                .iter()
+                .enumerate()
+                .map(|(line, &(priority, module, name))| {
+                    &*Box::leak(Box::new(Registration::new(
+                        Event::EpochEnd,
+                        Filter::ALWAYS,
+                        priority,
+                        "",
+                        NAMES[name as usize % 4],
+                        MODULES[module as usize % 3],
+                        "x.rs",
+                        line as u32 + 1,
+                        1,
+                        noop,
+                    )))
+                })
+                .collect()
+        }
+
+        proptest! {
+            /// However registrations arrive (link order), the order is the same, and it is
+            /// priority first (higher first), then module path, then name.
+            #[test]
+            fn order_does_not_depend_on_registration_order(
+                specs in proptest::collection::vec((-3i32..3, 0u8..3, 0u8..4), 1..12),
+                seed in any::<u64>(),
+            ) {
+                let regs = leaked(&specs);
+                let mut shuffled = regs.clone();
+                // A permutation from the seed.
+                let mut state = seed | 1;
+                for i in (1..shuffled.len()).rev() {
+                    state ^= state << 13;
+                    state ^= state >> 7;
+                    state ^= state << 17;
+                    shuffled.swap(i, (state % (i as u64 + 1)) as usize);
+                }
+                let a = sorted(regs);
+                let b = sorted(shuffled);
+                let key = |r: &&Registration| (r.info().priority(), r.info().module_path().to_owned(), r.info().name().to_owned(), r.info().location().line);
+                prop_assert_eq!(a.iter().map(key).collect::<Vec<_>>(), b.iter().map(key).collect::<Vec<_>>());
+                for pair in a.windows(2) {
+                    let (x, y) = (pair[0].info(), pair[1].info());
+                    prop_assert!(x.priority() > y.priority()
+                        || (x.priority() == y.priority() && (x.module_path(), x.name()) <= (y.module_path(), y.name())));
+                }
+            }
+        }
+    }
 }
