@@ -1,23 +1,14 @@
 //! The `early_stop` example prints exactly the tutorial's lines and writes the three plots.
 
-use std::path::{Path, PathBuf};
+mod common;
+
+use common::example;
+
+use std::path::Path;
 use std::process::Command;
 
-/// The example's binary, which `cargo test` builds beside this test's (unless the run is
-/// filtered to this test alone: then `cargo build --example early_stop` first).
-fn example() -> PathBuf {
-    let deps = std::env::current_exe().unwrap().parent().unwrap().to_owned();
-    let path = deps.parent().unwrap().join("examples").join("early_stop");
-    assert!(
-        path.exists(),
-        "{} is not built: run `cargo build --example early_stop`",
-        path.display()
-    );
-    path
-}
-
 fn run(args: &[&str]) -> Vec<String> {
-    let out = Command::new(example())
+    let out = Command::new(example("early_stop"))
         .args(args)
         .output()
         .expect("run the early_stop example");
@@ -123,7 +114,7 @@ fn an_unwritable_output_directory_fails_before_training() {
     let out = tempfile::tempdir().unwrap();
     let file = out.path().join("a-file");
     std::fs::write(&file, "").unwrap();
-    let result = Command::new(example())
+    let result = Command::new(example("early_stop"))
         .args(["--out", file.to_str().unwrap()])
         .output()
         .unwrap();

@@ -1,24 +1,16 @@
 //! The `full_monitoring` example writes every output of the built-in hooks into its run
 //! directory, and says where it is last.
 
-use std::path::PathBuf;
-use std::process::Command;
+mod common;
 
-fn example() -> PathBuf {
-    let deps = std::env::current_exe().unwrap().parent().unwrap().to_owned();
-    let path = deps.parent().unwrap().join("examples").join("full_monitoring");
-    assert!(
-        path.exists(),
-        "{} is not built: run `cargo build --example full_monitoring`",
-        path.display()
-    );
-    path
-}
+use common::example;
+
+use std::process::Command;
 
 #[test]
 fn the_run_directory_holds_every_output() {
     let out = tempfile::tempdir().unwrap();
-    let result = Command::new(example())
+    let result = Command::new(example("full_monitoring"))
         .args(["--epochs", "12", "--out", out.path().to_str().unwrap()])
         .output()
         .unwrap();

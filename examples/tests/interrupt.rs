@@ -2,21 +2,15 @@
 //! first signal ends training cleanly — the stop reason says so, the last checkpoint loads, the
 //! outputs are written —, a second one exits at once.
 
-use std::path::{Path, PathBuf};
+mod common;
+
+use common::example;
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 use tch::nn;
-
-fn example() -> PathBuf {
-    let deps = std::env::current_exe().unwrap().parent().unwrap().to_owned();
-    let path = deps.parent().unwrap().join("examples").join("full_monitoring");
-    assert!(
-        path.exists(),
-        "{} is not built: run `cargo build --example full_monitoring`",
-        path.display()
-    );
-    path
-}
 
 /// Waits for `done` to hold, up to a minute.
 fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
@@ -40,10 +34,10 @@ fn wait_exit(child: &mut Child) -> ExitStatus {
 }
 
 /// Starts a training that would run for a long time, waits until it has finished two epochs,
-/// and sends `signals` (one `kill -SIG` each, 10 ms apart: well before the end-of-training
-/// outputs of a first one are written).
+/// and sends `signals`, each once the process has said it received the one before (two
+/// signals sent before the first is delivered would merge into one).
 fn interrupt(out: &Path, signals: &[&str]) -> (ExitStatus, String) {
-    let mut child = Command::new(example())
+    let mut child = Command::new(example("full_monitoring"))
         .args([
             "--epochs",
             "100000",
@@ -53,26 +47,44 @@ fn interrupt(out: &Path, signals: &[&str]) -> (ExitStatus, String) {
             out.to_str().unwrap(),
         ])
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
+        .stderr(Stdio::piped())
         .spawn()
         .unwrap();
+    // Read both pipes as the process writes them, so that it never blocks on a full pipe.
+    let mut stdout = child.stdout.take().unwrap();
+    let stdout = std::thread::spawn(move || {
+        let mut text = String::new();
+        std::io::Read::read_to_string(&mut stdout, &mut text).unwrap();
+        text
+    });
+    let (told, heard) = std::sync::mpsc::channel();
+    let stderr = BufReader::new(child.stderr.take().unwrap());
+    std::thread::spawn(move || {
+        for line in stderr.lines().map_while(Result::ok) {
+            if line.starts_with("interrupted:") && told.send(()).is_err() {
+                break;
+            }
+        }
+    });
     let epochs = out.join("full_monitoring/version_0/metrics/epochs.csv");
     wait_for("two epochs", || {
         std::fs::read_to_string(&epochs).is_ok_and(|t| t.lines().count() >= 3)
     });
-    for signal in signals {
+    for (i, signal) in signals.iter().enumerate() {
+        if i > 0 {
+            heard
+                .recv_timeout(Duration::from_secs(60))
+                .expect("the first signal handled");
+        }
         let sent = Command::new("kill")
             .arg(format!("-{signal}"))
             .arg(child.id().to_string())
             .status()
             .unwrap();
         assert!(sent.success(), "kill -{signal}");
-        std::thread::sleep(Duration::from_millis(10));
     }
     let status = wait_exit(&mut child);
-    let mut stdout = String::new();
-    std::io::Read::read_to_string(&mut child.stdout.take().unwrap(), &mut stdout).unwrap();
-    (status, stdout)
+    (status, stdout.join().unwrap())
 }
 
 #[test]

@@ -40,8 +40,10 @@ impl Interrupt {
         let flag = signalled.clone();
         ctrlc::set_handler(move || {
             if flag.swap(true, Ordering::SeqCst) {
-                // The second signal: the user means it.
-                std::process::exit(EXIT_ON_SECOND_SIGNAL);
+                // The second signal: the user means it. `_exit`, not `exit`: running the static
+                // destructors of libtorch while the training thread still uses it can crash.
+                // SAFETY: `_exit` ends the process at once; it has no preconditions.
+                unsafe { libc::_exit(EXIT_ON_SECOND_SIGNAL) }
             }
             eprintln!("interrupted: finishing the current batch (interrupt again to exit at once)");
         })
