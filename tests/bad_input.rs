@@ -227,3 +227,55 @@ fn a_full_disk_is_an_error_naming_the_file() {
     );
     assert!(err.contains("No space left on device"), "{err}");
 }
+
+#[test]
+fn truncated_or_foreign_checkpoints_are_refused_and_change_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = tutorial_data(1);
+    let (vs, model) = linear(20, 2);
+    let checkpoints = trainmon::hooks::ModelCheckpoint::new(dir.path()).save_last(true);
+    let saved = checkpoints.saved();
+    Trainer::new(&vs, &model)
+        .optimizer(nn::Adam::default(), 1e-3)
+        .hooks(trainmon::Hooks::none())
+        .with(checkpoints)
+        .fit(&data)
+        .unwrap();
+    let last = saved.last().unwrap();
+    let weights = |vs: &nn::VarStore| -> Vec<f32> {
+        let mut named: Vec<_> = vs.variables().into_iter().collect();
+        named.sort_by(|a, b| a.0.cmp(&b.0));
+        named
+            .iter()
+            .flat_map(|(_, t)| Vec::<f32>::try_from(t.flatten(0, -1)).unwrap())
+            .collect()
+    };
+
+    // Whole and of this model: it loads.
+    let (fresh, _fresh_model) = linear(20, 2);
+    trainmon::hooks::load_checkpoint(&fresh, &last).unwrap();
+    assert_eq!(weights(&fresh), weights(&vs));
+
+    // Truncated: refused, the weights untouched.
+    let bytes = std::fs::read(&last).unwrap();
+    let truncated = dir.path().join("truncated.safetensors");
+    std::fs::write(&truncated, &bytes[..bytes.len() / 2]).unwrap();
+    let (other, _other_model) = linear(20, 2);
+    let before = weights(&other);
+    let err = trainmon::hooks::load_checkpoint(&other, &truncated).unwrap_err();
+    assert!(matches!(err, Error::Checkpoint { .. }), "{err:?}");
+    assert!(
+        err.to_string().contains("truncated.safetensors cannot be loaded"),
+        "{err}"
+    );
+    assert_eq!(weights(&other), before, "nothing loaded");
+
+    // Another model's: refused, saying what differs.
+    let (wider, _wider_model) = linear(20, 3);
+    let err = trainmon::hooks::load_checkpoint(&wider, &last).unwrap_err().to_string();
+    assert!(err.contains("made for another model"), "{err}");
+    assert!(
+        err.contains("`weight` has shape [2, 20], the model's [3, 20]") && err.contains("`bias` has shape [2]"),
+        "{err}"
+    );
+}

@@ -47,6 +47,15 @@ pub enum Error {
         /// The operating system's reason.
         source: std::io::Error,
     },
+    /// A checkpoint cannot be loaded into the model: unreadable (truncated, not safetensors) or
+    /// made for another model (variables missing, extra, or of other shapes).
+    #[error("checkpoint {path} cannot be loaded: {message}", path = path.display())]
+    Checkpoint {
+        /// The checkpoint file.
+        path: PathBuf,
+        /// What is wrong with it.
+        message: String,
+    },
     /// A plot could not be drawn.
     #[error("could not draw the plot {path}: {message}", path = path.display())]
     Plot {

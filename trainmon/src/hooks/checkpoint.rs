@@ -241,6 +241,52 @@ impl ModelCheckpoint {
     }
 }
 
+/// Loads a checkpoint (safetensors, as [`ModelCheckpoint`] writes them) into the model's
+/// variables, all or nothing: a file that is truncated or not safetensors, or that was made for
+/// another model — a variable missing, one too many, or another shape —, is an
+/// [`Error::Checkpoint`] that says which, and leaves the weights as they were.
+pub fn load_checkpoint(vs: &tch::nn::VarStore, path: impl AsRef<Path>) -> crate::Result<()> {
+    let path = path.as_ref();
+    let failed = |message: String| Error::Checkpoint {
+        path: path.to_owned(),
+        message,
+    };
+    let saved = tch::Tensor::read_safetensors(path).map_err(|e| failed(e.to_string()))?;
+    let variables = vs.variables();
+    let mut problems = Vec::new();
+    for (name, variable) in &variables {
+        match saved.iter().find(|(n, _)| n == name) {
+            None => problems.push(format!("`{name}` is missing")),
+            Some((_, t)) if t.size() != variable.size() => problems.push(format!(
+                "`{name}` has shape {:?}, the model's {:?}",
+                t.size(),
+                variable.size()
+            )),
+            Some(_) => {}
+        }
+    }
+    for (name, _) in &saved {
+        if !variables.contains_key(name) {
+            problems.push(format!("`{name}` is not a variable of the model"));
+        }
+    }
+    if !problems.is_empty() {
+        problems.sort();
+        return Err(failed(format!(
+            "it was made for another model: {}",
+            problems.join("; ")
+        )));
+    }
+    let _no_grad = tch::no_grad_guard();
+    for (name, tensor) in saved {
+        let mut variable = variables[&name].shallow_clone();
+        variable
+            .f_copy_(&tensor)
+            .map_err(|e| failed(format!("copying `{name}`: {e}")))?;
+    }
+    Ok(())
+}
+
 /// Writes the weights to `path` atomically and durably.
 fn save(vs: &tch::nn::VarStore, path: &Path) -> Result<(), BoxError> {
     atomically(path, |temp| {

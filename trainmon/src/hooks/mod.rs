@@ -27,7 +27,7 @@ mod tensorboard;
 mod terminate_on_nan;
 mod timer;
 
-pub use checkpoint::{ModelCheckpoint, Saved};
+pub use checkpoint::{load_checkpoint, ModelCheckpoint, Saved};
 pub use early_stopping::{Delta, EarlyStopping, Mode};
 pub use interrupt::Interrupt;
 pub use logger::Logger;
