@@ -152,11 +152,7 @@ impl ModelCheckpoint {
     }
 
     fn maximises(&self) -> bool {
-        match &self.monitor {
-            Some((_, Mode::Max)) => true,
-            Some((name, Mode::Auto)) => name.contains("acc"),
-            _ => false,
-        }
+        self.monitor.as_ref().is_some_and(|(name, mode)| mode.maximises(name))
     }
 
     fn save_point(&mut self, ctx: &HookContext<'_>) -> Result<(), BoxError> {

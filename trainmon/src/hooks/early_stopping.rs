@@ -20,6 +20,17 @@ pub enum Mode {
     Auto,
 }
 
+impl Mode {
+    /// Whether higher values of `metric` are better in this mode (auto: for an accuracy).
+    pub fn maximises(self, metric: &str) -> bool {
+        match self {
+            Mode::Min => false,
+            Mode::Max => true,
+            Mode::Auto => metric.contains("acc"),
+        }
+    }
+}
+
 /// How much a value must beat the best one to count as an improvement.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Delta {
@@ -152,11 +163,7 @@ impl EarlyStopping {
     }
 
     fn maximises(&self) -> bool {
-        match self.mode {
-            Mode::Min => false,
-            Mode::Max => true,
-            Mode::Auto => self.monitor.contains("acc"),
-        }
+        self.mode.maximises(&self.monitor)
     }
 
     /// Whether `value` beats `reference` by the minimum delta.

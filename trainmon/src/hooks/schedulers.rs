@@ -172,12 +172,7 @@ impl ReduceLrOnPlateau {
     }
 
     fn improves(&self, value: f64, best: f64) -> bool {
-        let maximise = match self.mode {
-            Mode::Min => false,
-            Mode::Max => true,
-            Mode::Auto => self.monitor.contains("acc"),
-        };
-        if maximise {
+        if self.mode.maximises(&self.monitor) {
             value > best * (1.0 + self.threshold.copysign(best))
         } else {
             value < best * (1.0 - self.threshold.copysign(best))

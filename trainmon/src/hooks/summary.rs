@@ -83,7 +83,7 @@ impl Hook for Summary {
             samples as f64 / seconds
         );
         if let Some((name, mode)) = &self.monitor {
-            let maximise = *mode == Mode::Max || (*mode == Mode::Auto && name.contains("acc"));
+            let maximise = mode.maximises(name);
             let best = history
                 .epochs()
                 .iter()
