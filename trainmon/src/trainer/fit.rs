@@ -523,7 +523,8 @@ impl Loop<'_, '_, '_> {
         for batch in 1..=self.batches {
             self.shared.state.batch = batch;
             let step = self.shared.state.global_step + 1;
-            let batch_started = Instant::now();
+            // Timed only over the first batches of the fit, to find slow hooks.
+            let batch_started = (self.profiled.1 < PROFILED_BATCHES).then(Instant::now);
             self.fire(Event::BatchBegin, batch, step, None)?;
             if self.dispatch.stopped() {
                 break;
@@ -565,7 +566,7 @@ impl Loop<'_, '_, '_> {
             }
             logs.update(&loss, &outputs, &y)?;
             self.fire(Event::BatchEnd, batch, step, Some(logs))?;
-            if self.profiled.1 < PROFILED_BATCHES {
+            if let Some(batch_started) = batch_started {
                 self.profiled = (self.profiled.0 + batch_started.elapsed(), self.profiled.1 + 1);
                 if self.profiled.1 == PROFILED_BATCHES {
                     self.report_slow_hooks();
