@@ -3,7 +3,7 @@
 use tch::nn::{self, Module};
 use tch::{Device, Kind, Tensor};
 use trainmon::{Error, TensorDataset, Trainer};
-use trainmon_tests::tutorial_data;
+use trainmon_tests::{tutorial_data, weights};
 
 fn linear(inputs: i64, outputs: i64) -> (nn::VarStore, nn::Linear) {
     let vs = nn::VarStore::new(Device::Cpu);
@@ -242,14 +242,6 @@ fn truncated_or_foreign_checkpoints_are_refused_and_change_nothing() {
         .fit(&data)
         .unwrap();
     let last = saved.last().unwrap();
-    let weights = |vs: &nn::VarStore| -> Vec<f32> {
-        let mut named: Vec<_> = vs.variables().into_iter().collect();
-        named.sort_by(|a, b| a.0.cmp(&b.0));
-        named
-            .iter()
-            .flat_map(|(_, t)| Vec::<f32>::try_from(t.flatten(0, -1)).unwrap())
-            .collect()
-    };
 
     // Whole and of this model: it loads.
     let (fresh, _fresh_model) = linear(20, 2);

@@ -11,18 +11,9 @@ use trainmon::hooks::{
 };
 use trainmon::prelude::*;
 use trainmon::{hook_fn, Event, HookSpec, Hooks};
-use trainmon_tests::{capture_logs, tutorial_data, tutorial_model};
+use trainmon_tests::{capture_logs, tutorial_data, tutorial_model, weights};
 
 static WEIGHTS: Mutex<Vec<Vec<f32>>> = Mutex::new(Vec::new());
-
-fn weights(vs: &VarStore) -> Vec<f32> {
-    let mut named: Vec<_> = vs.variables().into_iter().collect();
-    named.sort_by(|a, b| a.0.cmp(&b.0));
-    named
-        .iter()
-        .flat_map(|(_, t)| Vec::<f32>::try_from(t.flatten(0, -1).to_kind(Kind::Float)).unwrap())
-        .collect()
-}
 
 #[on_epoch_end(group = "record")]
 fn record_weights(vs: &VarStore) {

@@ -3,9 +3,9 @@
 //! dataset asked batch by batch.
 
 use tch::nn::{self, VarStore};
-use tch::{Device, Kind, Tensor};
+use tch::{Device, Tensor};
 use trainmon::{Dataset, History, TensorDataset, Trainer};
-use trainmon_tests::tutorial_data;
+use trainmon_tests::{tutorial_data, weights};
 
 /// The same samples as a `TensorDataset`, but only through `Dataset::batch`.
 struct OneByOne<'a>(&'a TensorDataset);
@@ -55,12 +55,7 @@ fn run(seed: u64, lazy: bool, one_by_one: bool) -> (Vec<Epoch>, Vec<f32>) {
             )
         })
         .collect();
-    let weights = vs
-        .trainable_variables()
-        .iter()
-        .flat_map(|t| Vec::<f32>::try_from(t.flatten(0, -1).to_kind(Kind::Float)).unwrap())
-        .collect();
-    (epochs, weights)
+    (epochs, weights(&vs))
 }
 
 #[test]

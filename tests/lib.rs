@@ -76,3 +76,13 @@ pub fn capture_logs<R>(f: impl FnOnce() -> R) -> (R, Vec<(String, String)>) {
         .collect();
     (result, lines)
 }
+
+/// Every weight of the model, by variable name, as one vector.
+pub fn weights(vs: &nn::VarStore) -> Vec<f32> {
+    let mut named: Vec<_> = vs.variables().into_iter().collect();
+    named.sort_by(|a, b| a.0.cmp(&b.0));
+    named
+        .iter()
+        .flat_map(|(_, t)| Vec::<f32>::try_from(t.flatten(0, -1).to_kind(Kind::Float)).unwrap())
+        .collect()
+}

@@ -101,12 +101,7 @@ fn fit_regression(loss: Loss) -> (History, Vec<f32>) {
         .hooks(Hooks::groups(["regression"]))
         .fit(&data)
         .unwrap();
-    let weights = vs
-        .trainable_variables()
-        .iter()
-        .flat_map(|t| Vec::<f32>::try_from(t.flatten(0, -1)).unwrap())
-        .collect();
-    (history, weights)
+    (history, trainmon_tests::weights(&vs))
 }
 
 #[test]
@@ -166,10 +161,7 @@ fn fit_classifier(configure: impl FnOnce(Trainer<'_>) -> Trainer<'_>, group: &st
         .shuffle(false)
         .hooks(Hooks::groups([group]));
     configure(trainer).fit(&data).unwrap();
-    vs.trainable_variables()
-        .iter()
-        .flat_map(|t| Vec::<f32>::try_from(t.flatten(0, -1)).unwrap())
-        .collect()
+    trainmon_tests::weights(&vs)
 }
 
 #[test]
