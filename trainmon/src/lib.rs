@@ -301,6 +301,7 @@ pub mod hook;
 pub mod hooks;
 pub mod loss;
 pub mod metrics;
+pub mod optim;
 pub mod output;
 pub mod param;
 pub mod priority;

@@ -273,7 +273,7 @@ impl Trainer<'_> {
         };
         let mut loop_ = Loop {
             model: *model,
-            optimizer,
+            optimizer: &mut **optimizer,
             loss,
             dispatch: &mut dispatch,
             shared: &mut shared,
@@ -394,7 +394,7 @@ impl Shared<'_> {
 
 struct Loop<'a, 'h, 't> {
     model: &'a dyn ModuleT,
-    optimizer: &'a mut tch::nn::Optimizer,
+    optimizer: &'a mut dyn crate::optim::Optimizer,
     loss: &'a Loss,
     dispatch: &'a mut Dispatch<'h>,
     shared: &'a mut Shared<'t>,
@@ -430,7 +430,7 @@ impl Loop<'_, '_, '_> {
                     "a `{event}` hook set the learning rate to {wanted}"
                 )));
             }
-            self.optimizer.set_lr(wanted);
+            self.optimizer.set_learning_rate(wanted);
             self.shared.state.learning_rate = wanted;
         }
         Ok(())
@@ -545,7 +545,7 @@ impl Loop<'_, '_, '_> {
             let window_start = (batch - 1) % self.accumulate == 0;
             let window_end = batch % self.accumulate == 0 || batch == self.batches;
             if window_start {
-                self.optimizer.zero_grad();
+                self.optimizer.zero_grad()?;
             }
             self.fire(Event::BeforeBackward, batch, step, None)?;
             let backward = if self.accumulate > 1 {
@@ -561,7 +561,7 @@ impl Loop<'_, '_, '_> {
                     clip_gradients(self.shared.vs, clip).map_err(|e| Error::torch("clipping the gradients", e))?;
                 }
                 self.fire(Event::BeforeOptimizerStep, batch, step, None)?;
-                self.optimizer.step();
+                self.optimizer.step()?;
                 self.shared.state.global_step = step;
             }
             logs.update(&loss, &outputs, &y)?;

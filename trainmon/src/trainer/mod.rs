@@ -89,7 +89,7 @@ enum Clip {
 enum Optimizer {
     Missing,
     Failed(String),
-    Ready(nn::Optimizer, f64),
+    Ready(Box<dyn crate::optim::Optimizer>, f64),
 }
 
 impl<'a> Trainer<'a> {
@@ -120,10 +120,12 @@ impl<'a> Trainer<'a> {
         }
     }
 
-    /// The optimizer over the variables of `vs`, with learning rate `lr`
-    /// (`nn::Adam::default()`, `nn::Sgd::default()`, …).
-    pub fn optimizer(mut self, config: impl nn::OptimizerConfig, lr: f64) -> Self {
-        self.optimizer = match config.build(self.vs, lr) {
+    /// The optimizer over the trainable variables of `vs`, with learning rate `lr`:
+    /// `nn::Adam::default()`, `nn::AdamW`, `nn::Sgd`, `nn::RmsProp` with any of their settings.
+    /// The trainer runs [`crate::optim`]'s implementations of them, whose state a resume point
+    /// saves (tch's own optimizers keep theirs out of reach).
+    pub fn optimizer(mut self, config: impl crate::optim::OptimizerConfig, lr: f64) -> Self {
+        self.optimizer = match config.build_optimizer(self.vs, lr) {
             Ok(optimizer) => Optimizer::Ready(optimizer, lr),
             Err(err) => Optimizer::Failed(err.to_string()),
         };

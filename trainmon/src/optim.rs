@@ -1,0 +1,604 @@
+//! Optimizers whose state can be saved and restored, so that a run resumes exactly.
+//!
+//! tch's `nn::Optimizer` keeps its state (Adam's moments, SGD's momentum) inside libtorch, out
+//! of reach: a run resumed with it would restart the moments from zero. The trainer therefore
+//! runs its own implementations of the same algorithms, built from tch's configurations —
+//! `nn::Sgd`, `nn::Adam`, `nn::AdamW`, `nn::RmsProp`, with all their fields — and their state is
+//! part of every resume point ([`crate::Trainer::resumable`]). They follow PyTorch's
+//! formulas; against tch's own optimizers they agree to float rounding (tested), not bit for bit.
+//!
+//! Implement [`OptimizerConfig`] and [`Optimizer`] for an algorithm of your own.
+
+use crate::error::{Error, Result};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use tch::nn::{self, VarStore};
+use tch::{TchError, Tensor};
+
+/// How to build an optimizer over a model's variables; implemented for tch's configurations.
+pub trait OptimizerConfig {
+    /// The optimizer over the trainable variables of `vs`, with learning rate `lr`.
+    fn build_optimizer(self, vs: &VarStore, lr: f64) -> Result<Box<dyn Optimizer>>;
+}
+
+/// An optimizer the trainer drives: it zeroes gradients, steps, has a learning rate, and saves
+/// and restores its state.
+pub trait Optimizer: Send {
+    /// Zeroes the gradients of the variables it optimizes.
+    fn zero_grad(&mut self) -> Result<()>;
+    /// One update of the variables from their gradients (a variable without a gradient is left
+    /// alone, as PyTorch does).
+    fn step(&mut self) -> Result<()>;
+    /// Sets the learning rate from the next step on.
+    fn set_learning_rate(&mut self, lr: f64);
+    /// Which algorithm this is, with its settings (`"adam"`): a resume point made with another
+    /// one is refused.
+    fn kind(&self) -> String;
+    /// The state, as named tensors (copies) and a JSON value.
+    fn state(&self) -> Result<(Vec<(String, Tensor)>, serde_json::Value)>;
+    /// Restores a state [`Optimizer::state`] returned (in this or another process).
+    fn restore(&mut self, tensors: &BTreeMap<String, Tensor>, value: serde_json::Value) -> Result<()>;
+}
+
+/// One optimized variable and its state.
+struct Param {
+    name: String,
+    var: Tensor,
+    /// Steps taken by this variable (it takes none while it has no gradient).
+    steps: u64,
+    /// The algorithm's state tensors, by slot (`exp_avg`, `momentum_buffer`, …); created at the
+    /// variable's first step.
+    slots: BTreeMap<&'static str, Tensor>,
+}
+
+/// The trainable variables of `vs`, by name (sorted: the same order in every process).
+fn params(vs: &VarStore) -> Vec<Param> {
+    let mut named: Vec<(String, Tensor)> = vs.variables().into_iter().filter(|(_, t)| t.requires_grad()).collect();
+    named.sort_by(|a, b| a.0.cmp(&b.0));
+    named
+        .into_iter()
+        .map(|(name, var)| Param {
+            name,
+            var,
+            steps: 0,
+            slots: BTreeMap::new(),
+        })
+        .collect()
+}
+
+/// The update rule of one algorithm, applied to one variable.
+trait Rule: Send {
+    fn kind(&self) -> String;
+    /// Updates `param.var` (under no_grad) from `grad`, at learning rate `lr`; `param.steps`
+    /// already counts this step.
+    fn update(&self, param: &mut Param, grad: &Tensor, lr: f64) -> std::result::Result<(), TchError>;
+}
+
+/// An optimizer made of an update rule and the variables' state.
+struct Stateful<R> {
+    rule: R,
+    params: Vec<Param>,
+    lr: f64,
+}
+
+#[derive(Serialize, Deserialize)]
+struct SavedState {
+    kind: String,
+    lr: f64,
+    /// Steps taken, by variable name.
+    steps: BTreeMap<String, u64>,
+}
+
+fn failed(what: &str) -> impl Fn(TchError) -> Error + '_ {
+    move |e| Error::torch(format!("the optimizer's {what}"), e)
+}
+
+impl<R: Rule> Optimizer for Stateful<R> {
+    fn zero_grad(&mut self) -> Result<()> {
+        for param in &self.params {
+            let mut grad = param.var.grad();
+            if grad.defined() {
+                let _ = grad.f_zero_().map_err(failed("zero_grad"))?;
+            }
+        }
+        Ok(())
+    }
+
+    fn step(&mut self) -> Result<()> {
+        let _no_grad = tch::no_grad_guard();
+        for param in &mut self.params {
+            let grad = param.var.grad();
+            if !grad.defined() {
+                continue;
+            }
+            param.steps += 1;
+            self.rule.update(param, &grad, self.lr).map_err(failed("step"))?;
+        }
+        Ok(())
+    }
+
+    fn set_learning_rate(&mut self, lr: f64) {
+        self.lr = lr;
+    }
+
+    fn kind(&self) -> String {
+        self.rule.kind()
+    }
+
+    fn state(&self) -> Result<(Vec<(String, Tensor)>, serde_json::Value)> {
+        let mut tensors = Vec::new();
+        for param in &self.params {
+            for (slot, tensor) in &param.slots {
+                let copy = tensor.f_detach_copy().map_err(failed("state"))?;
+                tensors.push((format!("{}.{slot}", param.name), copy));
+            }
+        }
+        let saved = SavedState {
+            kind: self.kind(),
+            lr: self.lr,
+            steps: self.params.iter().map(|p| (p.name.clone(), p.steps)).collect(),
+        };
+        Ok((tensors, serde_json::to_value(saved).expect("plain data serializes")))
+    }
+
+    fn restore(&mut self, tensors: &BTreeMap<String, Tensor>, value: serde_json::Value) -> Result<()> {
+        let saved: SavedState = serde_json::from_value(value)
+            .map_err(|e| Error::Config(format!("the saved optimizer state cannot be read: {e}")))?;
+        if saved.kind != self.kind() {
+            return Err(Error::Config(format!(
+                "the saved optimizer state is of {}, this trainer's optimizer is {}",
+                saved.kind,
+                self.kind()
+            )));
+        }
+        let _no_grad = tch::no_grad_guard();
+        for param in &mut self.params {
+            param.steps = saved.steps.get(&param.name).copied().unwrap_or(0);
+            param.slots.clear();
+            for slot in SLOTS {
+                let name = format!("{}.{slot}", param.name);
+                let Some(tensor) = tensors.get(&name) else { continue };
+                if tensor.size() != param.var.size() {
+                    return Err(Error::Config(format!(
+                        "the saved optimizer state `{name}` has shape {:?}, the variable {:?}",
+                        tensor.size(),
+                        param.var.size()
+                    )));
+                }
+                let copy = tensor
+                    .f_to_device(param.var.device())
+                    .and_then(|t| t.f_to_kind(param.var.kind()))
+                    .map_err(failed("restore"))?;
+                param.slots.insert(slot, copy);
+            }
+        }
+        self.lr = saved.lr;
+        Ok(())
+    }
+}
+
+/// Every slot name the rules use (PyTorch's names).
+const SLOTS: [&str; 6] = [
+    "momentum_buffer",
+    "exp_avg",
+    "exp_avg_sq",
+    "max_exp_avg_sq",
+    "square_avg",
+    "grad_avg",
+];
+
+/// A slot's tensor, made as zeros like the variable at its first use.
+fn slot<'p>(param: &'p mut Param, name: &'static str) -> std::result::Result<&'p mut Tensor, TchError> {
+    if !param.slots.contains_key(name) {
+        param.slots.insert(name, param.var.f_zeros_like()?);
+    }
+    Ok(param.slots.get_mut(name).expect("inserted above"))
+}
+
+/// The gradient with L2 weight decay added (`grad + wd * var`), as PyTorch's coupled decay.
+fn decayed(grad: &Tensor, var: &Tensor, wd: f64) -> std::result::Result<Tensor, TchError> {
+    if wd == 0.0 {
+        Ok(grad.shallow_clone())
+    } else {
+        grad.f_add(&var.f_mul_scalar(wd)?)
+    }
+}
+
+/// `var -= lr * update`.
+fn descend(var: &mut Tensor, update: &Tensor, lr: f64) -> std::result::Result<(), TchError> {
+    let _ = var.f_sub_(&update.f_mul_scalar(lr)?)?;
+    Ok(())
+}
+
+struct SgdRule(nn::Sgd);
+
+impl Rule for SgdRule {
+    fn kind(&self) -> String {
+        let nn::Sgd {
+            momentum,
+            dampening,
+            wd,
+            nesterov,
+        } = self.0;
+        format!("sgd(momentum={momentum}, dampening={dampening}, wd={wd}, nesterov={nesterov})")
+    }
+
+    fn update(&self, param: &mut Param, grad: &Tensor, lr: f64) -> std::result::Result<(), TchError> {
+        let nn::Sgd {
+            momentum,
+            dampening,
+            wd,
+            nesterov,
+        } = self.0;
+        let grad = decayed(grad, &param.var, wd)?;
+        let update = if momentum != 0.0 {
+            let first = !param.slots.contains_key("momentum_buffer");
+            let buf = slot(param, "momentum_buffer")?;
+            if first {
+                let _ = buf.f_copy_(&grad)?;
+            } else {
+                let _ = buf.f_mul_scalar_(momentum)?;
+                let _ = buf.f_add_(&grad.f_mul_scalar(1.0 - dampening)?)?;
+            }
+            if nesterov {
+                grad.f_add(&buf.f_mul_scalar(momentum)?)?
+            } else {
+                buf.shallow_clone()
+            }
+        } else {
+            grad
+        };
+        descend(&mut param.var, &update, lr)
+    }
+}
+
+/// Adam (coupled weight decay) and AdamW (decoupled), which differ only there.
+struct AdamRule {
+    beta1: f64,
+    beta2: f64,
+    wd: f64,
+    eps: f64,
+    amsgrad: bool,
+    decoupled: bool,
+}
+
+impl Rule for AdamRule {
+    fn kind(&self) -> String {
+        let AdamRule {
+            beta1,
+            beta2,
+            wd,
+            eps,
+            amsgrad,
+            decoupled,
+        } = self;
+        let name = if *decoupled { "adamw" } else { "adam" };
+        format!("{name}(beta1={beta1}, beta2={beta2}, wd={wd}, eps={eps}, amsgrad={amsgrad})")
+    }
+
+    fn update(&self, param: &mut Param, grad: &Tensor, lr: f64) -> std::result::Result<(), TchError> {
+        let step = param.steps as f64;
+        let grad = if self.decoupled {
+            if self.wd != 0.0 {
+                let _ = param.var.f_mul_scalar_(1.0 - lr * self.wd)?;
+            }
+            grad.shallow_clone()
+        } else {
+            decayed(grad, &param.var, self.wd)?
+        };
+        let _ = slot(param, "exp_avg")?.f_lerp_(&grad, 1.0 - self.beta1)?;
+        let exp_avg_sq = slot(param, "exp_avg_sq")?;
+        let _ = exp_avg_sq.f_mul_scalar_(self.beta2)?;
+        let _ = exp_avg_sq.f_addcmul_(&grad, &grad.f_mul_scalar(1.0 - self.beta2)?)?;
+        let mut second = exp_avg_sq.shallow_clone();
+        if self.amsgrad {
+            let max = slot(param, "max_exp_avg_sq")?;
+            let _ = max.f_copy_(&max.f_maximum(&second)?)?;
+            second = max.shallow_clone();
+        }
+        let correction1 = 1.0 - self.beta1.powf(step);
+        let correction2 = 1.0 - self.beta2.powf(step);
+        // denom = sqrt(v) / sqrt(c2) + eps; var -= lr / c1 * m / denom.
+        let mut denom = second.f_sqrt()?;
+        let _ = denom.f_div_scalar_(correction2.sqrt())?;
+        let _ = denom.f_add_scalar_(self.eps)?;
+        let update = param.slots["exp_avg"].f_div(&denom)?;
+        descend(&mut param.var, &update, lr / correction1)
+    }
+}
+
+struct RmsPropRule(nn::RmsProp);
+
+impl Rule for RmsPropRule {
+    fn kind(&self) -> String {
+        let nn::RmsProp {
+            alpha,
+            eps,
+            wd,
+            momentum,
+            centered,
+        } = self.0;
+        format!("rmsprop(alpha={alpha}, eps={eps}, wd={wd}, momentum={momentum}, centered={centered})")
+    }
+
+    fn update(&self, param: &mut Param, grad: &Tensor, lr: f64) -> std::result::Result<(), TchError> {
+        let nn::RmsProp {
+            alpha,
+            eps,
+            wd,
+            momentum,
+            centered,
+        } = self.0;
+        let grad = decayed(grad, &param.var, wd)?;
+        let square_avg = slot(param, "square_avg")?;
+        let _ = square_avg.f_mul_scalar_(alpha)?;
+        let _ = square_avg.f_addcmul_(&grad, &grad.f_mul_scalar(1.0 - alpha)?)?;
+        let square_avg = square_avg.shallow_clone();
+        let mut avg = if centered {
+            let grad_avg = slot(param, "grad_avg")?;
+            let _ = grad_avg.f_lerp_(&grad, 1.0 - alpha)?;
+            square_avg.f_sub(&grad_avg.f_square()?)?.f_sqrt()?
+        } else {
+            square_avg.f_sqrt()?
+        };
+        let _ = avg.f_add_scalar_(eps)?;
+        if momentum > 0.0 {
+            let buf = slot(param, "momentum_buffer")?;
+            let _ = buf.f_mul_scalar_(momentum)?;
+            let _ = buf.f_add_(&grad.f_div(&avg)?)?;
+            let buf = buf.shallow_clone();
+            descend(&mut param.var, &buf, lr)
+        } else {
+            descend(&mut param.var, &grad.f_div(&avg)?, lr)
+        }
+    }
+}
+
+fn build<R: Rule + 'static>(rule: R, vs: &VarStore, lr: f64) -> Result<Box<dyn Optimizer>> {
+    if !(lr.is_finite() && lr >= 0.0) {
+        return Err(Error::Config(format!(
+            "the learning rate must be finite and not negative, got {lr}"
+        )));
+    }
+    Ok(Box::new(Stateful {
+        rule,
+        params: params(vs),
+        lr,
+    }))
+}
+
+impl OptimizerConfig for nn::Sgd {
+    fn build_optimizer(self, vs: &VarStore, lr: f64) -> Result<Box<dyn Optimizer>> {
+        if self.nesterov && (self.momentum <= 0.0 || self.dampening != 0.0) {
+            return Err(Error::Config(
+                "Nesterov momentum requires a momentum and zero dampening".into(),
+            ));
+        }
+        build(SgdRule(self), vs, lr)
+    }
+}
+
+impl OptimizerConfig for nn::Adam {
+    fn build_optimizer(self, vs: &VarStore, lr: f64) -> Result<Box<dyn Optimizer>> {
+        let nn::Adam {
+            beta1,
+            beta2,
+            wd,
+            eps,
+            amsgrad,
+        } = self;
+        build(
+            AdamRule {
+                beta1,
+                beta2,
+                wd,
+                eps,
+                amsgrad,
+                decoupled: false,
+            },
+            vs,
+            lr,
+        )
+    }
+}
+
+impl OptimizerConfig for nn::AdamW {
+    fn build_optimizer(self, vs: &VarStore, lr: f64) -> Result<Box<dyn Optimizer>> {
+        let nn::AdamW {
+            beta1,
+            beta2,
+            wd,
+            eps,
+            amsgrad,
+        } = self;
+        build(
+            AdamRule {
+                beta1,
+                beta2,
+                wd,
+                eps,
+                amsgrad,
+                decoupled: true,
+            },
+            vs,
+            lr,
+        )
+    }
+}
+
+impl OptimizerConfig for nn::RmsProp {
+    fn build_optimizer(self, vs: &VarStore, lr: f64) -> Result<Box<dyn Optimizer>> {
+        build(RmsPropRule(self), vs, lr)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tch::nn::{Module, OptimizerConfig as TchConfig};
+    use tch::{Device, Kind};
+
+    /// Fixed values of `shape` without libtorch's generator (which other tests share).
+    fn fixed(shape: &[i64], phase: f64) -> Tensor {
+        let n: i64 = shape.iter().product();
+        (Tensor::arange(n, (Kind::Float, Device::Cpu)) * 0.7 + phase)
+            .sin()
+            .reshape(shape)
+    }
+
+    /// Gives every variable of `vs` fixed values.
+    fn fix_weights(vs: &VarStore) {
+        let _no_grad = tch::no_grad_guard();
+        let mut vars: Vec<_> = vs.variables().into_iter().collect();
+        vars.sort_by(|a, b| a.0.cmp(&b.0));
+        for (i, (_, mut var)) in vars.into_iter().enumerate() {
+            var.copy_(&(fixed(&var.size(), i as f64) * 0.3));
+        }
+    }
+
+    /// A small MLP trained for 25 steps by `step`, from fixed weights and data.
+    fn train(step: &mut dyn FnMut(&VarStore, &Tensor)) -> Vec<Tensor> {
+        let vs = VarStore::new(Device::Cpu);
+        let root = vs.root();
+        let model = nn::seq()
+            .add(nn::linear(&root / "l1", 6, 16, Default::default()))
+            .add_fn(|x| x.tanh())
+            .add(nn::linear(&root / "l2", 16, 3, Default::default()));
+        fix_weights(&vs);
+        let x = fixed(&[64, 6], 0.5);
+        let y = (fixed(&[64], 1.5) * 10.0).abs().to_kind(Kind::Int64).remainder(3);
+        for _ in 0..25 {
+            let loss = model.forward(&x).cross_entropy_for_logits(&y);
+            step(&vs, &loss);
+        }
+        let mut vars: Vec<_> = vs.variables().into_iter().collect();
+        vars.sort_by(|a, b| a.0.cmp(&b.0));
+        vars.into_iter().map(|(_, t)| t).collect()
+    }
+
+    fn with_tch(config: impl TchConfig + Copy, lr: f64) -> Vec<Tensor> {
+        let mut opt = None;
+        train(&mut |vs, loss| {
+            let opt = opt.get_or_insert_with(|| config.build(vs, lr).unwrap());
+            opt.zero_grad();
+            loss.backward();
+            opt.step();
+        })
+    }
+
+    fn with_ours(config: impl OptimizerConfig + Clone, lr: f64) -> Vec<Tensor> {
+        let mut opt: Option<Box<dyn Optimizer>> = None;
+        train(&mut |vs, loss| {
+            let opt = opt.get_or_insert_with(|| config.clone().build_optimizer(vs, lr).unwrap());
+            opt.zero_grad().unwrap();
+            loss.backward();
+            opt.step().unwrap();
+        })
+    }
+
+    fn assert_close(ours: &[Tensor], theirs: &[Tensor], what: &str) {
+        assert_eq!(ours.len(), theirs.len());
+        for (a, b) in ours.iter().zip(theirs) {
+            let diff = (a - b).abs().max().double_value(&[]);
+            let scale = b.abs().max().double_value(&[]);
+            assert!(
+                diff <= 1e-5 * scale.max(1.0),
+                "{what}: max difference {diff} (scale {scale})"
+            );
+        }
+    }
+
+    #[test]
+    fn the_algorithms_agree_with_tch_optimizers() {
+        let sgd = |momentum, dampening, wd, nesterov| nn::Sgd {
+            momentum,
+            dampening,
+            wd,
+            nesterov,
+        };
+        for config in [
+            sgd(0.0, 0.0, 0.0, false),
+            sgd(0.9, 0.0, 1e-2, false),
+            sgd(0.9, 0.1, 0.0, false),
+            sgd(0.9, 0.0, 1e-3, true),
+        ] {
+            assert_close(
+                &with_ours(config, 0.05),
+                &with_tch(config, 0.05),
+                &format!("{config:?}"),
+            );
+        }
+        for (wd, amsgrad) in [(0.0, false), (1e-2, false), (0.0, true)] {
+            let adam = nn::Adam {
+                wd,
+                amsgrad,
+                ..Default::default()
+            };
+            assert_close(&with_ours(adam, 1e-2), &with_tch(adam, 1e-2), &format!("{adam:?}"));
+            let adamw = nn::AdamW {
+                wd: wd.max(1e-2),
+                amsgrad,
+                ..Default::default()
+            };
+            assert_close(&with_ours(adamw, 1e-2), &with_tch(adamw, 1e-2), &format!("{adamw:?}"));
+        }
+        for (momentum, centered) in [(0.0, false), (0.5, false), (0.0, true), (0.5, true)] {
+            let rms = nn::RmsProp {
+                momentum,
+                centered,
+                wd: 1e-3,
+                ..Default::default()
+            };
+            assert_close(&with_ours(rms, 1e-3), &with_tch(rms, 1e-3), &format!("{rms:?}"));
+        }
+    }
+
+    #[test]
+    fn a_restored_state_continues_bit_for_bit() {
+        let run = |split: Option<usize>, restore: bool| {
+            let vs = VarStore::new(Device::Cpu);
+            let model = nn::linear(vs.root(), 5, 2, Default::default());
+            fix_weights(&vs);
+            let x = fixed(&[16, 5], 0.2);
+            let y = (fixed(&[16], 2.5) * 10.0).abs().to_kind(Kind::Int64).remainder(2);
+            let config = nn::Adam {
+                amsgrad: true,
+                ..Default::default()
+            };
+            let mut opt = config.build_optimizer(&vs, 1e-2).unwrap();
+            for i in 0..20 {
+                if Some(i) == split {
+                    // A new optimizer from the saved state, as a resumed process has.
+                    let (tensors, value) = opt.state().unwrap();
+                    opt = config.build_optimizer(&vs, 1.0).unwrap();
+                    if restore {
+                        opt.restore(&tensors.into_iter().collect(), value).unwrap();
+                    } else {
+                        opt.set_learning_rate(1e-2);
+                    }
+                }
+                opt.zero_grad().unwrap();
+                model.forward(&x).cross_entropy_for_logits(&y).backward();
+                opt.step().unwrap();
+            }
+            vs.root().get("weight").unwrap()
+        };
+        assert!(run(None, true).equal(&run(Some(9), true)));
+        // Without the state (moments from zero) it would not be the same.
+        assert!(!run(None, true).equal(&run(Some(9), false)));
+    }
+
+    #[test]
+    fn a_state_of_another_algorithm_is_refused() {
+        let vs = VarStore::new(Device::Cpu);
+        let _ = nn::linear(vs.root(), 2, 2, Default::default());
+        let adam = nn::Adam::default().build_optimizer(&vs, 1e-3).unwrap();
+        let (tensors, value) = adam.state().unwrap();
+        let mut sgd = nn::Sgd::default().build_optimizer(&vs, 1e-3).unwrap();
+        let err = sgd.restore(&tensors.into_iter().collect(), value).unwrap_err();
+        assert!(
+            err.to_string().contains("adam(") && err.to_string().contains("sgd("),
+            "{err}"
+        );
+    }
+}
