@@ -235,7 +235,7 @@ impl Rule for SgdRule {
             let first = !param.slots.contains_key("momentum_buffer");
             let buf = slot(param, "momentum_buffer")?;
             if first {
-                let _ = buf.f_copy_(&grad)?;
+                buf.f_copy_(&grad)?;
             } else {
                 let _ = buf.f_mul_scalar_(momentum)?;
                 let _ = buf.f_add_(&grad.f_mul_scalar(1.0 - dampening)?)?;
@@ -293,7 +293,7 @@ impl Rule for AdamRule {
         let mut second = exp_avg_sq.shallow_clone();
         if self.amsgrad {
             let max = slot(param, "max_exp_avg_sq")?;
-            let _ = max.f_copy_(&max.f_maximum(&second)?)?;
+            max.f_copy_(&max.f_maximum(&second)?)?;
             second = max.shallow_clone();
         }
         let correction1 = 1.0 - self.beta1.powf(step);
