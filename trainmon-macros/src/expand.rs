@@ -126,6 +126,20 @@ fn register(event: Event, args: &Args, func: &ItemFn) -> TokenStream {
         let krate = krate_at(ty.span());
         quote_spanned! {ty.span()=> #krate::__private::fetch::<#ty>(#state, __ctx)? }
     });
+    // Resume points keep the `Local` parameters whose type serde handles; which ones is found by
+    // autoref specialization on each parameter's type (trainmon::param::Persist).
+    let persist = |method: proc_macro2::TokenStream| {
+        types
+            .iter()
+            .zip(&states)
+            .enumerate()
+            .map(|(index, (ty, state))| {
+                quote! { (&#private::Persist::<#ty>::new()).#method(#state, #index, __saved)?; }
+            })
+            .collect::<Vec<_>>()
+    };
+    let saves = persist(quote!(save));
+    let loads = persist(quote!(load));
     let output = match &func.sig.output {
         ReturnType::Default => quote!(()),
         ReturnType::Type(_, ty) => ty.to_token_stream(),
@@ -147,6 +161,20 @@ fn register(event: Event, args: &Args, func: &ItemFn) -> TokenStream {
                         let (#(#states,)*) = __state;
                         let __out = #ident(#(#fetches),*);
                         #into_control
+                    },
+                    |__state, __saved| {
+                        #[allow(unused_imports)]
+                        use #private::{PersistLocal as _, PersistNothing as _};
+                        let (#(#states,)*) = __state;
+                        #(#saves)*
+                        ::core::result::Result::Ok(())
+                    },
+                    |__state, __saved| {
+                        #[allow(unused_imports)]
+                        use #private::{PersistLocal as _, PersistNothing as _};
+                        let (#(#states,)*) = __state;
+                        #(#loads)*
+                        ::core::result::Result::Ok(())
                     },
                 )
             }

@@ -15,7 +15,7 @@
 /// So `#[on_batch_end(every = 10)]` fires at batches 10, 20, 30 of every epoch, as the
 /// tutorial's logger does, and `#[on_batch_end(every = 100, counter = global_step)]` at steps
 /// 100, 200, … of the fit.
-#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug)]
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug, serde::Serialize, serde::Deserialize)]
 pub enum Event {
     /// Once, when `fit` starts (`#[on_train_begin]`).
     TrainBegin,

@@ -1,18 +1,24 @@
 //! Per-epoch records, and what `fit` returns.
 
 use crate::event::Event;
+use serde::{Deserialize, Serialize};
 use std::time::Duration;
 
 /// The final logs of one epoch, as `on_validation_end` and `on_epoch_end` hooks see them and
 /// the history keeps them: its metrics by name (`loss`, `accuracy`, metrics of your own, and
 /// with a validation set the same prefixed `val_`), its time and size.
-#[derive(Clone, Debug, PartialEq)]
+///
+/// It serializes with serde (as the whole [`History`] does), every value exactly: NaN and the
+/// infinities as the strings `"NaN"`, `"inf"` and `"-inf"`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct EpochLogs {
     pub(crate) epoch: usize,
     pub(crate) time: Duration,
     pub(crate) batches: usize,
     pub(crate) samples: usize,
+    #[serde(with = "float::pairs")]
     pub(crate) values: Vec<(String, f64)>,
+    #[serde(with = "float")]
     pub(crate) learning_rate: f64,
 }
 
@@ -89,7 +95,7 @@ impl EpochLogs {
 }
 
 /// Why training stopped before its last epoch.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StopReason {
     /// The reason the hook gave.
     pub reason: String,
@@ -112,7 +118,7 @@ impl std::fmt::Display for StopReason {
 }
 
 /// Every finished epoch of a fit, and why it stopped; what [`crate::Trainer::fit`] returns.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct History {
     pub(crate) epochs: Vec<EpochLogs>,
     pub(crate) stop: Option<StopReason>,
@@ -153,5 +159,118 @@ impl History {
     /// Wall time of the whole fit, hooks included (so far, while training).
     pub fn elapsed(&self) -> Duration {
         self.elapsed
+    }
+}
+
+/// Serde for `f64` values that may be NaN or infinite, which JSON numbers cannot be: those are
+/// written as the strings `"NaN"`, `"inf"`, `"-inf"`; every finite value round-trips exactly.
+pub(crate) mod float {
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    #[derive(Serialize, Deserialize)]
+    #[serde(untagged)]
+    enum Repr<'a> {
+        Number(f64),
+        Text(std::borrow::Cow<'a, str>),
+    }
+
+    fn repr(value: f64) -> Repr<'static> {
+        match value {
+            v if v.is_finite() => Repr::Number(v),
+            v if v.is_nan() => Repr::Text("NaN".into()),
+            v if v > 0.0 => Repr::Text("inf".into()),
+            _ => Repr::Text("-inf".into()),
+        }
+    }
+
+    fn value<E: serde::de::Error>(repr: Repr<'_>) -> Result<f64, E> {
+        match repr {
+            Repr::Number(v) => Ok(v),
+            Repr::Text(text) => match &*text {
+                "NaN" => Ok(f64::NAN),
+                "inf" => Ok(f64::INFINITY),
+                "-inf" => Ok(f64::NEG_INFINITY),
+                other => Err(E::custom(format!("`{other}` is not a number"))),
+            },
+        }
+    }
+
+    pub fn serialize<S: Serializer>(value: &f64, serializer: S) -> Result<S::Ok, S::Error> {
+        repr(*value).serialize(serializer)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<f64, D::Error> {
+        value(Repr::deserialize(deserializer)?)
+    }
+
+    /// For `Option<f64>`.
+    pub mod option {
+        use super::*;
+
+        pub fn serialize<S: Serializer>(value: &Option<f64>, serializer: S) -> Result<S::Ok, S::Error> {
+            value.map(repr).serialize(serializer)
+        }
+
+        pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<f64>, D::Error> {
+            Option::<Repr<'_>>::deserialize(deserializer)?.map(value).transpose()
+        }
+    }
+
+    /// For `(name, value)` lists.
+    pub mod pairs {
+        use super::*;
+
+        pub fn serialize<S: Serializer>(pairs: &[(String, f64)], serializer: S) -> Result<S::Ok, S::Error> {
+            serializer.collect_seq(pairs.iter().map(|(name, v)| (name, repr(*v))))
+        }
+
+        pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<(String, f64)>, D::Error> {
+            Vec::<(String, Repr<'_>)>::deserialize(deserializer)?
+                .into_iter()
+                .map(|(name, repr)| Ok((name, value(repr)?)))
+                .collect()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_history_round_trips_through_json_exactly() {
+        let history = History {
+            epochs: vec![EpochLogs {
+                epoch: 1,
+                time: Duration::from_nanos(1_234_567_891),
+                batches: 32,
+                samples: 1000,
+                values: vec![
+                    ("loss".into(), 0.1 + 0.2),
+                    ("accuracy".into(), 1.0 / 3.0),
+                    ("val_loss".into(), f64::NAN),
+                    ("big".into(), f64::INFINITY),
+                    ("small".into(), f64::NEG_INFINITY),
+                    ("tiny".into(), f64::MIN_POSITIVE / 3.0),
+                ],
+                learning_rate: 1e-3,
+            }],
+            stop: Some(StopReason {
+                reason: "patience".into(),
+                hook: "EarlyStopping".into(),
+                event: Event::EpochEnd,
+                epoch: 1,
+            }),
+            elapsed: Duration::from_millis(1500),
+        };
+        let json = serde_json::to_string(&history).unwrap();
+        let back: History = serde_json::from_str(&json).unwrap();
+        let bits = |h: &History| -> Vec<u64> { h.epochs[0].values.iter().map(|(_, v)| v.to_bits()).collect() };
+        assert_eq!(bits(&back), bits(&history), "{json}");
+        assert_eq!(back.stop, history.stop);
+        assert_eq!(back.epochs[0].time, history.epochs[0].time);
+        assert!(json.contains(r#""NaN""#) && json.contains(r#""-inf""#), "{json}");
+        let bad = json.replace(r#""NaN""#, r#""nope""#);
+        assert!(serde_json::from_str::<History>(&bad).unwrap_err().to_string().contains("`nope`"));
     }
 }

@@ -18,6 +18,49 @@ use tch::nn::VarStore;
 pub trait Hook: Send {
     /// Runs the hook once. An `Err` stops training with [`crate::Error::Hook`].
     fn call(&mut self, ctx: &HookContext<'_>) -> Result<Control, BoxError>;
+
+    /// The state to keep in a resume point ([`crate::Trainer::resumable`]), taken at the end of
+    /// an epoch after its hooks ran; `None` (the default) when there is none.
+    fn state(&self) -> Result<Option<HookState>, BoxError> {
+        Ok(None)
+    }
+
+    /// Takes back a state [`Hook::state`] returned, when a fit resumes, before its first event.
+    fn restore(&mut self, state: HookState) -> Result<(), BoxError> {
+        let _ = state;
+        Ok(())
+    }
+}
+
+/// A hook's state in a resume point: a JSON value and, for what is best kept as tensors (a
+/// copy of the best weights), named tensors.
+#[derive(Debug, Default)]
+pub struct HookState {
+    /// The state's plain part.
+    pub value: serde_json::Value,
+    /// Its tensors, by name (saved bit for bit, restored on the CPU).
+    pub tensors: Vec<(String, tch::Tensor)>,
+}
+
+impl HookState {
+    /// A state of a plain value (anything `serde` serializes).
+    pub fn new(value: impl serde::Serialize) -> Result<Self, BoxError> {
+        Ok(HookState {
+            value: serde_json::to_value(value)?,
+            tensors: Vec::new(),
+        })
+    }
+
+    /// The plain part, read back as `T`.
+    pub fn value<T: serde::de::DeserializeOwned>(&self) -> Result<T, BoxError> {
+        Ok(T::deserialize(&self.value)?)
+    }
+
+    /// Takes the tensor named `name` out of the state.
+    pub fn take_tensor(&mut self, name: &str) -> Option<tch::Tensor> {
+        let at = self.tensors.iter().position(|(n, _)| n == name)?;
+        Some(self.tensors.swap_remove(at).1)
+    }
 }
 
 /// A hook that runs at several events with one state — what the built-in hooks are. Its
@@ -83,10 +126,16 @@ impl<'a> HookContext<'a> {
     }
 }
 
+/// Saves the `Local` parameters of a hook's state into a JSON object, by parameter index.
+type SaveLocals<S> = fn(&S, &mut serde_json::Map<String, serde_json::Value>) -> Result<(), BoxError>;
+/// Restores them from such an object.
+type LoadLocals<S> = fn(&mut S, &serde_json::Map<String, serde_json::Value>) -> Result<(), BoxError>;
+
 /// A hook made of state and a function over it; what the attributes generate.
 struct FnHook<S, F> {
     state: S,
     call: F,
+    locals: Option<(SaveLocals<S>, LoadLocals<S>)>,
 }
 
 impl<S, F> Hook for FnHook<S, F>
@@ -98,16 +147,39 @@ where
     fn call(&mut self, ctx: &HookContext<'_>) -> Result<Control, BoxError> {
         (self.call)(&mut self.state, ctx)
     }
+
+    fn state(&self) -> Result<Option<HookState>, BoxError> {
+        let Some((save, _)) = self.locals else { return Ok(None) };
+        let mut saved = serde_json::Map::new();
+        save(&self.state, &mut saved)?;
+        Ok((!saved.is_empty()).then(|| HookState {
+            value: saved.into(),
+            tensors: Vec::new(),
+        }))
+    }
+
+    fn restore(&mut self, state: HookState) -> Result<(), BoxError> {
+        let Some((_, load)) = self.locals else { return Ok(()) };
+        match state.value {
+            serde_json::Value::Object(saved) => load(&mut self.state, &saved),
+            other => Err(format!("a hook's saved state is an object of its `Local` parameters, not {other}").into()),
+        }
+    }
 }
 
-/// Not public API: boxes a hook made of `state` and `call`, for the attributes' generated code.
+/// Not public API: boxes a hook made of `state` and `call`, for the attributes' generated code;
+/// `save` and `load` keep its `Local` parameters in resume points.
 #[doc(hidden)]
-pub fn fn_hook<S, F>(state: S, call: F) -> Box<dyn Hook>
+pub fn fn_hook<S, F>(state: S, call: F, save: SaveLocals<S>, load: LoadLocals<S>) -> Box<dyn Hook>
 where
     S: Send + 'static,
     F: FnMut(&mut S, &HookContext<'_>) -> Result<Control, BoxError> + Send + 'static,
 {
-    Box::new(FnHook { state, call })
+    Box::new(FnHook {
+        state,
+        call,
+        locals: Some((save, load)),
+    })
 }
 
 /// A hook from a closure over the [`HookContext`], returning anything a hook may return.
@@ -131,5 +203,6 @@ where
     FnHook {
         state: (),
         call: move |_: &mut (), ctx: &HookContext<'_>| f(ctx).into_control(),
+        locals: None,
     }
 }

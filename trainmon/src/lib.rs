@@ -314,7 +314,7 @@ pub use error::{BoxError, Error, Result};
 pub use event::{events, Event};
 pub use filter::{Counter, Filter};
 pub use history::{EpochLogs, History, StopReason};
-pub use hook::{hook_fn, Hook, HookContext, Plugin};
+pub use hook::{hook_fn, Hook, HookContext, HookState, Plugin};
 pub use loss::Loss;
 pub use metrics::{Accuracy, BatchLogs, Metric};
 pub use param::{LearningRate, Local};
@@ -345,7 +345,7 @@ pub mod __private {
     pub use crate::bench::DispatchBench;
     pub use crate::control::IntoControl;
     pub use crate::hook::fn_hook;
-    pub use crate::param::{fetch, param_at, HookParam};
+    pub use crate::param::{fetch, param_at, HookParam, Persist, PersistLocal, PersistNothing};
     pub use crate::registry::Registration;
     pub use inventory;
 }

@@ -37,6 +37,8 @@ pub trait HookParam {
     type Item<'a>;
     /// The events this parameter exists at: a type of [`scope`].
     type Scope;
+    /// Whether this is a [`Local`] (whose state a resume point keeps, when it can).
+    const LOCAL: bool = false;
     /// The state at the start of a fit.
     fn init_state() -> Self::State;
     /// The value for one call; `None` where the context lacks it (prevented at compile time by
@@ -126,6 +128,11 @@ borrowed_param!(Error, scope::Exception, |ctx| ctx.error);
 
 /// State private to one hook, kept across its calls within a fit; starts as `T::default()`.
 ///
+/// When `T` implements serde's `Serialize` and `Deserialize` (numbers, strings, `Vec`s, maps,
+/// your own types with `#[derive(Serialize, Deserialize)]`), resume points keep it
+/// ([`crate::Trainer::resumable`]), and a resumed fit gives it back as it was; other types start
+/// from their default, with a warning.
+///
 /// ```
 /// use trainmon::prelude::*;
 ///
@@ -159,12 +166,88 @@ impl<T: Default + Send + 'static> HookParam for Local<'_, T> {
     type State = T;
     type Item<'a> = Local<'a, T>;
     type Scope = scope::AnyEvent;
+    const LOCAL: bool = true;
     fn init_state() -> T {
         T::default()
     }
     #[inline]
     fn fetch<'a>(state: &'a mut T, _: &'a HookContext<'_>) -> Option<Local<'a, T>> {
         Some(Local(state))
+    }
+}
+
+/// Not public API: picks, for the attributes' generated code, how a parameter's state is kept
+/// in resume points — by serde for a `Local<T>` whose `T` is `Serialize + Deserialize`
+/// ([`PersistLocal`], found first by method resolution), not at all otherwise
+/// ([`PersistNothing`]): autoref specialization on `(&Persist::<P>::new()).save(…)`.
+#[doc(hidden)]
+pub struct Persist<P>(std::marker::PhantomData<fn() -> P>);
+
+impl<P> Persist<P> {
+    #[allow(clippy::new_without_default)]
+    pub fn new() -> Self {
+        Persist(std::marker::PhantomData)
+    }
+}
+
+type Saved = serde_json::Map<String, serde_json::Value>;
+
+#[doc(hidden)]
+pub trait PersistLocal {
+    type State;
+    fn save(&self, state: &Self::State, index: usize, saved: &mut Saved) -> Result<(), crate::BoxError>;
+    fn load(&self, state: &mut Self::State, index: usize, saved: &Saved) -> Result<(), crate::BoxError>;
+}
+
+impl<T> PersistLocal for Persist<Local<'_, T>>
+where
+    T: serde::Serialize + serde::de::DeserializeOwned,
+{
+    type State = T;
+    fn save(&self, state: &T, index: usize, saved: &mut Saved) -> Result<(), crate::BoxError> {
+        let value = serde_json::to_value(state).map_err(|e| {
+            format!(
+                "its `Local<{}>` cannot be saved: {e}",
+                std::any::type_name::<T>()
+            )
+        })?;
+        saved.insert(index.to_string(), value);
+        Ok(())
+    }
+    fn load(&self, state: &mut T, index: usize, saved: &Saved) -> Result<(), crate::BoxError> {
+        if let Some(value) = saved.get(&index.to_string()) {
+            *state = T::deserialize(value).map_err(|e| {
+                format!(
+                    "its saved `Local<{}>` cannot be read back: {e}",
+                    std::any::type_name::<T>()
+                )
+            })?;
+        }
+        Ok(())
+    }
+}
+
+#[doc(hidden)]
+pub trait PersistNothing {
+    type State;
+    fn save(&self, state: &Self::State, index: usize, saved: &mut Saved) -> Result<(), crate::BoxError>;
+    fn load(&self, state: &mut Self::State, index: usize, saved: &Saved) -> Result<(), crate::BoxError>;
+}
+
+impl<P: HookParam> PersistNothing for &Persist<P> {
+    type State = P::State;
+    fn save(&self, _: &P::State, _: usize, _: &mut Saved) -> Result<(), crate::BoxError> {
+        Ok(())
+    }
+    fn load(&self, _: &mut P::State, _: usize, _: &Saved) -> Result<(), crate::BoxError> {
+        if P::LOCAL {
+            tracing::warn!(
+                "a `{}` parameter is not kept in resume points (its type does not implement serde's \
+                 `Serialize` and `Deserialize`): it starts from its default",
+                std::any::type_name::<P>()
+            );
+        }
+        Ok(())
     }
 }
 

@@ -5,10 +5,11 @@ use crate::control::Control;
 use crate::error::{BoxError, Error};
 use crate::event::Event;
 use crate::filter::{Counter, Filter};
-use crate::hook::{Hook, HookContext, Plugin};
-use crate::output::atomically;
+use crate::hook::{Hook, HookContext, HookState, Plugin};
+use crate::output::durably;
 use crate::priority;
 use crate::registry::HookSpec;
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
@@ -230,7 +231,11 @@ impl ModelCheckpoint {
             // Removed only now that the new checkpoint exists.
             let keep = k.min(saved.kept.len());
             for (old, _) in saved.kept.split_off(keep) {
-                std::fs::remove_file(&old).map_err(Error::io("remove the old checkpoint", &old))?;
+                match std::fs::remove_file(&old) {
+                    // Already gone: a run resumed after a crash prunes what the crashed one had.
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                    other => other.map_err(Error::io("remove the old checkpoint", &old))?,
+                }
             }
         }
         Ok(())
@@ -243,17 +248,31 @@ impl ModelCheckpoint {
 /// [`Error::Checkpoint`] that says which, and leaves the weights as they were.
 pub fn load_checkpoint(vs: &tch::nn::VarStore, path: impl AsRef<Path>) -> crate::Result<()> {
     let path = path.as_ref();
+    let saved = tch::Tensor::read_safetensors(path).map_err(|e| Error::Checkpoint {
+        path: path.to_owned(),
+        message: e.to_string(),
+    })?;
+    copy_weights(vs, &saved.into_iter().collect(), path)
+}
+
+/// Copies saved variables into the model's, all or nothing: those of another model (a variable
+/// missing, one too many, another shape) are an [`Error::Checkpoint`] naming `path` that leaves
+/// the weights as they were.
+pub(crate) fn copy_weights(
+    vs: &tch::nn::VarStore,
+    saved: &BTreeMap<String, tch::Tensor>,
+    path: &Path,
+) -> crate::Result<()> {
     let failed = |message: String| Error::Checkpoint {
         path: path.to_owned(),
         message,
     };
-    let saved = tch::Tensor::read_safetensors(path).map_err(|e| failed(e.to_string()))?;
     let variables = vs.variables();
     let mut problems = Vec::new();
     for (name, variable) in &variables {
-        match saved.iter().find(|(n, _)| n == name) {
+        match saved.get(name) {
             None => problems.push(format!("`{name}` is missing")),
-            Some((_, t)) if t.size() != variable.size() => problems.push(format!(
+            Some(t) if t.size() != variable.size() => problems.push(format!(
                 "`{name}` has shape {:?}, the model's {:?}",
                 t.size(),
                 variable.size()
@@ -261,11 +280,12 @@ pub fn load_checkpoint(vs: &tch::nn::VarStore, path: impl AsRef<Path>) -> crate:
             Some(_) => {}
         }
     }
-    for (name, _) in &saved {
-        if !variables.contains_key(name) {
-            problems.push(format!("`{name}` is not a variable of the model"));
-        }
-    }
+    problems.extend(
+        saved
+            .keys()
+            .filter(|name| !variables.contains_key(*name))
+            .map(|name| format!("`{name}` is not a variable of the model")),
+    );
     if !problems.is_empty() {
         problems.sort();
         return Err(failed(format!(
@@ -275,9 +295,9 @@ pub fn load_checkpoint(vs: &tch::nn::VarStore, path: impl AsRef<Path>) -> crate:
     }
     let _no_grad = tch::no_grad_guard();
     for (name, tensor) in saved {
-        let mut variable = variables[&name].shallow_clone();
-        variable
-            .f_copy_(&tensor)
+        variables[name]
+            .shallow_clone()
+            .f_copy_(tensor)
             .map_err(|e| failed(format!("copying `{name}`: {e}")))?;
     }
     Ok(())
@@ -285,12 +305,9 @@ pub fn load_checkpoint(vs: &tch::nn::VarStore, path: impl AsRef<Path>) -> crate:
 
 /// Writes the weights to `path` atomically and durably.
 fn save(vs: &tch::nn::VarStore, path: &Path) -> Result<(), BoxError> {
-    atomically(path, |temp| {
+    durably(path, |temp| {
         vs.save(temp)
-            .map_err(|e| Error::torch(format!("saving the weights to {}", temp.display()), e))?;
-        std::fs::File::open(temp)
-            .and_then(|f| f.sync_all())
-            .map_err(Error::io("flush", temp))
+            .map_err(|e| Error::torch(format!("saving the weights to {}", temp.display()), e))
     })?;
     Ok(())
 }
@@ -333,7 +350,45 @@ fn format_name(template: &str, value: &dyn Fn(&str) -> Option<f64>) -> Result<St
     Ok(out)
 }
 
+/// What a resume point keeps of a [`ModelCheckpoint`]: the checkpoints it keeps, ranked.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct SavedList {
+    kept: Vec<KeptFile>,
+    last: Option<PathBuf>,
+}
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct KeptFile {
+    path: PathBuf,
+    #[serde(with = "crate::history::float::option")]
+    value: Option<f64>,
+}
+
 impl Hook for ModelCheckpoint {
+    fn state(&self) -> Result<Option<HookState>, BoxError> {
+        let saved = self.saved.lock();
+        let kept = saved
+            .kept
+            .iter()
+            .map(|(path, value)| KeptFile {
+                path: path.clone(),
+                value: *value,
+            })
+            .collect();
+        Ok(Some(HookState::new(SavedList {
+            kept,
+            last: saved.last.clone(),
+        })?))
+    }
+
+    fn restore(&mut self, state: HookState) -> Result<(), BoxError> {
+        let list: SavedList = state.value()?;
+        let mut saved = self.saved.lock();
+        saved.kept = list.kept.into_iter().map(|f| (f.path, f.value)).collect();
+        saved.last = list.last;
+        Ok(())
+    }
+
     fn call(&mut self, ctx: &HookContext<'_>) -> Result<Control, BoxError> {
         match ctx.event() {
             Event::TrainBegin => {

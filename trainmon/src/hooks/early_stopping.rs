@@ -3,7 +3,7 @@
 use crate::control::Control;
 use crate::error::BoxError;
 use crate::event::Event;
-use crate::hook::{Hook, HookContext, Plugin};
+use crate::hook::{Hook, HookContext, HookState, Plugin};
 use crate::priority;
 use crate::registry::HookSpec;
 use tch::Tensor;
@@ -265,6 +265,15 @@ fn snapshot(vs: &tch::nn::VarStore) -> Result<Vec<(String, Tensor)>, BoxError> {
     Ok(copies)
 }
 
+/// What a resume point keeps of an [`EarlyStopping`] (the best weights as tensors beside it).
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Saved {
+    #[serde(with = "crate::history::float::option")]
+    best: Option<f64>,
+    best_epoch: usize,
+    wait: usize,
+}
+
 impl Hook for EarlyStopping {
     fn call(&mut self, ctx: &HookContext<'_>) -> Result<Control, BoxError> {
         match ctx.event() {
@@ -272,6 +281,31 @@ impl Hook for EarlyStopping {
             Event::TrainEnd => self.train_end(ctx),
             _ => Ok(Control::Continue),
         }
+    }
+
+    fn state(&self) -> Result<Option<HookState>, BoxError> {
+        let mut state = HookState::new(Saved {
+            best: self.best,
+            best_epoch: self.best_epoch,
+            wait: self.wait,
+        })?;
+        for (name, tensor) in self.best_weights.iter().flatten() {
+            state.tensors.push((name.clone(), tensor.shallow_clone()));
+        }
+        Ok(Some(state))
+    }
+
+    fn restore(&mut self, mut state: HookState) -> Result<(), BoxError> {
+        let saved: Saved = state.value()?;
+        self.best = saved.best;
+        self.best_epoch = saved.best_epoch;
+        self.wait = saved.wait;
+        self.best_weights = if state.tensors.is_empty() {
+            None
+        } else {
+            Some(std::mem::take(&mut state.tensors))
+        };
+        Ok(())
     }
 }
 

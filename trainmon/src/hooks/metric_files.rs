@@ -4,17 +4,20 @@ use crate::control::Control;
 use crate::error::{BoxError, Error};
 use crate::event::Event;
 use crate::filter::Filter;
-use crate::hook::{Hook, HookContext, Plugin};
+use crate::hook::{Hook, HookContext, HookState, Plugin};
 use crate::priority;
 use crate::registry::HookSpec;
 use std::fs::File;
-use std::io::{BufWriter, Write};
+use std::io::{BufWriter, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
 /// Writes every epoch's metrics — and, with [`MetricFiles::steps`], the running values every
 /// `n` batches — to `epochs.csv` / `epochs.jsonl` (and `steps.csv` / `steps.jsonl`) in a
 /// directory. Each line is flushed as it is written, so a crash loses at most the line being
 /// written. A value that is not finite is empty in CSV and `null` in JSON.
+///
+/// In a resumed fit ([`crate::Trainer::resumable`]) the files go on from the lines of the
+/// resume point: those a crashed run wrote after it are cut off, so each epoch has one line.
 ///
 /// ```text
 /// epochs.csv   epoch,time,loss,accuracy,val_loss,val_accuracy
@@ -29,6 +32,22 @@ pub struct MetricFiles {
     every: u64,
     epochs: Option<Files>,
     steps: Option<Files>,
+    /// The files' lengths in the resume point a fit resumes from.
+    resumed: Option<Written>,
+}
+
+/// How much of each file was written, as a resume point keeps it.
+#[derive(Debug, Clone, Copy, Default, serde::Serialize, serde::Deserialize)]
+struct Lengths {
+    csv: Option<u64>,
+    jsonl: Option<u64>,
+    header: bool,
+}
+
+#[derive(Debug, Clone, Copy, Default, serde::Serialize, serde::Deserialize)]
+struct Written {
+    epochs: Option<Lengths>,
+    steps: Option<Lengths>,
 }
 
 impl MetricFiles {
@@ -41,6 +60,7 @@ impl MetricFiles {
             every: 0,
             epochs: None,
             steps: None,
+            resumed: None,
         }
     }
 
@@ -64,9 +84,10 @@ impl MetricFiles {
 
     fn begin(&mut self) -> Result<(), BoxError> {
         std::fs::create_dir_all(&self.dir).map_err(Error::io("create the directory", &self.dir))?;
-        self.epochs = Some(Files::create(&self.dir, "epochs", self.csv, self.jsonl)?);
+        let resumed = self.resumed.take().unwrap_or_default();
+        self.epochs = Some(Files::open(&self.dir, "epochs", self.csv, self.jsonl, resumed.epochs)?);
         if self.every > 0 {
-            self.steps = Some(Files::create(&self.dir, "steps", self.csv, self.jsonl)?);
+            self.steps = Some(Files::open(&self.dir, "steps", self.csv, self.jsonl, resumed.steps)?);
         }
         Ok(())
     }
@@ -81,28 +102,52 @@ struct Files {
 }
 
 impl Files {
-    fn create(dir: &Path, stem: &str, csv: bool, jsonl: bool) -> Result<Self, BoxError> {
-        let open = |ext: &str| -> Result<(PathBuf, File), Error> {
+    /// New files, or — resuming — the files cut to their lengths in the resume point.
+    fn open(dir: &Path, stem: &str, csv: bool, jsonl: bool, resumed: Option<Lengths>) -> Result<Self, BoxError> {
+        let mut header = resumed.is_some_and(|r| r.header);
+        let mut open = |ext: &str, length: Option<u64>| -> Result<(PathBuf, File), Error> {
             let path = dir.join(format!("{stem}.{ext}"));
-            let file = File::create(&path).map_err(Error::io("create", &path))?;
+            let resumable = |file: &File| file.metadata().is_ok_and(|m| length.is_some_and(|len| m.len() >= len));
+            let file = match std::fs::OpenOptions::new().write(true).open(&path) {
+                Ok(mut file) if resumable(&file) => {
+                    let length = length.expect("checked by resumable");
+                    file.set_len(length)
+                        .and_then(|()| file.seek(SeekFrom::End(0)))
+                        .map_err(Error::io("cut to the resume point", &path))?;
+                    file
+                }
+                _ => {
+                    if length.is_some() {
+                        tracing::warn!("{} is shorter than in the resume point: it starts over", path.display());
+                        header = false;
+                    }
+                    File::create(&path).map_err(Error::io("create", &path))?
+                }
+            };
             Ok((path, file))
         };
         let csv = if csv {
-            let (path, file) = open("csv")?;
+            let (path, file) = open("csv", resumed.and_then(|r| r.csv))?;
             Some((path, csv::Writer::from_writer(file)))
         } else {
             None
         };
         let jsonl = if jsonl {
-            let (path, file) = open("jsonl")?;
+            let (path, file) = open("jsonl", resumed.and_then(|r| r.jsonl))?;
             Some((path, BufWriter::new(file)))
         } else {
             None
         };
-        Ok(Files {
-            csv,
-            jsonl,
-            header: false,
+        Ok(Files { csv, jsonl, header })
+    }
+
+    /// The files' lengths (every line is flushed as written).
+    fn lengths(&self) -> Result<Lengths, BoxError> {
+        let length = |path: &Path, file: &File| file.metadata().map(|m| m.len()).map_err(Error::io("read", path));
+        Ok(Lengths {
+            csv: self.csv.as_ref().map(|(p, w)| length(p, w.get_ref())).transpose()?,
+            jsonl: self.jsonl.as_ref().map(|(p, w)| length(p, w.get_ref())).transpose()?,
+            header: self.header,
         })
     }
 
@@ -151,6 +196,19 @@ impl Files {
 }
 
 impl Hook for MetricFiles {
+    fn state(&self) -> Result<Option<HookState>, BoxError> {
+        let written = Written {
+            epochs: self.epochs.as_ref().map(Files::lengths).transpose()?,
+            steps: self.steps.as_ref().map(Files::lengths).transpose()?,
+        };
+        Ok(Some(HookState::new(written)?))
+    }
+
+    fn restore(&mut self, state: HookState) -> Result<(), BoxError> {
+        self.resumed = Some(state.value()?);
+        Ok(())
+    }
+
     fn call(&mut self, ctx: &HookContext<'_>) -> Result<Control, BoxError> {
         let state = ctx.state();
         match ctx.event() {

@@ -14,7 +14,7 @@
 //! # let _ = trainer;
 //! ```
 
-mod checkpoint;
+pub(crate) mod checkpoint;
 mod early_stopping;
 mod interrupt;
 mod logger;

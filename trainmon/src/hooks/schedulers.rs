@@ -4,7 +4,7 @@ use super::early_stopping::Mode;
 use crate::control::Control;
 use crate::error::BoxError;
 use crate::event::Event;
-use crate::hook::{Hook, HookContext, Plugin};
+use crate::hook::{Hook, HookContext, HookState, Plugin};
 use crate::priority;
 use crate::registry::HookSpec;
 
@@ -84,6 +84,28 @@ impl Hook for LrScheduler {
         lr.set(self.rate(base, ctx.state().epoch()));
         Ok(Control::Continue)
     }
+
+    fn state(&self) -> Result<Option<HookState>, BoxError> {
+        Ok(Some(HookState::new(Base(self.base))?))
+    }
+
+    fn restore(&mut self, state: HookState) -> Result<(), BoxError> {
+        self.base = state.value::<Base>()?.0;
+        Ok(())
+    }
+}
+
+/// What a resume point keeps of an [`LrScheduler`]: the rate it started from.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Base(#[serde(with = "crate::history::float::option")] Option<f64>);
+
+/// What a resume point keeps of a [`ReduceLrOnPlateau`].
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Plateau {
+    #[serde(with = "crate::history::float::option")]
+    best: Option<f64>,
+    bad_epochs: usize,
+    cooling: usize,
 }
 
 impl Plugin for LrScheduler {
@@ -181,6 +203,20 @@ impl ReduceLrOnPlateau {
 }
 
 impl Hook for ReduceLrOnPlateau {
+    fn state(&self) -> Result<Option<HookState>, BoxError> {
+        Ok(Some(HookState::new(Plateau {
+            best: self.best,
+            bad_epochs: self.bad_epochs,
+            cooling: self.cooling,
+        })?))
+    }
+
+    fn restore(&mut self, state: HookState) -> Result<(), BoxError> {
+        let saved: Plateau = state.value()?;
+        (self.best, self.bad_epochs, self.cooling) = (saved.best, saved.bad_epochs, saved.cooling);
+        Ok(())
+    }
+
     fn call(&mut self, ctx: &HookContext<'_>) -> Result<Control, BoxError> {
         let Some(epoch) = ctx.epoch() else {
             return Ok(Control::Continue);

@@ -4,7 +4,7 @@ use crate::control::Control;
 use crate::error::BoxError;
 use crate::event::Event;
 use crate::filter::{Counter, Filter};
-use crate::hook::{Hook, HookContext, Plugin};
+use crate::hook::{Hook, HookContext, HookState, Plugin};
 use crate::output::tensorboard::EventWriter;
 use crate::priority;
 use crate::registry::HookSpec;
@@ -13,7 +13,8 @@ use std::path::PathBuf;
 /// Writes TensorBoard event files (`events.out.tfevents.*`) into a directory: every epoch's
 /// metrics, learning rate and time as `epoch/<name>` at step = the epoch, and with
 /// [`TensorBoard::steps`] the running values as `step/<name>` at step = the global step. Point
-/// `tensorboard --logdir` at the directory (or a parent of several runs).
+/// `tensorboard --logdir` at the directory (or a parent of several runs). A resumed fit
+/// ([`crate::Trainer::resumable`]) goes on in the same event file, from its resume point.
 ///
 /// ```
 /// use trainmon::hooks::TensorBoard;
@@ -26,6 +27,14 @@ pub struct TensorBoard {
     dir: PathBuf,
     every: u64,
     writer: Option<EventWriter>,
+    /// The event file and its length in the resume point a fit resumes from.
+    resumed: Option<Written>,
+}
+
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+struct Written {
+    file: PathBuf,
+    length: u64,
 }
 
 impl TensorBoard {
@@ -35,6 +44,7 @@ impl TensorBoard {
             dir: dir.into(),
             every: 0,
             writer: None,
+            resumed: None,
         }
     }
 
@@ -46,9 +56,27 @@ impl TensorBoard {
 }
 
 impl Hook for TensorBoard {
+    fn state(&self) -> Result<Option<HookState>, BoxError> {
+        let Some(writer) = &self.writer else { return Ok(None) };
+        Ok(Some(HookState::new(Written {
+            file: writer.path().to_owned(),
+            length: writer.length()?,
+        })?))
+    }
+
+    fn restore(&mut self, state: HookState) -> Result<(), BoxError> {
+        self.resumed = Some(state.value()?);
+        Ok(())
+    }
+
     fn call(&mut self, ctx: &HookContext<'_>) -> Result<Control, BoxError> {
         match ctx.event() {
-            Event::TrainBegin => self.writer = Some(EventWriter::create(&self.dir)?),
+            Event::TrainBegin => {
+                self.writer = Some(match self.resumed.take() {
+                    Some(Written { file, length }) => EventWriter::resume(&self.dir, &file, length)?,
+                    None => EventWriter::create(&self.dir)?,
+                })
+            }
             Event::BatchEnd => {
                 if let (Some(writer), Some(batch)) = (&mut self.writer, ctx.batch()) {
                     let tags: Vec<(String, f64)> = batch

@@ -51,6 +51,23 @@ pub(crate) fn atomically(path: &Path, write: impl FnOnce(&Path) -> Result<()>) -
     result
 }
 
+/// Writes a file atomically and durably: as [`atomically`], with the temporary file flushed to
+/// disk before the rename and the directory after it, so that neither a killed process nor a
+/// power cut leaves a torn file at `path`.
+pub(crate) fn durably(path: &Path, write: impl FnOnce(&Path) -> Result<()>) -> Result<()> {
+    atomically(path, |temp| {
+        write(temp)?;
+        std::fs::File::open(temp)
+            .and_then(|f| f.sync_all())
+            .map_err(Error::io("flush", temp))
+    })?;
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        // Makes the rename itself durable; some file systems cannot sync a directory: no loss.
+        let _ = std::fs::File::open(dir).and_then(|d| d.sync_all());
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -8,7 +8,7 @@
 use crate::error::{Error, Result};
 use prost::Message;
 use std::fs::File;
-use std::io::{BufWriter, Write};
+use std::io::{BufWriter, Seek, Write};
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -80,9 +80,42 @@ impl EventWriter {
         Ok(writer)
     }
 
+    /// Goes on writing `path` after its first `length` bytes (the records of a resume point;
+    /// those after it are cut off), or creates a new file in `dir` when it is gone or shorter.
+    pub fn resume(dir: impl AsRef<Path>, path: &Path, length: u64) -> Result<Self> {
+        let file = std::fs::OpenOptions::new().write(true).open(path);
+        match file {
+            Ok(mut file) if file.metadata().is_ok_and(|m| m.len() >= length) => {
+                file.set_len(length)
+                    .and_then(|()| file.seek(std::io::SeekFrom::End(0)))
+                    .map_err(Error::io("cut to the resume point", path))?;
+                Ok(EventWriter {
+                    path: path.to_owned(),
+                    file: BufWriter::new(file),
+                })
+            }
+            _ => {
+                tracing::warn!(
+                    "{} is gone or shorter than in the resume point: a new event file starts",
+                    path.display()
+                );
+                Self::create(dir)
+            }
+        }
+    }
+
     /// The file written.
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// Bytes written (every event is flushed).
+    pub fn length(&self) -> Result<u64> {
+        self.file
+            .get_ref()
+            .metadata()
+            .map(|m| m.len())
+            .map_err(Error::io("read", &self.path))
     }
 
     /// Scalars at `step`, one event, flushed.

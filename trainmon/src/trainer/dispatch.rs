@@ -4,10 +4,11 @@ use crate::control::Control;
 use crate::error::{Error, Result};
 use crate::event::{Event, EVENTS};
 use crate::history::StopReason;
-use crate::hook::{Hook, HookContext};
+use crate::hook::{Hook, HookContext, HookState};
 use crate::registry::{matches, HookInfo};
 use crate::trainer::guard;
 use std::cell::Cell;
+use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 /// One hook at one event: a hook that runs at several events (a plugin) has a slot for each.
@@ -31,6 +32,9 @@ pub(crate) struct Dispatch<'h> {
     profiling: bool,
     /// Hooks disabled after a tolerated failure, by index into `hooks`.
     disabled: Vec<bool>,
+    /// Each hook's first spec (its name and location), and the key of its state in resume
+    /// points, by index into `hooks`.
+    named: Vec<(HookInfo, String)>,
 }
 
 impl<'h> Dispatch<'h> {
@@ -43,8 +47,16 @@ impl<'h> Dispatch<'h> {
     ) -> Result<Self> {
         let mut slots = Vec::new();
         let mut all = Vec::new();
+        let mut named: Vec<(HookInfo, String)> = Vec::new();
         for (index, (infos, hook)) in hooks.into_iter().enumerate() {
             all.push(hook);
+            // A plugin without specs never runs; it still has a name for its state.
+            let first = infos
+                .first()
+                .cloned()
+                .unwrap_or_else(|| crate::registry::HookSpec::new(Event::TrainBegin, "(a hook without events)").0);
+            let key = state_key(&first, &named);
+            named.push((first, key));
             slots.extend(infos.into_iter().map(|info| Slot {
                 tolerated: tolerated.iter().any(|name| matches(name, &info)),
                 info,
@@ -65,6 +77,7 @@ impl<'h> Dispatch<'h> {
             by_event[slot.info.event().index()].push(slot);
         }
         Ok(Dispatch {
+            named,
             disabled: vec![false; all.len()],
             hooks: all,
             by_event,
@@ -115,6 +128,16 @@ impl<'h> Dispatch<'h> {
         self.stop.is_some()
     }
 
+    /// The stop a hook asked for, if one did.
+    pub(crate) fn stop(&self) -> Option<&StopReason> {
+        self.stop.as_ref()
+    }
+
+    /// Stops as a resume point of an ended fit says.
+    pub(crate) fn stop_with(&mut self, stop: StopReason) {
+        self.stop = Some(stop);
+    }
+
     pub(crate) fn take_stop(&mut self) -> Option<StopReason> {
         self.stop.take()
     }
@@ -149,6 +172,45 @@ impl<'h> Dispatch<'h> {
         Ok(())
     }
 
+    /// Every hook's state for a resume point, by key.
+    pub(crate) fn states(&self) -> Result<Vec<(String, HookState)>> {
+        let mut states = Vec::new();
+        for (hook, (info, key)) in self.hooks.iter().zip(&self.named) {
+            let state = match guard::caught(|| hook.state()) {
+                Ok(state) => state,
+                Err(panic) => Err(format!("panicked: {panic}").into()),
+            };
+            match state {
+                Ok(Some(state)) => states.push((key.clone(), state)),
+                Ok(None) => {}
+                Err(err) => return Err(hook_error(info, format!("its state cannot be saved: {err}").into())),
+            }
+        }
+        Ok(states)
+    }
+
+    /// Gives each hook its state from a resume point. A state no hook of this fit claims is
+    /// ignored with a warning (a hook removed since); a hook without one keeps its own.
+    pub(crate) fn restore(&mut self, mut saved: BTreeMap<String, HookState>) -> Result<()> {
+        for (hook, (info, key)) in self.hooks.iter_mut().zip(&self.named) {
+            let Some(state) = saved.remove(key) else { continue };
+            let _span = tracing::warn_span!("restore", hook = info.name()).entered();
+            let restored = match guard::caught(|| hook.restore(state)) {
+                Ok(restored) => restored,
+                Err(panic) => Err(format!("panicked: {panic}").into()),
+            };
+            restored.map_err(|err| hook_error(info, format!("its saved state cannot be restored: {err}").into()))?;
+        }
+        if !saved.is_empty() {
+            let keys: Vec<_> = saved.into_keys().collect();
+            tracing::warn!(
+                "the resume point keeps the state of hooks this fit does not run, which is ignored: {}",
+                keys.join(", ")
+            );
+        }
+        Ok(())
+    }
+
     /// Runs the `on_exception` hooks after `ctx.error` ended training. Their own failures are
     /// logged, not returned: the error that ended training is the one to report.
     pub(crate) fn fire_exception(&mut self, ctx: &HookContext<'_>) {
@@ -161,13 +223,36 @@ impl<'h> Dispatch<'h> {
     }
 }
 
+/// The key of a hook's state in resume points: `module::function@event` for a registered hook,
+/// the name of a hook added at run time; `#2`, `#3`… for the second and third of one name.
+fn state_key(info: &HookInfo, before: &[(HookInfo, String)]) -> String {
+    let key = if info.module_path().is_empty() {
+        info.name().to_owned()
+    } else {
+        format!("{}@{}", info.path(), info.event())
+    };
+    let same = before
+        .iter()
+        .filter(|(_, k)| *k == key || k.strip_prefix(&key).is_some_and(|rest| rest.starts_with('#')))
+        .count();
+    if same == 0 {
+        key
+    } else {
+        format!("{key}#{}", same + 1)
+    }
+}
+
+fn hook_error(info: &HookInfo, source: crate::error::BoxError) -> Error {
+    Error::Hook {
+        hook: info.name().to_owned(),
+        location: info.location(),
+        source,
+    }
+}
+
 #[inline(never)]
 fn call(slot: &Slot, hook: &mut dyn Hook, ctx: &HookContext<'_>, stop: &mut Option<StopReason>) -> Result<()> {
-    let failed = |source| Error::Hook {
-        hook: slot.info.name().to_owned(),
-        location: slot.info.location(),
-        source,
-    };
+    let failed = |source| hook_error(&slot.info, source);
     let control = match guard::caught(|| hook.call(ctx)) {
         Ok(Ok(control)) => control,
         Ok(Err(err)) => return Err(failed(err)),

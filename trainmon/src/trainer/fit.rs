@@ -1,7 +1,7 @@
 //! The training loop.
 
 use super::dispatch::Dispatch;
-use super::{guard, Clip, NanPolicy, Optimizer, TrainState, Trainer, Validation};
+use super::{guard, resume, Clip, NanPolicy, Optimizer, TrainState, Trainer, Validation};
 use crate::data::{Dataset, Subset};
 use crate::error::{Error, Result};
 use crate::event::Event;
@@ -15,6 +15,7 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use std::cell::Cell;
 use std::hash::{BuildHasher, RandomState};
+use std::path::Path;
 use std::time::{Duration, Instant};
 use tch::nn::{ModuleT, VarStore};
 use tch::{Device, Tensor};
@@ -194,6 +195,7 @@ impl Trainer<'_> {
             lazy_reads,
             tolerated,
             nan_policy,
+            resume,
         } = self;
         let (optimizer, learning_rate) = match optimizer {
             Optimizer::Ready(optimizer, lr) => (optimizer, *lr),
@@ -221,6 +223,7 @@ impl Trainer<'_> {
         if let Some(seed) = *seed {
             tch::manual_seed(seed as i64);
         }
+        let reseed = seed.is_some();
         let seed = seed.unwrap_or_else(|| RandomState::new().hash_one(Instant::now()));
         let lazy = lazy_reads.unwrap_or(device.is_cuda());
         let new_logs = || {
@@ -271,6 +274,19 @@ impl Trainer<'_> {
             vs,
             learning_rate: Cell::new(learning_rate),
         };
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        let mut seed = seed;
+        if let Some(dir) = resume.as_deref() {
+            seed = resume_from(
+                dir,
+                &mut shared,
+                &mut **optimizer,
+                &mut dispatch,
+                &mut rng,
+                seed,
+                (train.len(), batches),
+            )?;
+        }
         let mut loop_ = Loop {
             model: *model,
             optimizer: &mut **optimizer,
@@ -282,8 +298,12 @@ impl Trainer<'_> {
             shuffle: *shuffle,
             accumulate: *accumulate,
             clip: *clip,
-            rng: ChaCha8Rng::seed_from_u64(seed),
+            rng,
             profiled: (Duration::ZERO, 0),
+            resume: resume.as_deref(),
+            seed,
+            reseed: reseed.then_some(seed),
+            samples: train.len(),
         };
         loop_.dispatch.profile(true);
         let mut logs = (new_logs(), valid.as_ref().map(|_| new_logs()));
@@ -296,6 +316,70 @@ impl Trainer<'_> {
             }
         }
     }
+}
+
+/// Goes on from the resume point in `dir`, if there is one: weights, optimizer, hooks' states,
+/// counters, generator, learning rate and history as they were at its epoch's end. Returns the
+/// shuffling generator's seed: `seed`, or the one of the resumed run.
+fn resume_from(
+    dir: &Path,
+    shared: &mut Shared<'_>,
+    optimizer: &mut dyn crate::optim::Optimizer,
+    dispatch: &mut Dispatch<'_>,
+    rng: &mut ChaCha8Rng,
+    seed: u64,
+    (samples, batches): (usize, usize),
+) -> Result<u64> {
+    std::fs::create_dir_all(dir).map_err(Error::io("create the resume directory", dir))?;
+    resume::remove_leftovers(dir);
+    let path = resume::path(dir);
+    if !path.exists() {
+        tracing::debug!("no resume point in {}: training starts", dir.display());
+        return Ok(seed);
+    }
+    let point = resume::read(&path)?;
+    let progress = point.progress;
+    crate::hooks::checkpoint::copy_weights(shared.vs, &point.model, &path)?;
+    let (tensors, value) = point.optimizer;
+    optimizer.restore(&tensors, value).map_err(|e| Error::Checkpoint {
+        path: path.clone(),
+        message: e.to_string(),
+    })?;
+    optimizer.set_learning_rate(progress.learning_rate);
+    dispatch.restore(point.hooks)?;
+    if let Some(stop) = progress.stop {
+        dispatch.stop_with(stop);
+    }
+    let word_pos: u128 = progress.rng_word_pos.parse().map_err(|_| Error::Checkpoint {
+        path: path.clone(),
+        message: format!("the generator's position `{}` is not a number", progress.rng_word_pos),
+    })?;
+    *rng = ChaCha8Rng::seed_from_u64(progress.seed);
+    rng.set_stream(progress.rng_stream);
+    rng.set_word_pos(word_pos);
+    if (progress.samples, progress.batches) != (samples, batches) {
+        tracing::warn!(
+            "the resume point was made training on {} samples in {} batches per epoch, this fit has {samples} in \
+             {batches}: it goes on, but not as the interrupted run would have",
+            progress.samples,
+            progress.batches
+        );
+    }
+    let state = &mut shared.state;
+    state.epoch = progress.epoch;
+    state.global_step = progress.global_step;
+    state.learning_rate = progress.learning_rate;
+    state.started = Instant::now().checked_sub(progress.elapsed).unwrap_or_else(Instant::now);
+    shared.learning_rate.set(progress.learning_rate);
+    shared.history = progress.history;
+    shared.history.elapsed = progress.elapsed;
+    tracing::info!(
+        "resuming from {}: {} epochs done, step {}",
+        path.display(),
+        progress.epoch,
+        progress.global_step
+    );
+    Ok(progress.seed)
 }
 
 /// Settings that cannot train, found before any work is done.
@@ -407,6 +491,14 @@ struct Loop<'a, 'h, 't> {
     /// Time of the first batches of the fit (step and hooks), and how many, while the dispatch
     /// times the hooks, to warn about slow ones.
     profiled: (Duration, u32),
+    /// Where to keep the resume point, if the fit is resumable.
+    resume: Option<&'a Path>,
+    /// The shuffling generator's seed.
+    seed: u64,
+    /// The seed to derive each epoch's seed of libtorch's generator from, if one was given.
+    reseed: Option<u64>,
+    /// Training samples (recorded in resume points).
+    samples: usize,
 }
 
 /// Batches at the start of a fit over which hooks are timed against the training step.
@@ -444,12 +536,16 @@ impl Loop<'_, '_, '_> {
         mut val_logs: Option<&mut BatchLogs>,
     ) -> Result<()> {
         self.fire(Event::TrainBegin, 1, 0, None)?;
-        for epoch in 1..=self.shared.state.epochs {
+        for epoch in self.shared.state.epoch + 1..=self.shared.state.epochs {
             if self.dispatch.stopped() {
                 break;
             }
             self.shared.state.epoch = epoch;
             self.shared.state.batch = 0;
+            if let Some(seed) = self.reseed {
+                // Per epoch, so that a resumed fit draws what the uninterrupted one did.
+                tch::manual_seed((seed ^ (epoch as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15)) as i64);
+            }
             let started = Instant::now();
             self.fire(Event::EpochBegin, epoch, epoch as u64, None)?;
             if self.dispatch.stopped() {
@@ -483,6 +579,14 @@ impl Loop<'_, '_, '_> {
                 self.fire(Event::ValidationEnd, epoch, epoch as u64, None)?;
             }
             self.fire(Event::EpochEnd, epoch, epoch as u64, None)?;
+            let whole = logs.number() == self.batches
+                && self
+                    .dispatch
+                    .stop()
+                    .is_none_or(|stop| matches!(stop.event, Event::ValidationEnd | Event::EpochEnd));
+            if let (Some(dir), true) = (self.resume, whole) {
+                self.save_resume_point(dir)?;
+            }
         }
         self.shared.history.stop = self.dispatch.take_stop();
         if let Some(stop) = &self.shared.history.stop {
@@ -493,6 +597,27 @@ impl Loop<'_, '_, '_> {
         self.fire(Event::TrainEnd, 1, 0, None)?;
         self.shared.history.elapsed = self.shared.state.started.elapsed();
         Ok(())
+    }
+
+    /// Writes the resume point of the epoch just ended (after all its hooks ran).
+    fn save_resume_point(&mut self, dir: &Path) -> Result<()> {
+        let state = &self.shared.state;
+        let progress = resume::Progress {
+            epoch: state.epoch,
+            global_step: state.global_step,
+            learning_rate: state.learning_rate,
+            seed: self.seed,
+            rng_stream: self.rng.get_stream(),
+            rng_word_pos: self.rng.get_word_pos().to_string(),
+            elapsed: state.started.elapsed(),
+            samples: self.samples,
+            batches: self.batches,
+            history: self.shared.history.clone(),
+            stop: self.dispatch.stop().cloned(),
+        };
+        let optimizer = self.optimizer.state()?;
+        let hooks = self.dispatch.states()?;
+        resume::write(&resume::path(dir), progress, self.shared.vs, optimizer, hooks)
     }
 
     /// After the profiled batches: warns about training-batch hooks slower than the step itself.

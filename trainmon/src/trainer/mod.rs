@@ -3,6 +3,7 @@
 pub(crate) mod dispatch;
 mod fit;
 mod guard;
+mod resume;
 mod state;
 
 pub use state::TrainState;
@@ -12,6 +13,7 @@ use crate::hook::{Hook, Plugin};
 use crate::loss::Loss;
 use crate::metrics::Metric;
 use crate::registry::{HookSpec, Hooks};
+use std::path::PathBuf;
 use tch::nn;
 
 /// Trains a tch model on a dataset, calling every registered hook at its event.
@@ -55,6 +57,7 @@ pub struct Trainer<'a> {
     lazy_reads: Option<bool>,
     tolerated: Vec<String>,
     nan_policy: NanPolicy,
+    resume: Option<PathBuf>,
 }
 
 /// What `fit` does about NaN in a dataset's features (checked once, when `fit` starts, for
@@ -117,6 +120,7 @@ impl<'a> Trainer<'a> {
             lazy_reads: None,
             tolerated: Vec::new(),
             nan_policy: NanPolicy::Warn,
+            resume: None,
         }
     }
 
@@ -151,8 +155,9 @@ impl<'a> Trainer<'a> {
         self
     }
 
-    /// Seeds the shuffling, and libtorch's generator when `fit` starts (dropout and the like),
-    /// so that two runs with the same seed and the same initial weights train alike.
+    /// Seeds the shuffling, and libtorch's generator at the start of every epoch (from the seed
+    /// and the epoch's number: dropout and the like), so that two runs with the same seed and
+    /// the same initial weights train alike — and a resumed run as the uninterrupted one.
     pub fn seed(mut self, seed: u64) -> Self {
         self.seed = Some(seed);
         self
@@ -269,6 +274,41 @@ impl<'a> Trainer<'a> {
     /// as a logger.
     pub fn tolerate_failures<S: Into<String>>(mut self, names: impl IntoIterator<Item = S>) -> Self {
         self.tolerated.extend(names.into_iter().map(Into::into));
+        self
+    }
+
+    /// Makes the fit resumable from `dir`: at the end of every epoch whose batches all ran, it
+    /// writes `dir/resume.safetensors` — the model's weights, the optimizer's state, the epoch
+    /// and step counters, the shuffling generator, the learning rate, the history so far and
+    /// every hook's state (`Local` parameters, built-ins such as early stopping's counters and
+    /// the checkpoints kept) — replacing the previous one atomically. When `fit` starts and
+    /// the file is there, it goes on from it instead of from the start, as Keras's
+    /// `BackupAndRestore` does: run the same program again after a crash, and with a fixed
+    /// seed it ends with what the uninterrupted run would have (tested by killing one).
+    ///
+    /// An epoch cut short (a batch hook stopped it: an interrupt, a time limit) is not saved:
+    /// the resumed fit trains it again from its start. A fit that had ended — every epoch ran,
+    /// or a hook stopped it at an epoch's end — ends again at once (with more `epochs`, it
+    /// trains on). Delete the file to start over.
+    ///
+    /// ```no_run
+    /// # use tch::nn;
+    /// # use trainmon::{Trainer, TensorDataset};
+    /// # fn main() -> trainmon::Result<()> {
+    /// # let vs = nn::VarStore::new(tch::Device::Cpu);
+    /// # let model = nn::linear(vs.root(), 20, 2, Default::default());
+    /// # let data = TensorDataset::new(tch::Tensor::zeros([8, 20], tch::kind::FLOAT_CPU), tch::Tensor::zeros([8], tch::kind::INT64_CPU))?;
+    /// let history = Trainer::new(&vs, &model)
+    ///     .optimizer(nn::Adam::default(), 1e-3)
+    ///     .epochs(100)
+    ///     .seed(42)
+    ///     .resumable("runs/exp1")
+    ///     .fit(&data)?;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn resumable(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.resume = Some(dir.into());
         self
     }
 

@@ -1,0 +1,198 @@
+//! Resume points: what a fit needs to go on, exactly, after its process died.
+//!
+//! One safetensors file, `resume.safetensors`, replaced atomically at the end of every epoch:
+//! the model's variables (`model/<name>`), the optimizer's state tensors (`optimizer/<name>`),
+//! the hooks' tensors (`hooks/<n>/<i>`), and a JSON document (the `__trainmon__` tensor, UTF-8
+//! bytes) with the counters, the shuffling generator, the learning rate, the history and every
+//! hook's state.
+
+use crate::error::{Error, Result};
+use crate::history::{float, History, StopReason};
+use crate::hook::HookState;
+use crate::output::durably;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+use tch::nn::VarStore;
+use tch::{Device, Kind, Tensor};
+
+/// The file a resumable trainer keeps in its directory.
+pub(crate) const FILE_NAME: &str = "resume.safetensors";
+/// The name of the tensor holding the JSON document.
+const DOCUMENT: &str = "__trainmon__";
+/// The document's format; a point of another format is refused.
+const FORMAT: u32 = 1;
+
+/// Where training is, in a resume point.
+#[derive(Serialize, Deserialize)]
+pub(crate) struct Progress {
+    /// Epochs finished.
+    pub epoch: usize,
+    pub global_step: u64,
+    #[serde(with = "float")]
+    pub learning_rate: f64,
+    /// The shuffling generator: its seed, stream and position.
+    pub seed: u64,
+    pub rng_stream: u64,
+    pub rng_word_pos: String,
+    /// Wall time of the fit so far (over every process that ran it).
+    pub elapsed: Duration,
+    /// The training set's size and batches per epoch, to warn when they changed.
+    pub samples: usize,
+    pub batches: usize,
+    pub history: History,
+    /// A stop a hook asked for at this epoch's end (the fit is over).
+    pub stop: Option<StopReason>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct Document {
+    format: u32,
+    progress: Progress,
+    optimizer: serde_json::Value,
+    /// Each hook's plain state and the file names of its tensors (by the hook's name in the
+    /// state, in the file).
+    hooks: BTreeMap<String, SavedHook>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct SavedHook {
+    value: serde_json::Value,
+    tensors: Vec<(String, String)>,
+}
+
+/// A resume point read back.
+pub(crate) struct Point {
+    pub progress: Progress,
+    pub model: BTreeMap<String, Tensor>,
+    pub optimizer: (BTreeMap<String, Tensor>, serde_json::Value),
+    pub hooks: BTreeMap<String, HookState>,
+}
+
+/// The path of the resume point in `dir`.
+pub(crate) fn path(dir: &Path) -> PathBuf {
+    dir.join(FILE_NAME)
+}
+
+/// Writes a resume point to `path`, atomically and durably.
+pub(crate) fn write(
+    path: &Path,
+    progress: Progress,
+    vs: &VarStore,
+    optimizer: (Vec<(String, Tensor)>, serde_json::Value),
+    hooks: Vec<(String, HookState)>,
+) -> Result<()> {
+    let torch = |e| Error::torch(format!("writing the resume point {}", path.display()), e);
+    let on_cpu = |t: &Tensor| t.f_to_device(Device::Cpu).and_then(|t| t.f_contiguous()).map_err(torch);
+    let mut tensors: Vec<(String, Tensor)> = Vec::new();
+    let mut variables: Vec<_> = vs.variables().into_iter().collect();
+    variables.sort_by(|a, b| a.0.cmp(&b.0));
+    for (name, variable) in variables {
+        tensors.push((format!("model/{name}"), on_cpu(&variable)?));
+    }
+    let (optimizer_tensors, optimizer) = optimizer;
+    for (name, tensor) in optimizer_tensors {
+        tensors.push((format!("optimizer/{name}"), on_cpu(&tensor)?));
+    }
+    let mut saved_hooks = BTreeMap::new();
+    for (index, (key, state)) in hooks.into_iter().enumerate() {
+        let mut names = Vec::new();
+        for (i, (name, tensor)) in state.tensors.into_iter().enumerate() {
+            let file_name = format!("hooks/{index}/{i}");
+            tensors.push((file_name.clone(), on_cpu(&tensor)?));
+            names.push((name, file_name));
+        }
+        saved_hooks.insert(
+            key,
+            SavedHook {
+                value: state.value,
+                tensors: names,
+            },
+        );
+    }
+    let document = Document {
+        format: FORMAT,
+        progress,
+        optimizer,
+        hooks: saved_hooks,
+    };
+    let json = serde_json::to_vec(&document).map_err(|e| Error::Checkpoint {
+        path: path.to_owned(),
+        message: format!("the training state cannot be written as JSON: {e}"),
+    })?;
+    tensors.push((DOCUMENT.to_owned(), Tensor::from_slice(&json)));
+    durably(path, |temp| Tensor::write_safetensors(&tensors, temp).map_err(torch))
+}
+
+/// Reads the resume point at `path`.
+pub(crate) fn read(path: &Path) -> Result<Point> {
+    let failed = |message: String| Error::Checkpoint {
+        path: path.to_owned(),
+        message,
+    };
+    let mut tensors: BTreeMap<String, Tensor> = Tensor::read_safetensors(path)
+        .map_err(|e| failed(format!("it cannot be read: {e}")))?
+        .into_iter()
+        .collect();
+    let document = tensors
+        .remove(DOCUMENT)
+        .ok_or_else(|| failed("it is not a resume point: it has no training state".into()))?;
+    let bytes = Vec::<u8>::try_from(&document.to_kind(Kind::Uint8))
+        .map_err(|e| failed(format!("its training state cannot be read: {e}")))?;
+    let document: Document =
+        serde_json::from_slice(&bytes).map_err(|e| failed(format!("its training state cannot be read: {e}")))?;
+    if document.format != FORMAT {
+        return Err(failed(format!(
+            "it is of format {}, this version of trainmon reads format {FORMAT}",
+            document.format
+        )));
+    }
+    let mut take = |prefix: &str| -> BTreeMap<String, Tensor> {
+        let names: Vec<String> = tensors.keys().filter(|n| n.starts_with(prefix)).cloned().collect();
+        names
+            .into_iter()
+            .map(|name| {
+                let tensor = tensors.remove(&name).expect("listed above");
+                (name[prefix.len()..].to_owned(), tensor)
+            })
+            .collect()
+    };
+    let model = take("model/");
+    let optimizer = take("optimizer/");
+    let mut hook_tensors = take("");
+    let mut hooks = BTreeMap::new();
+    for (key, saved) in document.hooks {
+        let mut state = HookState {
+            value: saved.value,
+            tensors: Vec::new(),
+        };
+        for (name, file_name) in saved.tensors {
+            let tensor = hook_tensors
+                .remove(&file_name)
+                .ok_or_else(|| failed(format!("the tensor `{file_name}` of hook `{key}` is missing")))?;
+            state.tensors.push((name, tensor));
+        }
+        hooks.insert(key, state);
+    }
+    Ok(Point {
+        progress: document.progress,
+        model,
+        optimizer: (optimizer, document.optimizer),
+        hooks,
+    })
+}
+
+/// Removes the temporary files a process killed while writing a resume point left in `dir`.
+pub(crate) fn remove_leftovers(dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    let suffix = format!(".tmp-{FILE_NAME}");
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        if name.starts_with('.') && name.ends_with(&suffix) {
+            tracing::debug!("removing {name}, left by an interrupted write of a resume point");
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
+}
