@@ -37,8 +37,6 @@ pub trait HookParam {
     type Item<'a>;
     /// The events this parameter exists at: a type of [`scope`].
     type Scope;
-    /// Whether this is a [`Local`] (whose state a resume point keeps, when it can).
-    const LOCAL: bool = false;
     /// The state at the start of a fit.
     fn init_state() -> Self::State;
     /// The value for one call; `None` where the context lacks it (prevented at compile time by
@@ -166,7 +164,6 @@ impl<T: Default + Send + 'static> HookParam for Local<'_, T> {
     type State = T;
     type Item<'a> = Local<'a, T>;
     type Scope = scope::AnyEvent;
-    const LOCAL: bool = true;
     fn init_state() -> T {
         T::default()
     }
@@ -177,13 +174,15 @@ impl<T: Default + Send + 'static> HookParam for Local<'_, T> {
 }
 
 /// Not public API: picks, for the attributes' generated code, how a parameter's state is kept
-/// in resume points — by serde for a `Local<T>` whose `T` is `Serialize + Deserialize`
-/// ([`PersistLocal`], found first by method resolution), not at all otherwise
-/// ([`PersistNothing`]): autoref specialization on `(&Persist::<P>::new()).save(…)`.
+/// in resume points, by autoref specialization on `(&&Persist::<P>::new()).save(…)`: method
+/// resolution tries [`PersistLocal`] first (a `Local<T>` whose `T` serde handles: kept), then
+/// [`PersistUnserializable`] (another `Local<T>`: not kept, with a warning on resume), then
+/// [`PersistNothing`] (any other parameter). None of them has a bound that could fail on a
+/// wrong parameter type, whose error is the parameter check's alone.
 #[doc(hidden)]
-pub struct Persist<P>(std::marker::PhantomData<fn() -> P>);
+pub struct Persist<P: ?Sized>(std::marker::PhantomData<fn() -> Box<P>>);
 
-impl<P> Persist<P> {
+impl<P: ?Sized> Persist<P> {
     #[allow(clippy::new_without_default)]
     pub fn new() -> Self {
         Persist(std::marker::PhantomData)
@@ -191,20 +190,21 @@ impl<P> Persist<P> {
 }
 
 type Saved = serde_json::Map<String, serde_json::Value>;
+type Outcome = Result<(), crate::BoxError>;
 
 #[doc(hidden)]
 pub trait PersistLocal {
     type State;
-    fn save(&self, state: &Self::State, index: usize, saved: &mut Saved) -> Result<(), crate::BoxError>;
-    fn load(&self, state: &mut Self::State, index: usize, saved: &Saved) -> Result<(), crate::BoxError>;
+    fn save(&self, state: &Self::State, index: usize, saved: &mut Saved) -> Outcome;
+    fn load(&self, state: &mut Self::State, index: usize, saved: &Saved) -> Outcome;
 }
 
-impl<T> PersistLocal for Persist<Local<'_, T>>
+impl<T> PersistLocal for &Persist<Local<'_, T>>
 where
     T: serde::Serialize + serde::de::DeserializeOwned,
 {
     type State = T;
-    fn save(&self, state: &T, index: usize, saved: &mut Saved) -> Result<(), crate::BoxError> {
+    fn save(&self, state: &T, index: usize, saved: &mut Saved) -> Outcome {
         let value = serde_json::to_value(state).map_err(|e| {
             format!(
                 "its `Local<{}>` cannot be saved: {e}",
@@ -214,7 +214,7 @@ where
         saved.insert(index.to_string(), value);
         Ok(())
     }
-    fn load(&self, state: &mut T, index: usize, saved: &Saved) -> Result<(), crate::BoxError> {
+    fn load(&self, state: &mut T, index: usize, saved: &Saved) -> Outcome {
         if let Some(value) = saved.get(&index.to_string()) {
             *state = T::deserialize(value).map_err(|e| {
                 format!(
@@ -228,25 +228,36 @@ where
 }
 
 #[doc(hidden)]
-pub trait PersistNothing {
-    type State;
-    fn save(&self, state: &Self::State, index: usize, saved: &mut Saved) -> Result<(), crate::BoxError>;
-    fn load(&self, state: &mut Self::State, index: usize, saved: &Saved) -> Result<(), crate::BoxError>;
+pub trait PersistUnserializable {
+    fn save<S>(&self, state: &S, index: usize, saved: &mut Saved) -> Outcome;
+    fn load<S>(&self, state: &mut S, index: usize, saved: &Saved) -> Outcome;
 }
 
-impl<P: HookParam> PersistNothing for &Persist<P> {
-    type State = P::State;
-    fn save(&self, _: &P::State, _: usize, _: &mut Saved) -> Result<(), crate::BoxError> {
+impl<T> PersistUnserializable for &&Persist<Local<'_, T>> {
+    fn save<S>(&self, _: &S, _: usize, _: &mut Saved) -> Outcome {
         Ok(())
     }
-    fn load(&self, _: &mut P::State, _: usize, _: &Saved) -> Result<(), crate::BoxError> {
-        if P::LOCAL {
-            tracing::warn!(
-                "a `{}` parameter is not kept in resume points (its type does not implement serde's \
-                 `Serialize` and `Deserialize`): it starts from its default",
-                std::any::type_name::<P>()
-            );
-        }
+    fn load<S>(&self, _: &mut S, _: usize, _: &Saved) -> Outcome {
+        tracing::warn!(
+            "its `Local<{}>` is not kept in resume points (the type does not implement serde's `Serialize` \
+             and `Deserialize`): it starts from its default",
+            std::any::type_name::<T>()
+        );
+        Ok(())
+    }
+}
+
+#[doc(hidden)]
+pub trait PersistNothing {
+    fn save<S>(&self, state: &S, index: usize, saved: &mut Saved) -> Outcome;
+    fn load<S>(&self, state: &mut S, index: usize, saved: &Saved) -> Outcome;
+}
+
+impl<P: ?Sized> PersistNothing for Persist<P> {
+    fn save<S>(&self, _: &S, _: usize, _: &mut Saved) -> Outcome {
+        Ok(())
+    }
+    fn load<S>(&self, _: &mut S, _: usize, _: &Saved) -> Outcome {
         Ok(())
     }
 }

@@ -1,0 +1,250 @@
+//! `Trainer::resumable`: a fit that fails part way and is run again goes on from its last
+//! resume point and ends exactly as the uninterrupted fit — weights, history, hooks' `Local`
+//! state and the built-ins' state. (Killing real processes: the `resume` test of the examples.)
+
+use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
+use tch::nn::{self, VarStore};
+use tch::Device;
+use trainmon::hooks::{EarlyStopping, MetricFiles, ModelCheckpoint, ReduceLrOnPlateau, TensorBoard};
+use trainmon::prelude::*;
+use trainmon::{Error, Hooks, Trainer};
+use trainmon_tests::{tutorial_data, weights};
+
+/// One test at a time: the hooks below are registered for all of them, and the seed of
+/// libtorch's generator is global.
+static SERIAL: Mutex<()> = Mutex::new(());
+
+/// The epoch at whose start `crash` fails (0: never).
+static CRASH_AT: AtomicUsize = AtomicUsize::new(0);
+
+#[on_epoch_begin(group = "resume")]
+fn crash(state: &TrainState) -> Result<(), String> {
+    if state.epoch() == CRASH_AT.load(Ordering::SeqCst) {
+        return Err(format!("the process dies in epoch {}", state.epoch()));
+    }
+    Ok(())
+}
+
+/// What the `Local` of `losses` held at the end of the last fit.
+static LOSSES_SEEN: Mutex<Vec<f64>> = Mutex::new(Vec::new());
+
+/// Keeps every epoch's loss in its `Local`, and copies it out: a resumed fit must give the
+/// `Local` back as it was.
+#[on_epoch_end(group = "resume", priority = -1000)]
+fn copy_out(mut seen: Local<Vec<f64>>, epoch: &EpochLogs) {
+    seen.push(epoch.loss());
+    *LOSSES_SEEN.lock().unwrap() = seen.clone();
+}
+
+/// A model with dropout (libtorch's generator matters) and the fit's settings.
+fn model(vs: &VarStore) -> nn::SequentialT {
+    nn::seq_t()
+        .add(nn::linear(vs.root() / "fc1", 20, 16, Default::default()))
+        .add_fn(|x| x.relu())
+        .add_fn_t(|x, train| x.dropout(0.2, train))
+        .add(nn::linear(vs.root() / "fc2", 16, 2, Default::default()))
+}
+
+/// Everything a run ends with that must not depend on the crash: the history without wall
+/// times, the stop, and the weights.
+#[derive(Debug, PartialEq)]
+struct Outcome {
+    epochs: Vec<(usize, usize, usize, Vec<(String, u64)>, u64)>,
+    stop: Option<String>,
+    weights: Vec<u32>,
+    locals: Vec<u64>,
+}
+
+/// Fits 8 epochs into `dir`, resumably, with a crash at the start of epoch `crash_at` (0:
+/// none); the model starts from weights drawn with `init`.
+fn fit(dir: &Path, crash_at: usize, init: i64) -> trainmon::Result<Outcome> {
+    let data = tutorial_data(5);
+    tch::manual_seed(init);
+    let vs = VarStore::new(Device::Cpu);
+    let model = model(&vs);
+    CRASH_AT.store(crash_at, Ordering::SeqCst);
+    let history = Trainer::new(&vs, &model)
+        .optimizer(nn::AdamW::default(), 1e-2)
+        .epochs(8)
+        .batch_size(64)
+        .validation_split(0.2)
+        .seed(11)
+        .hooks(Hooks::groups(["resume"]))
+        .with(EarlyStopping::new("val_loss").patience(2).restore_best_weights(true))
+        .with(ReduceLrOnPlateau::new("val_loss").patience(0).factor(0.5))
+        .with(ModelCheckpoint::new(dir.join("checkpoints")).monitor("val_loss").save_top_k(2))
+        .with(MetricFiles::new(dir.join("metrics")))
+        .with(TensorBoard::new(dir.join("tensorboard")))
+        .resumable(dir.join("resume"))
+        .fit(&data)?;
+    let bits = |v: f64| v.to_bits();
+    Ok(Outcome {
+        epochs: history
+            .epochs()
+            .iter()
+            .map(|e| {
+                let values = e.metrics().map(|(n, v)| (n.to_owned(), bits(v))).collect();
+                (e.epoch(), e.batches(), e.samples(), values, bits(e.learning_rate()))
+            })
+            .collect(),
+        stop: history.stop_reason().map(ToString::to_string),
+        weights: weights(&vs).iter().map(|w| w.to_bits()).collect(),
+        locals: LOSSES_SEEN.lock().unwrap().iter().map(|v| v.to_bits()).collect(),
+    })
+}
+
+fn lines(path: &Path) -> Vec<String> {
+    std::fs::read_to_string(path)
+        .unwrap()
+        .lines()
+        .map(|l| {
+            // The time column differs between runs.
+            let mut fields: Vec<&str> = l.split(',').collect();
+            if fields.len() > 1 {
+                fields.remove(1);
+            }
+            fields.join(",")
+        })
+        .collect()
+}
+
+#[test]
+fn a_fit_run_again_after_a_failure_ends_as_the_uninterrupted_one() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let whole = tempfile::tempdir().unwrap();
+    let reference = fit(whole.path(), 0, 1).unwrap();
+    assert!(reference.epochs.len() >= 4, "the reference must train a few epochs: {reference:?}");
+
+    for crash_at in [2, reference.epochs.len()] {
+        let dir = tempfile::tempdir().unwrap();
+        let err = fit(dir.path(), crash_at, 1).unwrap_err();
+        assert!(matches!(err, Error::Hook { .. }), "{err}");
+        assert!(dir.path().join("resume/resume.safetensors").exists());
+        // Run again, from other initial weights: they come from the resume point.
+        let resumed = fit(dir.path(), 0, 99).unwrap();
+        assert_eq!(resumed, reference, "crashed at the start of epoch {crash_at}");
+        // The metric files have one line per epoch, as the uninterrupted run's.
+        assert_eq!(
+            lines(&dir.path().join("metrics/epochs.csv")),
+            lines(&whole.path().join("metrics/epochs.csv")),
+        );
+        let kept = |d: &Path| {
+            let mut names: Vec<_> = std::fs::read_dir(d.join("checkpoints"))
+                .unwrap()
+                .map(|e| e.unwrap().file_name())
+                // The crashed run also saved the weights at its failure.
+                .filter(|name| name != "exception.safetensors")
+                .collect();
+            names.sort();
+            names
+        };
+        assert_eq!(kept(dir.path()), kept(whole.path()), "the same checkpoints are kept");
+        let event_files = std::fs::read_dir(dir.path().join("tensorboard")).unwrap().count();
+        assert_eq!(event_files, 1, "the resumed fit goes on in the crashed one's event file");
+    }
+}
+
+#[test]
+fn a_fit_that_ended_ends_again_at_once() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = tempfile::tempdir().unwrap();
+    let first = fit(dir.path(), 0, 1).unwrap();
+    let again = fit(dir.path(), 0, 2).unwrap();
+    assert_eq!(again.epochs, first.epochs);
+    assert_eq!(again.stop, first.stop);
+    assert_eq!(again.weights, first.weights, "the final weights are the resume point's");
+}
+
+#[test]
+fn another_models_resume_point_is_refused_and_the_weights_stay() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = tempfile::tempdir().unwrap();
+    fit(dir.path(), 3, 1).unwrap_err();
+    let data = tutorial_data(5);
+    let vs = VarStore::new(Device::Cpu);
+    let other = nn::linear(vs.root() / "other", 20, 2, Default::default());
+    let before = weights(&vs);
+    let err = Trainer::new(&vs, &other)
+        .optimizer(nn::AdamW::default(), 1e-2)
+        .hooks(Hooks::none())
+        .resumable(dir.path().join("resume"))
+        .fit(&data)
+        .unwrap_err();
+    let message = err.to_string();
+    assert!(matches!(err, Error::Checkpoint { .. }), "{message}");
+    assert!(
+        message.contains("another model") && message.contains("`other.weight` is missing"),
+        "{message}"
+    );
+    assert_eq!(weights(&vs), before);
+}
+
+#[test]
+fn an_epoch_cut_short_is_trained_again() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let data = tutorial_data(5);
+    let run = |dir: &Path, stop_in: Option<usize>| {
+        tch::manual_seed(3);
+        let vs = VarStore::new(Device::Cpu);
+        let model = model(&vs);
+        let stop = move |ctx: &trainmon::HookContext<'_>| -> Control {
+            let state = ctx.state();
+            if Some(state.epoch()) == stop_in && state.batch() == 5 {
+                Control::stop("interrupted")
+            } else {
+                Control::Continue
+            }
+        };
+        let history = Trainer::new(&vs, &model)
+            .optimizer(nn::Sgd::default(), 1e-1)
+            .epochs(4)
+            .seed(5)
+            .hooks(Hooks::none())
+            .add_hook(
+                trainmon::HookSpec::new(trainmon::Event::BatchEnd, "stopper"),
+                trainmon::hook_fn(stop),
+            )
+            .resumable(dir)
+            .fit(&data)
+            .unwrap();
+        (history, weights(&vs))
+    };
+    let whole = tempfile::tempdir().unwrap();
+    let (reference, reference_weights) = run(whole.path(), None);
+    let dir = tempfile::tempdir().unwrap();
+    let (cut, _) = run(dir.path(), Some(3));
+    assert_eq!(cut.len(), 3, "the cut epoch is in that run's history");
+    assert_eq!(cut.epochs()[2].batches(), 5);
+    let (resumed, resumed_weights) = run(dir.path(), None);
+    assert_eq!(resumed.len(), 4);
+    assert_eq!(resumed.epochs()[2].batches(), reference.epochs()[2].batches());
+    assert_eq!(resumed.metric("loss"), reference.metric("loss"));
+    assert_eq!(resumed_weights, reference_weights);
+}
+
+#[test]
+fn a_corrupt_resume_point_is_an_error_naming_it() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let data = tutorial_data(5);
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("resume.safetensors");
+    let vs = VarStore::new(Device::Cpu);
+    let model = nn::linear(vs.root(), 20, 2, Default::default());
+    let fit = || {
+        Trainer::new(&vs, &model)
+            .optimizer(nn::Sgd::default(), 1e-1)
+            .hooks(Hooks::none())
+            .resumable(dir.path())
+            .fit(&data)
+    };
+    // A weights file, not a resume point.
+    vs.save(&file).unwrap();
+    let err = fit().unwrap_err().to_string();
+    assert!(err.contains("not a resume point") && err.contains("resume.safetensors"), "{err}");
+    // Truncated.
+    std::fs::write(&file, b"\x10\x00\x00").unwrap();
+    let err = fit().unwrap_err().to_string();
+    assert!(err.contains("cannot be read"), "{err}");
+}
