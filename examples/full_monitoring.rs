@@ -1,11 +1,17 @@
 //! Every built-in hook at once, with a validation set: logging, progress bars, Ctrl-C handling, NaN and time guards, early
 //! stopping with the best weights restored, checkpoints, a learning-rate schedule and monitor,
 //! throughput, CSV/JSONL metric files, TensorBoard event files and plots — all written into one
-//! run directory.
+//! run directory, with the final weights (`final.safetensors`) and the history
+//! (`history.json`).
+//!
+//! With `--resume DIR` the run directory is `DIR` and training is resumable: kill the process
+//! (even with SIGKILL) and run the same command again, and it goes on from the end of the last
+//! epoch it finished, ending as if it had never stopped.
 //!
 //! ```text
 //! cargo run --example full_monitoring
 //! cargo run --example full_monitoring -- --epochs 100 --out /tmp/runs
+//! cargo run --example full_monitoring -- --epochs 100 --resume /tmp/runs/long
 //! ```
 
 use anyhow::Result;
@@ -39,6 +45,9 @@ struct Args {
     /// Where run directories go (`OUT/full_monitoring/version_N`).
     #[arg(long, default_value = "runs")]
     out: PathBuf,
+    /// Train in this run directory, resumably: run again after a crash to go on.
+    #[arg(long)]
+    resume: Option<PathBuf>,
 }
 
 fn main() -> Result<()> {
@@ -51,7 +60,10 @@ fn main() -> Result<()> {
         .with_writer(indicatif.get_stdout_writer())
         .with_filter(tracing_subscriber::filter::LevelFilter::INFO);
     tracing_subscriber::registry().with(log_lines).with(indicatif).init();
-    let run = RunDir::create(&args.out, "full_monitoring")?;
+    let run = match &args.resume {
+        Some(dir) => RunDir::open(dir)?,
+        None => RunDir::create(&args.out, "full_monitoring")?,
+    };
 
     // 4000 samples of 20 features; the class follows a hidden linear rule, with noise.
     tch::manual_seed(args.seed as i64);
@@ -76,7 +88,7 @@ fn main() -> Result<()> {
         .save_top_k(3)
         .save_last(true);
     let saved = checkpoints.saved();
-    Trainer::new(&vs, &model)
+    let mut trainer = Trainer::new(&vs, &model)
         .optimizer(nn::Adam::default(), 1e-2)
         .epochs(args.epochs)
         .batch_size(64)
@@ -99,8 +111,13 @@ fn main() -> Result<()> {
         .with(MetricFiles::new(run.path().join("metrics")).steps(10))
         .with(TensorBoard::new(run.path().join("tensorboard")).steps(10))
         .with(Plots::new(run.path().join("plots")).svg(true))
-        .with(Summary::new().monitor("val_loss").outputs(run.path()))
-        .fit(&data)?;
+        .with(Summary::new().monitor("val_loss").outputs(run.path()));
+    if args.resume.is_some() {
+        trainer = trainer.resumable(run.path().join("resume"));
+    }
+    let history = trainer.fit(&data)?;
+    vs.save(run.path().join("final.safetensors"))?;
+    std::fs::write(run.path().join("history.json"), serde_json::to_string_pretty(&history)?)?;
 
     if let Some(best) = saved.best() {
         tracing::info!("best checkpoint: {}", best.display());

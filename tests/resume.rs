@@ -47,11 +47,14 @@ fn model(vs: &VarStore) -> nn::SequentialT {
         .add(nn::linear(vs.root() / "fc2", 16, 2, Default::default()))
 }
 
+/// An epoch without its wall time: number, batches, samples, metrics (bits) and learning rate.
+type Epoch = (usize, usize, usize, Vec<(String, u64)>, u64);
+
 /// Everything a run ends with that must not depend on the crash: the history without wall
 /// times, the stop, and the weights.
 #[derive(Debug, PartialEq)]
 struct Outcome {
-    epochs: Vec<(usize, usize, usize, Vec<(String, u64)>, u64)>,
+    epochs: Vec<Epoch>,
     stop: Option<String>,
     weights: Vec<u32>,
     locals: Vec<u64>,
@@ -74,7 +77,11 @@ fn fit(dir: &Path, crash_at: usize, init: i64) -> trainmon::Result<Outcome> {
         .hooks(Hooks::groups(["resume"]))
         .with(EarlyStopping::new("val_loss").patience(2).restore_best_weights(true))
         .with(ReduceLrOnPlateau::new("val_loss").patience(0).factor(0.5))
-        .with(ModelCheckpoint::new(dir.join("checkpoints")).monitor("val_loss").save_top_k(2))
+        .with(
+            ModelCheckpoint::new(dir.join("checkpoints"))
+                .monitor("val_loss")
+                .save_top_k(2),
+        )
         .with(MetricFiles::new(dir.join("metrics")))
         .with(TensorBoard::new(dir.join("tensorboard")))
         .resumable(dir.join("resume"))
@@ -115,7 +122,10 @@ fn a_fit_run_again_after_a_failure_ends_as_the_uninterrupted_one() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let whole = tempfile::tempdir().unwrap();
     let reference = fit(whole.path(), 0, 1).unwrap();
-    assert!(reference.epochs.len() >= 4, "the reference must train a few epochs: {reference:?}");
+    assert!(
+        reference.epochs.len() >= 4,
+        "the reference must train a few epochs: {reference:?}"
+    );
 
     for crash_at in [2, reference.epochs.len()] {
         let dir = tempfile::tempdir().unwrap();
@@ -142,7 +152,10 @@ fn a_fit_run_again_after_a_failure_ends_as_the_uninterrupted_one() {
         };
         assert_eq!(kept(dir.path()), kept(whole.path()), "the same checkpoints are kept");
         let event_files = std::fs::read_dir(dir.path().join("tensorboard")).unwrap().count();
-        assert_eq!(event_files, 1, "the resumed fit goes on in the crashed one's event file");
+        assert_eq!(
+            event_files, 1,
+            "the resumed fit goes on in the crashed one's event file"
+        );
     }
 }
 
@@ -242,7 +255,10 @@ fn a_corrupt_resume_point_is_an_error_naming_it() {
     // A weights file, not a resume point.
     vs.save(&file).unwrap();
     let err = fit().unwrap_err().to_string();
-    assert!(err.contains("not a resume point") && err.contains("resume.safetensors"), "{err}");
+    assert!(
+        err.contains("not a resume point") && err.contains("resume.safetensors"),
+        "{err}"
+    );
     // Truncated.
     std::fs::write(&file, b"\x10\x00\x00").unwrap();
     let err = fit().unwrap_err().to_string();

@@ -205,12 +205,8 @@ where
 {
     type State = T;
     fn save(&self, state: &T, index: usize, saved: &mut Saved) -> Outcome {
-        let value = serde_json::to_value(state).map_err(|e| {
-            format!(
-                "its `Local<{}>` cannot be saved: {e}",
-                std::any::type_name::<T>()
-            )
-        })?;
+        let value = serde_json::to_value(state)
+            .map_err(|e| format!("its `Local<{}>` cannot be saved: {e}", std::any::type_name::<T>()))?;
         saved.insert(index.to_string(), value);
         Ok(())
     }

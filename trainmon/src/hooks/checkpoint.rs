@@ -392,7 +392,8 @@ impl Hook for ModelCheckpoint {
     fn call(&mut self, ctx: &HookContext<'_>) -> Result<Control, BoxError> {
         match ctx.event() {
             Event::TrainBegin => {
-                std::fs::create_dir_all(&self.dir).map_err(Error::io("create the checkpoint directory", &self.dir))?
+                std::fs::create_dir_all(&self.dir).map_err(Error::io("create the checkpoint directory", &self.dir))?;
+                crate::output::remove_leftovers(&self.dir);
             }
             Event::EpochEnd | Event::BatchEnd => self.save_point(ctx)?,
             Event::Exception => {

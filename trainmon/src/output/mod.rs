@@ -29,6 +29,14 @@ impl RunDir {
         unreachable!("there is always a free version number")
     }
 
+    /// The run directory at `path` itself, created if need be, or as it is: to go on with a
+    /// run (see [`crate::Trainer::resumable`]).
+    pub fn open(path: impl Into<PathBuf>) -> Result<RunDir> {
+        let path = path.into();
+        std::fs::create_dir_all(&path).map_err(Error::io("create the run directory", &path))?;
+        Ok(RunDir { path })
+    }
+
     /// The directory.
     pub fn path(&self) -> &Path {
         &self.path
@@ -49,6 +57,25 @@ pub(crate) fn atomically(path: &Path, write: impl FnOnce(&Path) -> Result<()>) -
         let _ = std::fs::remove_file(&temp);
     }
     result
+}
+
+/// Removes the temporary files that writes by [`atomically`] left in `dir` when their process
+/// was killed — those of processes that no longer run (on Linux; elsewhere, all of them).
+pub(crate) fn remove_leftovers(dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        let Some((pid, _)) = name.strip_prefix('.').and_then(|rest| rest.split_once(".tmp-")) else {
+            continue;
+        };
+        let Ok(pid) = pid.parse::<u32>() else { continue };
+        let alive = pid == std::process::id() || Path::new(&format!("/proc/{pid}")).exists();
+        if !alive {
+            tracing::debug!("removing {name}, left by a write that was killed");
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
 }
 
 /// Writes a file atomically and durably: as [`atomically`], with the temporary file flushed to

@@ -331,7 +331,7 @@ fn resume_from(
     (samples, batches): (usize, usize),
 ) -> Result<u64> {
     std::fs::create_dir_all(dir).map_err(Error::io("create the resume directory", dir))?;
-    resume::remove_leftovers(dir);
+    crate::output::remove_leftovers(dir);
     let path = resume::path(dir);
     if !path.exists() {
         tracing::debug!("no resume point in {}: training starts", dir.display());
@@ -369,7 +369,9 @@ fn resume_from(
     state.epoch = progress.epoch;
     state.global_step = progress.global_step;
     state.learning_rate = progress.learning_rate;
-    state.started = Instant::now().checked_sub(progress.elapsed).unwrap_or_else(Instant::now);
+    state.started = Instant::now()
+        .checked_sub(progress.elapsed)
+        .unwrap_or_else(Instant::now);
     shared.learning_rate.set(progress.learning_rate);
     shared.history = progress.history;
     shared.history.elapsed = progress.elapsed;

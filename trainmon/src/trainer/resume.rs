@@ -182,17 +182,3 @@ pub(crate) fn read(path: &Path) -> Result<Point> {
         hooks,
     })
 }
-
-/// Removes the temporary files a process killed while writing a resume point left in `dir`.
-pub(crate) fn remove_leftovers(dir: &Path) {
-    let Ok(entries) = std::fs::read_dir(dir) else { return };
-    let suffix = format!(".tmp-{FILE_NAME}");
-    for entry in entries.flatten() {
-        let name = entry.file_name();
-        let name = name.to_string_lossy();
-        if name.starts_with('.') && name.ends_with(&suffix) {
-            tracing::debug!("removing {name}, left by an interrupted write of a resume point");
-            let _ = std::fs::remove_file(entry.path());
-        }
-    }
-}
