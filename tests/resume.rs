@@ -264,3 +264,45 @@ fn a_corrupt_resume_point_is_an_error_naming_it() {
     let err = fit().unwrap_err().to_string();
     assert!(err.contains("cannot be read"), "{err}");
 }
+
+/// A `Local` of a type serde does not handle: not kept, with a warning naming it, and the
+/// hook starts again from its default.
+#[derive(Default)]
+struct Opaque(usize);
+
+static OPAQUE_SEEN: Mutex<Vec<usize>> = Mutex::new(Vec::new());
+
+#[on_epoch_end(group = "opaque")]
+fn opaque(mut count: Local<Opaque>) {
+    count.0 += 1;
+    OPAQUE_SEEN.lock().unwrap().push(count.0);
+}
+
+#[test]
+fn a_local_serde_cannot_keep_starts_again_with_a_warning() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let data = tutorial_data(5);
+    let dir = tempfile::tempdir().unwrap();
+    let fit = |epochs| {
+        let vs = VarStore::new(Device::Cpu);
+        let model = nn::linear(vs.root(), 20, 2, Default::default());
+        Trainer::new(&vs, &model)
+            .optimizer(nn::Sgd::default(), 1e-1)
+            .epochs(epochs)
+            .hooks(Hooks::groups(["opaque"]))
+            .resumable(dir.path())
+            .fit(&data)
+            .unwrap()
+    };
+    OPAQUE_SEEN.lock().unwrap().clear();
+    fit(2);
+    let (history, logs) = trainmon_tests::capture_logs(|| fit(4));
+    assert_eq!(history.len(), 4);
+    assert_eq!(*OPAQUE_SEEN.lock().unwrap(), [1, 2, 1, 2], "counted again from the default");
+    assert!(
+        logs.iter().any(|(level, m)| level == "WARN"
+            && m.contains("hook=\"opaque\"")
+            && m.contains("Local<resume::Opaque>` is not kept in resume points")),
+        "{logs:?}"
+    );
+}

@@ -230,7 +230,10 @@ pub trait PersistUnserializable {
 }
 
 impl<T> PersistUnserializable for &&Persist<Local<'_, T>> {
-    fn save<S>(&self, _: &S, _: usize, _: &mut Saved) -> Outcome {
+    fn save<S>(&self, _: &S, index: usize, saved: &mut Saved) -> Outcome {
+        // A mark, so that resuming says what was not kept.
+        let mark = format!("not kept: Local<{}>", std::any::type_name::<T>());
+        saved.insert(index.to_string(), mark.into());
         Ok(())
     }
     fn load<S>(&self, _: &mut S, _: usize, _: &Saved) -> Outcome {
