@@ -298,7 +298,11 @@ fn a_local_serde_cannot_keep_starts_again_with_a_warning() {
     fit(2);
     let (history, logs) = trainmon_tests::capture_logs(|| fit(4));
     assert_eq!(history.len(), 4);
-    assert_eq!(*OPAQUE_SEEN.lock().unwrap(), [1, 2, 1, 2], "counted again from the default");
+    assert_eq!(
+        *OPAQUE_SEEN.lock().unwrap(),
+        [1, 2, 1, 2],
+        "counted again from the default"
+    );
     assert!(
         logs.iter().any(|(level, m)| level == "WARN"
             && m.contains("hook=\"opaque\"")

@@ -13,7 +13,9 @@
 //! not trigger. Each measurement runs in its own process (so peak memory is its own), the
 //! variants interleaved round after round; the time is training only (process start and data
 //! generation excluded). Prints a line per workload, then one JSON line per workload, last:
-//! medians over the rounds, `ratio` = trainmon / hand-written.
+//! medians over the rounds, `ratio` = trainmon / hand-written with tch's Adam (what a user of a
+//! hand-written loop gets by switching), `loop_ratio` = trainmon / hand-written with trainmon's
+//! own Adam (`trainmon::optim`, which the trainer runs): the loop's cost alone.
 //!
 //! `cargo xtask bench [--rounds N] [--workloads seed,tiny,mlp]`
 
@@ -22,6 +24,7 @@ use std::process::Command;
 use std::time::Instant;
 use tch::nn::{self, Module, OptimizerConfig};
 use tch::{Device, Kind, Tensor};
+use trainmon::optim::OptimizerConfig as _;
 use trainmon::prelude::*;
 
 struct Workload {
@@ -146,8 +149,19 @@ fn measure(variant: &str, w: &Workload) -> (usize, f64) {
             let seconds = started.elapsed().as_secs_f64();
             (history.epochs().iter().map(|e| e.batches()).sum(), seconds)
         }
-        "handwritten" => {
-            let mut opt = nn::Adam::default().build(&vs, 1e-3).unwrap();
+        "handwritten" | "handwritten_optim" => {
+            // tch's Adam, or the one the trainer runs.
+            let mut step: Box<dyn FnMut(&Tensor)> = if variant == "handwritten" {
+                let mut opt = nn::Adam::default().build(&vs, 1e-3).unwrap();
+                Box::new(move |loss| opt.backward_step(loss))
+            } else {
+                let mut opt = nn::Adam::default().build_optimizer(&vs, 1e-3).unwrap();
+                Box::new(move |loss| {
+                    opt.zero_grad().unwrap();
+                    loss.backward();
+                    opt.step().unwrap();
+                })
+            };
             let (mut best, mut counter, mut steps) = (None::<f64>, 0, 0);
             let started = Instant::now();
             for epoch in 1..=w.epochs {
@@ -161,7 +175,7 @@ fn measure(variant: &str, w: &Workload) -> (usize, f64) {
                 {
                     let out = net.forward(&xb);
                     let loss = out.cross_entropy_for_logits(&yb);
-                    opt.backward_step(&loss);
+                    step(&loss);
                     run_loss += loss.double_value(&[]);
                     correct += out.argmax(-1, false).eq_tensor(&yb).sum(Kind::Int64).int64_value(&[]);
                     total += yb.size()[0];
@@ -297,7 +311,7 @@ fn main() {
     let python = std::env::var_os("TRAINMON_PYTHON").is_some();
     // `trainmon_lazy`: the same with running values kept on the device (what CUDA gets), to
     // measure which way of reading is cheaper on the CPU.
-    let mut variants = vec!["trainmon", "handwritten", "trainmon_lazy"];
+    let mut variants = vec!["trainmon", "handwritten", "trainmon_lazy", "handwritten_optim"];
     if python {
         variants.push("python");
     }
@@ -320,23 +334,29 @@ fn main() {
             .map(|r| median(r.iter().map(|r| r.peak_mib).collect()))
             .collect();
         let ratio = us[0] / us[1];
+        let loop_ratio = us[0] / us[3];
         let python_part = if python {
-            format!(" | python plain {:8.2} µs/step", us[3])
+            format!(" | python plain {:8.2} µs/step", us[4])
         } else {
             String::new()
         };
         eprintln!(
             "{:5} trainmon {:8.2} µs/step {:7.1} MiB | hand-written {:8.2} µs/step {:7.1} MiB | ratio {:.3} | \
-             trainmon with lazy reads {:8.2} µs/step{python_part}",
-            w.name, us[0], mib[0], us[1], mib[1], ratio, us[2],
+             trainmon with lazy reads {:8.2} µs/step | hand-written, trainmon's Adam {:8.2} µs/step, loop ratio {:.3}\
+             {python_part}",
+            w.name, us[0], mib[0], us[1], mib[1], ratio, us[2], us[3], loop_ratio,
         );
         let mut line = format!(
             "{{\"workload\":\"{}\",\"trainmon_us_per_step\":{:.3},\"handwritten_us_per_step\":{:.3},\"ratio\":{:.4},\"rounds\":{rounds},\"trainmon_peak_mib\":{:.1},\"handwritten_peak_mib\":{:.1},\"memory_ratio\":{:.4}",
             w.name, us[0], us[1], ratio, mib[0], mib[1], mib[0] / mib[1]
         );
         line.push_str(&format!(",\"trainmon_lazy_us_per_step\":{:.3}", us[2]));
+        line.push_str(&format!(
+            ",\"handwritten_optim_us_per_step\":{:.3},\"loop_ratio\":{loop_ratio:.4}",
+            us[3]
+        ));
         if python {
-            line.push_str(&format!(",\"python_plain_us_per_step\":{:.3}", us[3]));
+            line.push_str(&format!(",\"python_plain_us_per_step\":{:.3}", us[4]));
         }
         line.push('}');
         lines.push(line);

@@ -281,6 +281,26 @@
 //! TensorBoard event files, plots, a summary — each a struct with a builder, added with
 //! [`Trainer::with`].
 //!
+//! # Resuming
+//!
+//! [`Trainer::resumable`] keeps a resume point at the end of every epoch — weights, optimizer
+//! state ([`optim`]), counters, the shuffling generator, the history, and every hook's state —
+//! and goes on from it when the program runs again. A hook's `Local<T>` is kept when `T`
+//! implements serde's traits:
+//!
+//! ```
+//! use trainmon::prelude::*;
+//!
+//! // Kept in resume points: a resumed run goes on with the losses seen before the crash.
+//! #[on_epoch_end]
+//! fn moving_average(epoch: &EpochLogs, mut recent: Local<Vec<f64>>) {
+//!     recent.push(epoch.loss());
+//!     if recent.len() > 5 {
+//!         recent.remove(0);
+//!     }
+//! }
+//! ```
+//!
 //! # Cost
 //!
 //! A hook that is filtered out costs a few integer operations (about 1.5 ns), a no-op hook

@@ -79,6 +79,10 @@ struct Stateful<R> {
     rule: R,
     params: Vec<Param>,
     lr: f64,
+    /// tch's optimizer over the same variables, for its `zero_grad` alone: it sets the
+    /// gradients to none (as PyTorch does by default), which spares the backward pass adding
+    /// into zeroed buffers; tch has no other way to unset a gradient.
+    unset: nn::Optimizer,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -95,12 +99,7 @@ fn failed(what: &str) -> impl Fn(TchError) -> Error + '_ {
 
 impl<R: Rule> Optimizer for Stateful<R> {
     fn zero_grad(&mut self) -> Result<()> {
-        for param in &self.params {
-            let mut grad = param.var.grad();
-            if grad.defined() {
-                let _ = grad.f_zero_().map_err(failed("zero_grad"))?;
-            }
-        }
+        self.unset.zero_grad();
         Ok(())
     }
 
@@ -238,7 +237,11 @@ impl Rule for SgdRule {
                 buf.f_copy_(&grad)?;
             } else {
                 let _ = buf.f_mul_scalar_(momentum)?;
-                let _ = buf.f_add_(&grad.f_mul_scalar(1.0 - dampening)?)?;
+                if dampening == 0.0 {
+                    let _ = buf.f_add_(&grad)?;
+                } else {
+                    let _ = buf.f_add_(&grad.f_mul_scalar(1.0 - dampening)?)?;
+                }
             }
             if nesterov {
                 grad.f_add(&buf.f_mul_scalar(momentum)?)?
@@ -286,24 +289,27 @@ impl Rule for AdamRule {
         } else {
             decayed(grad, &param.var, self.wd)?
         };
+        // m = lerp(m, g, 1 - beta1); v = lerp(v, g², 1 - beta2), PyTorch's update of both.
         let _ = slot(param, "exp_avg")?.f_lerp_(&grad, 1.0 - self.beta1)?;
-        let exp_avg_sq = slot(param, "exp_avg_sq")?;
-        let _ = exp_avg_sq.f_mul_scalar_(self.beta2)?;
-        let _ = exp_avg_sq.f_addcmul_(&grad, &grad.f_mul_scalar(1.0 - self.beta2)?)?;
-        let mut second = exp_avg_sq.shallow_clone();
+        let _ = slot(param, "exp_avg_sq")?.f_lerp_(&grad.f_square()?, 1.0 - self.beta2)?;
+        let mut second = param.slots["exp_avg_sq"].shallow_clone();
         if self.amsgrad {
             let max = slot(param, "max_exp_avg_sq")?;
-            max.f_copy_(&max.f_maximum(&second)?)?;
+            let _ = max.f_maximum_out(max, &second)?;
             second = max.shallow_clone();
         }
+        // var -= lr / c1 · m / (sqrt(v) / sqrt(c2) + eps), computed in as few passes as tch's
+        // calls allow: denom = (sqrt(v) + eps·sqrt(c2)) · (-c1 / (lr·sqrt(c2))), var += m / denom.
         let correction1 = 1.0 - self.beta1.powf(step);
-        let correction2 = 1.0 - self.beta2.powf(step);
-        // denom = sqrt(v) / sqrt(c2) + eps; var -= lr / c1 * m / denom.
+        let root2 = (1.0 - self.beta2.powf(step)).sqrt();
+        if lr == 0.0 {
+            return Ok(());
+        }
         let mut denom = second.f_sqrt()?;
-        let _ = denom.f_div_scalar_(correction2.sqrt())?;
-        let _ = denom.f_add_scalar_(self.eps)?;
-        let update = param.slots["exp_avg"].f_div(&denom)?;
-        descend(&mut param.var, &update, lr / correction1)
+        let _ = denom.f_add_scalar_(self.eps * root2)?;
+        let _ = denom.f_mul_scalar_(-correction1 / (lr * root2))?;
+        let _ = param.var.f_addcdiv_(&param.slots["exp_avg"], &denom)?;
+        Ok(())
     }
 }
 
@@ -360,10 +366,13 @@ fn build<R: Rule + 'static>(rule: R, vs: &VarStore, lr: f64) -> Result<Box<dyn O
             "the learning rate must be finite and not negative, got {lr}"
         )));
     }
+    let unset = nn::OptimizerConfig::build(nn::Sgd::default(), vs, 0.0)
+        .map_err(|e| Error::torch("building the optimizer", e))?;
     Ok(Box::new(Stateful {
         rule,
         params: params(vs),
         lr,
+        unset,
     }))
 }
 
