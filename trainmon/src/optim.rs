@@ -24,15 +24,15 @@ pub trait OptimizerConfig {
 /// An optimizer the trainer drives: it zeroes gradients, steps, has a learning rate, and saves
 /// and restores its state.
 pub trait Optimizer: Send {
-    /// Zeroes the gradients of the variables it optimizes.
+    /// Clears the gradients of the variables it optimizes (before a backward pass).
     fn zero_grad(&mut self) -> Result<()>;
     /// One update of the variables from their gradients (a variable without a gradient is left
     /// alone, as PyTorch does).
     fn step(&mut self) -> Result<()>;
     /// Sets the learning rate from the next step on.
     fn set_learning_rate(&mut self, lr: f64);
-    /// Which algorithm this is, with its settings (`"adam"`): a resume point made with another
-    /// one is refused.
+    /// Which algorithm this is, with its settings (`"adam(beta1=0.9, …)"`): a resume point made
+    /// with another one is refused. The learning rate is not part of it.
     fn kind(&self) -> String;
     /// The state, as named tensors (copies) and a JSON value.
     fn state(&self) -> Result<(Vec<(String, Tensor)>, serde_json::Value)>;
