@@ -31,7 +31,7 @@ pub trait Optimizer: Send {
     fn step(&mut self) -> Result<()>;
     /// Sets the learning rate from the next step on.
     fn set_learning_rate(&mut self, lr: f64);
-    /// Which algorithm this is, with its settings (`"adam(beta1=0.9, …)"`): a resume point made
+    /// Which algorithm this is, with its settings (`"Adam { beta1: 0.9, … }"`): a resume point made
     /// with another one is refused. The learning rate is not part of it.
     fn kind(&self) -> String;
     /// The state, as named tensors (copies) and a JSON value.
@@ -213,13 +213,7 @@ struct SgdRule(nn::Sgd);
 
 impl Rule for SgdRule {
     fn kind(&self) -> String {
-        let nn::Sgd {
-            momentum,
-            dampening,
-            wd,
-            nesterov,
-        } = self.0;
-        format!("sgd(momentum={momentum}, dampening={dampening}, wd={wd}, nesterov={nesterov})")
+        format!("{:?}", self.0)
     }
 
     fn update(&self, param: &mut Param, grad: &Tensor, lr: f64) -> std::result::Result<(), TchError> {
@@ -275,8 +269,8 @@ impl Rule for AdamRule {
             amsgrad,
             decoupled,
         } = self;
-        let name = if *decoupled { "adamw" } else { "adam" };
-        format!("{name}(beta1={beta1}, beta2={beta2}, wd={wd}, eps={eps}, amsgrad={amsgrad})")
+        let name = if *decoupled { "AdamW" } else { "Adam" };
+        format!("{name} {{ beta1: {beta1:?}, beta2: {beta2:?}, wd: {wd:?}, eps: {eps:?}, amsgrad: {amsgrad} }}")
     }
 
     fn update(&self, param: &mut Param, grad: &Tensor, lr: f64) -> std::result::Result<(), TchError> {
@@ -317,14 +311,7 @@ struct RmsPropRule(nn::RmsProp);
 
 impl Rule for RmsPropRule {
     fn kind(&self) -> String {
-        let nn::RmsProp {
-            alpha,
-            eps,
-            wd,
-            momentum,
-            centered,
-        } = self.0;
-        format!("rmsprop(alpha={alpha}, eps={eps}, wd={wd}, momentum={momentum}, centered={centered})")
+        format!("{:?}", self.0)
     }
 
     fn update(&self, param: &mut Param, grad: &Tensor, lr: f64) -> std::result::Result<(), TchError> {
@@ -606,7 +593,7 @@ mod tests {
         let mut sgd = nn::Sgd::default().build_optimizer(&vs, 1e-3).unwrap();
         let err = sgd.restore(&tensors.into_iter().collect(), value).unwrap_err();
         assert!(
-            err.to_string().contains("adam(") && err.to_string().contains("sgd("),
+            err.to_string().contains("of Adam { beta1: 0.9,") && err.to_string().contains("optimizer is Sgd {"),
             "{err}"
         );
     }
