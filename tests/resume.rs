@@ -18,6 +18,9 @@ static SERIAL: Mutex<()> = Mutex::new(());
 
 /// The epoch at whose start `crash` fails (0: never).
 static CRASH_AT: AtomicUsize = AtomicUsize::new(0);
+/// The epoch at whose end, after every other hook (the files of the epoch written, its
+/// checkpoint saved), `crash_at_end` fails (0: never).
+static CRASH_AT_END: AtomicUsize = AtomicUsize::new(0);
 
 #[on_epoch_begin(group = "resume")]
 fn crash(state: &TrainState) -> Result<(), String> {
@@ -27,14 +30,22 @@ fn crash(state: &TrainState) -> Result<(), String> {
     Ok(())
 }
 
+#[on_epoch_end(group = "resume", priority = -100_000)]
+fn crash_at_end(state: &TrainState) -> Result<(), String> {
+    if state.epoch() == CRASH_AT_END.load(Ordering::SeqCst) {
+        return Err(format!("the process dies at the end of epoch {}", state.epoch()));
+    }
+    Ok(())
+}
+
 /// What the `Local` of `losses` held at the end of the last fit.
 static LOSSES_SEEN: Mutex<Vec<f64>> = Mutex::new(Vec::new());
 
-/// Keeps every epoch's loss in its `Local`, and copies it out: a resumed fit must give the
-/// `Local` back as it was.
+/// Keeps every epoch's loss in its `Local` (and values JSON cannot hold), and copies it out:
+/// a resumed fit must give the `Local` back as it was.
 #[on_epoch_end(group = "resume", priority = -1000)]
 fn copy_out(mut seen: Local<Vec<f64>>, epoch: &EpochLogs) {
-    seen.push(epoch.loss());
+    seen.extend([epoch.loss(), f64::NAN, f64::NEG_INFINITY]);
     *LOSSES_SEEN.lock().unwrap() = seen.clone();
 }
 
@@ -60,14 +71,30 @@ struct Outcome {
     locals: Vec<u64>,
 }
 
-/// Fits 8 epochs into `dir`, resumably, with a crash at the start of epoch `crash_at` (0:
-/// none); the model starts from weights drawn with `init`.
-fn fit(dir: &Path, crash_at: usize, init: i64) -> trainmon::Result<Outcome> {
+/// Where a fit fails.
+#[derive(Clone, Copy, Debug)]
+enum Crash {
+    Never,
+    /// At the start of this epoch.
+    Begin(usize),
+    /// At the end of this epoch, after its outputs.
+    End(usize),
+}
+
+/// Fits 8 epochs into `dir`, resumably, failing as `crash` says; the model starts from
+/// weights drawn with `init`.
+fn fit(dir: &Path, crash: Crash, init: i64) -> trainmon::Result<Outcome> {
     let data = tutorial_data(5);
     tch::manual_seed(init);
     let vs = VarStore::new(Device::Cpu);
     let model = model(&vs);
-    CRASH_AT.store(crash_at, Ordering::SeqCst);
+    let (begin, end) = match crash {
+        Crash::Never => (0, 0),
+        Crash::Begin(epoch) => (epoch, 0),
+        Crash::End(epoch) => (0, epoch),
+    };
+    CRASH_AT.store(begin, Ordering::SeqCst);
+    CRASH_AT_END.store(end, Ordering::SeqCst);
     let history = Trainer::new(&vs, &model)
         .optimizer(nn::AdamW::default(), 1e-2)
         .epochs(8)
@@ -102,6 +129,21 @@ fn fit(dir: &Path, crash_at: usize, init: i64) -> trainmon::Result<Outcome> {
     })
 }
 
+/// Records in the run's one TensorBoard event file (length, its checksum, data, its checksum).
+fn records(dir: &Path) -> usize {
+    let mut files = std::fs::read_dir(dir.join("tensorboard")).unwrap();
+    let bytes = std::fs::read(files.next().unwrap().unwrap().path()).unwrap();
+    assert!(files.next().is_none(), "one event file");
+    let (mut at, mut count) = (0, 0);
+    while at < bytes.len() {
+        let length = u64::from_le_bytes(bytes[at..at + 8].try_into().unwrap()) as usize;
+        at += 8 + 4 + length + 4;
+        count += 1;
+    }
+    assert_eq!(at, bytes.len(), "whole records");
+    count
+}
+
 fn lines(path: &Path) -> Vec<String> {
     std::fs::read_to_string(path)
         .unwrap()
@@ -121,20 +163,24 @@ fn lines(path: &Path) -> Vec<String> {
 fn a_fit_run_again_after_a_failure_ends_as_the_uninterrupted_one() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let whole = tempfile::tempdir().unwrap();
-    let reference = fit(whole.path(), 0, 1).unwrap();
+    let reference = fit(whole.path(), Crash::Never, 1).unwrap();
     assert!(
         reference.epochs.len() >= 4,
         "the reference must train a few epochs: {reference:?}"
     );
 
-    for crash_at in [2, reference.epochs.len()] {
+    let last = reference.epochs.len();
+    for crash in [Crash::Begin(2), Crash::Begin(last), Crash::End(3)] {
         let dir = tempfile::tempdir().unwrap();
-        let err = fit(dir.path(), crash_at, 1).unwrap_err();
+        let err = fit(dir.path(), crash, 1).unwrap_err();
         assert!(matches!(err, Error::Hook { .. }), "{err}");
         assert!(dir.path().join("resume/resume.safetensors").exists());
         // Run again, from other initial weights: they come from the resume point.
-        let resumed = fit(dir.path(), 0, 99).unwrap();
-        assert_eq!(resumed, reference, "crashed at the start of epoch {crash_at}");
+        let resumed = fit(dir.path(), Crash::Never, 99).unwrap();
+        assert_eq!(resumed, reference, "crashed: {crash:?}");
+        // One TensorBoard event per epoch, as the uninterrupted run's (the crashed run's
+        // events after the resume point are cut off).
+        assert_eq!(records(dir.path()), records(whole.path()), "crashed: {crash:?}");
         // The metric files have one line per epoch, as the uninterrupted run's.
         assert_eq!(
             lines(&dir.path().join("metrics/epochs.csv")),
@@ -151,11 +197,6 @@ fn a_fit_run_again_after_a_failure_ends_as_the_uninterrupted_one() {
             names
         };
         assert_eq!(kept(dir.path()), kept(whole.path()), "the same checkpoints are kept");
-        let event_files = std::fs::read_dir(dir.path().join("tensorboard")).unwrap().count();
-        assert_eq!(
-            event_files, 1,
-            "the resumed fit goes on in the crashed one's event file"
-        );
     }
 }
 
@@ -163,8 +204,8 @@ fn a_fit_run_again_after_a_failure_ends_as_the_uninterrupted_one() {
 fn a_fit_that_ended_ends_again_at_once() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let dir = tempfile::tempdir().unwrap();
-    let first = fit(dir.path(), 0, 1).unwrap();
-    let again = fit(dir.path(), 0, 2).unwrap();
+    let first = fit(dir.path(), Crash::Never, 1).unwrap();
+    let again = fit(dir.path(), Crash::Never, 2).unwrap();
     assert_eq!(again.epochs, first.epochs);
     assert_eq!(again.stop, first.stop);
     assert_eq!(again.weights, first.weights, "the final weights are the resume point's");
@@ -174,7 +215,7 @@ fn a_fit_that_ended_ends_again_at_once() {
 fn another_models_resume_point_is_refused_and_the_weights_stay() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let dir = tempfile::tempdir().unwrap();
-    fit(dir.path(), 3, 1).unwrap_err();
+    fit(dir.path(), Crash::Begin(3), 1).unwrap_err();
     let data = tutorial_data(5);
     let vs = VarStore::new(Device::Cpu);
     let other = nn::linear(vs.root() / "other", 20, 2, Default::default());
@@ -308,5 +349,50 @@ fn a_local_serde_cannot_keep_starts_again_with_a_warning() {
             && m.contains("hook=\"opaque\"")
             && m.contains("Local<resume::Opaque>` is not kept in resume points")),
         "{logs:?}"
+    );
+}
+
+/// Whether `slow` sleeps at the end of epoch 2 and fails at the end of epoch 3.
+static SLOW: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+#[on_epoch_end(group = "time")]
+fn slow(state: &TrainState) -> Result<(), String> {
+    if SLOW.load(Ordering::SeqCst) && state.epoch() == 2 {
+        std::thread::sleep(std::time::Duration::from_millis(700));
+    }
+    Ok(())
+}
+
+#[test]
+fn a_time_limit_is_per_process_so_a_resumed_job_goes_on() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let data = tutorial_data(5);
+    let dir = tempfile::tempdir().unwrap();
+    let fit = || {
+        let vs = VarStore::new(Device::Cpu);
+        let model = nn::linear(vs.root(), 20, 2, Default::default());
+        Trainer::new(&vs, &model)
+            .optimizer(nn::Sgd::default(), 1e-1)
+            .epochs(6)
+            .hooks(Hooks::groups(["time"]))
+            .with(trainmon::hooks::TimeLimit::new(std::time::Duration::from_millis(500)))
+            .resumable(dir.path())
+            .fit(&data)
+            .unwrap()
+    };
+    // The first process spends 700 ms by the end of epoch 2 (past the limit, which batches
+    // check): the limit stops it in epoch 3's first batch; its resume point is epoch 2's.
+    SLOW.store(true, Ordering::SeqCst);
+    let history = fit();
+    SLOW.store(false, Ordering::SeqCst);
+    assert_eq!(history.stop_reason().unwrap().hook, "TimeLimit");
+    assert_eq!(history.len(), 3);
+    // Run again: a new budget, and the job finishes.
+    let history = fit();
+    assert_eq!(history.len(), 6);
+    assert!(history.stop_reason().is_none(), "{:?}", history.stop_reason());
+    assert!(
+        history.elapsed() >= std::time::Duration::from_millis(700),
+        "the history counts the time of both processes"
     );
 }

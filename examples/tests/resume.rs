@@ -112,7 +112,6 @@ fn a_run_killed_at_random_points_and_resumed_ends_as_if_never_killed() {
             killed += 1;
             eprintln!("killed {delay:?} after the first resume point");
             checkpoints_load(dir.path());
-            assert!(!dir.path().join("final.safetensors").exists());
         }
         run_to_end(dir.path());
         checkpoints_load(dir.path());

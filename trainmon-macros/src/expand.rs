@@ -134,7 +134,7 @@ fn register(event: Event, args: &Args, func: &ItemFn) -> TokenStream {
             .zip(&states)
             .enumerate()
             .map(|(index, (ty, state))| {
-                quote! { (&&#private::Persist::<#ty>::new()).#method(#state, #index, __saved)?; }
+                quote! { (&&#private::Persist::<#ty>::new()).#method(#state, #index, __saved); }
             })
             .collect::<Vec<_>>()
     };
@@ -167,14 +167,12 @@ fn register(event: Event, args: &Args, func: &ItemFn) -> TokenStream {
                         use #private::{PersistLocal as _, PersistNothing as _, PersistUnserializable as _};
                         let (#(#states,)*) = __state;
                         #(#saves)*
-                        ::core::result::Result::Ok(())
                     },
                     |__state, __saved| {
                         #[allow(unused_imports)]
                         use #private::{PersistLocal as _, PersistNothing as _, PersistUnserializable as _};
                         let (#(#states,)*) = __state;
                         #(#loads)*
-                        ::core::result::Result::Ok(())
                     },
                 )
             }

@@ -126,10 +126,10 @@ impl<'a> HookContext<'a> {
     }
 }
 
-/// Saves the `Local` parameters of a hook's state into a JSON object, by parameter index.
-type SaveLocals<S> = fn(&S, &mut serde_json::Map<String, serde_json::Value>) -> Result<(), BoxError>;
-/// Restores them from such an object.
-type LoadLocals<S> = fn(&mut S, &serde_json::Map<String, serde_json::Value>) -> Result<(), BoxError>;
+/// Saves the `Local` parameters of a hook's state, by parameter index (see [`crate::param::Persist`]).
+type SaveLocals<S> = fn(&S, &mut HookState);
+/// Restores them.
+type LoadLocals<S> = fn(&mut S, &HookState);
 
 /// A hook made of state and a function over it; what the attributes generate.
 struct FnHook<S, F> {
@@ -150,20 +150,20 @@ where
 
     fn state(&self) -> Result<Option<HookState>, BoxError> {
         let Some((save, _)) = self.locals else { return Ok(None) };
-        let mut saved = serde_json::Map::new();
-        save(&self.state, &mut saved)?;
-        Ok((!saved.is_empty()).then(|| HookState {
-            value: saved.into(),
+        let mut saved = HookState {
+            value: serde_json::Value::Object(Default::default()),
             tensors: Vec::new(),
-        }))
+        };
+        save(&self.state, &mut saved);
+        let empty = saved.value.as_object().is_none_or(|marks| marks.is_empty());
+        Ok((!empty).then_some(saved))
     }
 
     fn restore(&mut self, state: HookState) -> Result<(), BoxError> {
-        let Some((_, load)) = self.locals else { return Ok(()) };
-        match state.value {
-            serde_json::Value::Object(saved) => load(&mut self.state, &saved),
-            other => Err(format!("a hook's saved state is an object of its `Local` parameters, not {other}").into()),
+        if let Some((_, load)) = self.locals {
+            load(&mut self.state, &state);
         }
+        Ok(())
     }
 }
 

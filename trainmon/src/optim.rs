@@ -51,9 +51,10 @@ struct Param {
     slots: BTreeMap<&'static str, Tensor>,
 }
 
-/// The trainable variables of `vs`, by name (sorted: the same order in every process).
+/// The variables of `vs`, by name (sorted: the same order in every process). Frozen ones too:
+/// they have no gradient, so a step leaves them alone, until they are unfrozen.
 fn params(vs: &VarStore) -> Vec<Param> {
-    let mut named: Vec<(String, Tensor)> = vs.variables().into_iter().filter(|(_, t)| t.requires_grad()).collect();
+    let mut named: Vec<(String, Tensor)> = vs.variables().into_iter().collect();
     named.sort_by(|a, b| a.0.cmp(&b.0));
     named
         .into_iter()
@@ -150,10 +151,10 @@ impl<R: Rule> Optimizer for Stateful<R> {
                 self.kind()
             )));
         }
-        let _no_grad = tch::no_grad_guard();
-        for param in &mut self.params {
-            param.steps = saved.steps.get(&param.name).copied().unwrap_or(0);
-            param.slots.clear();
+        // All or nothing: every slot is checked and copied before any replaces the current.
+        let mut restored = Vec::with_capacity(self.params.len());
+        for param in &self.params {
+            let mut slots = BTreeMap::new();
             for slot in SLOTS {
                 let name = format!("{}.{slot}", param.name);
                 let Some(tensor) = tensors.get(&name) else { continue };
@@ -168,8 +169,12 @@ impl<R: Rule> Optimizer for Stateful<R> {
                     .f_to_device(param.var.device())
                     .and_then(|t| t.f_to_kind(param.var.kind()))
                     .map_err(failed("restore"))?;
-                param.slots.insert(slot, copy);
+                slots.insert(slot, copy);
             }
+            restored.push((saved.steps.get(&param.name).copied().unwrap_or(0), slots));
+        }
+        for (param, (steps, slots)) in self.params.iter_mut().zip(restored) {
+            (param.steps, param.slots) = (steps, slots);
         }
         self.lr = saved.lr;
         Ok(())

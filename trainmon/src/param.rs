@@ -128,8 +128,9 @@ borrowed_param!(Error, scope::Exception, |ctx| ctx.error);
 ///
 /// When `T` implements serde's `Serialize` and `Deserialize` (numbers, strings, `Vec`s, maps,
 /// your own types with `#[derive(Serialize, Deserialize)]`), resume points keep it
-/// ([`crate::Trainer::resumable`]), and a resumed fit gives it back as it was; other types start
-/// from their default, with a warning.
+/// ([`crate::Trainer::resumable`]) as CBOR, and a resumed fit gives it back to the bit (NaN and
+/// infinities included); other types — or a value that fails to serialize or to read back —
+/// start from their default, with a warning naming the hook.
 ///
 /// ```
 /// use trainmon::prelude::*;
@@ -189,14 +190,29 @@ impl<P: ?Sized> Persist<P> {
     }
 }
 
-type Saved = serde_json::Map<String, serde_json::Value>;
-type Outcome = Result<(), crate::BoxError>;
+use crate::hook::HookState;
+
+/// Records what became of parameter `index` in the state's JSON object of marks.
+fn mark(saved: &mut HookState, index: usize, what: String) {
+    if let serde_json::Value::Object(marks) = &mut saved.value {
+        marks.insert(index.to_string(), what.into());
+    }
+}
+
+/// The mark of parameter `index`, if any.
+fn marked(saved: &HookState, index: usize) -> Option<&str> {
+    saved.value.get(index.to_string())?.as_str()
+}
+
+/// What a `Local` is kept as: CBOR (exact for every float, NaN and infinities included), in
+/// a tensor of bytes named by the parameter's index.
+const KEPT: &str = "kept";
 
 #[doc(hidden)]
 pub trait PersistLocal {
     type State;
-    fn save(&self, state: &Self::State, index: usize, saved: &mut Saved) -> Outcome;
-    fn load(&self, state: &mut Self::State, index: usize, saved: &Saved) -> Outcome;
+    fn save(&self, state: &Self::State, index: usize, saved: &mut HookState);
+    fn load(&self, state: &mut Self::State, index: usize, saved: &HookState);
 }
 
 impl<T> PersistLocal for &Persist<Local<'_, T>>
@@ -204,61 +220,71 @@ where
     T: serde::Serialize + serde::de::DeserializeOwned,
 {
     type State = T;
-    fn save(&self, state: &T, index: usize, saved: &mut Saved) -> Outcome {
-        let value = serde_json::to_value(state)
-            .map_err(|e| format!("its `Local<{}>` cannot be saved: {e}", std::any::type_name::<T>()))?;
-        saved.insert(index.to_string(), value);
-        Ok(())
-    }
-    fn load(&self, state: &mut T, index: usize, saved: &Saved) -> Outcome {
-        if let Some(value) = saved.get(&index.to_string()) {
-            *state = T::deserialize(value).map_err(|e| {
-                format!(
-                    "its saved `Local<{}>` cannot be read back: {e}",
-                    std::any::type_name::<T>()
-                )
-            })?;
+    fn save(&self, state: &T, index: usize, saved: &mut HookState) {
+        let mut bytes = Vec::new();
+        match ciborium::into_writer(state, &mut bytes) {
+            Ok(()) => {
+                saved.tensors.push((index.to_string(), tch::Tensor::from_slice(&bytes)));
+                mark(saved, index, KEPT.into());
+            }
+            Err(e) => mark(saved, index, format!("not kept: {e}")),
         }
-        Ok(())
+    }
+    fn load(&self, state: &mut T, index: usize, saved: &HookState) {
+        let name = index.to_string();
+        let bytes = saved
+            .tensors
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, t)| Vec::<u8>::try_from(t).map_err(|e| e.to_string()));
+        let read = match (marked(saved, index), bytes) {
+            (Some(KEPT), Some(Ok(bytes))) => ciborium::from_reader(bytes.as_slice()).map_err(|e| e.to_string()),
+            (Some(KEPT), Some(Err(e))) => Err(e),
+            (Some(KEPT), None) => Err("its bytes are missing".into()),
+            (Some(why), _) => Err(why.to_owned()),
+            (None, _) => return, // a parameter added since: it starts from its default
+        };
+        match read {
+            Ok(value) => *state = value,
+            Err(why) => tracing::warn!(
+                "its `Local<{}>` is not restored ({why}): it starts from its default",
+                std::any::type_name::<T>()
+            ),
+        }
     }
 }
 
 #[doc(hidden)]
 pub trait PersistUnserializable {
-    fn save<S>(&self, state: &S, index: usize, saved: &mut Saved) -> Outcome;
-    fn load<S>(&self, state: &mut S, index: usize, saved: &Saved) -> Outcome;
+    fn save<S>(&self, state: &S, index: usize, saved: &mut HookState);
+    fn load<S>(&self, state: &mut S, index: usize, saved: &HookState);
 }
 
 impl<T> PersistUnserializable for &&Persist<Local<'_, T>> {
-    fn save<S>(&self, _: &S, index: usize, saved: &mut Saved) -> Outcome {
+    fn save<S>(&self, _: &S, index: usize, saved: &mut HookState) {
         // A mark, so that resuming says what was not kept.
-        let mark = format!("not kept: Local<{}>", std::any::type_name::<T>());
-        saved.insert(index.to_string(), mark.into());
-        Ok(())
+        mark(saved, index, "not kept".into());
     }
-    fn load<S>(&self, _: &mut S, _: usize, _: &Saved) -> Outcome {
-        tracing::warn!(
-            "its `Local<{}>` is not kept in resume points (the type does not implement serde's `Serialize` \
-             and `Deserialize`): it starts from its default",
-            std::any::type_name::<T>()
-        );
-        Ok(())
+    fn load<S>(&self, _: &mut S, index: usize, saved: &HookState) {
+        if marked(saved, index).is_some() {
+            tracing::warn!(
+                "its `Local<{}>` is not kept in resume points (the type does not implement serde's \
+                 `Serialize` and `Deserialize`): it starts from its default",
+                std::any::type_name::<T>()
+            );
+        }
     }
 }
 
 #[doc(hidden)]
 pub trait PersistNothing {
-    fn save<S>(&self, state: &S, index: usize, saved: &mut Saved) -> Outcome;
-    fn load<S>(&self, state: &mut S, index: usize, saved: &Saved) -> Outcome;
+    fn save<S>(&self, state: &S, index: usize, saved: &mut HookState);
+    fn load<S>(&self, state: &mut S, index: usize, saved: &HookState);
 }
 
 impl<P: ?Sized> PersistNothing for Persist<P> {
-    fn save<S>(&self, _: &S, _: usize, _: &mut Saved) -> Outcome {
-        Ok(())
-    }
-    fn load<S>(&self, _: &mut S, _: usize, _: &Saved) -> Outcome {
-        Ok(())
-    }
+    fn save<S>(&self, _: &S, _: usize, _: &mut HookState) {}
+    fn load<S>(&self, _: &mut S, _: usize, _: &HookState) {}
 }
 
 /// The optimizer's learning rate, to read or to change from a hook (a scheduler, a warm-up).

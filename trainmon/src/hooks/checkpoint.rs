@@ -263,6 +263,28 @@ pub(crate) fn copy_weights(
     saved: &BTreeMap<String, tch::Tensor>,
     path: &Path,
 ) -> crate::Result<()> {
+    check_weights(vs, saved, path)?;
+    let variables = vs.variables();
+    let _no_grad = tch::no_grad_guard();
+    for (name, tensor) in saved {
+        variables[name]
+            .shallow_clone()
+            .f_copy_(tensor)
+            .map_err(|e| Error::Checkpoint {
+                path: path.to_owned(),
+                message: format!("copying `{name}`: {e}"),
+            })?;
+    }
+    Ok(())
+}
+
+/// Whether saved variables fit the model's: the same names and shapes; an
+/// [`Error::Checkpoint`] naming `path` that says what differs otherwise.
+pub(crate) fn check_weights(
+    vs: &tch::nn::VarStore,
+    saved: &BTreeMap<String, tch::Tensor>,
+    path: &Path,
+) -> crate::Result<()> {
     let failed = |message: String| Error::Checkpoint {
         path: path.to_owned(),
         message,
@@ -292,13 +314,6 @@ pub(crate) fn copy_weights(
             "it was made for another model: {}",
             problems.join("; ")
         )));
-    }
-    let _no_grad = tch::no_grad_guard();
-    for (name, tensor) in saved {
-        variables[name]
-            .shallow_clone()
-            .f_copy_(tensor)
-            .map_err(|e| failed(format!("copying `{name}`: {e}")))?;
     }
     Ok(())
 }

@@ -107,18 +107,28 @@ impl Files {
         let mut header = resumed.is_some_and(|r| r.header);
         let mut open = |ext: &str, length: Option<u64>| -> Result<(PathBuf, File), Error> {
             let path = dir.join(format!("{stem}.{ext}"));
-            let resumable = |file: &File| file.metadata().is_ok_and(|m| length.is_some_and(|len| m.len() >= len));
-            let file = match std::fs::OpenOptions::new().write(true).open(&path) {
-                Ok(mut file) if resumable(&file) => {
-                    let length = length.expect("checked by resumable");
-                    file.set_len(length)
-                        .and_then(|()| file.seek(SeekFrom::End(0)))
-                        .map_err(Error::io("cut to the resume point", &path))?;
+            let existing = length.and_then(|_| std::fs::OpenOptions::new().write(true).open(&path).ok());
+            let file = match (existing, length) {
+                (Some(mut file), Some(length)) => {
+                    let now = file.metadata().map_err(Error::io("read", &path))?.len();
+                    if now >= length {
+                        // Lines written after the resume point go: the resumed fit writes them again.
+                        file.set_len(length)
+                            .map_err(Error::io("cut to the resume point", &path))?;
+                    } else {
+                        // Shorter (lost in a power cut?): keep what is there, and go on after it.
+                        tracing::warn!(
+                            "{} is shorter than in the resume point ({now} bytes, not {length}): lines may be missing",
+                            path.display()
+                        );
+                        header &= now > 0;
+                    }
+                    file.seek(SeekFrom::End(0)).map_err(Error::io("append to", &path))?;
                     file
                 }
                 _ => {
                     if length.is_some() {
-                        tracing::warn!("{} is shorter than in the resume point: it starts over", path.display());
+                        tracing::warn!("{} is gone: it starts over", path.display());
                         header = false;
                     }
                     File::create(&path).map_err(Error::io("create", &path))?
@@ -141,9 +151,15 @@ impl Files {
         Ok(Files { csv, jsonl, header })
     }
 
-    /// The files' lengths (every line is flushed as written).
+    /// The files' lengths (every line is flushed as written), once the lines are on disk: the
+    /// resume point that records them is.
     fn lengths(&self) -> Result<Lengths, BoxError> {
-        let length = |path: &Path, file: &File| file.metadata().map(|m| m.len()).map_err(Error::io("read", path));
+        let length = |path: &Path, file: &File| {
+            file.sync_data()
+                .and_then(|()| file.metadata())
+                .map(|m| m.len())
+                .map_err(Error::io("flush", path))
+        };
         Ok(Lengths {
             csv: self.csv.as_ref().map(|(p, w)| length(p, w.get_ref())).transpose()?,
             jsonl: self.jsonl.as_ref().map(|(p, w)| length(p, w.get_ref())).transpose()?,

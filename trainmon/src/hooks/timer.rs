@@ -7,25 +7,32 @@ use crate::filter::Filter;
 use crate::hook::{Hook, HookContext, Plugin};
 use crate::priority;
 use crate::registry::HookSpec;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// Stops training once it has run for a given time (Lightning's `Timer`): checked after every
-/// batch, so training stops within a batch of the limit; the stop reason says so.
+/// batch, so training stops within a batch of the limit; the stop reason says so. The time is
+/// this `fit`'s: a resumed fit ([`crate::Trainer::resumable`]) has the whole limit again, so a
+/// job stopped by it goes on when it is run again.
 #[derive(Debug, Clone)]
 pub struct TimeLimit {
     limit: Duration,
+    started: Option<Instant>,
 }
 
 impl TimeLimit {
     /// Stops after `limit` of training (from `fit`'s start).
     pub fn new(limit: Duration) -> Self {
-        TimeLimit { limit }
+        TimeLimit { limit, started: None }
     }
 }
 
 impl Hook for TimeLimit {
     fn call(&mut self, ctx: &HookContext<'_>) -> Result<Control, BoxError> {
-        let elapsed = ctx.state().elapsed();
+        if ctx.event() == Event::TrainBegin {
+            self.started = Some(Instant::now());
+            return Ok(Control::Continue);
+        }
+        let elapsed = self.started.get_or_insert_with(Instant::now).elapsed();
         Ok(if elapsed >= self.limit {
             Control::stop(format!("time limit of {:?} reached after {:.2?}", self.limit, elapsed))
         } else {
@@ -36,7 +43,10 @@ impl Hook for TimeLimit {
 
 impl Plugin for TimeLimit {
     fn specs(&self) -> Vec<HookSpec> {
-        vec![HookSpec::new(Event::BatchEnd, "TimeLimit").priority(priority::EARLY_STOPPING)]
+        [Event::TrainBegin, Event::BatchEnd]
+            .into_iter()
+            .map(|event| HookSpec::new(event, "TimeLimit").priority(priority::EARLY_STOPPING))
+            .collect()
     }
 }
 

@@ -109,13 +109,13 @@ impl EventWriter {
         &self.path
     }
 
-    /// Bytes written (every event is flushed).
+    /// Bytes written (every event is flushed), once they are on disk.
     pub fn length(&self) -> Result<u64> {
-        self.file
-            .get_ref()
-            .metadata()
+        let file = self.file.get_ref();
+        file.sync_data()
+            .and_then(|()| file.metadata())
             .map(|m| m.len())
-            .map_err(Error::io("read", &self.path))
+            .map_err(Error::io("flush", &self.path))
     }
 
     /// Scalars at `step`, one event, flushed.

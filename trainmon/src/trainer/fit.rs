@@ -339,7 +339,12 @@ fn resume_from(
     }
     let point = resume::read(&path)?;
     let progress = point.progress;
-    crate::hooks::checkpoint::copy_weights(shared.vs, &point.model, &path)?;
+    // Everything that can refuse the point comes before the weights change.
+    crate::hooks::checkpoint::check_weights(shared.vs, &point.model, &path)?;
+    let word_pos: u128 = progress.rng_word_pos.parse().map_err(|_| Error::Checkpoint {
+        path: path.clone(),
+        message: format!("the generator's position `{}` is not a number", progress.rng_word_pos),
+    })?;
     let (tensors, value) = point.optimizer;
     optimizer.restore(&tensors, value).map_err(|e| Error::Checkpoint {
         path: path.clone(),
@@ -347,13 +352,10 @@ fn resume_from(
     })?;
     optimizer.set_learning_rate(progress.learning_rate);
     dispatch.restore(point.hooks)?;
+    crate::hooks::checkpoint::copy_weights(shared.vs, &point.model, &path)?;
     if let Some(stop) = progress.stop {
         dispatch.stop_with(stop);
     }
-    let word_pos: u128 = progress.rng_word_pos.parse().map_err(|_| Error::Checkpoint {
-        path: path.clone(),
-        message: format!("the generator's position `{}` is not a number", progress.rng_word_pos),
-    })?;
     *rng = ChaCha8Rng::seed_from_u64(progress.seed);
     rng.set_stream(progress.rng_stream);
     rng.set_word_pos(word_pos);

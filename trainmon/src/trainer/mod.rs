@@ -287,9 +287,10 @@ impl<'a> Trainer<'a> {
     /// seed it ends with what the uninterrupted run would have (tested by killing one).
     ///
     /// An epoch cut short (a batch hook stopped it: an interrupt, a time limit) is not saved:
-    /// the resumed fit trains it again from its start. A fit that had ended — every epoch ran,
-    /// or a hook stopped it at an epoch's end — ends again at once (with more `epochs`, it
-    /// trains on). Delete the file to start over.
+    /// the resumed fit trains it again from its start. A fit that had ended ends again at once:
+    /// one a hook stopped at an epoch's end, and one that ran all its epochs unless given more
+    /// `epochs` (then it trains on). A point of another model or optimizer setting is an error,
+    /// and the weights stay as they were. Delete the file to start over.
     ///
     /// ```no_run
     /// # use tch::nn;
