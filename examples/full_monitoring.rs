@@ -6,12 +6,14 @@
 //!
 //! With `--resume DIR` the run directory is `DIR` and training is resumable: kill the process
 //! (even with SIGKILL) and run the same command again, and it goes on from the end of the last
-//! epoch it finished, ending as if it had never stopped.
+//! epoch it finished (or its last step point, with `--resume-steps N`), ending as if it had
+//! never stopped.
 //!
 //! ```text
 //! cargo run --example full_monitoring
 //! cargo run --example full_monitoring -- --epochs 100 --out /tmp/runs
 //! cargo run --example full_monitoring -- --epochs 100 --resume /tmp/runs/long
+//! cargo run --example full_monitoring -- --epochs 100 --resume /tmp/runs/long --resume-steps 20
 //! ```
 
 use anyhow::Result;
@@ -48,6 +50,9 @@ struct Args {
     /// Train in this run directory, resumably: run again after a crash to go on.
     #[arg(long)]
     resume: Option<PathBuf>,
+    /// With `--resume`: also a resume point every this many steps, within epochs.
+    #[arg(long, default_value_t = 0)]
+    resume_steps: u64,
 }
 
 fn main() -> Result<()> {
@@ -113,7 +118,9 @@ fn main() -> Result<()> {
         .with(Plots::new(run.path().join("plots")).svg(true))
         .with(Summary::new().monitor("val_loss").outputs(run.path()));
     if args.resume.is_some() {
-        trainer = trainer.resumable(run.path().join("resume"));
+        trainer = trainer
+            .resumable(run.path().join("resume"))
+            .resumable_steps(args.resume_steps);
     }
     let history = trainer.fit(&data)?;
     vs.save(run.path().join("final.safetensors"))?;

@@ -30,6 +30,21 @@ fn crash(state: &TrainState) -> Result<(), String> {
     Ok(())
 }
 
+/// The (epoch, batch) after whose hooks `crash_in_batch` fails ((0, 0): never).
+static CRASH_IN: Mutex<(usize, usize)> = Mutex::new((0, 0));
+
+#[on_batch_end(group = "resume", priority = -100_000)]
+fn crash_in_batch(state: &TrainState) -> Result<(), String> {
+    if (state.epoch(), state.batch()) == *CRASH_IN.lock().unwrap() {
+        return Err(format!(
+            "the process dies in batch {} of epoch {}",
+            state.batch(),
+            state.epoch()
+        ));
+    }
+    Ok(())
+}
+
 #[on_epoch_end(group = "resume", priority = -100_000)]
 fn crash_at_end(state: &TrainState) -> Result<(), String> {
     if state.epoch() == CRASH_AT_END.load(Ordering::SeqCst) {
@@ -79,22 +94,30 @@ enum Crash {
     Begin(usize),
     /// At the end of this epoch, after its outputs.
     End(usize),
+    /// After this batch of this epoch, and its hooks.
+    Batch(usize, usize),
 }
 
-/// Fits 8 epochs into `dir`, resumably, failing as `crash` says; the model starts from
-/// weights drawn with `init`.
+/// Fits 8 epochs into `dir`, resumably (at epoch ends, and every `steps` steps), failing as
+/// `crash` says; the model starts from weights drawn with `init`.
 fn fit(dir: &Path, crash: Crash, init: i64) -> trainmon::Result<Outcome> {
+    fit_with(dir, crash, init, 0)
+}
+
+fn fit_with(dir: &Path, crash: Crash, init: i64, steps: u64) -> trainmon::Result<Outcome> {
     let data = tutorial_data(5);
     tch::manual_seed(init);
     let vs = VarStore::new(Device::Cpu);
     let model = model(&vs);
-    let (begin, end) = match crash {
-        Crash::Never => (0, 0),
-        Crash::Begin(epoch) => (epoch, 0),
-        Crash::End(epoch) => (0, epoch),
+    let (begin, end, within) = match crash {
+        Crash::Never => (0, 0, (0, 0)),
+        Crash::Begin(epoch) => (epoch, 0, (0, 0)),
+        Crash::End(epoch) => (0, epoch, (0, 0)),
+        Crash::Batch(epoch, batch) => (0, 0, (epoch, batch)),
     };
     CRASH_AT.store(begin, Ordering::SeqCst);
     CRASH_AT_END.store(end, Ordering::SeqCst);
+    *CRASH_IN.lock().unwrap() = within;
     let history = Trainer::new(&vs, &model)
         .optimizer(nn::AdamW::default(), 1e-2)
         .epochs(8)
@@ -109,9 +132,10 @@ fn fit(dir: &Path, crash: Crash, init: i64) -> trainmon::Result<Outcome> {
                 .monitor("val_loss")
                 .save_top_k(2),
         )
-        .with(MetricFiles::new(dir.join("metrics")))
-        .with(TensorBoard::new(dir.join("tensorboard")))
+        .with(MetricFiles::new(dir.join("metrics")).steps(2))
+        .with(TensorBoard::new(dir.join("tensorboard")).steps(2))
         .resumable(dir.join("resume"))
+        .resumable_steps(steps)
         .fit(&data)?;
     let bits = |v: f64| v.to_bits();
     Ok(Outcome {
@@ -395,4 +419,51 @@ fn a_time_limit_is_per_process_so_a_resumed_job_goes_on() {
         history.elapsed() >= std::time::Duration::from_millis(700),
         "the history counts the time of both processes"
     );
+}
+
+#[test]
+fn a_fit_failing_within_an_epoch_goes_on_from_its_last_step_point() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let whole = tempfile::tempdir().unwrap();
+    // 800 training samples in batches of 64: 13 batches an epoch; a point every 3 steps.
+    let reference = fit_with(whole.path(), Crash::Never, 1, 3).unwrap();
+    assert!(reference.epochs.len() >= 4, "{reference:?}");
+    for (epoch, batch) in [(1, 2), (3, 8), (3, 13), (4, 1)] {
+        // Where it goes on from: the latest point before the crash — after a step divisible by
+        // 3 that is not an epoch's last, or at the end of an epoch.
+        let step = (epoch - 1) * 13 + batch;
+        let within = (1..step).filter(|s| s % 3 == 0 && s % 13 != 0).max().unwrap_or(0);
+        let point = within.max((epoch - 1) * 13);
+        let dir = tempfile::tempdir().unwrap();
+        fit_with(dir.path(), Crash::Batch(epoch, batch), 1, 3).unwrap_err();
+        // Run again from other initial weights, which a resume point replaces (with none, it
+        // starts over: from the same ones).
+        let init = if point == 0 { 1 } else { 99 };
+        let (resumed, logs) = trainmon_tests::capture_logs(|| fit_with(dir.path(), Crash::Never, init, 3).unwrap());
+        assert_eq!(resumed, reference, "crashed after batch {batch} of epoch {epoch}");
+        for file in ["epochs.csv", "steps.csv"] {
+            assert_eq!(
+                lines(&dir.path().join("metrics").join(file)),
+                lines(&whole.path().join("metrics").join(file)),
+                "{file}, crashed after batch {batch} of epoch {epoch}"
+            );
+        }
+        assert_eq!(records(dir.path()), records(whole.path()));
+        let said = match (point / 13, point % 13) {
+            (0, 0) => None,
+            (epochs, 0) => Some(format!("{epochs} epochs done, step {point}")),
+            (epochs, batches) => Some(format!("{epochs} epochs and {batches} batches done, step {point}")),
+        };
+        let resumed_from = logs
+            .iter()
+            .find(|(_, m)| m.starts_with("resuming from"))
+            .map(|(_, m)| m.clone());
+        match said {
+            Some(said) => assert!(
+                resumed_from.as_deref().is_some_and(|m| m.ends_with(&said)),
+                "{said}: {logs:?}"
+            ),
+            None => assert!(resumed_from.is_none(), "{logs:?}"),
+        }
+    }
 }

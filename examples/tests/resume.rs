@@ -1,7 +1,8 @@
 //! A real training process (the `full_monitoring` example: every built-in hook on, resumable
-//! with `--resume DIR`) killed with SIGKILL at random points after its first resume point, then
-//! run again with the same command: it ends with the weights and the history of a run that was
-//! never killed, to the bit; and whatever the kill interrupted, every checkpoint left loads.
+//! with `--resume DIR`, at epoch ends and every 20 steps) killed with SIGKILL at random points
+//! after its first resume point, then run again with the same command: it ends with the weights
+//! and the history of a run that was never killed, to the bit; and whatever the kill
+//! interrupted, every checkpoint left loads.
 
 mod common;
 
@@ -13,10 +14,22 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tch::nn;
 
+/// Resume points at every epoch's end, and every 20 steps (epochs have 50): most kills land
+/// in an epoch, after a step point.
 fn command(dir: &Path) -> Command {
     let mut command = Command::new(example("full_monitoring"));
     command
-        .args(["--epochs", "150", "--patience", "1000", "--seed", "3", "--resume"])
+        .args([
+            "--epochs",
+            "150",
+            "--patience",
+            "1000",
+            "--seed",
+            "3",
+            "--resume-steps",
+            "20",
+            "--resume",
+        ])
         .arg(dir)
         .stdout(Stdio::null())
         .stderr(Stdio::piped());

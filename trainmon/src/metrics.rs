@@ -66,6 +66,20 @@ pub trait Metric: Send {
     fn compute(&self) -> Result<f64, TchError>;
     /// Forgets every batch.
     fn reset(&mut self);
+
+    /// Its running state, for a resume point taken within an epoch
+    /// ([`crate::Trainer::resumable_steps`]); `None` (the default) when it keeps none: a fit
+    /// resumed within an epoch then computes it over the batches after the resume point only,
+    /// and says so.
+    fn state(&self) -> Result<Option<crate::hook::HookState>, crate::BoxError> {
+        Ok(None)
+    }
+
+    /// Takes back a state [`Metric::state`] returned.
+    fn restore(&mut self, state: crate::hook::HookState) -> Result<(), crate::BoxError> {
+        let _ = state;
+        Ok(())
+    }
 }
 
 /// A running sum of scalar tensors: on the host (read at every add) or on the device (read when
@@ -92,6 +106,10 @@ impl Sum {
             // A copy: the first value must not alias a tensor someone else holds.
             Sum::Device(None) => *self = Sum::Device(Some(value.f_to_dtype(Kind::Double, false, true)?)),
             Sum::Device(Some(sum)) => {
+                if sum.device() != value.device() {
+                    // A sum restored from a resume point starts on the host.
+                    *sum = sum.f_to_device(value.device())?;
+                }
                 let _ = sum.f_add_(value)?;
             }
         }
@@ -109,6 +127,23 @@ impl Sum {
     fn reset(&mut self) {
         *self = Sum::new(matches!(self, Sum::Device(_)));
     }
+
+    /// Sets the sum to `value` (restoring a saved one), where it is kept.
+    fn set(&mut self, value: f64) {
+        *self = match self {
+            Sum::Host(_) => Sum::Host(value),
+            Sum::Device(_) if value == 0.0 => Sum::Device(None),
+            Sum::Device(_) => Sum::Device(Some(Tensor::from(value))),
+        }
+    }
+}
+
+/// A running sum and count, as a resume point keeps them.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct SavedSum {
+    #[serde(with = "crate::history::float")]
+    sum: f64,
+    count: i64,
 }
 
 /// Share of samples whose arg-max output is their class label (labels are class indices).
@@ -161,6 +196,37 @@ impl Metric for Accuracy {
         self.correct.reset();
         self.samples = 0;
     }
+
+    fn state(&self) -> Result<Option<crate::hook::HookState>, crate::BoxError> {
+        let saved = SavedSum {
+            sum: self.correct.value()?,
+            count: self.samples,
+        };
+        Ok(Some(crate::hook::HookState::new(saved)?))
+    }
+
+    fn restore(&mut self, state: crate::hook::HookState) -> Result<(), crate::BoxError> {
+        let saved: SavedSum = state.value()?;
+        self.correct.set(saved.sum);
+        self.samples = saved.count;
+        Ok(())
+    }
+}
+
+/// The counters and loss sum of [`BatchLogs`] within an epoch, as a resume point keeps them.
+#[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
+pub(crate) struct SavedLogs {
+    number: usize,
+    size: usize,
+    samples: usize,
+    #[serde(with = "crate::history::float")]
+    loss: f64,
+}
+
+/// The whole running state of [`BatchLogs`]: counters and each metric's, by name.
+pub(crate) struct LogsState {
+    pub(crate) counters: SavedLogs,
+    pub(crate) metrics: Vec<(String, Option<crate::hook::HookState>)>,
 }
 
 /// The running logs of an epoch (or a validation run) after its latest batch, as
@@ -204,6 +270,59 @@ impl BatchLogs {
         self.loss.reset();
         self.metrics.iter_mut().for_each(|m| m.reset());
         self.cache.iter().for_each(|c| c.set(None));
+    }
+
+    /// The running state within an epoch, for a resume point: the counters, the loss sum and
+    /// each metric's state (`None` for a metric that keeps none).
+    pub(crate) fn state(&self) -> Result<LogsState> {
+        let failed = |e: crate::BoxError| Error::Config(format!("the running values cannot be saved: {e}"));
+        let metrics = self
+            .metrics
+            .iter()
+            .map(|m| m.state().map(|s| (m.name().to_owned(), s)))
+            .collect::<std::result::Result<Vec<_>, _>>()
+            .map_err(failed)?;
+        Ok(LogsState {
+            counters: SavedLogs {
+                number: self.number,
+                size: self.size,
+                samples: self.samples,
+                loss: self.loss.value().map_err(|e| failed(e.into()))?,
+            },
+            metrics,
+        })
+    }
+
+    /// Takes back a running state [`BatchLogs::state`] returned (after a reset). A metric
+    /// without a saved state starts from nothing, with a warning.
+    pub(crate) fn restore(&mut self, state: LogsState) -> Result<()> {
+        let SavedLogs {
+            number,
+            size,
+            samples,
+            loss,
+        } = state.counters;
+        (self.number, self.size, self.samples) = (number, size, samples);
+        self.loss.set(loss);
+        let mut saved = state.metrics;
+        for metric in &mut self.metrics {
+            let at = saved.iter().position(|(name, s)| name == metric.name() && s.is_some());
+            match at.and_then(|at| saved.swap_remove(at).1) {
+                Some(s) => metric.restore(s).map_err(|e| {
+                    Error::Config(format!(
+                        "the running state of `{}` cannot be restored: {e}",
+                        metric.name()
+                    ))
+                })?,
+                None => tracing::warn!(
+                    "the metric `{}` keeps no state in resume points: this epoch's value covers only the batches \
+                     after the resume",
+                    metric.name()
+                ),
+            }
+        }
+        self.cache.iter().for_each(|c| c.set(None));
+        Ok(())
     }
 
     /// Adds a batch: its mean loss, and its outputs against the targets for the metrics.

@@ -8,7 +8,7 @@ use crate::event::Event;
 use crate::history::{EpochLogs, History};
 use crate::hook::{Hook, HookContext};
 use crate::loss::Loss;
-use crate::metrics::{Accuracy, BatchLogs, Metric};
+use crate::metrics::{Accuracy, BatchLogs, LogsState, Metric};
 use crate::registry::{registrations, HookInfo};
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
@@ -196,6 +196,7 @@ impl Trainer<'_> {
             tolerated,
             nan_policy,
             resume,
+            resume_steps,
         } = self;
         let (optimizer, learning_rate) = match optimizer {
             Optimizer::Ready(optimizer, lr) => (optimizer, *lr),
@@ -275,9 +276,9 @@ impl Trainer<'_> {
             learning_rate: Cell::new(learning_rate),
         };
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
-        let mut seed = seed;
+        let (mut seed, mut within) = (seed, None);
         if let Some(dir) = resume.as_deref() {
-            seed = resume_from(
+            (seed, within) = resume_from(
                 dir,
                 &mut shared,
                 &mut **optimizer,
@@ -286,6 +287,10 @@ impl Trainer<'_> {
                 seed,
                 (train.len(), batches),
             )?;
+        } else if *resume_steps > 0 {
+            return Err(Error::Config(
+                "`resumable_steps` keeps resume points in the directory of `resumable(dir)`, which is not set".into(),
+            ));
         }
         let mut loop_ = Loop {
             model: *model,
@@ -301,6 +306,8 @@ impl Trainer<'_> {
             rng,
             profiled: (Duration::ZERO, 0),
             resume: resume.as_deref(),
+            resume_steps: *resume_steps,
+            within,
             seed,
             reseed: reseed.then_some(seed),
             samples: train.len(),
@@ -319,8 +326,9 @@ impl Trainer<'_> {
 }
 
 /// Goes on from the resume point in `dir`, if there is one: weights, optimizer, hooks' states,
-/// counters, generator, learning rate and history as they were at its epoch's end. Returns the
-/// shuffling generator's seed: `seed`, or the one of the resumed run.
+/// counters, generator, learning rate and history as they were at its epoch's end (or at its
+/// step, within an epoch). Returns the shuffling generator's seed — `seed`, or the one of the
+/// resumed run — and, for a point within an epoch, where in it and the running logs.
 fn resume_from(
     dir: &Path,
     shared: &mut Shared<'_>,
@@ -329,21 +337,27 @@ fn resume_from(
     rng: &mut ChaCha8Rng,
     seed: u64,
     (samples, batches): (usize, usize),
-) -> Result<u64> {
+) -> Result<(u64, Option<Within>)> {
     std::fs::create_dir_all(dir).map_err(Error::io("create the resume directory", dir))?;
     crate::output::remove_leftovers(dir);
     let path = resume::path(dir);
     if !path.exists() {
         tracing::debug!("no resume point in {}: training starts", dir.display());
-        return Ok(seed);
+        return Ok((seed, None));
     }
     let point = resume::read(&path)?;
     let progress = point.progress;
     // Everything that can refuse the point comes before the weights change.
     crate::hooks::checkpoint::check_weights(shared.vs, &point.model, &path)?;
-    let word_pos: u128 = progress.rng_word_pos.parse().map_err(|_| Error::Checkpoint {
+    // Within an epoch, the generator goes back to the epoch's start: the resumed fit shuffles
+    // the epoch again as the interrupted one did.
+    let position = match &progress.within {
+        Some(within) => &within.epoch_rng_word_pos,
+        None => &progress.rng_word_pos,
+    };
+    let word_pos: u128 = position.parse().map_err(|_| Error::Checkpoint {
         path: path.clone(),
-        message: format!("the generator's position `{}` is not a number", progress.rng_word_pos),
+        message: format!("the generator's position `{position}` is not a number"),
     })?;
     let (tensors, value) = point.optimizer;
     optimizer.restore(&tensors, value).map_err(|e| Error::Checkpoint {
@@ -377,13 +391,38 @@ fn resume_from(
     shared.learning_rate.set(progress.learning_rate);
     shared.history = progress.history;
     shared.history.elapsed = progress.elapsed;
+    let within = progress.within.map(|within| Within {
+        batch: within.batch,
+        epoch_elapsed: within.epoch_elapsed,
+        logs: LogsState {
+            counters: within.logs,
+            metrics: point
+                .metrics
+                .into_iter()
+                .map(|(name, state)| (name, Some(state)))
+                .collect(),
+        },
+    });
+    let batch = within
+        .as_ref()
+        .map_or(String::new(), |w| format!(" and {} batches", w.batch));
     tracing::info!(
-        "resuming from {}: {} epochs done, step {}",
+        "resuming from {}: {} epochs{batch} done, step {}",
         path.display(),
         progress.epoch,
         progress.global_step
     );
-    Ok(progress.seed)
+    Ok((progress.seed, within))
+}
+
+/// Where a fit resumed within an epoch goes on from.
+struct Within {
+    /// Batches of the epoch done.
+    batch: usize,
+    /// Its wall time so far.
+    epoch_elapsed: Duration,
+    /// Its running logs.
+    logs: LogsState,
 }
 
 /// Settings that cannot train, found before any work is done.
@@ -497,6 +536,10 @@ struct Loop<'a, 'h, 't> {
     profiled: (Duration, u32),
     /// Where to keep the resume point, if the fit is resumable.
     resume: Option<&'a Path>,
+    /// Also a resume point every this many optimizer steps, within epochs (0: none).
+    resume_steps: u64,
+    /// Where in its first epoch a fit resumed within an epoch goes on.
+    within: Option<Within>,
     /// The shuffling generator's seed.
     seed: u64,
     /// The seed to derive each epoch's seed of libtorch's generator from, if one was given.
@@ -546,16 +589,23 @@ impl Loop<'_, '_, '_> {
             }
             self.shared.state.epoch = epoch;
             self.shared.state.batch = 0;
-            if let Some(seed) = self.reseed {
-                // Per epoch, so that a resumed fit draws what the uninterrupted one did.
-                tch::manual_seed((seed ^ (epoch as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15)) as i64);
-            }
-            let started = Instant::now();
-            self.fire(Event::EpochBegin, epoch, epoch as u64, None)?;
-            if self.dispatch.stopped() {
-                break;
-            }
-            self.train_epoch(train, logs)?;
+            // An epoch a fit resumes within has begun already: its time goes on, its
+            // `on_epoch_begin` hooks ran in the interrupted process.
+            let started = match &self.within {
+                Some(within) => Instant::now()
+                    .checked_sub(within.epoch_elapsed)
+                    .unwrap_or_else(Instant::now),
+                None => {
+                    self.reseed(epoch, 0);
+                    let started = Instant::now();
+                    self.fire(Event::EpochBegin, epoch, epoch as u64, None)?;
+                    if self.dispatch.stopped() {
+                        break;
+                    }
+                    started
+                }
+            };
+            self.train_epoch(train, logs, started)?;
             if logs.number() == 0 {
                 break;
             }
@@ -589,7 +639,7 @@ impl Loop<'_, '_, '_> {
                     .stop()
                     .is_none_or(|stop| matches!(stop.event, Event::ValidationEnd | Event::EpochEnd));
             if let (Some(dir), true) = (self.resume, whole) {
-                self.save_resume_point(dir)?;
+                self.save_resume_point(dir, None)?;
             }
         }
         self.shared.history.stop = self.dispatch.take_stop();
@@ -603,11 +653,37 @@ impl Loop<'_, '_, '_> {
         Ok(())
     }
 
-    /// Writes the resume point of the epoch just ended (after all its hooks ran).
-    fn save_resume_point(&mut self, dir: &Path) -> Result<()> {
+    /// Seeds libtorch's generator from the seed, the epoch and the batch (0: the epoch's start),
+    /// when a seed was given: so that a fit resumed within an epoch draws what the
+    /// uninterrupted one did (dropout masks).
+    fn reseed(&self, epoch: usize, batch: usize) {
+        if let Some(seed) = self.reseed {
+            let mix =
+                (epoch as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ (batch as u64).wrapping_mul(0xC2B2_AE3D_27D4_EB4F);
+            tch::manual_seed((seed ^ mix) as i64);
+        }
+    }
+
+    /// Writes a resume point: at the end of an epoch (after all its hooks ran), or — `within`
+    /// — after a batch, with where in the epoch and its running logs.
+    fn save_resume_point(&mut self, dir: &Path, within: Option<(resume::Within, LogsState)>) -> Result<()> {
         let state = &self.shared.state;
+        let (within, metrics) = match within {
+            Some((within, logs)) => {
+                let metrics = logs.metrics.into_iter().filter_map(|(n, s)| Some((n, s?))).collect();
+                (
+                    Some(resume::Within {
+                        logs: logs.counters,
+                        ..within
+                    }),
+                    metrics,
+                )
+            }
+            None => (None, Vec::new()),
+        };
         let progress = resume::Progress {
-            epoch: state.epoch,
+            epoch: state.epoch - usize::from(within.is_some()),
+            within,
             global_step: state.global_step,
             learning_rate: state.learning_rate,
             seed: self.seed,
@@ -621,7 +697,7 @@ impl Loop<'_, '_, '_> {
         };
         let optimizer = self.optimizer.state()?;
         let hooks = self.dispatch.states()?;
-        resume::write(&resume::path(dir), progress, self.shared.vs, optimizer, hooks)
+        resume::write(&resume::path(dir), progress, self.shared.vs, optimizer, hooks, metrics)
     }
 
     /// After the profiled batches: warns about training-batch hooks slower than the step itself.
@@ -639,7 +715,9 @@ impl Loop<'_, '_, '_> {
     }
 
     /// The training batches of one epoch, until its end or a stop.
-    fn train_epoch(&mut self, train: &Source<'_>, logs: &mut BatchLogs) -> Result<()> {
+    /// `started`: when the epoch started (in the interrupted process, for a resumed epoch).
+    fn train_epoch(&mut self, train: &Source<'_>, logs: &mut BatchLogs, started: Instant) -> Result<()> {
+        let epoch_rng = self.rng.get_word_pos();
         let order = self.shuffle.then(|| {
             let mut order: Vec<i64> = (0..train.len() as i64).collect();
             order.shuffle(&mut self.rng);
@@ -649,9 +727,18 @@ impl Loop<'_, '_, '_> {
         let epoch = self.shared.state.epoch;
         let device = self.shared.state.device;
         logs.reset();
-        for batch in 1..=self.batches {
+        let mut first = 1;
+        if let Some(within) = self.within.take() {
+            logs.restore(within.logs)?;
+            first = within.batch + 1;
+        }
+        for batch in first..=self.batches {
             self.shared.state.batch = batch;
             let step = self.shared.state.global_step + 1;
+            if self.resume_steps > 0 {
+                // Dropout after a resume point within the epoch draws alike.
+                self.reseed(epoch, batch);
+            }
             // Timed only over the first batches of the fit, to find slow hooks.
             let batch_started = (self.profiled.1 < PROFILED_BATCHES).then(Instant::now);
             self.fire(Event::BatchBegin, batch, step, None)?;
@@ -703,6 +790,18 @@ impl Loop<'_, '_, '_> {
             }
             if self.dispatch.stopped() {
                 break;
+            }
+            let steps = self.resume_steps;
+            if let Some(dir) = self.resume {
+                if steps > 0 && window_end && batch < self.batches && self.shared.state.global_step % steps == 0 {
+                    let within = resume::Within {
+                        batch,
+                        epoch_rng_word_pos: epoch_rng.to_string(),
+                        epoch_elapsed: started.elapsed(),
+                        logs: Default::default(),
+                    };
+                    self.save_resume_point(dir, Some((within, logs.state()?)))?;
+                }
             }
         }
         Ok(())

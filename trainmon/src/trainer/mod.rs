@@ -58,6 +58,7 @@ pub struct Trainer<'a> {
     tolerated: Vec<String>,
     nan_policy: NanPolicy,
     resume: Option<PathBuf>,
+    resume_steps: u64,
 }
 
 /// What `fit` does about NaN in a dataset's features (checked once, when `fit` starts, for
@@ -121,6 +122,7 @@ impl<'a> Trainer<'a> {
             tolerated: Vec::new(),
             nan_policy: NanPolicy::Warn,
             resume: None,
+            resume_steps: 0,
         }
     }
 
@@ -310,6 +312,18 @@ impl<'a> Trainer<'a> {
     /// ```
     pub fn resumable(mut self, dir: impl Into<PathBuf>) -> Self {
         self.resume = Some(dir.into());
+        self
+    }
+
+    /// Also writes the resume point of [`Trainer::resumable`] every `n` optimizer steps (by the
+    /// global step), within epochs: a fit killed in a long epoch goes on from its latest step
+    /// point instead of the epoch's start. It keeps the running loss and metrics of the epoch
+    /// (a metric of your own keeps its own if it implements [`Metric::state`]), and with a seed
+    /// libtorch's generator is seeded per batch, so the resumed fit ends as the uninterrupted
+    /// one. The resumed epoch's `on_epoch_begin` hooks do not run again. `0` (the default): at
+    /// epoch ends only.
+    pub fn resumable_steps(mut self, n: u64) -> Self {
+        self.resume_steps = n;
         self
     }
 

@@ -9,6 +9,7 @@
 use crate::error::{Error, Result};
 use crate::history::{float, History, StopReason};
 use crate::hook::HookState;
+use crate::metrics::SavedLogs;
 use crate::output::durably;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -44,6 +45,22 @@ pub(crate) struct Progress {
     pub history: History,
     /// A stop a hook asked for at this epoch's end (the fit is over).
     pub stop: Option<StopReason>,
+    /// For a point taken within an epoch (the one after `epoch`): where in it.
+    pub within: Option<Within>,
+}
+
+/// Where a resume point taken within an epoch is in it.
+#[derive(Serialize, Deserialize)]
+pub(crate) struct Within {
+    /// Batches done.
+    pub batch: usize,
+    /// The shuffling generator's position at the epoch's start, before its shuffle: the
+    /// resumed fit shuffles the epoch again, alike.
+    pub epoch_rng_word_pos: String,
+    /// Wall time of the epoch so far.
+    pub epoch_elapsed: Duration,
+    /// The running loss and counters (each metric's state is beside them).
+    pub logs: SavedLogs,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -54,6 +71,9 @@ struct Document {
     /// Each hook's plain state and the file names of its tensors (by the hook's name in the
     /// state, in the file).
     hooks: BTreeMap<String, SavedHook>,
+    /// The running metrics' states of a point taken within an epoch, by metric name.
+    #[serde(default)]
+    metrics: BTreeMap<String, SavedHook>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -68,6 +88,7 @@ pub(crate) struct Point {
     pub model: BTreeMap<String, Tensor>,
     pub optimizer: (BTreeMap<String, Tensor>, serde_json::Value),
     pub hooks: BTreeMap<String, HookState>,
+    pub metrics: BTreeMap<String, HookState>,
 }
 
 /// The path of the resume point in `dir`.
@@ -82,6 +103,7 @@ pub(crate) fn write(
     vs: &VarStore,
     optimizer: (Vec<(String, Tensor)>, serde_json::Value),
     hooks: Vec<(String, HookState)>,
+    metrics: Vec<(String, HookState)>,
 ) -> Result<()> {
     let torch = |e| Error::torch(format!("writing the resume point {}", path.display()), e);
     let on_cpu = |t: &Tensor| t.f_to_device(Device::Cpu).and_then(|t| t.f_contiguous()).map_err(torch);
@@ -95,27 +117,34 @@ pub(crate) fn write(
     for (name, tensor) in optimizer_tensors {
         tensors.push((format!("optimizer/{name}"), on_cpu(&tensor)?));
     }
-    let mut saved_hooks = BTreeMap::new();
-    for (index, (key, state)) in hooks.into_iter().enumerate() {
-        let mut names = Vec::new();
-        for (i, (name, tensor)) in state.tensors.into_iter().enumerate() {
-            let file_name = format!("hooks/{index}/{i}");
-            tensors.push((file_name.clone(), on_cpu(&tensor)?));
-            names.push((name, file_name));
+    // States: their values in the document, their tensors in the file as `<kind>/<n>/<i>`.
+    let mut states = |kind: &str, states: Vec<(String, HookState)>| -> Result<BTreeMap<String, SavedHook>> {
+        let mut saved = BTreeMap::new();
+        for (index, (key, state)) in states.into_iter().enumerate() {
+            let mut names = Vec::new();
+            for (i, (name, tensor)) in state.tensors.into_iter().enumerate() {
+                let file_name = format!("{kind}/{index}/{i}");
+                tensors.push((file_name.clone(), on_cpu(&tensor)?));
+                names.push((name, file_name));
+            }
+            saved.insert(
+                key,
+                SavedHook {
+                    value: state.value,
+                    tensors: names,
+                },
+            );
         }
-        saved_hooks.insert(
-            key,
-            SavedHook {
-                value: state.value,
-                tensors: names,
-            },
-        );
-    }
+        Ok(saved)
+    };
+    let hooks = states("hooks", hooks)?;
+    let metrics = states("metrics", metrics)?;
     let document = Document {
         format: FORMAT,
         progress,
         optimizer,
-        hooks: saved_hooks,
+        hooks,
+        metrics,
     };
     let json = serde_json::to_vec(&document).map_err(|e| Error::Checkpoint {
         path: path.to_owned(),
@@ -160,25 +189,31 @@ pub(crate) fn read(path: &Path) -> Result<Point> {
     };
     let model = take("model/");
     let optimizer = take("optimizer/");
-    let mut hook_tensors = take("");
-    let mut hooks = BTreeMap::new();
-    for (key, saved) in document.hooks {
-        let mut state = HookState {
-            value: saved.value,
-            tensors: Vec::new(),
-        };
-        for (name, file_name) in saved.tensors {
-            let tensor = hook_tensors
-                .remove(&file_name)
-                .ok_or_else(|| failed(format!("the tensor `{file_name}` of hook `{key}` is missing")))?;
-            state.tensors.push((name, tensor));
+    let mut rest = take("");
+    let mut states = |saved: BTreeMap<String, SavedHook>| -> Result<BTreeMap<String, HookState>> {
+        let mut states = BTreeMap::new();
+        for (key, saved) in saved {
+            let mut state = HookState {
+                value: saved.value,
+                tensors: Vec::new(),
+            };
+            for (name, file_name) in saved.tensors {
+                let tensor = rest
+                    .remove(&file_name)
+                    .ok_or_else(|| failed(format!("the tensor `{file_name}` of `{key}` is missing")))?;
+                state.tensors.push((name, tensor));
+            }
+            states.insert(key, state);
         }
-        hooks.insert(key, state);
-    }
+        Ok(states)
+    };
+    let hooks = states(document.hooks)?;
+    let metrics = states(document.metrics)?;
     Ok(Point {
         progress: document.progress,
         model,
         optimizer: (optimizer, document.optimizer),
         hooks,
+        metrics,
     })
 }
