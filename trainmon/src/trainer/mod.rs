@@ -289,7 +289,8 @@ impl<'a> Trainer<'a> {
     /// seed it ends with what the uninterrupted run would have (tested by killing one).
     ///
     /// An epoch cut short (a batch hook stopped it: an interrupt, a time limit) is not saved:
-    /// the resumed fit trains it again from its start. A fit that had ended ends again at once:
+    /// the resumed fit trains it again from its start — or from its latest point within it, with
+    /// [`Trainer::resumable_steps`]. A fit that had ended ends again at once:
     /// one a hook stopped at an epoch's end, and one that ran all its epochs unless given more
     /// `epochs` (then it trains on). A point of another model or optimizer setting is an error,
     /// and the weights stay as they were. Delete the file to start over.
