@@ -168,19 +168,32 @@ fn records(dir: &Path) -> usize {
     count
 }
 
+/// The lines of a metric file; of `epochs.csv`, without the time column (which differs
+/// between runs).
 fn lines(path: &Path) -> Vec<String> {
+    let epochs = path.ends_with("epochs.csv");
     std::fs::read_to_string(path)
         .unwrap()
         .lines()
         .map(|l| {
-            // The time column differs between runs.
             let mut fields: Vec<&str> = l.split(',').collect();
-            if fields.len() > 1 {
+            if epochs {
                 fields.remove(1);
             }
             fields.join(",")
         })
         .collect()
+}
+
+/// The checkpoints kept in a run's directory (the one a failure saves aside).
+fn kept(dir: &Path) -> Vec<std::ffi::OsString> {
+    let mut names: Vec<_> = std::fs::read_dir(dir.join("checkpoints"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .filter(|name| name != "exception.safetensors")
+        .collect();
+    names.sort();
+    names
 }
 
 #[test]
@@ -210,16 +223,6 @@ fn a_fit_run_again_after_a_failure_ends_as_the_uninterrupted_one() {
             lines(&dir.path().join("metrics/epochs.csv")),
             lines(&whole.path().join("metrics/epochs.csv")),
         );
-        let kept = |d: &Path| {
-            let mut names: Vec<_> = std::fs::read_dir(d.join("checkpoints"))
-                .unwrap()
-                .map(|e| e.unwrap().file_name())
-                // The crashed run also saved the weights at its failure.
-                .filter(|name| name != "exception.safetensors")
-                .collect();
-            names.sort();
-            names
-        };
         assert_eq!(kept(dir.path()), kept(whole.path()), "the same checkpoints are kept");
     }
 }
@@ -382,7 +385,7 @@ static SLOW: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(
 #[on_epoch_end(group = "time")]
 fn slow(state: &TrainState) -> Result<(), String> {
     if SLOW.load(Ordering::SeqCst) && state.epoch() == 2 {
-        std::thread::sleep(std::time::Duration::from_millis(700));
+        std::thread::sleep(std::time::Duration::from_millis(2500));
     }
     Ok(())
 }
@@ -399,13 +402,14 @@ fn a_time_limit_is_per_process_so_a_resumed_job_goes_on() {
             .optimizer(nn::Sgd::default(), 1e-1)
             .epochs(6)
             .hooks(Hooks::groups(["time"]))
-            .with(trainmon::hooks::TimeLimit::new(std::time::Duration::from_millis(500)))
+            .with(trainmon::hooks::TimeLimit::new(std::time::Duration::from_secs(2)))
             .resumable(dir.path())
             .fit(&data)
             .unwrap()
     };
-    // The first process spends 700 ms by the end of epoch 2 (past the limit, which batches
-    // check): the limit stops it in epoch 3's first batch; its resume point is epoch 2's.
+    // The first process spends 2.5 s by the end of epoch 2 (past the limit of 2 s, which
+    // batches check): the limit stops it in epoch 3's first batch; its resume point is epoch
+    // 2's. The second has 2 s again for 4 short epochs.
     SLOW.store(true, Ordering::SeqCst);
     let history = fit();
     SLOW.store(false, Ordering::SeqCst);
@@ -416,7 +420,7 @@ fn a_time_limit_is_per_process_so_a_resumed_job_goes_on() {
     assert_eq!(history.len(), 6);
     assert!(history.stop_reason().is_none(), "{:?}", history.stop_reason());
     assert!(
-        history.elapsed() >= std::time::Duration::from_millis(700),
+        history.elapsed() >= std::time::Duration::from_millis(2500),
         "the history counts the time of both processes"
     );
 }
@@ -449,6 +453,7 @@ fn a_fit_failing_within_an_epoch_goes_on_from_its_last_step_point() {
             );
         }
         assert_eq!(records(dir.path()), records(whole.path()));
+        assert_eq!(kept(dir.path()), kept(whole.path()), "the same checkpoints are kept");
         let said = match (point / 13, point % 13) {
             (0, 0) => None,
             (epochs, 0) => Some(format!("{epochs} epochs done, step {point}")),
@@ -466,4 +471,78 @@ fn a_fit_failing_within_an_epoch_goes_on_from_its_last_step_point() {
             None => assert!(resumed_from.is_none(), "{logs:?}"),
         }
     }
+}
+
+/// A metric of the test's own that keeps no state: the number of samples it saw.
+#[derive(Default)]
+struct Seen(f64);
+
+impl trainmon::Metric for Seen {
+    fn name(&self) -> &str {
+        "seen"
+    }
+    fn update(&mut self, _: &tch::Tensor, targets: &tch::Tensor) -> Result<(), tch::TchError> {
+        self.0 += targets.size()[0] as f64;
+        Ok(())
+    }
+    fn compute(&self) -> Result<f64, tch::TchError> {
+        Ok(self.0)
+    }
+    fn reset(&mut self) {
+        self.0 = 0.0;
+    }
+}
+
+#[test]
+fn within_an_epoch_accumulation_windows_device_sums_and_a_stateless_metric() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let data = tutorial_data(5);
+    let run = |dir: &Path, crash: (usize, usize), init: i64| {
+        *CRASH_IN.lock().unwrap() = crash;
+        CRASH_AT.store(0, Ordering::SeqCst);
+        CRASH_AT_END.store(0, Ordering::SeqCst);
+        tch::manual_seed(init);
+        let vs = VarStore::new(Device::Cpu);
+        let model = model(&vs);
+        let history = Trainer::new(&vs, &model)
+            .optimizer(nn::Adam::default(), 1e-2)
+            .epochs(3)
+            .batch_size(64)
+            .shuffle(false)
+            .accumulate_gradients(3)
+            .lazy_reads(true)
+            .metric(Seen::default)
+            .seed(4)
+            .hooks(Hooks::groups(["resume"]))
+            .resumable(dir)
+            .resumable_steps(2)
+            .fit(&data)?;
+        Ok::<_, Error>((history, weights(&vs)))
+    };
+    let whole = tempfile::tempdir().unwrap();
+    let (reference, reference_weights) = run(whole.path(), (0, 0), 1).unwrap();
+    // 1000 samples in batches of 64: 16 batches an epoch, steps at batches 3, 6, 9, 12, 15
+    // and 16, so 6 steps an epoch. Batch 10 of epoch 2 is step 9; the last point before it is
+    // step 8, after batch 6.
+    let dir = tempfile::tempdir().unwrap();
+    run(dir.path(), (2, 10), 1).unwrap_err();
+    let ((resumed, resumed_weights), logs) = trainmon_tests::capture_logs(|| run(dir.path(), (0, 0), 99).unwrap());
+    assert!(
+        logs.iter()
+            .any(|(_, m)| m.ends_with("1 epochs and 6 batches done, step 8")),
+        "{logs:?}"
+    );
+    assert!(
+        logs.iter()
+            .any(|(level, m)| level == "WARN" && m.contains("metric `seen` starts this epoch over")),
+        "{logs:?}"
+    );
+    assert_eq!(resumed_weights, reference_weights);
+    let bits = |h: &trainmon::History, name: &str| -> Vec<u64> { h.metric(name).iter().map(|v| v.to_bits()).collect() };
+    for name in ["loss", "accuracy"] {
+        assert_eq!(bits(&resumed, name), bits(&reference, name), "{name}");
+    }
+    // The stateless metric covers only the 10 batches after the resume in epoch 2.
+    assert_eq!(reference.metric("seen"), [1000.0, 1000.0, 1000.0]);
+    assert_eq!(resumed.metric("seen"), [1000.0, 1000.0 - 6.0 * 64.0, 1000.0]);
 }

@@ -214,7 +214,7 @@ impl Metric for Accuracy {
 }
 
 /// The counters and loss sum of [`BatchLogs`] within an epoch, as a resume point keeps them.
-#[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Default, Clone, serde::Serialize, serde::Deserialize)]
 pub(crate) struct SavedLogs {
     number: usize,
     size: usize,
@@ -273,24 +273,41 @@ impl BatchLogs {
     }
 
     /// The running state within an epoch, for a resume point: the counters, the loss sum and
-    /// each metric's state (`None` for a metric that keeps none).
-    pub(crate) fn state(&self) -> Result<LogsState> {
-        let failed = |e: crate::BoxError| Error::Config(format!("the running values cannot be saved: {e}"));
+    /// each metric's state by `index:name` (`None` for a metric that keeps none, or whose state
+    /// cannot be taken: that is warned about, and it is as if it kept none).
+    pub(crate) fn state(&self) -> LogsState {
         let metrics = self
             .metrics
             .iter()
-            .map(|m| m.state().map(|s| (m.name().to_owned(), s)))
-            .collect::<std::result::Result<Vec<_>, _>>()
-            .map_err(failed)?;
-        Ok(LogsState {
+            .enumerate()
+            .map(|(i, m)| {
+                let state = match crate::trainer::guard::caught(|| m.state()) {
+                    Ok(Ok(state)) => state,
+                    Ok(Err(e)) => {
+                        tracing::warn!("the running state of metric `{}` cannot be saved: {e}", m.name());
+                        None
+                    }
+                    Err(panic) => {
+                        tracing::warn!("the metric `{}` panicked saving its state: {panic}", m.name());
+                        None
+                    }
+                };
+                (format!("{i}:{}", m.name()), state)
+            })
+            .collect();
+        let loss = self.loss.value().unwrap_or_else(|e| {
+            tracing::warn!("the running loss cannot be read for a resume point: {e}");
+            f64::NAN
+        });
+        LogsState {
             counters: SavedLogs {
                 number: self.number,
                 size: self.size,
                 samples: self.samples,
-                loss: self.loss.value().map_err(|e| failed(e.into()))?,
+                loss,
             },
             metrics,
-        })
+        }
     }
 
     /// Takes back a running state [`BatchLogs::state`] returned (after a reset). A metric
@@ -305,20 +322,23 @@ impl BatchLogs {
         (self.number, self.size, self.samples) = (number, size, samples);
         self.loss.set(loss);
         let mut saved = state.metrics;
-        for metric in &mut self.metrics {
-            let at = saved.iter().position(|(name, s)| name == metric.name() && s.is_some());
-            match at.and_then(|at| saved.swap_remove(at).1) {
-                Some(s) => metric.restore(s).map_err(|e| {
-                    Error::Config(format!(
-                        "the running state of `{}` cannot be restored: {e}",
-                        metric.name()
-                    ))
-                })?,
-                None => tracing::warn!(
-                    "the metric `{}` keeps no state in resume points: this epoch's value covers only the batches \
-                     after the resume",
+        for (i, metric) in self.metrics.iter_mut().enumerate() {
+            let key = format!("{i}:{}", metric.name());
+            let at = saved.iter().position(|(k, s)| *k == key && s.is_some());
+            let restored = match at.and_then(|at| saved.swap_remove(at).1) {
+                Some(s) => match crate::trainer::guard::caught(|| metric.restore(s)) {
+                    Ok(result) => result.map_err(|e| e.to_string()),
+                    Err(panic) => Err(format!("panicked: {panic}")),
+                },
+                None => Err("it keeps no state in resume points".into()),
+            };
+            if let Err(why) = restored {
+                tracing::warn!(
+                    "the metric `{}` starts this epoch over ({why}): its value covers only the batches after the \
+                     resume",
                     metric.name()
-                ),
+                );
+                metric.reset();
             }
         }
         self.cache.iter().for_each(|c| c.set(None));

@@ -276,6 +276,7 @@ impl Trainer<'_> {
             learning_rate: Cell::new(learning_rate),
         };
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        let mut logs = (new_logs(), valid.as_ref().map(|_| new_logs()));
         let (mut seed, mut within) = (seed, None);
         if let Some(dir) = resume.as_deref() {
             (seed, within) = resume_from(
@@ -283,6 +284,7 @@ impl Trainer<'_> {
                 &mut shared,
                 &mut **optimizer,
                 &mut dispatch,
+                &mut logs.0,
                 &mut rng,
                 seed,
                 (train.len(), batches),
@@ -313,7 +315,6 @@ impl Trainer<'_> {
             samples: train.len(),
         };
         loop_.dispatch.profile(true);
-        let mut logs = (new_logs(), valid.as_ref().map(|_| new_logs()));
         match loop_.run(&train, valid.as_ref(), &mut logs.0, logs.1.as_mut()) {
             Ok(()) => Ok(shared.history),
             Err(err) => {
@@ -334,6 +335,7 @@ fn resume_from(
     shared: &mut Shared<'_>,
     optimizer: &mut dyn crate::optim::Optimizer,
     dispatch: &mut Dispatch<'_>,
+    logs: &mut BatchLogs,
     rng: &mut ChaCha8Rng,
     seed: u64,
     (samples, batches): (usize, usize),
@@ -366,6 +368,19 @@ fn resume_from(
     })?;
     optimizer.set_learning_rate(progress.learning_rate);
     dispatch.restore(point.hooks)?;
+    if let Some(within) = &progress.within {
+        // The epoch's running loss and metrics so far.
+        logs.reset();
+        let metrics = point
+            .metrics
+            .into_iter()
+            .map(|(key, state)| (key, Some(state)))
+            .collect();
+        logs.restore(LogsState {
+            counters: within.logs.clone(),
+            metrics,
+        })?;
+    }
     crate::hooks::checkpoint::copy_weights(shared.vs, &point.model, &path)?;
     if let Some(stop) = progress.stop {
         dispatch.stop_with(stop);
@@ -394,14 +409,6 @@ fn resume_from(
     let within = progress.within.map(|within| Within {
         batch: within.batch,
         epoch_elapsed: within.epoch_elapsed,
-        logs: LogsState {
-            counters: within.logs,
-            metrics: point
-                .metrics
-                .into_iter()
-                .map(|(name, state)| (name, Some(state)))
-                .collect(),
-        },
     });
     let batch = within
         .as_ref()
@@ -415,14 +422,12 @@ fn resume_from(
     Ok((progress.seed, within))
 }
 
-/// Where a fit resumed within an epoch goes on from.
+/// Where a fit resumed within an epoch goes on from (its running logs are restored already).
 struct Within {
     /// Batches of the epoch done.
     batch: usize,
     /// Its wall time so far.
     epoch_elapsed: Duration,
-    /// Its running logs.
-    logs: LogsState,
 }
 
 /// Settings that cannot train, found before any work is done.
@@ -726,16 +731,18 @@ impl Loop<'_, '_, '_> {
         let order = train.begin_epoch(order)?;
         let epoch = self.shared.state.epoch;
         let device = self.shared.state.device;
-        logs.reset();
-        let mut first = 1;
-        if let Some(within) = self.within.take() {
-            logs.restore(within.logs)?;
-            first = within.batch + 1;
-        }
+        // A resumed epoch goes on after its batches done, with their running logs.
+        let first = match self.within.take() {
+            Some(within) => within.batch + 1,
+            None => {
+                logs.reset();
+                1
+            }
+        };
         for batch in first..=self.batches {
             self.shared.state.batch = batch;
             let step = self.shared.state.global_step + 1;
-            if self.resume_steps > 0 {
+            if self.resume.is_some() {
                 // Dropout after a resume point within the epoch draws alike.
                 self.reseed(epoch, batch);
             }
@@ -800,7 +807,7 @@ impl Loop<'_, '_, '_> {
                         epoch_elapsed: started.elapsed(),
                         logs: Default::default(),
                     };
-                    self.save_resume_point(dir, Some((within, logs.state()?)))?;
+                    self.save_resume_point(dir, Some((within, logs.state())))?;
                 }
             }
         }

@@ -2,7 +2,7 @@
 
 pub(crate) mod dispatch;
 mod fit;
-mod guard;
+pub(crate) mod guard;
 mod resume;
 mod state;
 
@@ -317,12 +317,17 @@ impl<'a> Trainer<'a> {
     }
 
     /// Also writes the resume point of [`Trainer::resumable`] every `n` optimizer steps (by the
-    /// global step), within epochs: a fit killed in a long epoch goes on from its latest step
-    /// point instead of the epoch's start. It keeps the running loss and metrics of the epoch
-    /// (a metric of your own keeps its own if it implements [`Metric::state`]), and with a seed
-    /// libtorch's generator is seeded per batch, so the resumed fit ends as the uninterrupted
-    /// one. The resumed epoch's `on_epoch_begin` hooks do not run again. `0` (the default): at
-    /// epoch ends only.
+    /// global step, at the end of an accumulation window), within epochs: a fit killed in a long
+    /// epoch goes on from its latest step point instead of the epoch's start. The point keeps the
+    /// epoch's running loss and metrics (a metric of your own keeps its own if it implements
+    /// [`Metric::state`]; otherwise it covers the batches after the resume only, with a
+    /// warning). With a seed, a resumable fit seeds libtorch's generator per batch, so a fit
+    /// run again with the same settings ends as the uninterrupted one, to the bit.
+    ///
+    /// Each point rewrites the whole file (weights, optimizer state, the hooks' states, the
+    /// history) and flushes the metric files: pick `n` so that this stays small next to `n`
+    /// steps. The resumed epoch's `on_epoch_begin` hooks do not run again (a progress bar shows
+    /// no epoch bar for it). `0` (the default): at epoch ends only.
     pub fn resumable_steps(mut self, n: u64) -> Self {
         self.resume_steps = n;
         self
