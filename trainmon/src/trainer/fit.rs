@@ -287,7 +287,7 @@ impl Trainer<'_> {
                 &mut logs.0,
                 &mut rng,
                 seed,
-                (train.len(), batches),
+                train.len(),
             )?;
         } else if *resume_steps > 0 {
             return Err(Error::Config(
@@ -338,8 +338,9 @@ fn resume_from(
     logs: &mut BatchLogs,
     rng: &mut ChaCha8Rng,
     seed: u64,
-    (samples, batches): (usize, usize),
+    samples: usize,
 ) -> Result<(u64, Option<Within>)> {
+    let batches = shared.state.batches;
     std::fs::create_dir_all(dir).map_err(Error::io("create the resume directory", dir))?;
     crate::output::remove_leftovers(dir);
     let path = resume::path(dir);
