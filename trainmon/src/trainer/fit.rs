@@ -275,17 +275,15 @@ impl Trainer<'_> {
             vs,
             learning_rate: Cell::new(learning_rate),
         };
-        let mut rng = ChaCha8Rng::seed_from_u64(seed);
         let mut logs = (new_logs(), valid.as_ref().map(|_| new_logs()));
-        let (mut seed, mut within) = (seed, None);
+        let mut resumed = Resumed::fresh(seed);
         if let Some(dir) = resume.as_deref() {
-            (seed, within) = resume_from(
+            resumed = resume_from(
                 dir,
                 &mut shared,
                 &mut **optimizer,
                 &mut dispatch,
                 &mut logs.0,
-                &mut rng,
                 seed,
                 train.len(),
             )?;
@@ -305,13 +303,13 @@ impl Trainer<'_> {
             shuffle: *shuffle,
             accumulate: *accumulate,
             clip: *clip,
-            rng,
+            rng: resumed.rng,
             profiled: (Duration::ZERO, 0),
             resume: resume.as_deref(),
             resume_steps: *resume_steps,
-            within,
-            seed,
-            reseed: reseed.then_some(seed),
+            within: resumed.within,
+            seed: resumed.seed,
+            reseed: reseed.then_some(resumed.seed),
             samples: train.len(),
         };
         loop_.dispatch.profile(true);
@@ -327,26 +325,24 @@ impl Trainer<'_> {
 }
 
 /// Goes on from the resume point in `dir`, if there is one: weights, optimizer, hooks' states,
-/// counters, generator, learning rate and history as they were at its epoch's end (or at its
-/// step, within an epoch). Returns the shuffling generator's seed — `seed`, or the one of the
-/// resumed run — and, for a point within an epoch, where in it and the running logs.
+/// counters, generator, learning rate, history and (within an epoch) running logs as they were
+/// at the point. Without a point, a fresh start from `seed`.
 fn resume_from(
     dir: &Path,
     shared: &mut Shared<'_>,
     optimizer: &mut dyn crate::optim::Optimizer,
     dispatch: &mut Dispatch<'_>,
     logs: &mut BatchLogs,
-    rng: &mut ChaCha8Rng,
     seed: u64,
     samples: usize,
-) -> Result<(u64, Option<Within>)> {
+) -> Result<Resumed> {
     let batches = shared.state.batches;
     std::fs::create_dir_all(dir).map_err(Error::io("create the resume directory", dir))?;
     crate::output::remove_leftovers(dir);
     let path = resume::path(dir);
     if !path.exists() {
         tracing::debug!("no resume point in {}: training starts", dir.display());
-        return Ok((seed, None));
+        return Ok(Resumed::fresh(seed));
     }
     let point = resume::read(&path)?;
     let progress = point.progress;
@@ -386,7 +382,7 @@ fn resume_from(
     if let Some(stop) = progress.stop {
         dispatch.stop_with(stop);
     }
-    *rng = ChaCha8Rng::seed_from_u64(progress.seed);
+    let mut rng = ChaCha8Rng::seed_from_u64(progress.seed);
     rng.set_stream(progress.rng_stream);
     rng.set_word_pos(word_pos);
     if (progress.samples, progress.batches) != (samples, batches) {
@@ -420,7 +416,29 @@ fn resume_from(
         progress.epoch,
         progress.global_step
     );
-    Ok((progress.seed, within))
+    Ok(Resumed {
+        seed: progress.seed,
+        rng,
+        within,
+    })
+}
+
+/// Where a fit starts: its shuffling generator and seed, and for a fit resumed within an
+/// epoch, where in it.
+struct Resumed {
+    seed: u64,
+    rng: ChaCha8Rng,
+    within: Option<Within>,
+}
+
+impl Resumed {
+    fn fresh(seed: u64) -> Self {
+        Resumed {
+            seed,
+            rng: ChaCha8Rng::seed_from_u64(seed),
+            within: None,
+        }
+    }
 }
 
 /// Where a fit resumed within an epoch goes on from (its running logs are restored already).
