@@ -16,6 +16,10 @@ use tch::nn;
 
 /// Resume points at every epoch's end, and every 20 steps (epochs have 50): most kills land
 /// in an epoch, after a step point.
+/// One test at a time: the kills are timed against a run's measured length, which a second
+/// training process on the machine would change.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 fn command(dir: &Path) -> Command {
     let mut command = Command::new(example("full_monitoring"));
     command
@@ -97,6 +101,7 @@ fn checkpoints_load(dir: &Path) {
 
 #[test]
 fn a_run_killed_at_random_points_and_resumed_ends_as_if_never_killed() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let reference_dir = tempfile::tempdir().unwrap();
     let training = run_to_end(reference_dir.path());
     let reference = outcome(reference_dir.path());
@@ -137,4 +142,41 @@ fn a_run_killed_at_random_points_and_resumed_ends_as_if_never_killed() {
         );
     }
     assert!(killed >= 2, "only {killed} of 4 runs were still training when killed");
+}
+
+#[test]
+fn a_run_interrupted_with_ctrl_c_and_run_again_ends_as_if_never_interrupted() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let reference_dir = tempfile::tempdir().unwrap();
+    run_to_end(reference_dir.path());
+    let reference = outcome(reference_dir.path());
+
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = command(dir.path()).spawn().unwrap();
+    let point = dir.path().join("resume/resume.safetensors");
+    while !point.exists() {
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the run ended before its first resume point"
+        );
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    // SAFETY: a plain system call on the child's process id.
+    assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGINT) }, 0);
+    let status = child.wait().unwrap();
+    assert!(status.success(), "a first Ctrl-C ends training normally: {status}");
+    let interrupted = outcome(dir.path());
+    assert_eq!(
+        interrupted.history["stop"]["reason"], "interrupted",
+        "{:?}",
+        interrupted.history["stop"]
+    );
+    assert_ne!(interrupted, reference);
+
+    run_to_end(dir.path());
+    assert!(
+        outcome(dir.path()) == reference,
+        "interrupted, then run again: not the uninterrupted run's weights and history"
+    );
 }
