@@ -546,3 +546,48 @@ fn within_an_epoch_accumulation_windows_device_sums_and_a_stateless_metric() {
     assert_eq!(reference.metric("seen"), [1000.0, 1000.0, 1000.0]);
     assert_eq!(resumed.metric("seen"), [1000.0, 1000.0 - 6.0 * 64.0, 1000.0]);
 }
+
+/// Calls of `flaky_logger`, which fails at its first.
+static FLAKY_CALLS: AtomicUsize = AtomicUsize::new(0);
+
+#[on_epoch_end(group = "tolerated")]
+fn flaky_logger() -> Result<(), String> {
+    if FLAKY_CALLS.fetch_add(1, Ordering::SeqCst) == 0 {
+        return Err("the log server is gone".into());
+    }
+    Ok(())
+}
+
+#[test]
+fn a_hook_disabled_after_a_tolerated_failure_stays_disabled_when_resumed() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let data = tutorial_data(5);
+    let dir = tempfile::tempdir().unwrap();
+    let fit = |crash_at| {
+        CRASH_AT.store(crash_at, Ordering::SeqCst);
+        CRASH_AT_END.store(0, Ordering::SeqCst);
+        *CRASH_IN.lock().unwrap() = (0, 0);
+        let vs = VarStore::new(Device::Cpu);
+        let model = nn::linear(vs.root(), 20, 2, Default::default());
+        Trainer::new(&vs, &model)
+            .optimizer(nn::Sgd::default(), 1e-1)
+            .epochs(5)
+            .hooks(Hooks::groups(["tolerated", "resume"]))
+            .tolerate_failures(["flaky_logger"])
+            .resumable(dir.path())
+            .fit(&data)
+    };
+    FLAKY_CALLS.store(0, Ordering::SeqCst);
+    fit(3).unwrap_err();
+    assert_eq!(
+        FLAKY_CALLS.load(Ordering::SeqCst),
+        1,
+        "failed at epoch 1, then disabled"
+    );
+    assert_eq!(fit(0).unwrap().len(), 5);
+    assert_eq!(
+        FLAKY_CALLS.load(Ordering::SeqCst),
+        1,
+        "still disabled in the resumed fit"
+    );
+}

@@ -172,6 +172,25 @@ impl<'h> Dispatch<'h> {
         Ok(())
     }
 
+    /// The keys of the hooks disabled after a tolerated failure (a resume point keeps them).
+    pub(crate) fn disabled(&self) -> Vec<String> {
+        self.named
+            .iter()
+            .zip(&self.disabled)
+            .filter(|(_, off)| **off)
+            .map(|((_, key), _)| key.clone())
+            .collect()
+    }
+
+    /// Disables again the hooks a resume point says were disabled.
+    pub(crate) fn disable(&mut self, keys: &[String]) {
+        for ((_, key), off) in self.named.iter().zip(&mut self.disabled) {
+            if keys.contains(key) {
+                *off = true;
+            }
+        }
+    }
+
     /// Every hook's state for a resume point, by key.
     pub(crate) fn states(&self) -> Result<Vec<(String, HookState)>> {
         let mut states = Vec::new();

@@ -365,6 +365,7 @@ fn resume_from(
     })?;
     optimizer.set_learning_rate(progress.learning_rate);
     dispatch.restore(point.hooks)?;
+    dispatch.disable(&progress.disabled);
     if let Some(within) = &progress.within {
         // The epoch's running loss and metrics so far.
         logs.reset();
@@ -718,6 +719,7 @@ impl Loop<'_, '_, '_> {
             batches: self.batches,
             history: self.shared.history.clone(),
             stop: self.dispatch.stop().cloned(),
+            disabled: self.dispatch.disabled(),
         };
         let optimizer = self.optimizer.state()?;
         let hooks = self.dispatch.states()?;

@@ -47,6 +47,9 @@ pub(crate) struct Progress {
     pub stop: Option<StopReason>,
     /// For a point taken within an epoch (the one after `epoch`): where in it.
     pub within: Option<Within>,
+    /// Hooks disabled after a tolerated failure, by their key.
+    #[serde(default)]
+    pub disabled: Vec<String>,
 }
 
 /// Where a resume point taken within an epoch is in it.
