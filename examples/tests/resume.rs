@@ -84,6 +84,20 @@ fn run_to_end(dir: &Path) -> Duration {
     }
 }
 
+/// Starts a run and waits for its first resume point.
+fn start(dir: &Path) -> std::process::Child {
+    let mut child = command(dir).spawn().unwrap();
+    let point = dir.join("resume/resume.safetensors");
+    while !point.exists() {
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the run ended before its first resume point"
+        );
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    child
+}
+
 /// Every checkpoint in the run's directory loads into the example's model.
 fn checkpoints_load(dir: &Path) {
     let vs = nn::VarStore::new(tch::Device::Cpu);
@@ -114,15 +128,7 @@ fn a_run_killed_at_random_points_and_resumed_ends_as_if_never_killed() {
         let jitter = (nanos.wrapping_mul(quarter + 1).wrapping_mul(2654435761) % 1000) as f64 / 1000.0;
         let delay = training.mul_f64((quarter as f64 + jitter) / 4.0);
         let dir = tempfile::tempdir().unwrap();
-        let mut child = command(dir.path()).spawn().unwrap();
-        let point = dir.path().join("resume/resume.safetensors");
-        while !point.exists() {
-            assert!(
-                child.try_wait().unwrap().is_none(),
-                "the run ended before its first resume point"
-            );
-            std::thread::sleep(Duration::from_millis(1));
-        }
+        let mut child = start(dir.path());
         std::thread::sleep(delay);
         if child.try_wait().unwrap().is_none() {
             child.kill().unwrap(); // SIGKILL
@@ -152,15 +158,7 @@ fn a_run_interrupted_with_ctrl_c_and_run_again_ends_as_if_never_interrupted() {
     let reference = outcome(reference_dir.path());
 
     let dir = tempfile::tempdir().unwrap();
-    let mut child = command(dir.path()).spawn().unwrap();
-    let point = dir.path().join("resume/resume.safetensors");
-    while !point.exists() {
-        assert!(
-            child.try_wait().unwrap().is_none(),
-            "the run ended before its first resume point"
-        );
-        std::thread::sleep(Duration::from_millis(1));
-    }
+    let mut child = start(dir.path());
     std::thread::sleep(Duration::from_millis(200));
     // SAFETY: a plain system call on the child's process id.
     assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGINT) }, 0);
