@@ -55,12 +55,6 @@ impl HookState {
     pub fn value<T: serde::de::DeserializeOwned>(&self) -> Result<T, BoxError> {
         Ok(T::deserialize(&self.value)?)
     }
-
-    /// Takes the tensor named `name` out of the state.
-    pub fn take_tensor(&mut self, name: &str) -> Option<tch::Tensor> {
-        let at = self.tensors.iter().position(|(n, _)| n == name)?;
-        Some(self.tensors.swap_remove(at).1)
-    }
 }
 
 /// A hook that runs at several events with one state — what the built-in hooks are. Its

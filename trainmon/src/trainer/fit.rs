@@ -402,7 +402,7 @@ fn resume_from(
         .checked_sub(progress.elapsed)
         .unwrap_or_else(Instant::now);
     shared.learning_rate.set(progress.learning_rate);
-    shared.history = progress.history;
+    shared.history = progress.history.into_owned();
     shared.history.elapsed = progress.elapsed;
     let within = progress.within.map(|within| Within {
         batch: within.batch,
@@ -717,7 +717,7 @@ impl Loop<'_, '_, '_> {
             elapsed: state.started.elapsed(),
             samples: self.samples,
             batches: self.batches,
-            history: self.shared.history.clone(),
+            history: std::borrow::Cow::Borrowed(&self.shared.history),
             stop: self.dispatch.stop().cloned(),
             disabled: self.dispatch.disabled(),
         };

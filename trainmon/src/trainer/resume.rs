@@ -12,6 +12,7 @@ use crate::hook::HookState;
 use crate::metrics::SavedLogs;
 use crate::output::durably;
 use serde::{Deserialize, Serialize};
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -27,7 +28,7 @@ const FORMAT: u32 = 2;
 
 /// Where training is, in a resume point.
 #[derive(Serialize, Deserialize)]
-pub(crate) struct Progress {
+pub(crate) struct Progress<'h> {
     /// Epochs finished.
     pub epoch: usize,
     pub global_step: u64,
@@ -42,7 +43,8 @@ pub(crate) struct Progress {
     /// The training set's size and batches per epoch, to warn when they changed.
     pub samples: usize,
     pub batches: usize,
-    pub history: History,
+    /// Borrowed when written (a point every few steps need not copy it), owned when read.
+    pub history: Cow<'h, History>,
     /// A stop a hook asked for at this epoch's end (the fit is over).
     pub stop: Option<StopReason>,
     /// For a point taken within an epoch (the one after `epoch`): where in it.
@@ -67,9 +69,9 @@ pub(crate) struct Within {
 }
 
 #[derive(Serialize, Deserialize)]
-struct Document {
+struct Document<'h> {
     format: u32,
-    progress: Progress,
+    progress: Progress<'h>,
     optimizer: serde_json::Value,
     /// Each hook's plain state and the file names of its tensors (by the hook's name in the
     /// state, in the file).
@@ -87,7 +89,7 @@ struct SavedHook {
 
 /// A resume point read back.
 pub(crate) struct Point {
-    pub progress: Progress,
+    pub progress: Progress<'static>,
     pub model: BTreeMap<String, Tensor>,
     pub optimizer: (BTreeMap<String, Tensor>, serde_json::Value),
     pub hooks: BTreeMap<String, HookState>,
@@ -102,7 +104,7 @@ pub(crate) fn path(dir: &Path) -> PathBuf {
 /// Writes a resume point to `path`, atomically and durably.
 pub(crate) fn write(
     path: &Path,
-    progress: Progress,
+    progress: Progress<'_>,
     vs: &VarStore,
     optimizer: (Vec<(String, Tensor)>, serde_json::Value),
     hooks: Vec<(String, HookState)>,
@@ -172,7 +174,7 @@ pub(crate) fn read(path: &Path) -> Result<Point> {
         .ok_or_else(|| failed("it is not a resume point: it has no training state".into()))?;
     let bytes = Vec::<u8>::try_from(&document.to_kind(Kind::Uint8))
         .map_err(|e| failed(format!("its training state cannot be read: {e}")))?;
-    let document: Document =
+    let document: Document<'static> =
         serde_json::from_slice(&bytes).map_err(|e| failed(format!("its training state cannot be read: {e}")))?;
     if document.format != FORMAT {
         return Err(failed(format!(
