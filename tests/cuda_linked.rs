@@ -1,7 +1,10 @@
-//! Where libtorch has CUDA, `libtorch_cuda` is loaded by the binaries, so that a GPU machine
-//! really gets CUDA: the linker's `--as-needed` would drop it, as nothing refers to it by symbol.
+//! Where libtorch has CUDA, `libtorch_cuda` is loaded by the binaries that link trainmon, so that
+//! a GPU machine really gets CUDA: the linker's `--as-needed` would drop it, as nothing refers to
+//! it by symbol. trainmon keeps it (its build script), for a user's binaries too.
 
 use tch::{Device, Kind, Tensor};
+// A binary that trains links trainmon; this one does so without training.
+use trainmon as _;
 
 #[test]
 fn libtorch_cuda_is_loaded_where_libtorch_has_it() {

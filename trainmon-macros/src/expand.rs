@@ -122,6 +122,10 @@ fn register(event: Event, args: &Args, func: &ItemFn) -> TokenStream {
         let krate = krate_at(ty.span());
         quote_spanned! {ty.span()=> <#ty as #krate::__private::HookParam>::init_state() }
     });
+    let requires = types.iter().map(|ty| {
+        let krate = krate_at(ty.span());
+        quote_spanned! {ty.span()=> <#ty as #krate::__private::HookParam>::require(&mut __needs); }
+    });
     let fetches = types.iter().zip(&states).map(|(ty, state)| {
         let krate = krate_at(ty.span());
         quote_spanned! {ty.span()=> #krate::__private::fetch::<#ty>(#state, __ctx)? }
@@ -173,6 +177,12 @@ fn register(event: Event, args: &Args, func: &ItemFn) -> TokenStream {
                         use #private::{PersistLocal as _, PersistNothing as _, PersistUnserializable as _};
                         let (#(#states,)*) = __state;
                         #(#loads)*
+                    },
+                    {
+                        #[allow(unused_mut)]
+                        let mut __needs = ::std::vec::Vec::new();
+                        #(#requires)*
+                        __needs
                     },
                 )
             }

@@ -72,6 +72,7 @@ impl DispatchBench {
             vs: &self.vs,
             learning_rate: &self.learning_rate,
             error: None,
+            resources: &crate::resource::NONE,
         };
         if let Err(err) = self.dispatch.fire(batch, batch, &ctx) {
             panic!("benchmark hook failed: {err}");

@@ -6,6 +6,7 @@ use crate::event::Event;
 use crate::history::{EpochLogs, History};
 use crate::metrics::BatchLogs;
 use crate::param::LearningRate;
+use crate::resource::{Requirement, Resources};
 use crate::trainer::TrainState;
 use std::cell::Cell;
 use tch::nn::VarStore;
@@ -23,6 +24,12 @@ pub trait Hook: Send {
     /// an epoch after its hooks ran; `None` (the default) when there is none.
     fn state(&self) -> Result<Option<HookState>, BoxError> {
         Ok(None)
+    }
+
+    /// The resources ([`crate::resource`]) the hook needs the trainer to have been given:
+    /// `fit` refuses to start without them, naming the hook. None by default.
+    fn requires(&self) -> &[Requirement] {
+        &[]
     }
 
     /// Takes back a state [`Hook::state`] returned, when a fit resumes, before its first event.
@@ -75,6 +82,7 @@ pub struct HookContext<'a> {
     pub(crate) vs: &'a VarStore,
     pub(crate) learning_rate: &'a Cell<f64>,
     pub(crate) error: Option<&'a Error>,
+    pub(crate) resources: &'a Resources,
 }
 
 impl<'a> HookContext<'a> {
@@ -118,6 +126,11 @@ impl<'a> HookContext<'a> {
     pub fn error(&self) -> Option<&'a Error> {
         self.error
     }
+
+    /// The value of type `T` the trainer was given with [`crate::Trainer::resource`].
+    pub fn resource<T: 'static>(&self) -> Option<&'a T> {
+        self.resources.get::<T>()
+    }
 }
 
 /// Saves the `Local` parameters of a hook's state, by parameter index (see [`crate::param::Persist`]).
@@ -130,6 +143,7 @@ struct FnHook<S, F> {
     state: S,
     call: F,
     locals: Option<(SaveLocals<S>, LoadLocals<S>)>,
+    requires: Vec<Requirement>,
 }
 
 impl<S, F> Hook for FnHook<S, F>
@@ -153,6 +167,10 @@ where
         Ok((!empty).then_some(saved))
     }
 
+    fn requires(&self) -> &[Requirement] {
+        &self.requires
+    }
+
     fn restore(&mut self, state: HookState) -> Result<(), BoxError> {
         if let Some((_, load)) = self.locals {
             load(&mut self.state, &state);
@@ -162,9 +180,16 @@ where
 }
 
 /// Not public API: boxes a hook made of `state` and `call`, for the attributes' generated code;
-/// `save` and `load` keep its `Local` parameters in resume points.
+/// `save` and `load` keep its `Local` parameters in resume points; `requires` are the
+/// resources its parameters need.
 #[doc(hidden)]
-pub fn fn_hook<S, F>(state: S, call: F, save: SaveLocals<S>, load: LoadLocals<S>) -> Box<dyn Hook>
+pub fn fn_hook<S, F>(
+    state: S,
+    call: F,
+    save: SaveLocals<S>,
+    load: LoadLocals<S>,
+    requires: Vec<Requirement>,
+) -> Box<dyn Hook>
 where
     S: Send + 'static,
     F: FnMut(&mut S, &HookContext<'_>) -> Result<Control, BoxError> + Send + 'static,
@@ -173,6 +198,7 @@ where
         state,
         call,
         locals: Some((save, load)),
+        requires,
     })
 }
 
@@ -198,5 +224,6 @@ where
         state: (),
         call: move |_: &mut (), ctx: &HookContext<'_>| f(ctx).into_control(),
         locals: None,
+        requires: Vec::new(),
     }
 }

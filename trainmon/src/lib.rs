@@ -177,7 +177,8 @@
 //! # Parameters
 //!
 //! Taken by type, in any order (see [`param`]): `&TrainState`, `&BatchLogs` (batch ends),
-//! `&EpochLogs` (validation and epoch ends), `&History`, `Local<T>`, `&VarStore`,
+//! `&EpochLogs` (validation and epoch ends), `&History`, `Local<T>`, `Res<T>` (a value the
+//! trainer was given: [`resource`]), `&VarStore`,
 //! [`LearningRate`], `&Error` (`on_exception`). A parameter that is not one of these, or that
 //! does not exist at the hook's event, is a compile error under it:
 //!
@@ -319,6 +320,7 @@ pub mod filter;
 pub mod history;
 pub mod hook;
 pub mod hooks;
+pub mod logging;
 pub mod loss;
 pub mod metrics;
 pub mod optim;
@@ -326,6 +328,7 @@ pub mod output;
 pub mod param;
 pub mod priority;
 pub mod registry;
+pub mod resource;
 pub mod trainer;
 
 pub use control::Control;
@@ -339,6 +342,7 @@ pub use loss::Loss;
 pub use metrics::{Accuracy, BatchLogs, Metric};
 pub use param::{LearningRate, Local};
 pub use registry::{HookInfo, HookSpec, Hooks};
+pub use resource::Res;
 pub use trainer::{NanPolicy, TrainState, Trainer};
 pub use trainmon_macros::{
     on_after_backward, on_batch_begin, on_batch_end, on_before_backward, on_before_optimizer_step, on_epoch_begin,
@@ -351,7 +355,7 @@ pub mod prelude {
     pub use crate::{
         on_after_backward, on_batch_begin, on_batch_end, on_before_backward, on_before_optimizer_step, on_epoch_begin,
         on_epoch_end, on_exception, on_train_begin, on_train_end, on_validation_batch_end, on_validation_begin,
-        on_validation_end, BatchLogs, Control, EpochLogs, History, LearningRate, Local, TensorDataset, TrainState,
+        on_validation_end, BatchLogs, Control, EpochLogs, History, LearningRate, Local, Res, TensorDataset, TrainState,
         Trainer,
     };
     pub use tch::nn::VarStore;
@@ -367,5 +371,6 @@ pub mod __private {
     pub use crate::hook::fn_hook;
     pub use crate::param::{fetch, param_at, HookParam, Persist, PersistLocal, PersistNothing, PersistUnserializable};
     pub use crate::registry::Registration;
+    pub use crate::resource::Requirement;
     pub use inventory;
 }

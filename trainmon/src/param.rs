@@ -9,6 +9,7 @@
 //! | `Local<T>` | state private to the hook, kept across its calls (`T: Default + Send + 'static`) | all |
 //! | `&VarStore` | the model's variables (weights; gradients after the backward pass) | all |
 //! | `LearningRate` | the optimizer's learning rate: read it, set it | all |
+//! | `Res<T>` | a value the trainer was given with `.resource(value)` ([`crate::resource`]) | all |
 //! | `&Error` | the error that ended training | `on_exception` |
 //!
 //! A type that is not a hook parameter, or a parameter that does not exist at the hook's event,
@@ -19,6 +20,7 @@ use crate::event::events;
 use crate::history::{EpochLogs, History};
 use crate::hook::HookContext;
 use crate::metrics::BatchLogs;
+use crate::resource::{Requirement, Res};
 use crate::trainer::TrainState;
 use std::cell::Cell;
 use std::ops::{Deref, DerefMut};
@@ -28,7 +30,7 @@ use tch::nn::VarStore;
 #[diagnostic::on_unimplemented(
     message = "`{Self}` is not a hook parameter",
     label = "not a hook parameter",
-    note = "a hook takes, in any order: `&TrainState`, `&BatchLogs`, `&EpochLogs`, `&History`, `Local<T>`, `&VarStore`, `LearningRate`, `&Error`"
+    note = "a hook takes, in any order: `&TrainState`, `&BatchLogs`, `&EpochLogs`, `&History`, `Local<T>`, `Res<T>`, `&VarStore`, `LearningRate`, `&Error`"
 )]
 pub trait HookParam {
     /// State kept by the hook instance for this parameter (`()` unless it is a `Local`).
@@ -42,6 +44,11 @@ pub trait HookParam {
     /// The value for one call; `None` where the context lacks it (prevented at compile time by
     /// [`Self::Scope`]).
     fn fetch<'a>(state: &'a mut Self::State, ctx: &'a HookContext<'_>) -> Option<Self::Item<'a>>;
+    /// What the parameter needs the trainer to have been given, checked when `fit` starts
+    /// (a [`Res<T>`](crate::resource::Res) needs a `T`); nothing by default.
+    fn require(needs: &mut Vec<Requirement>) {
+        let _ = needs;
+    }
 }
 
 /// Where parameters exist: each type names a set of events.
@@ -332,5 +339,19 @@ impl HookParam for LearningRate<'_> {
     #[inline]
     fn fetch<'a>(_: &'a mut (), ctx: &'a HookContext<'_>) -> Option<LearningRate<'a>> {
         Some(LearningRate(ctx.learning_rate))
+    }
+}
+
+impl<T: Send + Sync + 'static> HookParam for Res<'_, T> {
+    type State = ();
+    type Item<'a> = Res<'a, T>;
+    type Scope = scope::AnyEvent;
+    fn init_state() {}
+    #[inline]
+    fn fetch<'a>(_: &'a mut (), ctx: &'a HookContext<'_>) -> Option<Res<'a, T>> {
+        ctx.resources.get::<T>().map(Res::new)
+    }
+    fn require(needs: &mut Vec<Requirement>) {
+        needs.push(Requirement::of::<T>());
     }
 }

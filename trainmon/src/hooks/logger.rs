@@ -61,6 +61,7 @@ impl Default for Logger {
 
 impl Hook for Logger {
     fn call(&mut self, ctx: &HookContext<'_>) -> Result<Control, BoxError> {
+        crate::logging::warn_if_unseen("`Logger`");
         let state = ctx.state();
         match (ctx.event(), self.tutorial) {
             (Event::EpochBegin, _) => tracing::info!("Epoch {} starting.", state.epoch()),

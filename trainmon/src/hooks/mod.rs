@@ -132,6 +132,7 @@ pub(crate) mod testing {
                 vs: &self.vs,
                 learning_rate: &self.learning_rate,
                 error: None,
+                resources: &crate::resource::NONE,
             };
             hook(&ctx)
         }

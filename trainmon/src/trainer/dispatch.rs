@@ -86,6 +86,24 @@ impl<'h> Dispatch<'h> {
         })
     }
 
+    /// Fails, naming the hook and the type, when a hook needs a resource the trainer was not
+    /// given (before any batch).
+    pub(crate) fn check_requirements(&self, resources: &crate::resource::Resources) -> Result<()> {
+        for (hook, (info, _)) in self.hooks.iter().zip(&self.named) {
+            if let Some(missing) = hook.requires().iter().find(|r| !resources.contains(r.id)) {
+                return Err(Error::Config(format!(
+                    "hook `{}` ({}) takes `Res<{}>`, but the trainer was not given a `{}`: add \
+                     `.resource(…)` to the trainer",
+                    info.name(),
+                    info.location(),
+                    missing.type_name(),
+                    missing.type_name()
+                )));
+            }
+        }
+        Ok(())
+    }
+
     /// Starts or stops timing hook calls.
     pub(crate) fn profile(&mut self, on: bool) {
         self.profiling = on;

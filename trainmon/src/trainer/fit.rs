@@ -165,6 +165,7 @@ struct Shared<'t> {
     history: History,
     vs: &'t VarStore,
     learning_rate: Cell<f64>,
+    resources: &'t crate::resource::Resources,
 }
 
 impl Trainer<'_> {
@@ -197,6 +198,7 @@ impl Trainer<'_> {
             nan_policy,
             resume,
             resume_steps,
+            resources,
         } = self;
         let (optimizer, learning_rate) = match optimizer {
             Optimizer::Ready(optimizer, lr) => (optimizer, *lr),
@@ -258,6 +260,7 @@ impl Trainer<'_> {
             )
         });
         let mut dispatch = Dispatch::new(hooks.chain(added), tolerated)?;
+        dispatch.check_requirements(resources)?;
         tracing::debug!(epochs = *epochs, batches, ?device, lazy, "fit starts");
 
         let mut shared = Shared {
@@ -274,6 +277,7 @@ impl Trainer<'_> {
             history: History::default(),
             vs,
             learning_rate: Cell::new(learning_rate),
+            resources,
         };
         let mut logs = (new_logs(), valid.as_ref().map(|_| new_logs()));
         let mut resumed = Resumed::fresh(seed);
@@ -540,6 +544,7 @@ impl Shared<'_> {
             vs: self.vs,
             learning_rate: &self.learning_rate,
             error,
+            resources: self.resources,
         }
     }
 }

@@ -59,6 +59,7 @@ pub struct Trainer<'a> {
     nan_policy: NanPolicy,
     resume: Option<PathBuf>,
     resume_steps: u64,
+    resources: crate::resource::Resources,
 }
 
 /// What `fit` does about NaN in a dataset's features (checked once, when `fit` starts, for
@@ -123,6 +124,7 @@ impl<'a> Trainer<'a> {
             nan_policy: NanPolicy::Warn,
             resume: None,
             resume_steps: 0,
+            resources: Default::default(),
         }
     }
 
@@ -330,6 +332,30 @@ impl<'a> Trainer<'a> {
     /// no epoch bar for it). `0` (the default): at epoch ends only.
     pub fn resumable_steps(mut self, n: u64) -> Self {
         self.resume_steps = n;
+        self
+    }
+
+    /// Gives the hooks a value to read: a hook takes it as a `Res<T>` parameter
+    /// ([`crate::resource`]), shared and read-only. One value per type (a second replaces the
+    /// first): wrap settings in newtypes, `.resource(Patience(2))`. A hook that takes a
+    /// `Res<T>` the trainer was not given makes `fit` fail before any batch, naming the hook.
+    ///
+    /// ```
+    /// use trainmon::prelude::*;
+    ///
+    /// struct Patience(u32);
+    ///
+    /// #[on_epoch_end]
+    /// fn show(patience: Res<Patience>) {
+    ///     println!("patience {}", patience.0);
+    /// }
+    /// # let vs = tch::nn::VarStore::new(tch::Device::Cpu);
+    /// # let model = tch::nn::linear(vs.root(), 2, 2, Default::default());
+    /// let trainer = Trainer::new(&vs, &model).resource(Patience(2));
+    /// # let _ = trainer;
+    /// ```
+    pub fn resource<T: Send + Sync + 'static>(mut self, value: T) -> Self {
+        self.resources.insert(value);
         self
     }
 

@@ -1,0 +1,303 @@
+//! Finding libtorch 2.11.0, or installing it once per machine into a cache directory.
+//!
+//! In this order: `LIBTORCH` in the environment (a libtorch directory with `include/` and `lib/`,
+//! or a pip-installed `torch` package directory), `LIBTORCH_USE_PYTORCH=1` (the `torch` of
+//! `python3`, or `python` in a venv), a directory the caller names (the workspace's hand-placed
+//! `.libtorch`), and otherwise the bootstrap: a Python venv in the cache directory
+//! (`$TRAINMON_CACHE_DIR`, `$XDG_CACHE_HOME/trainmon` or `~/.cache/trainmon`) with
+//! `torch==2.11.0` from the Python package index — made once, reused by every crate after.
+
+use anyhow::{bail, Context, Result};
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// The PyTorch release that `tch` 0.24.0 is built against.
+pub const TORCH_VERSION: &str = "2.11.0";
+/// What the bootstrap venv holds: torch for libtorch, and TensorBoard's reader, which trainmon's
+/// tests use to read back the event files it writes.
+pub const REQUIREMENTS: [&str; 2] = ["torch==2.11.0", "tensorboard==2.21.0"];
+
+/// A libtorch found or installed.
+#[derive(Debug, Clone)]
+pub struct Libtorch {
+    /// What `LIBTORCH` should be for torch-sys: the directory holding `include/` and `lib/`.
+    pub dir: PathBuf,
+    /// The directory holding `libtorch_cpu.so` and friends.
+    pub lib: PathBuf,
+    /// Where it came from, for messages.
+    pub source: &'static str,
+    /// The Python of the venv it lives in, when there is one (TensorBoard's reader is there).
+    pub python: Option<PathBuf>,
+}
+
+/// How to look: what the caller knows beyond the environment.
+#[derive(Debug, Default)]
+pub struct Search<'a> {
+    /// A value of `LIBTORCH` that is the caller's own, not the user's (the workspace's
+    /// `.cargo/config.toml` sets one for every process cargo starts): it is not taken as given.
+    pub own_var: Option<&'a Path>,
+    /// A directory to use, when it is a real directory (not a link), before bootstrapping.
+    pub hand_placed: Option<&'a Path>,
+}
+
+impl Libtorch {
+    /// Finds libtorch 2.11.0, installing it into the cache if nothing else provides it.
+    pub fn locate(search: &Search<'_>) -> Result<Self> {
+        if let Some(dir) = non_empty_var("LIBTORCH").filter(|dir| Some(dir.as_path()) != search.own_var) {
+            return Self::at(dir, "LIBTORCH", None);
+        }
+        if non_empty_var("LIBTORCH_USE_PYTORCH").is_some() {
+            let python = if std::env::var_os("VIRTUAL_ENV").is_some() {
+                "python"
+            } else {
+                "python3"
+            };
+            let dir = torch_package_dir(Path::new(python))?;
+            return Self::at(dir, "LIBTORCH_USE_PYTORCH", Some(python.into()));
+        }
+        if let Some(dir) = search.hand_placed {
+            let is_symlink = dir.symlink_metadata().is_ok_and(|m| m.file_type().is_symlink());
+            if dir.is_dir() && !is_symlink {
+                return Self::at(dir.to_owned(), "a .libtorch directory in the workspace", None);
+            }
+        }
+        let venv = Bootstrap::new()?.ensure()?;
+        let python = venv.join("bin/python");
+        let dir = torch_package_dir(&python)?;
+        Self::at(dir, "the trainmon cache", Some(python))
+    }
+
+    /// The libtorch in `dir`, checked: its libraries are there and it is version 2.11.0.
+    /// With `from` = `"LIBTORCH"`, a set `LIBTORCH_LIB` holds the `lib/` directory instead (as for
+    /// torch-sys).
+    pub fn at(dir: PathBuf, from: &'static str, python: Option<PathBuf>) -> Result<Self> {
+        let lib = match non_empty_var("LIBTORCH_LIB") {
+            Some(lib) if from == "LIBTORCH" => lib.join("lib"),
+            _ => dir.join("lib"),
+        };
+        if !(lib.join("libtorch_cpu.so").exists() || lib.join("libtorch_cpu.dylib").exists()) {
+            bail!(
+                "{from}: no libtorch_cpu in {} (expected a libtorch {TORCH_VERSION} directory)",
+                lib.display()
+            );
+        }
+        match version(&dir) {
+            Some(found) if found.split('+').next() == Some(TORCH_VERSION) => {}
+            Some(found) => bail!(
+                "{from}: {} is libtorch {found}, but trainmon's tch 0.24.0 needs libtorch {TORCH_VERSION} exactly: \
+                 point it at a libtorch {TORCH_VERSION}, or unset it to use (or install) the one in the trainmon cache",
+                dir.display()
+            ),
+            None => bail!(
+                "{from}: cannot tell which libtorch {} is (it has neither `build-version` nor `version.py`); \
+                 trainmon's tch 0.24.0 needs libtorch {TORCH_VERSION}",
+                dir.display()
+            ),
+        }
+        Ok(Self {
+            dir,
+            lib,
+            source: from,
+            python,
+        })
+    }
+
+    /// Whether this libtorch has CUDA (then binaries must load `libtorch_cuda`).
+    pub fn has_cuda(&self) -> bool {
+        self.lib.join("libtorch_cuda.so").exists()
+    }
+
+    /// `LD_LIBRARY_PATH` with libtorch's directory first.
+    pub fn library_path(&self) -> Result<OsString> {
+        let mut paths = vec![self.lib.clone()];
+        if let Some(old) = std::env::var_os("LD_LIBRARY_PATH") {
+            paths.extend(std::env::split_paths(&old));
+        }
+        std::env::join_paths(paths).context("LD_LIBRARY_PATH holds a path with a ':' in it")
+    }
+}
+
+/// The version a libtorch directory says it is: `build-version` (libtorch's archives) or
+/// `version.py` (a pip-installed `torch` package).
+pub fn version(dir: &Path) -> Option<String> {
+    if let Ok(text) = std::fs::read_to_string(dir.join("build-version")) {
+        return Some(text.trim().to_owned());
+    }
+    let text = std::fs::read_to_string(dir.join("version.py")).ok()?;
+    text.lines().find_map(|line| {
+        let value = line.strip_prefix("__version__")?.trim_start().strip_prefix('=')?.trim();
+        Some(value.trim_matches(|c| c == '\'' || c == '"').to_owned())
+    })
+}
+
+/// The cache directory of the bootstrap: `$TRAINMON_CACHE_DIR`, `$XDG_CACHE_HOME/trainmon`, or
+/// `~/.cache/trainmon` — outside any `target/`, so that `cargo clean` keeps it.
+pub fn cache_dir() -> Result<PathBuf> {
+    if let Some(dir) = non_empty_var("TRAINMON_CACHE_DIR") {
+        Ok(dir)
+    } else if let Some(dir) = non_empty_var("XDG_CACHE_HOME") {
+        Ok(dir.join("trainmon"))
+    } else if let Some(home) = non_empty_var("HOME") {
+        Ok(home.join(".cache").join("trainmon"))
+    } else {
+        bail!("no cache directory: set TRAINMON_CACHE_DIR (or HOME) so the bootstrap knows where to install torch")
+    }
+}
+
+/// The venv in the cache directory.
+struct Bootstrap {
+    venv: PathBuf,
+}
+
+impl Bootstrap {
+    fn new() -> Result<Self> {
+        Ok(Self {
+            venv: cache_dir()?.join(format!("torch-{TORCH_VERSION}")),
+        })
+    }
+
+    fn marker(&self) -> PathBuf {
+        self.venv.join(".trainmon-complete")
+    }
+
+    /// Installs the requirements into the venv unless a previous run finished doing so; a venv
+    /// made for other requirements is brought up to date. Returns the venv.
+    fn ensure(self) -> Result<PathBuf> {
+        let wanted = REQUIREMENTS.join(" ");
+        if let Ok(installed) = std::fs::read_to_string(self.marker()) {
+            if installed.trim() == wanted {
+                return Ok(self.venv);
+            }
+            eprintln!(
+                "trainmon: libtorch venv at {} updating to: {wanted}",
+                self.venv.display()
+            );
+            self.pip_install()?;
+            std::fs::write(self.marker(), &wanted).context("could not write the bootstrap marker")?;
+            return Ok(self.venv);
+        }
+        let python3 = which_python()?;
+        if self.venv.exists() {
+            // An earlier install stopped half way: start over.
+            std::fs::remove_dir_all(&self.venv)
+                .with_context(|| format!("could not remove the unfinished venv {}", self.venv.display()))?;
+        }
+        if let Some(parent) = self.venv.parent() {
+            std::fs::create_dir_all(parent)
+                .with_context(|| format!("could not create the cache directory {}", parent.display()))?;
+        }
+        eprintln!(
+            "trainmon: libtorch [1/2] creating a Python venv at {}",
+            self.venv.display()
+        );
+        let status = Command::new(&python3)
+            .args(["-m", "venv"])
+            .arg(&self.venv)
+            .status()
+            .with_context(|| format!("could not run {}", python3.display()))?;
+        if !status.success() {
+            let _ = std::fs::remove_dir_all(&self.venv);
+            bail!(
+                "`{} -m venv` failed ({status}); on Debian/Ubuntu install the `python3-venv` package, \
+                 or point LIBTORCH at a libtorch {TORCH_VERSION}",
+                python3.display()
+            );
+        }
+        eprintln!(
+            "trainmon: libtorch [2/2] pip install {wanted} (about 4.6 GB with torch's CUDA libraries; a few minutes, once)"
+        );
+        if let Err(err) = self.pip_install() {
+            let _ = std::fs::remove_dir_all(&self.venv);
+            return Err(err.context("the unfinished venv was removed; the next run tries again"));
+        }
+        std::fs::write(self.marker(), &wanted).context("could not write the bootstrap marker")?;
+        Ok(self.venv)
+    }
+
+    fn pip_install(&self) -> Result<()> {
+        let status = Command::new(self.venv.join("bin/python"))
+            .args([
+                "-m",
+                "pip",
+                "install",
+                "--quiet",
+                "--disable-pip-version-check",
+                "--no-input",
+            ])
+            .args(REQUIREMENTS)
+            .status()
+            .context("could not run pip in the venv")?;
+        if !status.success() {
+            bail!(
+                "`pip install {}` failed ({status}); pip's message is above",
+                REQUIREMENTS.join(" ")
+            );
+        }
+        Ok(())
+    }
+}
+
+fn which_python() -> Result<PathBuf> {
+    for name in ["python3", "python"] {
+        let ok = Command::new(name)
+            .args(["-c", "import sys, venv, ensurepip; assert sys.version_info >= (3, 9)"])
+            .output()
+            .map(|o| o.status.success())
+            .unwrap_or(false);
+        if ok {
+            return Ok(PathBuf::from(name));
+        }
+    }
+    bail!(
+        "no python3 (3.9 or newer, with venv and pip) on PATH: the bootstrap needs it to install \
+         torch=={TORCH_VERSION}. Install Python, or point LIBTORCH at a libtorch {TORCH_VERSION} directory"
+    )
+}
+
+/// The `torch` package directory of a Python, found without importing torch (which is slow).
+fn torch_package_dir(python: &Path) -> Result<PathBuf> {
+    let out = Command::new(python)
+        .args([
+            "-c",
+            "import importlib.util as u; s = u.find_spec('torch'); print(s.submodule_search_locations[0] if s else '')",
+        ])
+        .output()
+        .with_context(|| format!("could not run {}", python.display()))?;
+    let dir = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    if !out.status.success() || dir.is_empty() {
+        bail!(
+            "{} has no `torch` package (pip install torch=={TORCH_VERSION})",
+            python.display()
+        );
+    }
+    Ok(PathBuf::from(dir))
+}
+
+/// An environment variable's value as a path, when it is set and not empty.
+pub fn non_empty_var(name: &str) -> Option<PathBuf> {
+    std::env::var_os(name).filter(|v| !v.is_empty()).map(PathBuf::from)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn versions_of_both_layouts() {
+        let dir = tempfile::tempdir().unwrap();
+        assert_eq!(version(dir.path()), None);
+        std::fs::write(
+            dir.path().join("version.py"),
+            "from typing import Optional\n__version__ = '2.11.0+cu130'\ndebug = False\n",
+        )
+        .unwrap();
+        assert_eq!(version(dir.path()).as_deref(), Some("2.11.0+cu130"));
+        std::fs::write(dir.path().join("build-version"), "2.10.1+cpu\n").unwrap();
+        assert_eq!(
+            version(dir.path()).as_deref(),
+            Some("2.10.1+cpu"),
+            "build-version first"
+        );
+    }
+}
