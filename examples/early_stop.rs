@@ -10,7 +10,6 @@
 use anyhow::Result;
 use clap::Parser;
 use std::path::PathBuf;
-use std::sync::OnceLock;
 use tch::{nn, Device, Kind, Tensor};
 use trainmon::output::{plot, RunDir};
 use trainmon::prelude::*;
@@ -32,8 +31,8 @@ struct Args {
     out: PathBuf,
 }
 
-/// The `--patience` flag, for the early-stopping hook.
-static PATIENCE: OnceLock<u32> = OnceLock::new();
+/// The `--patience` flag, given to the trainer as a resource for the early-stopping hook.
+struct Patience(u32);
 
 // The tutorial's `TrainingLogger`: three hooks.
 
@@ -64,8 +63,13 @@ fn epoch_finished(epoch: &EpochLogs) {
 
 // The tutorial's `EarlyStopping(patience)`: its counters live in `Local`s, private to it.
 #[on_epoch_end]
-fn early_stopping(epoch: &EpochLogs, mut best_loss: Local<Option<f64>>, mut counter: Local<u32>) -> Control {
-    let patience = *PATIENCE.get().unwrap_or(&2);
+fn early_stopping(
+    epoch: &EpochLogs,
+    patience: Res<Patience>,
+    mut best_loss: Local<Option<f64>>,
+    mut counter: Local<u32>,
+) -> Control {
+    let patience = patience.0;
     match *best_loss {
         Some(best) if epoch.loss() >= best => {
             *counter += 1;
@@ -84,12 +88,8 @@ fn early_stopping(epoch: &EpochLogs, mut best_loss: Local<Option<f64>>, mut coun
 
 fn main() -> Result<()> {
     let args = Args::parse();
-    PATIENCE.set(args.patience).expect("set once, before training");
-    tracing_subscriber::fmt()
-        .without_time()
-        .with_level(false)
-        .with_target(false)
-        .init();
+    // The tutorial's bare lines; `RUST_LOG` sets the level (`info` by default).
+    trainmon::logging::Logging::new().bare().init()?;
 
     // RandomDataset(1000, 20): standard normal features, labels 0 or 1.
     tch::manual_seed(args.seed as i64);
@@ -110,6 +110,7 @@ fn main() -> Result<()> {
         .batch_size(32)
         .shuffle(true)
         .seed(args.seed)
+        .resource(Patience(args.patience))
         .fit(&data)?;
 
     // Step 9 of the tutorial: loss, accuracy and time per epoch.

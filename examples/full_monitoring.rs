@@ -22,9 +22,6 @@ use std::path::PathBuf;
 use std::time::Duration;
 use tch::nn;
 use tch::{Device, Kind, Tensor};
-use tracing_indicatif::IndicatifLayer;
-use tracing_subscriber::layer::{Layer, SubscriberExt};
-use tracing_subscriber::util::SubscriberInitExt;
 use trainmon::hooks::{
     EarlyStopping, Interrupt, Logger, LrMonitor, LrScheduler, MetricFiles, ModelCheckpoint, Plots, Progress, Summary,
     TensorBoard, TerminateOnNaN, Throughput, TimeLimit,
@@ -57,14 +54,8 @@ struct Args {
 
 fn main() -> Result<()> {
     let args = Args::parse();
-    // Progress bars on a terminal (on stderr), with log lines (on stdout) that do not tear them.
-    let indicatif = IndicatifLayer::new();
-    let log_lines = tracing_subscriber::fmt::layer()
-        .without_time()
-        .with_target(false)
-        .with_writer(indicatif.get_stdout_writer())
-        .with_filter(tracing_subscriber::filter::LevelFilter::INFO);
-    tracing_subscriber::registry().with(log_lines).with(indicatif).init();
+    // Log lines on stdout (`RUST_LOG`, default `info`), progress bars on a terminal's stderr.
+    trainmon::logging::init()?;
     let run = match &args.resume {
         Some(dir) => RunDir::open(dir)?,
         None => RunDir::create(&args.out, "full_monitoring")?,

@@ -190,6 +190,7 @@ pub fn path(root: &Path) -> PathBuf {
 /// anything slow or anything else is done.
 pub fn check_writable(file: &Path) -> Result<()> {
     let dir = file.parent().context("a config file has a directory")?;
+    let created = !dir.exists();
     let probe = || -> std::io::Result<()> {
         std::fs::create_dir_all(dir)?;
         let probe = dir.join(".trainmon-setup-probe");
@@ -197,6 +198,10 @@ pub fn check_writable(file: &Path) -> Result<()> {
         std::fs::remove_file(&probe)?;
         if file.exists() {
             std::fs::OpenOptions::new().append(true).open(file)?;
+        }
+        if created {
+            // Made again when the file is written: a setup that fails later leaves nothing.
+            std::fs::remove_dir(dir)?;
         }
         Ok(())
     };
@@ -212,6 +217,9 @@ pub fn check_writable(file: &Path) -> Result<()> {
 /// Writes `text` to `file` atomically: a temporary file in the same directory, then a rename.
 pub fn write(file: &Path, text: &str) -> Result<()> {
     let tmp = file.with_extension("toml.trainmon-tmp");
+    if let Some(dir) = file.parent() {
+        std::fs::create_dir_all(dir).with_context(|| format!("could not create {}", dir.display()))?;
+    }
     std::fs::write(&tmp, text)
         .and_then(|()| std::fs::rename(&tmp, file))
         .map_err(|e| {

@@ -10,6 +10,8 @@ use std::process::Command;
 fn run(args: &[&str]) -> Vec<String> {
     let out = Command::new(example("early_stop"))
         .args(args)
+        .env_remove("RUST_LOG")
+        .env_remove("NO_COLOR")
         .output()
         .expect("run the early_stop example");
     assert!(
@@ -126,4 +128,64 @@ fn an_unwritable_output_directory_fails_before_training() {
     );
     let stderr = String::from_utf8_lossy(&result.stderr);
     assert!(stderr.contains("could not create the run directory"), "{stderr}");
+}
+
+/// The example's stdout with `envs` set (and no other `RUST_LOG`/`NO_COLOR`), for one epoch.
+fn printed(envs: &[(&str, &str)]) -> String {
+    let out = tempfile::tempdir().unwrap();
+    let mut cmd = Command::new(example("early_stop"));
+    cmd.args(["--epochs", "1", "--out", out.path().to_str().unwrap()])
+        .env_remove("RUST_LOG")
+        .env_remove("NO_COLOR")
+        .envs(envs.iter().copied());
+    let result = cmd.output().unwrap();
+    assert!(result.status.success(), "{}", String::from_utf8_lossy(&result.stderr));
+    String::from_utf8(result.stdout).unwrap()
+}
+
+#[test]
+fn rust_log_sets_what_is_printed() {
+    let default = printed(&[]);
+    assert!(default.contains("Epoch 1 starting."), "{default}");
+    assert!(!default.contains("fit starts"), "no debug line by default: {default}");
+    assert_eq!(printed(&[("RUST_LOG", "warn")]), "", "warn silences the info lines");
+    assert_eq!(printed(&[("RUST_LOG", "off")]), "");
+    let debug = printed(&[("RUST_LOG", "info,trainmon=debug")]);
+    assert!(
+        debug.contains("fit starts") && debug.contains("Epoch 1 starting."),
+        "trainmon's own debug lines: {debug}"
+    );
+    assert!(!debug.contains('\x1b'), "no colour codes into a pipe: {debug:?}");
+}
+
+/// The example's output under a pseudo-terminal (`script`), with `envs` set.
+fn on_a_terminal(envs: &[(&str, &str)]) -> String {
+    let out = tempfile::tempdir().unwrap();
+    let log = out.path().join("typescript");
+    let command = format!(
+        "{} --epochs 1 --out {}",
+        example("early_stop").display(),
+        out.path().display()
+    );
+    let result = Command::new("script")
+        .args(["-q", "-e", "-c", &command])
+        .arg(&log)
+        .env_remove("NO_COLOR")
+        .envs(envs.iter().copied())
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("run `script` (util-linux)");
+    assert!(result.status.success(), "{}", String::from_utf8_lossy(&result.stderr));
+    std::fs::read_to_string(log).unwrap()
+}
+
+#[test]
+fn colours_only_on_a_terminal_and_never_with_no_color() {
+    let debug = ("RUST_LOG", "info,trainmon=debug");
+    let coloured = on_a_terminal(&[debug]);
+    assert!(coloured.contains("fit starts"), "{coloured}");
+    assert!(coloured.contains("\x1b["), "a terminal gets colours: {coloured:?}");
+    let plain = on_a_terminal(&[debug, ("NO_COLOR", "1")]);
+    assert!(plain.contains("fit starts"), "{plain}");
+    assert!(!plain.contains("\x1b["), "NO_COLOR: none: {plain:?}");
 }

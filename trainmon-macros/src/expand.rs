@@ -122,9 +122,10 @@ fn register(event: Event, args: &Args, func: &ItemFn) -> TokenStream {
         let krate = krate_at(ty.span());
         quote_spanned! {ty.span()=> <#ty as #krate::__private::HookParam>::init_state() }
     });
+    // The resources a hook needs, found by autoref specialization as for `Persist`: no bound
+    // that could fail, so a wrong type is reported by the parameter check alone.
     let requires = types.iter().map(|ty| {
-        let krate = krate_at(ty.span());
-        quote_spanned! {ty.span()=> <#ty as #krate::__private::HookParam>::require(&mut __needs); }
+        quote! { (&&#private::Require::<#ty>::new()).require(&mut __needs); }
     });
     let fetches = types.iter().zip(&states).map(|(ty, state)| {
         let krate = krate_at(ty.span());
@@ -179,6 +180,8 @@ fn register(event: Event, args: &Args, func: &ItemFn) -> TokenStream {
                         #(#loads)*
                     },
                     {
+                        #[allow(unused_imports)]
+                        use #private::{RequireNothing as _, RequireResource as _};
                         #[allow(unused_mut)]
                         let mut __needs = ::std::vec::Vec::new();
                         #(#requires)*

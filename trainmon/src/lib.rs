@@ -369,7 +369,10 @@ pub mod __private {
     pub use crate::bench::DispatchBench;
     pub use crate::control::IntoControl;
     pub use crate::hook::fn_hook;
-    pub use crate::param::{fetch, param_at, HookParam, Persist, PersistLocal, PersistNothing, PersistUnserializable};
+    pub use crate::param::{
+        fetch, param_at, HookParam, Persist, PersistLocal, PersistNothing, PersistUnserializable, Require,
+        RequireNothing, RequireResource,
+    };
     pub use crate::registry::Registration;
     pub use crate::resource::Requirement;
     pub use inventory;

@@ -44,11 +44,6 @@ pub trait HookParam {
     /// The value for one call; `None` where the context lacks it (prevented at compile time by
     /// [`Self::Scope`]).
     fn fetch<'a>(state: &'a mut Self::State, ctx: &'a HookContext<'_>) -> Option<Self::Item<'a>>;
-    /// What the parameter needs the trainer to have been given, checked when `fit` starts
-    /// (a [`Res<T>`](crate::resource::Res) needs a `T`); nothing by default.
-    fn require(needs: &mut Vec<Requirement>) {
-        let _ = needs;
-    }
 }
 
 /// Where parameters exist: each type names a set of events.
@@ -351,7 +346,38 @@ impl<T: Send + Sync + 'static> HookParam for Res<'_, T> {
     fn fetch<'a>(_: &'a mut (), ctx: &'a HookContext<'_>) -> Option<Res<'a, T>> {
         ctx.resources.get::<T>().map(Res::new)
     }
-    fn require(needs: &mut Vec<Requirement>) {
+}
+
+/// Not public API: picks, for the attributes' generated code, what a parameter needs the
+/// trainer to have been given, by autoref specialization on
+/// `(&&Require::<P>::new()).require(…)`: [`RequireResource`] for a `Res<T>` (a `T`), else
+/// [`RequireNothing`]. Neither has a bound that could fail on a wrong parameter type.
+#[doc(hidden)]
+pub struct Require<P: ?Sized>(std::marker::PhantomData<fn() -> Box<P>>);
+
+impl<P: ?Sized> Require<P> {
+    #[allow(clippy::new_without_default)]
+    pub fn new() -> Self {
+        Require(std::marker::PhantomData)
+    }
+}
+
+#[doc(hidden)]
+pub trait RequireResource {
+    fn require(&self, needs: &mut Vec<Requirement>);
+}
+
+impl<T: 'static> RequireResource for &Require<Res<'_, T>> {
+    fn require(&self, needs: &mut Vec<Requirement>) {
         needs.push(Requirement::of::<T>());
     }
+}
+
+#[doc(hidden)]
+pub trait RequireNothing {
+    fn require(&self, needs: &mut Vec<Requirement>);
+}
+
+impl<P: ?Sized> RequireNothing for Require<P> {
+    fn require(&self, _: &mut Vec<Requirement>) {}
 }

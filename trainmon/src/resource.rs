@@ -102,9 +102,10 @@ impl<'a, T> Res<'a, T> {
         Res(value)
     }
 
-    /// The value, for as long as the call.
-    pub fn get(&self) -> &'a T {
-        self.0
+    /// The value, for as long as the call (an associated function, so that it never hides a
+    /// method of `T`: `Res::into_inner(patience)`).
+    pub fn into_inner(this: Self) -> &'a T {
+        this.0
     }
 }
 

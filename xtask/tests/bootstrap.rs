@@ -50,3 +50,29 @@ fn a_missing_python_is_named() {
         "the message offers the alternative: {stderr}"
     );
 }
+
+/// Plain cargo in a clone where libtorch is not set up yet (here: a `LIBTORCH` without headers)
+/// stops torch-sys's C++ build at its first include, with one line that says what to run,
+/// instead of minutes of errors about `torch/torch.h`.
+#[test]
+fn plain_cargo_without_libtorch_says_what_to_run() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+    let empty = tempfile::tempdir().unwrap();
+    let out = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
+        .args(["build", "--quiet", "--package", "torch-sys"])
+        .current_dir(root)
+        .env("LIBTORCH", empty.path())
+        .env("CARGO_TARGET_DIR", root.join("target/no-libtorch"))
+        .env_remove("CPLUS_INCLUDE_PATH")
+        .env_remove("LIBTORCH_USE_PYTORCH")
+        .env_remove("LIBTORCH_LIB")
+        .output()
+        .expect("run cargo");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("libtorch is not set up in this clone yet: run `cargo xtask run --example early_stop` once"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("compilation terminated"), "stops at once: {stderr}");
+}
