@@ -222,9 +222,8 @@ pub fn write(file: &Path, text: &str) -> Result<()> {
     }
     std::fs::write(&tmp, text)
         .and_then(|()| std::fs::rename(&tmp, file))
-        .map_err(|e| {
+        .inspect_err(|_| {
             let _ = std::fs::remove_file(&tmp);
-            e
         })
         .with_context(|| format!("could not write {}", file.display()))
 }
