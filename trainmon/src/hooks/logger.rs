@@ -61,7 +61,10 @@ impl Default for Logger {
 
 impl Hook for Logger {
     fn call(&mut self, ctx: &HookContext<'_>) -> Result<Control, BoxError> {
-        crate::logging::warn_if_unseen("`Logger`");
+        if ctx.event() == Event::EpochEnd || ctx.state().epoch() == 1 {
+            // Not at every batch line: once an epoch is enough to notice.
+            crate::logging::warn_if_unseen("`Logger`");
+        }
         let state = ctx.state();
         match (ctx.event(), self.tutorial) {
             (Event::EpochBegin, _) => tracing::info!("Epoch {} starting.", state.epoch()),
