@@ -1,15 +1,17 @@
 //! Parse: the attribute's options, `#[on_batch_end(every = 10, after = 20, priority = -1)]`.
 //!
-//! Each option is kept with the span of its key, so that a check can point at it. Mistakes that
-//! do not stop parsing (a zero, a repeat, an option that does not apply, two options that
-//! contradict each other) are collected, so that one compile reports them all.
+//! Each option is kept with the span of its key (and, for counts, of its value), so that a check
+//! can point at it. Mistakes that do not stop parsing (a repeat, a zero, an option that does not
+//! apply, two options that contradict each other) are collected, so that one compile reports
+//! them all. The filter rules are `trainmon_events::check_filter`'s, which `trainmon` applies
+//! to the filters of hooks added at run time.
 
-use crate::event::Event;
 use proc_macro2::{Span, TokenStream};
 use syn::meta::ParseNestedMeta;
 use syn::parse::Parser;
 use syn::spanned::Spanned;
 use syn::{Expr, ExprArray, ExprLit, ExprUnary, Lit, LitStr, UnOp};
+use trainmon_events::{check_filter, Event, FilterOption, FilterRule};
 
 /// An option's value and the span of its key.
 pub type Opt<T> = Option<(T, Span)>;
@@ -35,9 +37,9 @@ pub struct Args {
     pub group: Opt<String>,
     /// `crate = "path"`: where `trainmon` is, for a renamed dependency.
     pub krate: Opt<syn::Path>,
+    /// The span of each count option's value (`every = 0`: the `0`), for rules about values.
+    values: Vec<(FilterOption, Span)>,
 }
-
-const FILTERS: &[&str] = &["every", "once", "after", "before", "when", "counter"];
 
 impl Args {
     /// Parses the options of `event`'s attribute; every mistake found is in the error.
@@ -47,16 +49,11 @@ impl Args {
         let attr = event.attribute();
         let parser = syn::meta::parser(|meta| {
             let key = meta.path.get_ident().map(|i| i.to_string()).unwrap_or_default();
-            if FILTERS.contains(&key.as_str()) && !event.repeats() {
-                errors.push(meta.error(format!(
-                    "`{key}` does not apply to `#[{attr}]`: it happens once per fit, so it takes no filter"
-                )));
-            }
             match key.as_str() {
                 "every" => {
                     let value = meta.value()?.parse::<Expr>()?;
-                    let every = positive(&value, "every", event);
-                    set(&mut args.every, every, &meta, &mut errors);
+                    args.values.push((FilterOption::Every, value.span()));
+                    set(&mut args.every, integer::<u64>(&value, "every"), &meta, &mut errors);
                 }
                 "after" => {
                     let value = meta.value()?.parse::<Expr>()?;
@@ -68,16 +65,13 @@ impl Args {
                 }
                 "once" => {
                     let value = meta.value()?.parse::<Expr>()?;
+                    args.values.push((FilterOption::Once, value.span()));
                     let once = match peel(&value) {
-                        Expr::Array(ExprArray { elems, .. }) if elems.is_empty() => Err(syn::Error::new_spanned(
-                            &value,
-                            "`once` needs at least one count: `once = 5` or `once = [1, 5]`",
-                        )),
                         Expr::Array(ExprArray { elems, .. }) => elems
                             .iter()
-                            .map(|e| positive(e, "once", event))
+                            .map(|e| integer::<u64>(e, "once"))
                             .collect::<syn::Result<Vec<u64>>>(),
-                        single => positive(single, "once", event).map(|n| vec![n]),
+                        single => integer::<u64>(single, "once").map(|n| vec![n]),
                     };
                     set(&mut args.once, once, &meta, &mut errors);
                 }
@@ -102,20 +96,7 @@ impl Args {
                             "`counter` is `batch` (the batch within its epoch, the default) or `global_step` \
                              (the optimizer step over the whole fit)",
                         )),
-                    }
-                    .and_then(|global| {
-                        if event.repeats() && !event.is_training_batch() {
-                            Err(syn::Error::new_spanned(
-                                &meta.path,
-                                format!(
-                                    "`counter` applies to training-batch events; `#[{attr}]` counts {}",
-                                    event.counter()
-                                ),
-                            ))
-                        } else {
-                            Ok(global)
-                        }
-                    });
+                    };
                     set(&mut args.global_step, counter, &meta, &mut errors);
                 }
                 "priority" => {
@@ -173,39 +154,32 @@ impl Args {
         if let Err(err) = parser.parse2(tokens) {
             errors.push(err);
         }
-        args.check_combinations(&mut errors);
+        args.check_rules(event, &mut errors);
         (args, errors.into_error())
     }
 
-    /// Options that contradict each other.
-    fn check_combinations(&self, errors: &mut Errors) {
-        if let Some((_, once)) = self.once {
-            for (other, set) in [
-                ("every", self.every.is_some()),
-                ("after", self.after.is_some()),
-                ("before", self.before.is_some()),
-            ] {
-                if set {
-                    errors.push(syn::Error::new(
-                        once,
-                        format!(
-                            "`once` cannot be combined with `{other}`: `once` names the exact counts; for a range, \
-                             use `every` with `after` and `before`"
-                        ),
-                    ));
-                }
-            }
-        }
-        if let Some((before, span)) = self.before {
-            let after = self.after.as_ref().map_or(0, |(a, _)| *a);
-            if before <= after.saturating_add(1) {
-                let why = if self.after.is_some() {
-                    format!("`before = {before}` with `after = {after}` never fires: no count is above {after} and below {before}")
-                } else {
-                    format!("`before = {before}` never fires: counts start at 1")
-                };
-                errors.push(syn::Error::new(span, why));
-            }
+    /// The filter rules of `trainmon_events`, each error under the option (or value) at fault.
+    fn check_rules(&self, event: Event, errors: &mut Errors) {
+        let rule = FilterRule {
+            every: self.every.as_ref().map(|(n, _)| *n),
+            after: self.after.as_ref().map(|(n, _)| *n),
+            before: self.before.as_ref().map(|(n, _)| *n),
+            once: self.once.as_ref().map(|(list, _)| list.as_slice()),
+            when: self.when.is_some(),
+            counter: self.global_step.as_ref().map(|(global, _)| *global),
+        };
+        for error in check_filter(event, &rule) {
+            let key = match error.option {
+                FilterOption::Every => self.every.as_ref().map(|(_, s)| *s),
+                FilterOption::After => self.after.as_ref().map(|(_, s)| *s),
+                FilterOption::Before => self.before.as_ref().map(|(_, s)| *s),
+                FilterOption::Once => self.once.as_ref().map(|(_, s)| *s),
+                FilterOption::When => self.when.as_ref().map(|(_, s)| *s),
+                FilterOption::Counter => self.global_step.as_ref().map(|(_, s)| *s),
+            };
+            let value = self.values.iter().find(|(o, _)| *o == error.option).map(|(_, s)| *s);
+            let span = if error.at_value { value.or(key) } else { key };
+            errors.push(syn::Error::new(span.unwrap_or_else(Span::call_site), error.message));
         }
     }
 }
@@ -222,23 +196,6 @@ fn set<T>(slot: &mut Opt<T>, value: syn::Result<T>, meta: &ParseNestedMeta, erro
         Ok(value) => *slot = Some((value, key.span())),
         Err(err) => errors.push(err),
     }
-}
-
-/// A count of at least 1 (counters start at 1).
-fn positive(expr: &Expr, key: &str, event: Event) -> syn::Result<u64> {
-    let n = integer::<u64>(expr, key)?;
-    if n == 0 {
-        let what = if key == "every" {
-            "at least 1: `every = N` fires at every Nth event"
-        } else {
-            "at least 1"
-        };
-        return Err(syn::Error::new_spanned(
-            expr,
-            format!("`{key}` must be {what}; counters count {} from 1", event.counter()),
-        ));
-    }
-    Ok(n)
 }
 
 /// An integer literal, possibly negative, that fits `T`; anything else is an error naming `key`.

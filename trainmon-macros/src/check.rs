@@ -5,7 +5,7 @@
 //! errors spanned at the type (see `expand.rs`).
 
 use crate::args::Errors;
-use crate::event::Event;
+use trainmon_events::Event;
 use syn::{FnArg, GenericParam, ItemFn};
 
 pub fn signature(event: Event, func: &ItemFn) -> Option<syn::Error> {

@@ -6,20 +6,25 @@
 //! becomes the function, unchanged, and
 //! ```text
 //! const _: () = {
-//!     fn __trainmon_hook() -> Box<dyn trainmon::Hook> { /* state + call adapter */ }
-//!     inventory::submit! { Registration::new(Event::BatchEnd, 10, 0, "log", module_path!(), …) }
+//!     fn __trainmon_hook() -> Box<dyn Hook> { /* state + call adapter */ }
+//!     inventory::submit! {
+//!         Registration::new(Event::BatchEnd, "log", __trainmon_hook).every(10).defined_at(module_path!(), …)
+//!     }
 //! };
 //! ```
+//! Everything the expansion names is under `trainmon::__private`. Where `trainmon` is: the
+//! attribute's `crate = "path"`, else the name the calling crate's `Cargo.toml` gives it (a
+//! renamed dependency, `tm = { package = "trainmon" }`, is found there), else `::trainmon`.
 //! Parameter and return types are checked by traits of `trainmon`, in code spanned at each type,
 //! so that a wrong type is reported under that type.
 
 use crate::args::{Args, Errors};
 use crate::check;
-use crate::event::Event;
 use proc_macro2::{Span, TokenStream};
 use quote::{format_ident, quote, quote_spanned, ToTokens};
 use syn::spanned::Spanned;
-use syn::{FnArg, ItemFn, ReturnType};
+use syn::{FnArg, ItemFn, Pat, ReturnType};
+use trainmon_events::Event;
 
 pub fn hook(event: Event, args: TokenStream, item: TokenStream) -> TokenStream {
     let (args, args_error) = Args::parse(event, args);
@@ -57,54 +62,90 @@ fn with_error(item: TokenStream, errors: Errors) -> TokenStream {
     }
 }
 
+/// The path of `trainmon` in the calling crate, when the attribute does not say: the name its
+/// `Cargo.toml` gives the dependency (renamed or not), `::trainmon` when that cannot be read.
+fn default_crate() -> TokenStream {
+    use proc_macro_crate::{crate_name, FoundCrate};
+    match crate_name("trainmon") {
+        Ok(FoundCrate::Name(name)) => {
+            let ident = syn::Ident::new(&name, Span::call_site());
+            quote!(::#ident)
+        }
+        // Trainmon's own tests and examples (`extern crate self as trainmon` in the library),
+        // or a manifest that cannot be read: the usual name.
+        Ok(FoundCrate::Itself) | Err(_) => quote!(::trainmon),
+    }
+}
+
 fn register(event: Event, args: &Args, func: &ItemFn) -> TokenStream {
     // Paths into trainmon, spanned where they are used: rustc reports a failed bound of a path
     // expression at its first token, which must be the parameter's type, not the attribute.
-    let krate_at = |span: Span| -> TokenStream {
-        let path = match &args.krate {
-            Some((path, _)) => path.to_token_stream(),
-            None => quote!(::trainmon),
-        };
-        path.into_iter()
+    let base = match &args.krate {
+        Some((path, _)) => path.to_token_stream(),
+        None => default_crate(),
+    };
+    let private_at = |span: Span| -> TokenStream {
+        let path: TokenStream = base
+            .clone()
+            .into_iter()
             .map(|mut token| {
                 token.set_span(span);
                 token
             })
-            .collect()
+            .collect();
+        quote_spanned!(span=> #path::__private)
     };
-    let krate = krate_at(Span::call_site());
-    let private = quote!(#krate::__private);
+    let private = private_at(Span::call_site());
     let ident = &func.sig.ident;
-    let variant = event.variant();
-    let every = args.every.as_ref().map_or(1, |(n, _)| *n);
-    let after = args.after.as_ref().map_or(0, |(n, _)| *n);
-    let before = args.before.as_ref().map_or(quote!(u64::MAX), |(n, _)| quote!(#n));
-    let once = args.once.as_ref().map_or(&[][..], |(list, _)| list.as_slice());
-    let when = match &args.when {
+    let variant = syn::Ident::new(event.name(), Span::call_site());
+
+    // The registration, by named builder calls; options not given keep their defaults.
+    let mut options = Vec::new();
+    if let Some((every, _)) = &args.every {
+        options.push(quote!(.every(#every)));
+    }
+    if let Some((after, _)) = &args.after {
+        options.push(quote!(.after(#after)));
+    }
+    if let Some((before, _)) = &args.before {
+        options.push(quote!(.before(#before)));
+    }
+    if let Some((once, _)) = &args.once {
+        options.push(quote!(.once(&[#(#once),*])));
+    }
+    if let Some((path, _)) = &args.when {
         // Spanned at the path: a function of the wrong type is reported there.
-        Some((path, _)) => quote_spanned!(path.span()=> ::core::option::Option::Some(#path)),
-        None => quote!(::core::option::Option::None),
-    };
-    let counter = match args.global_step {
-        Some((true, _)) => quote!(GlobalStep),
-        _ => quote!(Event),
-    };
-    let filter = quote! {
-        #krate::filter::Filter::__new(#every, #after, #before, &[#(#once),*], #when, #krate::filter::Counter::#counter)
-    };
-    let priority = args.priority.as_ref().map_or(quote!(0), |(p, _)| p.clone());
-    let group = args.group.as_ref().map_or("", |(g, _)| g.as_str());
+        options.push(quote_spanned!(path.span()=> .when(#path)));
+    }
+    if let Some((true, _)) = &args.global_step {
+        options.push(quote!(.global_step()));
+    }
+    if let Some((priority, _)) = &args.priority {
+        options.push(quote!(.priority(#priority)));
+    }
+    if let Some((group, _)) = &args.group {
+        options.push(quote!(.group(#group)));
+    }
     let cfgs = func.attrs.iter().filter(|a| a.path().is_ident("cfg"));
 
-    let types: Vec<&syn::Type> = func
+    let params: Vec<(&syn::Type, String)> = func
         .sig
         .inputs
         .iter()
-        .filter_map(|arg| match arg {
-            FnArg::Typed(pat) => Some(&*pat.ty),
+        .enumerate()
+        .filter_map(|(i, arg)| match arg {
+            FnArg::Typed(pat) => {
+                // Resume points keep a `Local` by its parameter's name (and type).
+                let name = match &*pat.pat {
+                    Pat::Ident(ident) => ident.ident.to_string(),
+                    _ => format!("#{i}"),
+                };
+                Some((&*pat.ty, name))
+            }
             FnArg::Receiver(_) => None,
         })
         .collect();
+    let types: Vec<&syn::Type> = params.iter().map(|(ty, _)| *ty).collect();
     // Spanned at their types too: a state's type is its parameter's, and so are its errors.
     let states: Vec<_> = types
         .iter()
@@ -113,14 +154,14 @@ fn register(event: Event, args: &Args, func: &ItemFn) -> TokenStream {
         .collect();
     // Each of these is spanned at its parameter's type, so a type error lands there.
     let checks = types.iter().map(|ty| {
-        let krate = krate_at(ty.span());
+        let private = private_at(ty.span());
         quote_spanned! {ty.span()=>
-            #krate::__private::param_at::<#ty, #krate::events::#variant>();
+            #private::param_at::<#ty, #private::events::#variant>();
         }
     });
     let inits = types.iter().map(|ty| {
-        let krate = krate_at(ty.span());
-        quote_spanned! {ty.span()=> <#ty as #krate::__private::HookParam>::init_state() }
+        let private = private_at(ty.span());
+        quote_spanned! {ty.span()=> <#ty as #private::HookParam>::init_state() }
     });
     // The resources a hook needs, found by autoref specialization as for `Persist`: no bound
     // that could fail, so a wrong type is reported by the parameter check alone.
@@ -128,18 +169,17 @@ fn register(event: Event, args: &Args, func: &ItemFn) -> TokenStream {
         quote! { (&&#private::Require::<#ty>::new()).require(&mut __needs); }
     });
     let fetches = types.iter().zip(&states).map(|(ty, state)| {
-        let krate = krate_at(ty.span());
-        quote_spanned! {ty.span()=> #krate::__private::fetch::<#ty>(#state, __ctx)? }
+        let private = private_at(ty.span());
+        quote_spanned! {ty.span()=> #private::fetch::<#ty>(#state, __ctx)? }
     });
-    // Resume points keep the `Local` parameters whose type serde handles; which ones is found by
-    // autoref specialization on each parameter's type (trainmon::param::Persist).
-    let persist = |method: proc_macro2::TokenStream| {
-        types
+    // Resume points keep the `Local` parameters whose type serde handles, by name; which ones is
+    // found by autoref specialization on each parameter's type (trainmon's `Persist`).
+    let persist = |method: TokenStream| {
+        params
             .iter()
             .zip(&states)
-            .enumerate()
-            .map(|(index, (ty, state))| {
-                quote! { (&&#private::Persist::<#ty>::new()).#method(#state, #index, __saved); }
+            .map(|((ty, name), state)| {
+                quote! { (&&#private::Persist::<#ty>::new()).#method(#state, #name, __saved); }
             })
             .collect::<Vec<_>>()
     };
@@ -150,15 +190,18 @@ fn register(event: Event, args: &Args, func: &ItemFn) -> TokenStream {
         ReturnType::Type(_, ty) => ty.to_token_stream(),
     };
     let into_control = {
-        let krate = krate_at(output.span());
-        quote_spanned! {output.span()=> <#output as #krate::__private::IntoControl>::into_control(__out) }
+        let private = private_at(output.span());
+        quote_spanned! {output.span()=> <#output as #private::IntoControl>::into_control(__out) }
     };
     let location = quote_spanned! {ident.span()=> ::core::line!(), ::core::column!() };
 
     quote! {
         #(#cfgs)*
+        #[doc(hidden)]
+        #[allow(non_snake_case, unused_qualifications, clippy::all, clippy::pedantic, clippy::nursery)]
         const _: () = {
-            fn __trainmon_hook() -> ::std::boxed::Box<dyn #krate::Hook> {
+            #[doc(hidden)]
+            fn __trainmon_hook() -> ::std::boxed::Box<dyn #private::Hook> {
                 #(#checks)*
                 #private::fn_hook(
                     (#(#inits,)*),
@@ -190,17 +233,9 @@ fn register(event: Event, args: &Args, func: &ItemFn) -> TokenStream {
                 )
             }
             #private::inventory::submit! {
-                #private::Registration::new(
-                    #krate::Event::#variant,
-                    #filter,
-                    #priority,
-                    #group,
-                    ::core::stringify!(#ident),
-                    ::core::module_path!(),
-                    ::core::file!(),
-                    #location,
-                    __trainmon_hook,
-                )
+                #private::Registration::new(#private::Event::#variant, ::core::stringify!(#ident), __trainmon_hook)
+                    #(#options)*
+                    .defined_at(::core::module_path!(), ::core::file!(), #location)
             }
         };
     }

@@ -1,4 +1,4 @@
-//! The training-loop benchmark: trainmon's `Trainer` against a hand-written tch loop doing the
+//! The training-loop benchmark: trainmon's `Trainer` against hand-written tch loops doing the
 //! same work (and, when `TRAINMON_PYTHON` names a Python with torch, PyTorch's plain loop from
 //! `peers/plain.py`), on the three workloads of the project's benchmark:
 //!
@@ -10,20 +10,56 @@
 //!
 //! Every run: standard normal features, integer labels, shuffled batches, cross-entropy, Adam
 //! 1e-3, a batch logger every 10 batches, an epoch logger and an early-stopping check that does
-//! not trigger. Each measurement runs in its own process (so peak memory is its own), the
-//! variants interleaved round after round; the time is training only (process start and data
-//! generation excluded). Prints a line per workload, then one JSON line per workload, last:
-//! medians over the rounds, `ratio` = trainmon / hand-written with tch's Adam (what a user of a
-//! hand-written loop gets by switching), `loop_ratio` = trainmon / hand-written with trainmon's
-//! own Adam (`trainmon::optim`, which the trainer runs): the loop's cost alone.
+//! not trigger. The variants:
 //!
-//! `cargo xtask bench [--rounds N] [--workloads seed,tiny,mlp]`
+//! - `trainmon`: `Trainer::fit` with the hooks below (eager reads, the CPU default);
+//! - `trainmon_lazy`: the same with `lazy_reads(true)` (running sums kept on the device);
+//! - `minimal`: the baseline, the fastest honest hand-written tch loop: tch's Adam, one
+//!   `randperm` + `index_select` per epoch, batches by `narrow`, the loss sum and the count of
+//!   right answers kept as tensors and read to the host only where the logger prints (every 10
+//!   batches) and at the epoch's end;
+//! - `handwritten`: the loop of the tutorial written with tch (`Iter2`, every batch's loss and
+//!   accuracy read to the host), tch's Adam;
+//! - `handwritten_optim`: the same with trainmon's own Adam (`trainmon::optim`): the loop's
+//!   cost alone, against `trainmon`.
+//!
+//! How it measures (the default, `alternating`): one process builds the data once, and each
+//! variant's model (same initial weights) once, then — after a warm-up — runs rounds; in each
+//! round every variant trains one *segment* (one `fit` for trainmon, the same epochs by hand for
+//! the others), in an order rotating from round to round. A segment is the workload's whole
+//! training for `seed` (5 epochs, 160 steps) and one epoch for `tiny` and `mlp`
+//! (`--segment-epochs N` sets it). Per variant: the median µs/step over the rounds and its IQR
+//! (p25–p75). Ratios are medians (and IQRs) of per-round ratios: a trainmon segment over the
+//! other variant's segment of the same round, so that a slow minute of the shared machine hits
+//! both sides of a ratio. A trainmon segment is a whole `fit`, setup included (moving the data,
+//! the NaN check over the features, instantiating the hooks, profiling the first 20 batches):
+//! `trainmon_fit_setup_us` is the time of a `fit` of 0 epochs, timed in every round as well.
+//! libtorch runs with 1 intra-op thread for every variant (`--threads N`): on a shared 2-core
+//! machine a second thread waits on whatever else the machine runs, which adds noise to every
+//! variant, unequally; one thread also keeps the host-side costs this benchmark is about from
+//! being hidden by parallel arithmetic. Peak memory is measured apart, by a short pass that
+//! runs each variant once in its own process (`--memory-runs N`, 0: none); that pass also runs
+//! the Python loop, if any.
+//!
+//! `--processes` runs the benchmark's former way instead: every measurement in its own
+//! process, the variants interleaved round after round, with peak memory per process.
+//! `--only VARIANT` runs a single variant in-process, round after round (for a profiler).
+//!
+//! Prints per workload the medians with their IQR to stderr, then one JSON line per workload to
+//! stdout, last. Keys of the former benchmark keep their meaning: `ratio` = trainmon /
+//! handwritten, `loop_ratio` = trainmon / handwritten_optim; new: `minimal_us_per_step`,
+//! `ratio_minimal` (trainmon / minimal), `ratio_minimal_lazy` (trainmon_lazy / minimal),
+//! `lazy_ratio` (trainmon_lazy / trainmon), each median with an `_iqr` key `[p25, p75]`.
+//!
+//! `cargo xtask bench [--rounds N] [--workloads seed,tiny,mlp] [--budget SECONDS]
+//! [--segment-epochs N] [--threads N] [--memory-runs N] [--variants a,b] [--processes]
+//! [--only VARIANT]`
 
 use std::path::Path;
 use std::process::Command;
 use std::time::Instant;
 use tch::nn::{self, Module, OptimizerConfig};
-use tch::{Device, Kind, Tensor};
+use tch::{Device, Kind, Reduction, Tensor};
 use trainmon::optim::OptimizerConfig as _;
 use trainmon::prelude::*;
 
@@ -35,6 +71,8 @@ struct Workload {
     batch: usize,
     hidden: Option<i64>,
     epochs: usize,
+    /// Epochs in one segment of the alternating mode (by default).
+    segment_epochs: usize,
 }
 
 const WORKLOADS: [Workload; 3] = [
@@ -46,6 +84,7 @@ const WORKLOADS: [Workload; 3] = [
         batch: 32,
         hidden: None,
         epochs: 5,
+        segment_epochs: 5,
     },
     Workload {
         name: "tiny",
@@ -55,6 +94,7 @@ const WORKLOADS: [Workload; 3] = [
         batch: 32,
         hidden: None,
         epochs: 2,
+        segment_epochs: 1,
     },
     Workload {
         name: "mlp",
@@ -64,13 +104,25 @@ const WORKLOADS: [Workload; 3] = [
         batch: 64,
         hidden: Some(256),
         epochs: 2,
+        segment_epochs: 1,
     },
 ];
+
+/// The variants, in the order of a round before rotation.
+const VARIANTS: [&str; 5] = ["trainmon", "minimal", "trainmon_lazy", "handwritten", "handwritten_optim"];
+
+/// Variants that can be asked for by name beside [`VARIANTS`]: `minimal_eager` is `minimal`
+/// reading the loss and the right answers to the host at every batch, as trainmon's eager
+/// reads do (to measure what that costs without trainmon around it).
+const EXTRA_VARIANTS: [&str; 1] = ["minimal_eager"];
+
+/// The pseudo-variant timing a `fit` of 0 epochs: trainmon's per-fit setup.
+const SETUP: &str = "trainmon_setup";
 
 /// Early stopping's patience: larger than the epochs, so it never triggers.
 const PATIENCE: u32 = 100;
 
-// The hooks of the benchmark, for the trainmon variant.
+// The hooks of the benchmark, for the trainmon variants.
 
 #[on_epoch_begin]
 fn epoch_starting(state: &TrainState) {
@@ -117,98 +169,265 @@ fn data(w: &Workload) -> (Tensor, Tensor) {
     (x, y)
 }
 
-fn model(w: &Workload, vs: &nn::VarStore) -> nn::Sequential {
+/// A variable store and its model, with the same initial weights every time.
+fn model(w: &Workload) -> (nn::VarStore, nn::Sequential) {
+    tch::manual_seed(1);
+    let vs = nn::VarStore::new(Device::Cpu);
     let root = vs.root();
-    match w.hidden {
+    let net = match w.hidden {
         Some(h) => nn::seq()
             .add(nn::linear(&root / "fc1", w.features, h, Default::default()))
             .add_fn(|x| x.relu())
             .add(nn::linear(&root / "fc2", h, w.classes, Default::default())),
         None => nn::seq().add(nn::linear(&root / "fc", w.features, w.classes, Default::default())),
+    };
+    (vs, net)
+}
+
+/// The early-stopping check of the hand-written loops: whether to stop after an epoch.
+#[derive(Default)]
+struct EarlyStop {
+    best: Option<f64>,
+    counter: u32,
+}
+
+impl EarlyStop {
+    fn stop(&mut self, loss: f64) -> bool {
+        match self.best {
+            Some(b) if loss >= b => {
+                self.counter += 1;
+                self.counter >= PATIENCE
+            }
+            _ => {
+                (self.best, self.counter) = (Some(loss), 0);
+                false
+            }
+        }
     }
 }
 
-/// One measurement, in this process: (steps, seconds of training).
-fn measure(variant: &str, w: &Workload) -> (usize, f64) {
-    let (x, y) = data(w);
-    tch::manual_seed(1);
-    let vs = nn::VarStore::new(Device::Cpu);
-    let net = model(w, &vs);
-    match variant {
-        "trainmon" | "trainmon_lazy" => {
-            let data = TensorDataset::new(x, y).unwrap();
-            let mut trainer = Trainer::new(&vs, &net)
-                .optimizer(nn::Adam::default(), 1e-3)
-                .epochs(w.epochs)
-                .batch_size(w.batch)
-                .shuffle(true)
-                .seed(2)
-                .lazy_reads(variant == "trainmon_lazy");
-            let started = Instant::now();
-            let history = trainer.fit(&data).unwrap();
-            let seconds = started.elapsed().as_secs_f64();
-            (history.epochs().iter().map(|e| e.batches()).sum(), seconds)
-        }
-        "handwritten" | "handwritten_optim" => {
-            // tch's Adam, or the one the trainer runs.
-            let mut step: Box<dyn FnMut(&Tensor)> = if variant == "handwritten" {
-                let mut opt = nn::Adam::default().build(&vs, 1e-3).unwrap();
-                Box::new(move |loss| opt.backward_step(loss))
-            } else {
-                let mut opt = nn::Adam::default().build_optimizer(&vs, 1e-3).unwrap();
-                Box::new(move |loss| {
-                    opt.zero_grad().unwrap();
-                    loss.backward();
-                    opt.step().unwrap();
-                })
-            };
-            let (mut best, mut counter, mut steps) = (None::<f64>, 0, 0);
-            let started = Instant::now();
-            for epoch in 1..=w.epochs {
-                let epoch_started = Instant::now();
-                tracing::info!("Epoch {epoch} starting.");
-                let (mut run_loss, mut correct, mut total, mut batches) = (0.0, 0i64, 0i64, 0usize);
-                for (b, (xb, yb)) in tch::data::Iter2::new(&x, &y, w.batch as i64)
-                    .shuffle()
-                    .return_smaller_last_batch()
-                    .enumerate()
-                {
-                    let out = net.forward(&xb);
-                    let loss = out.cross_entropy_for_logits(&yb);
-                    step(&loss);
-                    run_loss += loss.double_value(&[]);
-                    correct += out.argmax(-1, false).eq_tensor(&yb).sum(Kind::Int64).int64_value(&[]);
-                    total += yb.size()[0];
-                    steps += 1;
-                    batches = b + 1;
-                    if (b + 1) % 10 == 0 {
-                        tracing::info!(
-                            "Batch {}: Loss = {:.4}, Accuracy = {:.4}",
-                            b + 1,
-                            run_loss / (b + 1) as f64,
-                            correct as f64 / total as f64
-                        );
-                    }
-                }
-                let epoch_loss = run_loss / batches as f64;
-                tracing::info!(
-                    "Epoch {epoch} finished in {:.2} seconds.",
-                    epoch_started.elapsed().as_secs_f64()
-                );
-                match best {
-                    Some(b) if epoch_loss >= b => {
-                        counter += 1;
-                        if counter >= PATIENCE {
-                            break;
-                        }
-                    }
-                    _ => (best, counter) = (Some(epoch_loss), 0),
-                }
+/// The optimizer step of the `handwritten` loops: tch's Adam, or the one the trainer runs.
+enum Step {
+    Tch(nn::Optimizer),
+    Own(Box<dyn trainmon::optim::Optimizer>),
+}
+
+impl Step {
+    fn backward_step(&mut self, loss: &Tensor) {
+        match self {
+            Step::Tch(opt) => opt.backward_step(loss),
+            Step::Own(opt) => {
+                opt.zero_grad().unwrap();
+                loss.backward();
+                opt.step().unwrap();
             }
-            (steps, started.elapsed().as_secs_f64())
         }
-        other => panic!("unknown variant {other}"),
     }
+}
+
+/// One variant, ready to train segment after segment on its own model.
+enum Runner<'a> {
+    Trainmon {
+        trainer: Trainer<'a>,
+        data: &'a TensorDataset,
+    },
+    Handwritten {
+        net: &'a nn::Sequential,
+        step: Step,
+    },
+    Minimal {
+        net: &'a nn::Sequential,
+        opt: nn::Optimizer,
+        eager: bool,
+    },
+}
+
+/// What a segment did.
+struct Segment {
+    steps: usize,
+    seconds: f64,
+}
+
+struct Ctx<'a> {
+    w: &'a Workload,
+    x: &'a Tensor,
+    y: &'a Tensor,
+    /// Epochs per segment.
+    epochs: usize,
+}
+
+impl<'a> Runner<'a> {
+    fn new(variant: &str, ctx: &Ctx<'a>, model: &'a (nn::VarStore, nn::Sequential), data: &'a TensorDataset) -> Self {
+        let (vs, net) = model;
+        match variant {
+            "trainmon" | "trainmon_lazy" | SETUP => Runner::Trainmon {
+                trainer: Trainer::new(vs, net)
+                    .optimizer(nn::Adam::default(), 1e-3)
+                    .epochs(if variant == SETUP { 0 } else { ctx.epochs })
+                    .batch_size(ctx.w.batch)
+                    .shuffle(true)
+                    .seed(2)
+                    .lazy_reads(variant == "trainmon_lazy"),
+                data,
+            },
+            "handwritten" => Runner::Handwritten {
+                net,
+                step: Step::Tch(nn::Adam::default().build(vs, 1e-3).unwrap()),
+            },
+            "handwritten_optim" => Runner::Handwritten {
+                net,
+                step: Step::Own(nn::Adam::default().build_optimizer(vs, 1e-3).unwrap()),
+            },
+            "minimal" | "minimal_eager" => Runner::Minimal {
+                net,
+                opt: nn::Adam::default().build(vs, 1e-3).unwrap(),
+                eager: variant == "minimal_eager",
+            },
+            other => panic!("unknown variant {other}"),
+        }
+    }
+
+    /// Trains one segment and times it (training only).
+    fn segment(&mut self, ctx: &Ctx<'_>) -> Segment {
+        let started = Instant::now();
+        let steps = match self {
+            Runner::Trainmon { trainer, data } => {
+                let history = trainer.fit(*data).unwrap();
+                history.epochs().iter().map(|e| e.batches()).sum()
+            }
+            Runner::Handwritten { net, step } => handwritten(net, step, ctx),
+            Runner::Minimal { net, opt, eager } => minimal(net, opt, *eager, ctx),
+        };
+        Segment {
+            steps,
+            seconds: started.elapsed().as_secs_f64(),
+        }
+    }
+}
+
+/// The tutorial's loop written with tch: `Iter2` batches, every batch's loss and accuracy read
+/// to the host. Returns the steps.
+fn handwritten(net: &nn::Sequential, step: &mut Step, ctx: &Ctx<'_>) -> usize {
+    let (mut early, mut steps) = (EarlyStop::default(), 0);
+    for epoch in 1..=ctx.epochs {
+        let epoch_started = Instant::now();
+        tracing::info!("Epoch {epoch} starting.");
+        let (mut run_loss, mut correct, mut total, mut batches) = (0.0, 0i64, 0i64, 0usize);
+        for (b, (xb, yb)) in tch::data::Iter2::new(ctx.x, ctx.y, ctx.w.batch as i64)
+            .shuffle()
+            .return_smaller_last_batch()
+            .enumerate()
+        {
+            let out = net.forward(&xb);
+            let loss = out.cross_entropy_for_logits(&yb);
+            step.backward_step(&loss);
+            run_loss += loss.double_value(&[]);
+            correct += out.argmax(-1, false).eq_tensor(&yb).sum(Kind::Int64).int64_value(&[]);
+            total += yb.size()[0];
+            steps += 1;
+            batches = b + 1;
+            if (b + 1) % 10 == 0 {
+                tracing::info!(
+                    "Batch {}: Loss = {:.4}, Accuracy = {:.4}",
+                    b + 1,
+                    run_loss / (b + 1) as f64,
+                    correct as f64 / total as f64
+                );
+            }
+        }
+        let epoch_loss = run_loss / batches as f64;
+        tracing::info!(
+            "Epoch {epoch} finished in {:.2} seconds.",
+            epoch_started.elapsed().as_secs_f64()
+        );
+        if early.stop(epoch_loss) {
+            break;
+        }
+    }
+    steps
+}
+
+/// The fastest honest hand-written loop: tch's Adam; per epoch one `randperm` and one
+/// `index_select` of the features and the labels; batches by `narrow`; the loss sum and the
+/// count of right answers accumulated as tensors, read to the host only where the logger prints
+/// and at the epoch's end (`eager`: at every batch instead, as trainmon's eager reads).
+/// Prints what the trainmon variant prints. Returns the steps.
+fn minimal(net: &nn::Sequential, opt: &mut nn::Optimizer, eager: bool, ctx: &Ctx<'_>) -> usize {
+    let n = ctx.x.size()[0];
+    let batch = ctx.w.batch as i64;
+    let batches = (n + batch - 1) / batch;
+    let device = ctx.x.device();
+    let (mut early, mut steps) = (EarlyStop::default(), 0);
+    for epoch in 1..=ctx.epochs {
+        let epoch_started = Instant::now();
+        tracing::info!("Epoch {epoch} starting.");
+        let perm = Tensor::randperm(n, (Kind::Int64, device));
+        let (xs, ys) = (ctx.x.index_select(0, &perm), ctx.y.index_select(0, &perm));
+        let mut loss_sum = Tensor::zeros([], (Kind::Float, device));
+        let mut correct = Tensor::zeros([], (Kind::Int64, device));
+        let (mut host_loss, mut host_correct) = (0.0, 0i64);
+        let mut seen = 0i64;
+        for b in 0..batches {
+            let start = b * batch;
+            let len = batch.min(n - start);
+            let (xb, yb) = (xs.narrow(0, start, len), ys.narrow(0, start, len));
+            let out = net.forward(&xb);
+            let loss = out.cross_entropy_loss::<Tensor>(&yb, None, Reduction::Mean, -100, 0.0);
+            opt.backward_step(&loss);
+            let right = out.argmax(-1, false).eq_tensor(&yb).sum(Kind::Int64);
+            if eager {
+                host_loss += loss.double_value(&[]);
+                host_correct += right.int64_value(&[]);
+            } else {
+                loss_sum += loss.detach();
+                correct += right;
+            }
+            seen += len;
+            steps += 1;
+            if (b + 1) % 10 == 0 {
+                let (l, c) = if eager {
+                    (host_loss, host_correct)
+                } else {
+                    (loss_sum.double_value(&[]), correct.int64_value(&[]))
+                };
+                tracing::info!(
+                    "Batch {}: Loss = {:.4}, Accuracy = {:.4}",
+                    b + 1,
+                    l / (b + 1) as f64,
+                    c as f64 / seen as f64
+                );
+            }
+        }
+        let (l, c) = if eager {
+            (host_loss, host_correct)
+        } else {
+            (loss_sum.double_value(&[]), correct.int64_value(&[]))
+        };
+        let epoch_loss = l / batches as f64;
+        let _epoch_accuracy = c as f64 / seen as f64;
+        tracing::info!(
+            "Epoch {epoch} finished in {:.2} seconds.",
+            epoch_started.elapsed().as_secs_f64()
+        );
+        if early.stop(epoch_loss) {
+            break;
+        }
+    }
+    steps
+}
+
+/// One measurement in this process (`--child`): the workload's whole training, as one segment.
+fn measure(variant: &str, w: &Workload) -> Segment {
+    let (x, y) = data(w);
+    let dataset = TensorDataset::new(x.shallow_clone(), y.shallow_clone()).unwrap();
+    let model = model(w);
+    let ctx = Ctx {
+        w,
+        x: &x,
+        y: &y,
+        epochs: w.epochs,
+    };
+    Runner::new(variant, &ctx, &model, &dataset).segment(&ctx)
 }
 
 /// Peak resident memory of this process, in MiB.
@@ -228,13 +447,16 @@ struct Run {
 }
 
 /// Runs one measurement in a fresh process.
-fn spawn(variant: &str, w: &Workload) -> Run {
+fn spawn(variant: &str, w: &Workload, threads: i32) -> Run {
     if variant == "python" {
         let python = std::env::var("TRAINMON_PYTHON").unwrap();
         let peers = Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/peers");
         let out = Command::new(python)
             .arg(peers.join("plain.py"))
             .arg(w.name)
+            // The same intra-op threads as the Rust variants.
+            .env("OMP_NUM_THREADS", threads.to_string())
+            .env("MKL_NUM_THREADS", threads.to_string())
             .output()
             .expect("run plain.py");
         assert!(
@@ -252,7 +474,7 @@ fn spawn(variant: &str, w: &Workload) -> Run {
     }
     let exe = std::env::current_exe().unwrap();
     let out = Command::new(exe)
-        .args(["--child", variant, w.name])
+        .args(["--child", variant, w.name, "--threads", &threads.to_string()])
         .output()
         .expect("run a measurement");
     assert!(
@@ -277,86 +499,377 @@ fn json_number(line: &str, key: &str) -> Option<f64> {
     rest[..end].trim().parse().ok()
 }
 
-fn median(mut values: Vec<f64>) -> f64 {
-    values.sort_by(f64::total_cmp);
-    let n = values.len();
-    if n % 2 == 1 {
-        values[n / 2]
-    } else {
-        (values[n / 2 - 1] + values[n / 2]) / 2.0
+/// The `q` quantile (0 to 1) of `values`, interpolated linearly between order statistics.
+fn quantile(values: &[f64], q: f64) -> f64 {
+    let mut v: Vec<f64> = values.iter().copied().filter(|x| !x.is_nan()).collect();
+    if v.is_empty() {
+        return f64::NAN;
     }
+    v.sort_by(f64::total_cmp);
+    let at = q * (v.len() - 1) as f64;
+    let (lo, hi) = (at.floor() as usize, at.ceil() as usize);
+    v[lo] + (v[hi] - v[lo]) * (at - lo as f64)
+}
+
+/// Median, p25 and p75.
+#[derive(Clone, Copy)]
+struct Spread {
+    median: f64,
+    p25: f64,
+    p75: f64,
+}
+
+impl Spread {
+    fn of(values: &[f64]) -> Self {
+        Spread {
+            median: quantile(values, 0.5),
+            p25: quantile(values, 0.25),
+            p75: quantile(values, 0.75),
+        }
+    }
+
+    /// `median (IQR p25–p75)`, with `digits` decimals.
+    fn show(&self, digits: usize) -> String {
+        format!(
+            "{:.*} (IQR {:.*}–{:.*})",
+            digits, self.median, digits, self.p25, digits, self.p75
+        )
+    }
+
+    /// `"key":median,"key_iqr":[p25,p75]`.
+    fn json(&self, key: &str, digits: usize) -> String {
+        format!("\"{key}\":{:.*}{}", digits, self.median, self.iqr(key, digits))
+    }
+
+    /// `,"key_iqr":[p25,p75]`.
+    fn iqr(&self, key: &str, digits: usize) -> String {
+        format!(",\"{key}_iqr\":[{:.*},{:.*}]", digits, self.p25, digits, self.p75)
+    }
+}
+
+/// Every variant's measurements, round by round (`NaN` where a round has none).
+struct Results {
+    variants: Vec<String>,
+    /// `[variant][round]`: µs per step (for the setup pseudo-variant: µs per fit).
+    us: Vec<Vec<f64>>,
+}
+
+impl Results {
+    fn of(&self, variant: &str) -> Option<&[f64]> {
+        let i = self.variants.iter().position(|v| v == variant)?;
+        Some(&self.us[i])
+    }
+
+    fn spread(&self, variant: &str) -> Option<Spread> {
+        self.of(variant).map(Spread::of)
+    }
+
+    /// The ratio `a / b` round by round (paired), summarised.
+    fn ratio(&self, a: &str, b: &str) -> Option<Spread> {
+        let (a, b) = (self.of(a)?, self.of(b)?);
+        let ratios: Vec<f64> = a.iter().zip(b).map(|(a, b)| a / b).collect();
+        Some(Spread::of(&ratios))
+    }
+}
+
+struct Options {
+    rounds: Option<usize>,
+    budget: f64,
+    segment_epochs: Option<usize>,
+    threads: i32,
+    memory_runs: usize,
+    variants: Vec<String>,
+    processes: bool,
+    only: Option<String>,
+    python: bool,
+}
+
+/// The alternating mode: every variant in this process, segment after segment.
+fn alternate(w: &Workload, opts: &Options, variants: &[String]) -> (Results, usize) {
+    let (x, y) = data(w);
+    let dataset = TensorDataset::new(x.shallow_clone(), y.shallow_clone()).unwrap();
+    let epochs = opts.segment_epochs.unwrap_or(w.segment_epochs);
+    let ctx = Ctx {
+        w,
+        x: &x,
+        y: &y,
+        epochs,
+    };
+    let models: Vec<(nn::VarStore, nn::Sequential)> = variants.iter().map(|_| model(w)).collect();
+    let mut runners: Vec<Runner<'_>> = variants
+        .iter()
+        .zip(&models)
+        .map(|(v, m)| Runner::new(v, &ctx, m, &dataset))
+        .collect();
+    let round = |runners: &mut [Runner<'_>], r: usize| -> Vec<Segment> {
+        let n = runners.len();
+        let mut out: Vec<Option<Segment>> = (0..n).map(|_| None).collect();
+        for k in 0..n {
+            let i = (k + r) % n;
+            out[i] = Some(runners[i].segment(&ctx));
+        }
+        out.into_iter().map(Option::unwrap).collect()
+    };
+    // Warm-up: at least 2 rounds and 3 seconds.
+    let warm_started = Instant::now();
+    let mut warm = 0;
+    while warm < 2 || warm_started.elapsed().as_secs_f64() < 3.0 {
+        round(&mut runners, warm);
+        warm += 1;
+    }
+    let round_seconds = warm_started.elapsed().as_secs_f64() / warm as f64;
+    let rounds = opts
+        .rounds
+        .unwrap_or_else(|| ((opts.budget / round_seconds) as usize).clamp(5, 400));
+    let mut us: Vec<Vec<f64>> = variants.iter().map(|_| Vec::new()).collect();
+    for r in 0..rounds {
+        for (i, segment) in round(&mut runners, warm + r).into_iter().enumerate() {
+            us[i].push(if segment.steps == 0 {
+                1e6 * segment.seconds
+            } else {
+                1e6 * segment.seconds / segment.steps as f64
+            });
+        }
+    }
+    (
+        Results {
+            variants: variants.to_vec(),
+            us,
+        },
+        epochs,
+    )
+}
+
+/// The former mode: every measurement in its own process, variants interleaved.
+fn processes(w: &Workload, opts: &Options, variants: &[String]) -> (Results, Vec<Vec<f64>>) {
+    let rounds = opts.rounds.unwrap_or(5);
+    let mut us: Vec<Vec<f64>> = variants.iter().map(|_| Vec::new()).collect();
+    let mut mib: Vec<Vec<f64>> = variants.iter().map(|_| Vec::new()).collect();
+    for round in 0..rounds {
+        // Interleaved, in a rotating order, so that drifts of the machine hit all alike.
+        for k in 0..variants.len() {
+            let i = (k + round) % variants.len();
+            let run = spawn(&variants[i], w, opts.threads);
+            us[i].push(run.us_per_step);
+            mib[i].push(run.peak_mib);
+        }
+    }
+    (
+        Results {
+            variants: variants.to_vec(),
+            us,
+        },
+        mib,
+    )
 }
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).filter(|a| a != "--bench").collect();
-    if args.first().map(String::as_str) == Some("--child") {
-        tracing_subscriber::fmt().with_writer(std::io::sink).init();
-        let w = WORKLOADS.iter().find(|w| w.name == args[2]).expect("a workload");
-        let (steps, seconds) = measure(&args[1], w);
-        println!(
-            "{{\"steps\":{steps},\"seconds\":{seconds},\"us_per_step\":{},\"peak_mib\":{}}}",
-            1e6 * seconds / steps as f64,
-            peak_rss_mib()
-        );
-        return;
-    }
     let value = |flag: &str| {
         args.iter()
             .position(|a| a == flag)
             .and_then(|i| args.get(i + 1))
             .cloned()
     };
-    let rounds: usize = value("--rounds").map_or(5, |r| r.parse().expect("--rounds N"));
-    let names = value("--workloads").unwrap_or_else(|| "seed,tiny,mlp".into());
-    let python = std::env::var_os("TRAINMON_PYTHON").is_some();
-    // `trainmon_lazy`: the same with running values kept on the device (what CUDA gets), to
-    // measure which way of reading is cheaper on the CPU.
-    let mut variants = vec!["trainmon", "handwritten", "trainmon_lazy", "handwritten_optim"];
-    if python {
-        variants.push("python");
+    let threads: i32 = value("--threads").map_or(1, |t| t.parse().expect("--threads N"));
+    tch::set_num_threads(threads);
+    tracing_subscriber::fmt().with_writer(std::io::sink).init();
+    if args.first().map(String::as_str) == Some("--child") {
+        let w = WORKLOADS.iter().find(|w| w.name == args[2]).expect("a workload");
+        let segment = measure(&args[1], w);
+        println!(
+            "{{\"steps\":{},\"seconds\":{},\"us_per_step\":{},\"peak_mib\":{}}}",
+            segment.steps,
+            segment.seconds,
+            1e6 * segment.seconds / segment.steps as f64,
+            peak_rss_mib()
+        );
+        return;
     }
+    let only = value("--only");
+    let variants: Vec<String> = match (&only, value("--variants")) {
+        (Some(only), _) => vec![only.clone()],
+        (None, Some(list)) => list.split(',').map(str::to_owned).collect(),
+        (None, None) => VARIANTS.iter().map(|v| v.to_string()).collect(),
+    };
+    for v in &variants {
+        assert!(
+            VARIANTS.contains(&v.as_str()) || EXTRA_VARIANTS.contains(&v.as_str()) || v == SETUP,
+            "unknown variant {v}: one of {VARIANTS:?}, {EXTRA_VARIANTS:?}, {SETUP}"
+        );
+    }
+    let opts = Options {
+        rounds: value("--rounds").map(|r| r.parse().expect("--rounds N")),
+        budget: value("--budget").map_or(60.0, |b| b.parse().expect("--budget SECONDS")),
+        segment_epochs: value("--segment-epochs").map(|e| e.parse().expect("--segment-epochs N")),
+        threads,
+        memory_runs: value("--memory-runs").map_or(1, |n| n.parse().expect("--memory-runs N")),
+        variants,
+        processes: args.iter().any(|a| a == "--processes"),
+        only,
+        python: std::env::var_os("TRAINMON_PYTHON").is_some(),
+    };
+    let names = value("--workloads").unwrap_or_else(|| "seed,tiny,mlp".into());
     let mut lines = Vec::new();
     for w in WORKLOADS.iter().filter(|w| names.split(',').any(|n| n == w.name)) {
-        let mut runs: Vec<Vec<Run>> = variants.iter().map(|_| Vec::new()).collect();
-        for round in 0..rounds {
-            // Interleaved, in a rotating order, so that drifts of the machine hit all alike.
-            for k in 0..variants.len() {
-                let i = (k + round) % variants.len();
-                runs[i].push(spawn(variants[i], w));
-            }
+        if let Some(only) = &opts.only {
+            let started = Instant::now();
+            let (results, epochs) = alternate(w, &opts, &opts.variants);
+            let s = results.spread(only).unwrap();
+            eprintln!(
+                "{:5} {only} alone: {} µs/step, {} rounds of {epochs}-epoch segments in {:.1} s",
+                w.name,
+                s.show(2),
+                results.us[0].len(),
+                started.elapsed().as_secs_f64()
+            );
+            continue;
         }
-        let us: Vec<f64> = runs
-            .iter()
-            .map(|r| median(r.iter().map(|r| r.us_per_step).collect()))
-            .collect();
-        let mib: Vec<f64> = runs
-            .iter()
-            .map(|r| median(r.iter().map(|r| r.peak_mib).collect()))
-            .collect();
-        let ratio = us[0] / us[1];
-        let loop_ratio = us[0] / us[3];
-        let python_part = if python {
-            format!(" | python plain {:8.2} µs/step", us[4])
+        let (results, mib, mode, epochs) = if opts.processes {
+            let mut variants = opts.variants.clone();
+            if opts.python {
+                variants.push("python".into());
+            }
+            let (results, mib) = processes(w, &opts, &variants);
+            (results, mib, "processes", w.epochs)
         } else {
-            String::new()
+            let mut variants = opts.variants.clone();
+            if variants.iter().any(|v| v.starts_with("trainmon")) {
+                variants.push(SETUP.into());
+            }
+            let (results, epochs) = alternate(w, &opts, &variants);
+            // Peak memory, and the Python loop: each in its own process.
+            let mut memory_variants = opts.variants.clone();
+            if opts.python {
+                memory_variants.push("python".into());
+            }
+            let mut mib: Vec<Vec<f64>> = results.variants.iter().map(|_| Vec::new()).collect();
+            let mut results = results;
+            for _ in 0..opts.memory_runs {
+                for v in &memory_variants {
+                    let run = spawn(v, w, opts.threads);
+                    if v == "python" {
+                        if results.of("python").is_none() {
+                            results.variants.push("python".into());
+                            results.us.push(Vec::new());
+                            mib.push(Vec::new());
+                        }
+                    }
+                    let i = results.variants.iter().position(|x| x == v).unwrap();
+                    mib[i].push(run.peak_mib);
+                    if v == "python" {
+                        results.us[i].push(run.us_per_step);
+                    }
+                }
+            }
+            (results, mib, "alternating", epochs)
+        };
+        let rounds = results.us.first().map_or(0, Vec::len);
+        let peak = |v: &str| {
+            let i = results.variants.iter().position(|x| x == v)?;
+            Some(quantile(&mib[i], 0.5))
+        };
+        let nan = Spread {
+            median: f64::NAN,
+            p25: f64::NAN,
+            p75: f64::NAN,
+        };
+        let get = |v: &str| results.spread(v).unwrap_or(nan);
+        let ratio = |a: &str, b: &str| results.ratio(a, b).unwrap_or(nan);
+
+        // Human-readable, to stderr.
+        let what = if mode == "processes" {
+            format!("each measurement in its own process, {} epochs", w.epochs)
+        } else {
+            format!("in one process, segments of {epochs} epoch(s)")
         };
         eprintln!(
-            "{:5} trainmon {:8.2} µs/step {:7.1} MiB | hand-written {:8.2} µs/step {:7.1} MiB | ratio {:.3} | \
-             trainmon with lazy reads {:8.2} µs/step | hand-written, trainmon's Adam {:8.2} µs/step, loop ratio {:.3}\
-             {python_part}",
-            w.name, us[0], mib[0], us[1], mib[1], ratio, us[2], us[3], loop_ratio,
+            "{} ({mode}: {rounds} rounds, {what}, {threads} thread(s)): median µs/step (IQR p25–p75)",
+            w.name
         );
+        for v in results.variants.iter().filter(|v| *v != SETUP) {
+            let memory = match peak(v) {
+                Some(m) if !m.is_nan() => format!("   peak {m:.1} MiB"),
+                _ => String::new(),
+            };
+            let note = if v == "python" && mode == "alternating" {
+                "   (own process, whole workload)"
+            } else {
+                ""
+            };
+            eprintln!("  {v:18} {:>32}{memory}{note}", get(v).show(2));
+        }
+        for (a, b, label) in [
+            ("trainmon", "minimal", "ratio_minimal      trainmon / minimal"),
+            ("trainmon_lazy", "minimal", "ratio_minimal_lazy trainmon_lazy / minimal"),
+            ("trainmon", "handwritten", "ratio              trainmon / handwritten"),
+            ("trainmon", "handwritten_optim", "loop_ratio         trainmon / handwritten_optim"),
+            ("trainmon_lazy", "trainmon", "lazy_ratio         trainmon_lazy / trainmon"),
+            ("minimal_eager", "minimal", "minimal_eager / minimal"),
+        ] {
+            if let Some(r) = results.ratio(a, b) {
+                eprintln!("  {label:48} {} (paired by round)", r.show(4));
+            }
+        }
+        let setup = results.spread(SETUP);
+        if let (Some(s), Some(t)) = (setup, results.spread("trainmon")) {
+            let steps_per_segment = (w.samples as f64 / w.batch as f64).ceil() * epochs as f64;
+            eprintln!(
+                "  trainmon fit setup (a fit of 0 epochs) {} µs per fit = {:.2} µs/step over a {epochs}-epoch segment ({:.2} % of trainmon's)",
+                s.show(0),
+                s.median / steps_per_segment,
+                100.0 * s.median / steps_per_segment / t.median
+            );
+        }
+
+        // JSON, to stdout at the end.
+        let (t, h) = (get("trainmon"), get("handwritten"));
+        let mem_ratio = peak("trainmon").unwrap_or(f64::NAN) / peak("handwritten").unwrap_or(f64::NAN);
         let mut line = format!(
             "{{\"workload\":\"{}\",\"trainmon_us_per_step\":{:.3},\"handwritten_us_per_step\":{:.3},\"ratio\":{:.4},\"rounds\":{rounds},\"trainmon_peak_mib\":{:.1},\"handwritten_peak_mib\":{:.1},\"memory_ratio\":{:.4}",
-            w.name, us[0], us[1], ratio, mib[0], mib[1], mib[0] / mib[1]
+            w.name,
+            t.median,
+            h.median,
+            ratio("trainmon", "handwritten").median,
+            peak("trainmon").unwrap_or(f64::NAN),
+            peak("handwritten").unwrap_or(f64::NAN),
+            mem_ratio
         );
-        line.push_str(&format!(",\"trainmon_lazy_us_per_step\":{:.3}", us[2]));
+        line.push_str(&format!(",\"trainmon_lazy_us_per_step\":{:.3}", get("trainmon_lazy").median));
         line.push_str(&format!(
-            ",\"handwritten_optim_us_per_step\":{:.3},\"loop_ratio\":{loop_ratio:.4}",
-            us[3]
+            ",\"handwritten_optim_us_per_step\":{:.3},\"loop_ratio\":{:.4}",
+            get("handwritten_optim").median,
+            ratio("trainmon", "handwritten_optim").median
         ));
-        if python {
-            line.push_str(&format!(",\"python_plain_us_per_step\":{:.3}", us[4]));
+        if opts.python {
+            line.push_str(&format!(",\"python_plain_us_per_step\":{:.3}", get("python").median));
+        }
+        line.push_str(&format!(
+            ",\"mode\":\"{mode}\",\"threads\":{threads},\"segment_epochs\":{epochs}"
+        ));
+        line.push(',');
+        line.push_str(&get("minimal").json("minimal_us_per_step", 3));
+        for (key, a, b) in [
+            ("ratio_minimal", "trainmon", "minimal"),
+            ("ratio_minimal_lazy", "trainmon_lazy", "minimal"),
+            ("lazy_ratio", "trainmon_lazy", "trainmon"),
+        ] {
+            line.push(',');
+            line.push_str(&ratio(a, b).json(key, 4));
+        }
+        for v in ["trainmon", "handwritten", "trainmon_lazy", "handwritten_optim"] {
+            line.push_str(&get(v).iqr(&format!("{v}_us_per_step"), 3));
+        }
+        line.push_str(&ratio("trainmon", "handwritten").iqr("ratio", 4));
+        line.push_str(&ratio("trainmon", "handwritten_optim").iqr("loop_ratio", 4));
+        for v in ["trainmon_lazy", "minimal", "handwritten_optim"] {
+            if let Some(m) = peak(v) {
+                line.push_str(&format!(",\"{v}_peak_mib\":{m:.1}"));
+            }
+        }
+        if let Some(s) = setup {
+            line.push(',');
+            line.push_str(&s.json("trainmon_fit_setup_us", 1));
         }
         line.push('}');
         lines.push(line);

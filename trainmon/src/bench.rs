@@ -1,14 +1,13 @@
 //! Not public API: a harness for the dispatch benchmark (`benches/dispatch.rs`), which needs
 //! the loop's dispatch without a model around it.
 
+use crate::context::Scene;
 use crate::event::Event;
-use crate::history::History;
-use crate::hook::{Hook, HookContext};
+use crate::hook::Hook;
 use crate::metrics::BatchLogs;
 use crate::registry::{registrations, Hooks};
+use crate::state::TrainState;
 use crate::trainer::dispatch::Dispatch;
-use crate::trainer::TrainState;
-use std::cell::Cell;
 use std::time::Instant;
 use tch::nn::VarStore;
 use tch::{Device, Kind, Tensor};
@@ -16,10 +15,8 @@ use tch::{Device, Kind, Tensor};
 /// The selected registered hooks of this binary, ready to fire as the loop fires them.
 pub struct DispatchBench {
     dispatch: Dispatch<'static>,
-    state: TrainState,
-    history: History,
+    scene: Scene,
     vs: VarStore,
-    learning_rate: Cell<f64>,
     logs: BatchLogs,
 }
 
@@ -29,14 +26,15 @@ impl DispatchBench {
     pub fn new(selection: &Hooks) -> Self {
         let hooks = registrations()
             .into_iter()
-            .filter(|r| selection.selects(r.info()))
-            .map(|r| {
+            .map(|r| (r.info(), r))
+            .filter(|(info, _)| selection.selects(info))
+            .map(|(info, r)| {
                 let hook: &'static mut dyn Hook = Box::leak(r.instantiate());
-                (vec![r.info().clone()], hook)
+                (vec![info], hook)
             });
         DispatchBench {
             dispatch: Dispatch::new(hooks, &[]).expect("registered filters are checked at compile time"),
-            state: TrainState {
+            scene: Scene::new(TrainState {
                 epoch: 1,
                 epochs: 1,
                 batch: 1,
@@ -45,10 +43,8 @@ impl DispatchBench {
                 started: Instant::now(),
                 device: Device::Cpu,
                 learning_rate: 1e-3,
-            },
-            history: History::default(),
+            }),
             vs: VarStore::new(Device::Cpu),
-            learning_rate: Cell::new(1e-3),
             logs: {
                 let mut logs = BatchLogs::new(false, Vec::new(), false);
                 let outputs = Tensor::zeros([32, 2], (Kind::Float, Device::Cpu));
@@ -63,17 +59,10 @@ impl DispatchBench {
     /// Fires `on_batch_end` at batch `batch` (and global step `batch`), as the loop does.
     #[inline]
     pub fn fire_batch_end(&mut self, batch: u64) {
-        let ctx = HookContext {
-            event: Event::BatchEnd,
-            state: &self.state,
-            batch: Some(&self.logs),
-            epoch: None,
-            history: &self.history,
-            vs: &self.vs,
-            learning_rate: &self.learning_rate,
-            error: None,
-            resources: &crate::resource::NONE,
-        };
+        let ctx = self
+            .scene
+            .context(Event::BatchEnd, &self.vs, &crate::resource::NONE)
+            .with_batch(&self.logs);
         if let Err(err) = self.dispatch.fire(batch, batch, &ctx) {
             panic!("benchmark hook failed: {err}");
         }

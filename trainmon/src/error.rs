@@ -1,6 +1,6 @@
 //! The one error type of trainmon: every message names its cause.
 
-use crate::registry::HookLocation;
+use crate::spec::HookLocation;
 use std::path::PathBuf;
 
 /// A boxed error, as hooks return them.

@@ -2,8 +2,9 @@
 //! arithmetic on the event's 1-based counter (see [`crate::Event`] for which counter).
 
 use crate::event::Event;
-use crate::trainer::TrainState;
+use crate::state::TrainState;
 use std::borrow::Cow;
+use trainmon_events::{check_filter, FilterRule};
 
 /// Which counter a training-batch hook's filter counts.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -27,7 +28,7 @@ pub enum Counter {
 /// | `when(f)` | any, if `f(&TrainState)` is true |
 ///
 /// ```
-/// use trainmon::filter::Filter;
+/// use trainmon::Filter;
 ///
 /// // Batches 20, 30, 40 of each epoch (Ignite's `every=10, after=10, before=50`).
 /// let filter = Filter::ALWAYS.every(10).after(10).before(50);
@@ -46,27 +47,14 @@ pub struct Filter {
 
 impl Filter {
     /// Every occurrence.
-    pub const ALWAYS: Filter = Filter::__new(1, 0, u64::MAX, &[], None, Counter::Event);
-
-    /// Not public API: the attributes' generated code builds filters with this.
-    #[doc(hidden)]
-    pub const fn __new(
-        every: u64,
-        after: u64,
-        before: u64,
-        once: &'static [u64],
-        when: Option<fn(&TrainState) -> bool>,
-        counter: Counter,
-    ) -> Self {
-        Filter {
-            every,
-            after,
-            before,
-            once: Cow::Borrowed(once),
-            when,
-            counter,
-        }
-    }
+    pub const ALWAYS: Filter = Filter {
+        every: 1,
+        after: 0,
+        before: u64::MAX,
+        once: Cow::Borrowed(&[]),
+        when: None,
+        counter: Counter::Event,
+    };
 
     /// Only when the counter is a multiple of `n` (`n` ≥ 1).
     pub fn every(self, n: u64) -> Self {
@@ -130,33 +118,21 @@ impl Filter {
     }
 
     /// Why this filter cannot be used on `event`, if it can't: the rules the attributes check
-    /// at compile time, for filters built at run time.
+    /// at compile time (one piece of code, `trainmon_events::check_filter`), for filters built
+    /// at run time.
     pub fn check(&self, event: Event) -> Result<(), String> {
-        let has_range = self.every != 1 || self.after != 0 || self.before != u64::MAX;
-        if self.every == 0 {
-            return Err("`every` must be at least 1".into());
+        let rule = FilterRule {
+            every: (self.every != 1).then_some(self.every),
+            after: (self.after != 0).then_some(self.after),
+            before: (self.before != u64::MAX).then_some(self.before),
+            once: (!self.once.is_empty()).then_some(&*self.once),
+            when: self.when.is_some(),
+            counter: (self.counter == Counter::GlobalStep).then_some(true),
+        };
+        match check_filter(event, &rule).into_iter().next() {
+            Some(error) => Err(error.message),
+            None => Ok(()),
         }
-        if !event.repeats() && (has_range || !self.once.is_empty() || self.when.is_some()) {
-            return Err(format!("`{event}` happens once per fit: it takes no filter"));
-        }
-        if !self.once.is_empty() && has_range {
-            return Err("`once` cannot be combined with `every`, `before` or `after`".into());
-        }
-        if self.once.contains(&0) {
-            return Err("`once` counts from 1: 0 never happens".into());
-        }
-        if self.before <= self.after.saturating_add(1) {
-            return Err(format!(
-                "`before = {}` with `after = {}` never fires",
-                self.before, self.after
-            ));
-        }
-        if self.counter == Counter::GlobalStep && !event.is_training_batch() {
-            return Err(format!(
-                "`counter = global_step` applies to training-batch events, not `{event}`"
-            ));
-        }
-        Ok(())
     }
 }
 
@@ -234,7 +210,7 @@ mod tests {
                 Event::BatchEnd,
                 "cannot be combined",
             ),
-            (Filter::ALWAYS.once(vec![0]), Event::BatchEnd, "counts from 1"),
+            (Filter::ALWAYS.once(vec![0]), Event::BatchEnd, "0 never happens"),
             (Filter::ALWAYS.after(5).before(6), Event::BatchEnd, "never fires"),
             (Filter::ALWAYS.before(1), Event::BatchEnd, "never fires"),
             (

@@ -1,21 +1,19 @@
-//! What the loop calls: the [`Hook`] trait, and the context a hook's parameters come from.
+//! What the loop calls: the [`Hook`] trait; [`IntoHook`], which makes functions and closures
+//! over hook parameters hooks; and the hook the attributes generate.
 
+use crate::context::HookContext;
 use crate::control::{Control, IntoControl};
-use crate::error::{BoxError, Error};
+use crate::error::BoxError;
 use crate::event::Event;
-use crate::history::{EpochLogs, History};
-use crate::metrics::BatchLogs;
-use crate::param::LearningRate;
-use crate::resource::{Requirement, Resources};
-use crate::trainer::TrainState;
-use std::cell::Cell;
-use tch::nn::VarStore;
+use crate::param::{fetch, HookParam};
+use crate::resource::Requirement;
+use crate::saved::HookState;
 
 /// A hook instance: something the loop calls at its event.
 ///
-/// The attributes generate one per annotated function, holding its `Local` state. Implement it
-/// (or wrap a closure with [`hook_fn`]) for hooks configured at run time, and add them with
-/// [`crate::Trainer::add_hook`].
+/// The attributes generate one per annotated function, holding its `Local` state. Functions
+/// and closures over hook parameters are hooks too ([`IntoHook`]), for hooks configured at run
+/// time; implement the trait for a struct whose state you keep yourself.
 pub trait Hook: Send {
     /// Runs the hook once. An `Err` stops training with [`crate::Error::Hook`].
     fn call(&mut self, ctx: &HookContext<'_>) -> Result<Control, BoxError>;
@@ -39,112 +37,40 @@ pub trait Hook: Send {
     }
 }
 
-/// A hook's state in a resume point: a JSON value and, for what is best kept as tensors (a
-/// copy of the best weights), named tensors.
-#[derive(Debug, Default)]
-pub struct HookState {
-    /// The state's plain part.
-    pub value: serde_json::Value,
-    /// Its tensors, by name (saved bit for bit, restored on the CPU).
-    pub tensors: Vec<(String, tch::Tensor)>,
-}
-
-impl HookState {
-    /// A state of a plain value (anything `serde` serializes).
-    pub fn new(value: impl serde::Serialize) -> Result<Self, BoxError> {
-        Ok(HookState {
-            value: serde_json::to_value(value)?,
-            tensors: Vec::new(),
-        })
-    }
-
-    /// The plain part, read back as `T`.
-    pub fn value<T: serde::de::DeserializeOwned>(&self) -> Result<T, BoxError> {
-        Ok(T::deserialize(&self.value)?)
-    }
-}
-
 /// A hook that runs at several events with one state — what the built-in hooks are. Its
 /// `call` sees which event it is at through [`HookContext::event`].
 pub trait Plugin: Hook + 'static {
     /// Where it runs: one spec per event, each with its filter and priority.
-    fn specs(&self) -> Vec<crate::registry::HookSpec>;
+    fn specs(&self) -> Vec<crate::spec::HookSpec>;
 }
 
-/// Everything a hook may read at the moment it runs; its parameters are taken from here.
-#[derive(Clone, Copy)]
-pub struct HookContext<'a> {
-    pub(crate) event: Event,
-    pub(crate) state: &'a TrainState,
-    pub(crate) batch: Option<&'a BatchLogs>,
-    pub(crate) epoch: Option<&'a EpochLogs>,
-    pub(crate) history: &'a History,
-    pub(crate) vs: &'a VarStore,
-    pub(crate) learning_rate: &'a Cell<f64>,
-    pub(crate) error: Option<&'a Error>,
-    pub(crate) resources: &'a Resources,
-}
-
-impl<'a> HookContext<'a> {
-    /// The event being run.
-    pub fn event(&self) -> Event {
-        self.event
-    }
-
-    /// Where training is: epoch, batch, global step, elapsed time, device.
-    pub fn state(&self) -> &'a TrainState {
-        self.state
-    }
-
-    /// The running logs of the batch just trained or validated (`on_batch_end`,
-    /// `on_validation_batch_end`).
-    pub fn batch(&self) -> Option<&'a BatchLogs> {
-        self.batch
-    }
-
-    /// The epoch's logs (`on_validation_end`, `on_epoch_end`).
-    pub fn epoch(&self) -> Option<&'a EpochLogs> {
-        self.epoch
-    }
-
-    /// Every finished epoch so far (from `on_validation_end` on, the current one included).
-    pub fn history(&self) -> &'a History {
-        self.history
-    }
-
-    /// The model's variables (read them, save them; their gradients after the backward pass).
-    pub fn var_store(&self) -> &'a VarStore {
-        self.vs
-    }
-
-    /// The optimizer's learning rate, to read or change.
-    pub fn learning_rate(&self) -> LearningRate<'a> {
-        LearningRate::new(self.learning_rate)
-    }
-
-    /// The error that ended training (`on_exception` only).
-    pub fn error(&self) -> Option<&'a Error> {
-        self.error
-    }
-
-    /// The value of type `T` the trainer was given with [`crate::Trainer::resource`].
-    pub fn resource<T: 'static>(&self) -> Option<&'a T> {
-        self.resources.get::<T>()
-    }
-}
-
-/// Saves the `Local` parameters of a hook's state, by parameter index (see [`crate::param::Persist`]).
+/// Saves the `Local` parameters of a hook's state, by parameter name and type (see
+/// [`crate::param::Persist`]).
 type SaveLocals<S> = fn(&S, &mut HookState);
-/// Restores them.
-type LoadLocals<S> = fn(&mut S, &HookState);
+/// Restores them, taking from the saved state what they restore.
+type LoadLocals<S> = fn(&mut S, &mut HookState);
 
-/// A hook made of state and a function over it; what the attributes generate.
+/// A hook made of state and a function over it: what the attributes generate, and what
+/// functions and closures become through [`IntoHook`].
 struct FnHook<S, F> {
     state: S,
     call: F,
-    locals: Option<(SaveLocals<S>, LoadLocals<S>)>,
+    /// How its `Local` parameters are kept in resume points.
+    locals: Locals<S>,
     requires: Vec<Requirement>,
 }
+
+enum Locals<S> {
+    /// Kept as the attributes' code says (serde's types, by name).
+    Kept(SaveLocals<S>, LoadLocals<S>),
+    /// Not kept (a closure's: run-time code cannot see whether serde handles a type); the
+    /// type names of its `Local` parameters, to say so on resume.
+    NotKept(Vec<&'static str>),
+}
+
+/// The mark of a `Local` that a run-time closure had: not kept.
+const CLOSURE_LOCAL: &str = "not kept: a closure's `Local` parameters are not kept in resume points \
+                             (an annotated function's are, and a `Hook` struct's state)";
 
 impl<S, F> Hook for FnHook<S, F>
 where
@@ -157,23 +83,36 @@ where
     }
 
     fn state(&self) -> Result<Option<HookState>, BoxError> {
-        let Some((save, _)) = self.locals else { return Ok(None) };
-        let mut saved = HookState {
-            value: serde_json::Value::Object(Default::default()),
-            tensors: Vec::new(),
-        };
-        save(&self.state, &mut saved);
-        let empty = saved.value.as_object().is_none_or(|marks| marks.is_empty());
-        Ok((!empty).then_some(saved))
+        let mut saved = HookState::marks();
+        match &self.locals {
+            Locals::Kept(save, _) => save(&self.state, &mut saved),
+            Locals::NotKept(types) => {
+                for (i, ty) in types.iter().enumerate() {
+                    saved.mark(&format!("#{i}: {ty}"), CLOSURE_LOCAL.into());
+                }
+            }
+        }
+        Ok((!saved.no_marks()).then_some(saved))
     }
 
     fn requires(&self) -> &[Requirement] {
         &self.requires
     }
 
-    fn restore(&mut self, state: HookState) -> Result<(), BoxError> {
-        if let Some((_, load)) = self.locals {
-            load(&mut self.state, &state);
+    fn restore(&mut self, mut state: HookState) -> Result<(), BoxError> {
+        if let Locals::Kept(_, load) = self.locals {
+            load(&mut self.state, &mut state);
+        }
+        // What no parameter took: a parameter renamed, removed or of another type since.
+        for (key, mark) in state.take_marks() {
+            if mark == CLOSURE_LOCAL {
+                tracing::warn!("its `Local` `{key}` was {mark}: it starts from its default");
+            } else {
+                tracing::warn!(
+                    "the resume point keeps a `Local` `{key}` that matches no parameter of this hook now (renamed, \
+                     removed, or of another type): it is dropped"
+                );
+            }
         }
         Ok(())
     }
@@ -197,33 +136,121 @@ where
     Box::new(FnHook {
         state,
         call,
-        locals: Some((save, load)),
+        locals: Locals::Kept(save, load),
         requires,
     })
 }
 
-/// A hook from a closure over the [`HookContext`], returning anything a hook may return.
+/// Something that becomes a hook: a [`Hook`] itself, or a function or closure that takes hook
+/// parameters — the same as an annotated function's, `Local<T>` included — and returns what a
+/// hook may return. Given to [`crate::Trainer::add_hook`] with a [`crate::HookSpec`] that says
+/// when it runs, or to [`crate::testing::Harness`].
 ///
 /// ```
-/// use trainmon::hook::hook_fn;
+/// use trainmon::prelude::*;
+/// use trainmon::{Event, Filter, HookSpec};
+/// # let vs = tch::nn::VarStore::new(tch::Device::Cpu);
+/// # let model = tch::nn::linear(vs.root(), 2, 2, Default::default());
 ///
-/// let every_n = 50; // from the command line, say
-/// let logger = hook_fn(move |ctx| {
-///     if let Some(batch) = ctx.batch() {
-///         println!("batch {} of {every_n}: loss {:.4}", batch.number(), batch.loss());
-///     }
-/// });
-/// # let _ = logger;
+/// let every = 50; // from the command line, say
+/// let trainer = Trainer::new(&vs, &model).add_hook(
+///     HookSpec::new(Event::BatchEnd, "cli_logger").filter(Filter::ALWAYS.every(every)),
+///     move |batch: &BatchLogs, mut seen: Local<u32>| {
+///         *seen += 1;
+///         println!("batch {} (log line {}): loss {:.4}", batch.number(), *seen, batch.loss());
+///     },
+/// );
+/// # let _ = trainer;
 /// ```
-pub fn hook_fn<F, R>(mut f: F) -> impl Hook
-where
-    F: FnMut(&HookContext<'_>) -> R + Send + 'static,
-    R: IntoControl,
-{
-    FnHook {
-        state: (),
-        call: move |_: &mut (), ctx: &HookContext<'_>| f(ctx).into_control(),
-        locals: None,
-        requires: Vec::new(),
+///
+/// A parameter that does not exist at the spec's event (`&BatchLogs` at `on_epoch_end`) makes
+/// `fit` fail before any batch, naming the hook. Unlike an annotated function's, a closure's
+/// `Local` values are not kept in resume points (a resumed fit warns and starts them from
+/// their default); implement [`Hook::state`] on a struct for that.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not a hook",
+    label = "not a hook",
+    note = "a hook is a `Hook`, or a function or closure whose parameters are hook parameters (`&BatchLogs`, `&EpochLogs`, `&TrainState`, `&History`, `Local<T>`, `Res<T>`, `&VarStore`, `LearningRate`, `&Error`, `&HookContext`), annotated with their types, returning `()`, `Control`, or a `Result` of them"
+)]
+pub trait IntoHook<Marker>: Sized {
+    /// The hook, boxed for the trainer.
+    fn into_hook(self) -> Box<dyn Hook>;
+
+    /// Why the hook cannot run at `event`: a parameter that does not exist there.
+    fn check(event: Event) -> Result<(), String> {
+        let _ = event;
+        Ok(())
     }
 }
+
+/// Marks [`IntoHook`] for a [`Hook`].
+#[doc(hidden)]
+pub struct IsHook;
+
+impl<H: Hook + 'static> IntoHook<IsHook> for H {
+    fn into_hook(self) -> Box<dyn Hook> {
+        Box::new(self)
+    }
+}
+
+/// Marks [`IntoHook`] for a function of these parameters returning `R`.
+#[doc(hidden)]
+pub struct IsFunction<Params, R>(std::marker::PhantomData<fn(Params) -> R>);
+
+macro_rules! function_hooks {
+    ($($p:ident $s:ident $t:ident),*) => {
+        impl<F, R, $($p: HookParam),*> IntoHook<IsFunction<($($p,)*), R>> for F
+        where
+            F: Send + 'static,
+            F: FnMut($($p),*) -> R,
+            F: FnMut($($p::Item<'_>),*) -> R,
+            R: IntoControl,
+        {
+            #[allow(non_snake_case, unused_mut, unused_variables, clippy::unused_unit)]
+            fn into_hook(mut self) -> Box<dyn Hook> {
+                let mut requires = Vec::new();
+                $(requires.extend($p::requirement());)*
+                let mut locals = Vec::new();
+                $(if $p::LOCAL { locals.push(std::any::type_name::<$p>()); })*
+                // Called through the bound on items (a closure's higher-ranked signature), not
+                // the one on parameter types, which only lets the compiler infer them.
+                fn call_with<R, $($t),*>(mut f: impl FnMut($($t),*) -> R, $($s: $t),*) -> R {
+                    f($($s),*)
+                }
+                Box::new(FnHook {
+                    state: ($($p::init_state(),)*),
+                    call: move |state: &mut ($($p::State,)*), ctx: &HookContext<'_>| {
+                        let ($($s,)*) = state;
+                        let out = call_with(&mut self, $(fetch::<$p>($s, ctx)?),*);
+                        out.into_control()
+                    },
+                    locals: Locals::NotKept(locals),
+                    requires,
+                })
+            }
+
+            #[allow(unused_variables)]
+            fn check(event: Event) -> Result<(), String> {
+                $(
+                    if !$p::exists_at(event) {
+                        return Err(format!(
+                            "its parameter `{}` does not exist at `{event}`",
+                            std::any::type_name::<$p>()
+                        ));
+                    }
+                )*
+                Ok(())
+            }
+        }
+    };
+}
+
+function_hooks!();
+function_hooks!(P0 s0 T0);
+function_hooks!(P0 s0 T0, P1 s1 T1);
+function_hooks!(P0 s0 T0, P1 s1 T1, P2 s2 T2);
+function_hooks!(P0 s0 T0, P1 s1 T1, P2 s2 T2, P3 s3 T3);
+function_hooks!(P0 s0 T0, P1 s1 T1, P2 s2 T2, P3 s3 T3, P4 s4 T4);
+function_hooks!(P0 s0 T0, P1 s1 T1, P2 s2 T2, P3 s3 T3, P4 s4 T4, P5 s5 T5);
+function_hooks!(P0 s0 T0, P1 s1 T1, P2 s2 T2, P3 s3 T3, P4 s4 T4, P5 s5 T5, P6 s6 T6);
+function_hooks!(P0 s0 T0, P1 s1 T1, P2 s2 T2, P3 s3 T3, P4 s4 T4, P5 s5 T5, P6 s6 T6, P7 s7 T7);

@@ -312,67 +312,86 @@
 
 extern crate self as trainmon;
 
-pub mod control;
-pub mod data;
-pub mod error;
-pub mod event;
-pub mod filter;
-pub mod history;
-pub mod hook;
-pub mod hooks;
-pub mod logging;
-pub mod loss;
-pub mod metrics;
+// The layers (ARCHITECTURE.md): each module imports only from its own layer or those above
+// it in this list, and no import cycle exists (checked by `tests/architecture.rs`).
+//
+// 1. Vocabulary: what a fit is made of and what hooks see.
+mod context;
+mod control;
+mod data;
+mod error;
+mod event;
+mod filter;
+mod guard;
+mod history;
+mod loss;
+mod metrics;
+pub mod priority;
+mod resource;
+mod saved;
+mod spec;
+mod state;
+// 2. Hooks: the trait, typed parameters, the registry of annotated functions.
+mod hook;
+mod param;
+mod registry;
+// 3. The engine: optimizers, files, the trainer and its loop.
 pub mod optim;
 pub mod output;
-pub mod param;
-pub mod priority;
-pub mod registry;
-pub mod resource;
-pub mod trainer;
+mod trainer;
+// 4. On top: the built-in hooks, logging, the test harness.
+mod bench;
+pub mod hooks;
+pub mod logging;
+pub mod testing;
 
-pub use control::Control;
+pub use context::{HookContext, LearningRate};
+pub use control::{Control, IntoControl};
 pub use data::{Dataset, TensorDataset};
 pub use error::{BoxError, Error, Result};
-pub use event::{events, Event};
+pub use event::{events, Event, Occurs};
 pub use filter::{Counter, Filter};
 pub use history::{EpochLogs, History, StopReason};
-pub use hook::{hook_fn, Hook, HookContext, HookState, Plugin};
-pub use loss::Loss;
+pub use hook::{Hook, IntoHook, Plugin};
+pub use loss::{Loss, LossFn};
 pub use metrics::{Accuracy, BatchLogs, Metric};
-pub use param::{LearningRate, Local};
-pub use registry::{HookInfo, HookSpec, Hooks};
-pub use resource::Res;
-pub use trainer::{NanPolicy, TrainState, Trainer};
-pub use trainmon_macros::{
-    on_after_backward, on_batch_begin, on_batch_end, on_before_backward, on_before_optimizer_step, on_epoch_begin,
-    on_epoch_end, on_exception, on_train_begin, on_train_end, on_validation_batch_end, on_validation_begin,
-    on_validation_end,
-};
+pub use param::{HookParam, Local};
+pub use registry::{registrations, Hooks, Registration};
+pub use resource::{Requirement, Res};
+pub use saved::HookState;
+pub use spec::{HookInfo, HookLocation, HookSpec};
+pub use state::TrainState;
+pub use trainer::{NanPolicy, Trainer};
+
+macro_rules! reexport_attributes {
+    ($($variant:ident $attribute:ident $occurs:ident $doc:literal $attr_doc:literal)*) => {
+        pub use trainmon_macros::{$($attribute),*};
+    };
+}
+trainmon_events::for_each_event!(reexport_attributes);
 
 /// Everything a file of hooks needs: `use trainmon::prelude::*;`.
 pub mod prelude {
+    macro_rules! attributes {
+        ($($variant:ident $attribute:ident $occurs:ident $doc:literal $attr_doc:literal)*) => {
+            pub use crate::{$($attribute),*};
+        };
+    }
+    trainmon_events::for_each_event!(attributes);
     pub use crate::{
-        on_after_backward, on_batch_begin, on_batch_end, on_before_backward, on_before_optimizer_step, on_epoch_begin,
-        on_epoch_end, on_exception, on_train_begin, on_train_end, on_validation_batch_end, on_validation_begin,
-        on_validation_end, BatchLogs, Control, EpochLogs, History, LearningRate, Local, Res, TensorDataset, TrainState,
-        Trainer,
+        BatchLogs, Control, EpochLogs, History, LearningRate, Local, Res, TensorDataset, TrainState, Trainer,
     };
     pub use tch::nn::VarStore;
 }
-
-mod bench;
 
 /// Not public API: what the attributes' generated code refers to.
 #[doc(hidden)]
 pub mod __private {
     pub use crate::bench::DispatchBench;
     pub use crate::control::IntoControl;
-    pub use crate::hook::fn_hook;
-    pub use crate::param::{
-        fetch, param_at, HookParam, Persist, PersistLocal, PersistNothing, PersistUnserializable, Require,
-        RequireNothing, RequireResource,
-    };
+    pub use crate::event::{events, Event};
+    pub use crate::hook::{fn_hook, Hook};
+    pub use crate::param::{fetch, param_at, HookParam, Persist, PersistLocal, PersistNothing, PersistUnserializable, Require, RequireNothing, RequireResource};
     pub use crate::registry::Registration;
     pub use crate::resource::Requirement;
     pub use inventory;

@@ -71,12 +71,12 @@ pub trait Metric: Send {
     /// ([`crate::Trainer::resumable_steps`]); `None` (the default) when it keeps none: a fit
     /// resumed within an epoch then computes it over the batches after the resume point only,
     /// and says so.
-    fn state(&self) -> Result<Option<crate::hook::HookState>, crate::BoxError> {
+    fn state(&self) -> Result<Option<crate::saved::HookState>, crate::BoxError> {
         Ok(None)
     }
 
     /// Takes back a state [`Metric::state`] returned.
-    fn restore(&mut self, state: crate::hook::HookState) -> Result<(), crate::BoxError> {
+    fn restore(&mut self, state: crate::saved::HookState) -> Result<(), crate::BoxError> {
         let _ = state;
         Ok(())
     }
@@ -197,15 +197,15 @@ impl Metric for Accuracy {
         self.samples = 0;
     }
 
-    fn state(&self) -> Result<Option<crate::hook::HookState>, crate::BoxError> {
+    fn state(&self) -> Result<Option<crate::saved::HookState>, crate::BoxError> {
         let saved = SavedSum {
             sum: self.correct.value()?,
             count: self.samples,
         };
-        Ok(Some(crate::hook::HookState::new(saved)?))
+        Ok(Some(crate::saved::HookState::new(saved)?))
     }
 
-    fn restore(&mut self, state: crate::hook::HookState) -> Result<(), crate::BoxError> {
+    fn restore(&mut self, state: crate::saved::HookState) -> Result<(), crate::BoxError> {
         let saved: SavedSum = state.value()?;
         self.correct.set(saved.sum);
         self.samples = saved.count;
@@ -226,7 +226,7 @@ pub(crate) struct SavedLogs {
 /// The whole running state of [`BatchLogs`]: counters and each metric's, by name.
 pub(crate) struct LogsState {
     pub(crate) counters: SavedLogs,
-    pub(crate) metrics: Vec<(String, Option<crate::hook::HookState>)>,
+    pub(crate) metrics: Vec<(String, Option<crate::saved::HookState>)>,
 }
 
 /// The running logs of an epoch (or a validation run) after its latest batch, as
@@ -281,7 +281,7 @@ impl BatchLogs {
             .iter()
             .enumerate()
             .map(|(i, m)| {
-                let state = match crate::trainer::guard::caught(|| m.state()) {
+                let state = match crate::guard::caught(|| m.state()) {
                     Ok(Ok(state)) => state,
                     Ok(Err(e)) => {
                         tracing::warn!("the running state of metric `{}` cannot be saved: {e}", m.name());
@@ -326,7 +326,7 @@ impl BatchLogs {
             let key = format!("{i}:{}", metric.name());
             let at = saved.iter().position(|(k, s)| *k == key && s.is_some());
             let restored = match at.and_then(|at| saved.swap_remove(at).1) {
-                Some(s) => match crate::trainer::guard::caught(|| metric.restore(s)) {
+                Some(s) => match crate::guard::caught(|| metric.restore(s)) {
                     Ok(result) => result.map_err(|e| e.to_string()),
                     Err(panic) => Err(format!("panicked: {panic}")),
                 },

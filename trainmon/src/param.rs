@@ -15,14 +15,15 @@
 //! A type that is not a hook parameter, or a parameter that does not exist at the hook's event,
 //! is a compile error under that parameter.
 
+use crate::context::{HookContext, LearningRate};
 use crate::error::Error;
-use crate::event::events;
+use crate::event::events::{scope, ScopeIncludes};
+use crate::event::Event;
 use crate::history::{EpochLogs, History};
-use crate::hook::HookContext;
 use crate::metrics::BatchLogs;
 use crate::resource::{Requirement, Res};
-use crate::trainer::TrainState;
-use std::cell::Cell;
+use crate::saved::HookState;
+use crate::state::TrainState;
 use std::ops::{Deref, DerefMut};
 use tch::nn::VarStore;
 
@@ -37,45 +38,25 @@ pub trait HookParam {
     type State: Send + 'static;
     /// The value handed to the hook.
     type Item<'a>;
-    /// The events this parameter exists at: a type of [`scope`].
-    type Scope;
+    /// The events this parameter exists at: a type of [`crate::events::scope`].
+    type Scope: scope::Scope;
+    /// Whether it is a `Local`: state of the hook's own.
+    const LOCAL: bool = false;
     /// The state at the start of a fit.
     fn init_state() -> Self::State;
+    /// What the trainer must have been given for it (a `Res<T>`: a `T`).
+    fn requirement() -> Option<Requirement> {
+        None
+    }
+    /// Whether it exists at `event` (checked at compile time for annotated functions, when
+    /// `fit` starts for hooks added at run time).
+    fn exists_at(event: Event) -> bool {
+        <Self::Scope as scope::Scope>::includes(event)
+    }
     /// The value for one call; `None` where the context lacks it (prevented at compile time by
     /// [`Self::Scope`]).
     fn fetch<'a>(state: &'a mut Self::State, ctx: &'a HookContext<'_>) -> Option<Self::Item<'a>>;
 }
-
-/// Where parameters exist: each type names a set of events.
-pub mod scope {
-    /// Every event.
-    #[derive(Debug)]
-    pub enum AnyEvent {}
-    /// `on_batch_end` and `on_validation_batch_end`: where batch logs exist.
-    #[derive(Debug)]
-    pub enum BatchEnds {}
-    /// `on_validation_end` and `on_epoch_end`: where an epoch's logs exist.
-    #[derive(Debug)]
-    pub enum EpochEnds {}
-    /// `on_exception`: where the error exists.
-    #[derive(Debug)]
-    pub enum Exception {}
-}
-
-/// Whether a parameter of this scope exists at event `E`.
-#[diagnostic::on_unimplemented(
-    message = "this hook parameter does not exist in `{E}` hooks",
-    label = "not available in this hook",
-    note = "`&BatchLogs` exists in `on_batch_end` and `on_validation_batch_end` hooks, `&EpochLogs` in `on_validation_end` and `on_epoch_end` hooks, `&Error` in `on_exception` hooks; the other parameters everywhere"
-)]
-pub trait ScopeIncludes<E> {}
-
-impl<E> ScopeIncludes<E> for scope::AnyEvent {}
-impl ScopeIncludes<events::BatchEnd> for scope::BatchEnds {}
-impl ScopeIncludes<events::ValidationBatchEnd> for scope::BatchEnds {}
-impl ScopeIncludes<events::ValidationEnd> for scope::EpochEnds {}
-impl ScopeIncludes<events::EpochEnd> for scope::EpochEnds {}
-impl ScopeIncludes<events::Exception> for scope::Exception {}
 
 /// Not public API: the check the attributes emit for each parameter, spanned at its type.
 #[doc(hidden)]
@@ -126,6 +107,17 @@ borrowed_param!(BatchLogs, scope::BatchEnds, |ctx| ctx.batch);
 borrowed_param!(EpochLogs, scope::EpochEnds, |ctx| ctx.epoch);
 borrowed_param!(Error, scope::Exception, |ctx| ctx.error);
 
+impl HookParam for &'_ HookContext<'_> {
+    type State = ();
+    type Item<'a> = &'a HookContext<'a>;
+    type Scope = scope::AnyEvent;
+    fn init_state() {}
+    #[inline]
+    fn fetch<'a>(_: &'a mut (), ctx: &'a HookContext<'_>) -> Option<&'a HookContext<'a>> {
+        Some(ctx)
+    }
+}
+
 /// State private to one hook, kept across its calls within a fit; starts as `T::default()`.
 ///
 /// When `T` implements serde's `Serialize` and `Deserialize` (numbers, strings, `Vec`s, maps,
@@ -167,6 +159,7 @@ impl<T: Default + Send + 'static> HookParam for Local<'_, T> {
     type State = T;
     type Item<'a> = Local<'a, T>;
     type Scope = scope::AnyEvent;
+    const LOCAL: bool = true;
     fn init_state() -> T {
         T::default()
     }
@@ -192,29 +185,21 @@ impl<P: ?Sized> Persist<P> {
     }
 }
 
-use crate::hook::HookState;
-
-/// Records what became of parameter `index` in the state's JSON object of marks.
-fn mark(saved: &mut HookState, index: usize, what: String) {
-    if let serde_json::Value::Object(marks) = &mut saved.value {
-        marks.insert(index.to_string(), what.into());
-    }
-}
-
-/// The mark of parameter `index`, if any.
-fn marked(saved: &HookState, index: usize) -> Option<&str> {
-    saved.value.get(index.to_string())?.as_str()
+/// The key of a `Local` in a resume point: its parameter's name and its type, so that
+/// parameters swapped, renamed or retyped between runs never take another's value.
+fn key<T>(name: &str) -> String {
+    format!("{name}: Local<{}>", std::any::type_name::<T>())
 }
 
 /// What a `Local` is kept as: CBOR (exact for every float, NaN and infinities included), in
-/// a tensor of bytes named by the parameter's index.
+/// a tensor of bytes named by its key.
 const KEPT: &str = "kept";
 
 #[doc(hidden)]
 pub trait PersistLocal {
     type State;
-    fn save(&self, state: &Self::State, index: usize, saved: &mut HookState);
-    fn load(&self, state: &mut Self::State, index: usize, saved: &HookState);
+    fn save(&self, state: &Self::State, name: &str, saved: &mut HookState);
+    fn load(&self, state: &mut Self::State, name: &str, saved: &mut HookState);
 }
 
 impl<T> PersistLocal for &Persist<Local<'_, T>>
@@ -222,57 +207,51 @@ where
     T: serde::Serialize + serde::de::DeserializeOwned,
 {
     type State = T;
-    fn save(&self, state: &T, index: usize, saved: &mut HookState) {
+    fn save(&self, state: &T, name: &str, saved: &mut HookState) {
+        let key = key::<T>(name);
         let mut bytes = Vec::new();
         match ciborium::into_writer(state, &mut bytes) {
             Ok(()) => {
-                saved.tensors.push((index.to_string(), tch::Tensor::from_slice(&bytes)));
-                mark(saved, index, KEPT.into());
+                saved.tensors.push((key.clone(), tch::Tensor::from_slice(&bytes)));
+                saved.mark(&key, KEPT.into());
             }
-            Err(e) => mark(saved, index, format!("not kept: {e}")),
+            Err(e) => saved.mark(&key, format!("not kept: {e}")),
         }
     }
-    fn load(&self, state: &mut T, index: usize, saved: &HookState) {
-        let name = index.to_string();
-        let bytes = saved
-            .tensors
-            .iter()
-            .find(|(n, _)| *n == name)
-            .map(|(_, t)| Vec::<u8>::try_from(t).map_err(|e| e.to_string()));
-        let read = match (marked(saved, index), bytes) {
-            (Some(KEPT), Some(Ok(bytes))) => ciborium::from_reader(bytes.as_slice()).map_err(|e| e.to_string()),
-            (Some(KEPT), Some(Err(e))) => Err(e),
-            (Some(KEPT), None) => Err("its bytes are missing".into()),
-            (Some(why), _) => Err(why.to_owned()),
-            (None, _) => return, // a parameter added since: it starts from its default
+    fn load(&self, state: &mut T, name: &str, saved: &mut HookState) {
+        let key = key::<T>(name);
+        let read = match saved.take_mark(&key) {
+            None => return, // a parameter added since: it starts from its default
+            Some((mark, Some(bytes))) if mark == KEPT => Vec::<u8>::try_from(&bytes)
+                .map_err(|e| e.to_string())
+                .and_then(|bytes| ciborium::from_reader(bytes.as_slice()).map_err(|e| e.to_string())),
+            Some((mark, None)) if mark == KEPT => Err("its bytes are missing".into()),
+            Some((why, _)) => Err(why),
         };
         match read {
             Ok(value) => *state = value,
-            Err(why) => tracing::warn!(
-                "its `Local<{}>` is not restored ({why}): it starts from its default",
-                std::any::type_name::<T>()
-            ),
+            Err(why) => tracing::warn!("its `{key}` is not restored ({why}): it starts from its default"),
         }
     }
 }
 
 #[doc(hidden)]
 pub trait PersistUnserializable {
-    fn save<S>(&self, state: &S, index: usize, saved: &mut HookState);
-    fn load<S>(&self, state: &mut S, index: usize, saved: &HookState);
+    fn save<S>(&self, state: &S, name: &str, saved: &mut HookState);
+    fn load<S>(&self, state: &mut S, name: &str, saved: &mut HookState);
 }
 
 impl<T> PersistUnserializable for &&Persist<Local<'_, T>> {
-    fn save<S>(&self, _: &S, index: usize, saved: &mut HookState) {
+    fn save<S>(&self, _: &S, name: &str, saved: &mut HookState) {
         // A mark, so that resuming says what was not kept.
-        mark(saved, index, "not kept".into());
+        saved.mark(&key::<T>(name), "not kept".into());
     }
-    fn load<S>(&self, _: &mut S, index: usize, saved: &HookState) {
-        if marked(saved, index).is_some() {
+    fn load<S>(&self, _: &mut S, name: &str, saved: &mut HookState) {
+        let key = key::<T>(name);
+        if saved.take_mark(&key).is_some() {
             tracing::warn!(
-                "its `Local<{}>` is not kept in resume points (the type does not implement serde's \
-                 `Serialize` and `Deserialize`): it starts from its default",
-                std::any::type_name::<T>()
+                "its `{key}` is not kept in resume points (the type does not implement serde's `Serialize` and \
+                 `Deserialize`): it starts from its default"
             );
         }
     }
@@ -280,50 +259,13 @@ impl<T> PersistUnserializable for &&Persist<Local<'_, T>> {
 
 #[doc(hidden)]
 pub trait PersistNothing {
-    fn save<S>(&self, state: &S, index: usize, saved: &mut HookState);
-    fn load<S>(&self, state: &mut S, index: usize, saved: &HookState);
+    fn save<S>(&self, state: &S, name: &str, saved: &mut HookState);
+    fn load<S>(&self, state: &mut S, name: &str, saved: &mut HookState);
 }
 
 impl<P: ?Sized> PersistNothing for Persist<P> {
-    fn save<S>(&self, _: &S, _: usize, _: &mut HookState) {}
-    fn load<S>(&self, _: &mut S, _: usize, _: &HookState) {}
-}
-
-/// The optimizer's learning rate, to read or to change from a hook (a scheduler, a warm-up).
-/// A new value applies from the next optimizer step on.
-///
-/// ```
-/// use trainmon::prelude::*;
-///
-/// // Halve the learning rate every 10 epochs.
-/// #[on_epoch_end(every = 10)]
-/// fn step_decay(lr: LearningRate) {
-///     lr.set(lr.get() * 0.5);
-/// }
-/// ```
-#[derive(Clone, Copy)]
-pub struct LearningRate<'a>(&'a Cell<f64>);
-
-impl<'a> LearningRate<'a> {
-    pub(crate) fn new(cell: &'a Cell<f64>) -> Self {
-        LearningRate(cell)
-    }
-
-    /// The learning rate in force.
-    pub fn get(&self) -> f64 {
-        self.0.get()
-    }
-
-    /// Sets the learning rate; it must be finite and not negative, or `fit` fails with an error.
-    pub fn set(&self, learning_rate: f64) {
-        self.0.set(learning_rate)
-    }
-}
-
-impl std::fmt::Debug for LearningRate<'_> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        self.get().fmt(f)
-    }
+    fn save<S>(&self, _: &S, _: &str, _: &mut HookState) {}
+    fn load<S>(&self, _: &mut S, _: &str, _: &mut HookState) {}
 }
 
 impl HookParam for LearningRate<'_> {
@@ -345,6 +287,9 @@ impl<T: Send + Sync + 'static> HookParam for Res<'_, T> {
     #[inline]
     fn fetch<'a>(_: &'a mut (), ctx: &'a HookContext<'_>) -> Option<Res<'a, T>> {
         ctx.resources.get::<T>().map(Res::new)
+    }
+    fn requirement() -> Option<Requirement> {
+        Some(Requirement::of::<T>())
     }
 }
 

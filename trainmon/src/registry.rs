@@ -2,78 +2,150 @@
 //! the selection of the hooks a `Trainer` runs; and their deterministic order.
 
 use crate::event::Event;
-use crate::filter::Filter;
+use crate::filter::{Counter, Filter};
 use crate::hook::Hook;
+use crate::spec::{HookInfo, HookLocation};
+use crate::state::TrainState;
 use std::borrow::Cow;
-use std::cmp::Reverse;
 
-/// What the loop knows of a hook: its event, filter, place in the order, and where it comes from.
+/// One registered hook: what its attribute said, and how to instantiate it.
 ///
-/// The attributes make one for each annotated function; a [`HookSpec`] makes one for a hook
-/// added at run time.
-#[derive(Clone, Debug)]
-pub struct HookInfo {
+/// The attributes create these, with the `const` builder below (not public API); read them
+/// through [`registrations`].
+pub struct Registration {
     event: Event,
-    filter: Filter,
+    name: &'static str,
+    new: fn() -> Box<dyn Hook>,
+    every: u64,
+    after: u64,
+    before: u64,
+    once: &'static [u64],
+    when: Option<fn(&TrainState) -> bool>,
+    counter: Counter,
     priority: i32,
-    group: Cow<'static, str>,
-    name: Cow<'static, str>,
-    module_path: Cow<'static, str>,
+    group: &'static str,
+    module_path: &'static str,
     location: HookLocation,
 }
 
-impl HookInfo {
-    /// The event the hook runs at.
-    pub fn event(&self) -> Event {
-        self.event
-    }
+inventory::collect!(Registration);
 
-    /// When, among the event's occurrences, it runs.
-    pub fn filter(&self) -> &Filter {
-        &self.filter
-    }
-
-    /// Higher runs first; 0 unless set.
-    pub fn priority(&self) -> i32 {
-        self.priority
-    }
-
-    /// Its group (`""` for none).
-    pub fn group(&self) -> &str {
-        &self.group
-    }
-
-    /// The function's name.
-    pub fn name(&self) -> &str {
-        &self.name
-    }
-
-    /// The module the function is defined in (`my_crate::hooks`; `""` for hooks added at run time).
-    pub fn module_path(&self) -> &str {
-        &self.module_path
-    }
-
-    /// Where the function is defined (for hooks added at run time: where `HookSpec::new` was called).
-    pub fn location(&self) -> HookLocation {
-        self.location
-    }
-
-    /// `module::path::name`, or the name alone for hooks added at run time.
-    pub fn path(&self) -> String {
-        if self.module_path.is_empty() {
-            self.name.to_string()
-        } else {
-            format!("{}::{}", self.module_path, self.name)
+#[doc(hidden)]
+impl Registration {
+    /// A hook of `event`, the function `name`, made by `new`; every option at its default.
+    pub const fn new(event: Event, name: &'static str, new: fn() -> Box<dyn Hook>) -> Self {
+        Registration {
+            event,
+            name,
+            new,
+            every: 1,
+            after: 0,
+            before: u64::MAX,
+            once: &[],
+            when: None,
+            counter: Counter::Event,
+            priority: 0,
+            group: "",
+            module_path: "",
+            location: HookLocation {
+                file: "",
+                line: 0,
+                column: 0,
+            },
         }
     }
 
-    /// The documented order: higher priority first, then module path, name and location,
-    /// so that neither link order nor the order of definitions matters.
-    pub(crate) fn order_key(&self) -> impl Ord + '_ {
+    /// `every = n`.
+    pub const fn every(mut self, n: u64) -> Self {
+        self.every = n;
+        self
+    }
+
+    /// `after = n`.
+    pub const fn after(mut self, n: u64) -> Self {
+        self.after = n;
+        self
+    }
+
+    /// `before = n`.
+    pub const fn before(mut self, n: u64) -> Self {
+        self.before = n;
+        self
+    }
+
+    /// `once = [..]`.
+    pub const fn once(mut self, counts: &'static [u64]) -> Self {
+        self.once = counts;
+        self
+    }
+
+    /// `when = predicate`.
+    pub const fn when(mut self, predicate: fn(&TrainState) -> bool) -> Self {
+        self.when = Some(predicate);
+        self
+    }
+
+    /// `counter = global_step`.
+    pub const fn global_step(mut self) -> Self {
+        self.counter = Counter::GlobalStep;
+        self
+    }
+
+    /// `priority = p`.
+    pub const fn priority(mut self, priority: i32) -> Self {
+        self.priority = priority;
+        self
+    }
+
+    /// `group = "name"`.
+    pub const fn group(mut self, group: &'static str) -> Self {
+        self.group = group;
+        self
+    }
+
+    /// Where the function is: `module_path!()`, `file!()`, and the line and column of its name.
+    pub const fn defined_at(mut self, module_path: &'static str, file: &'static str, line: u32, column: u32) -> Self {
+        self.module_path = module_path;
+        self.location = HookLocation { file, line, column };
+        self
+    }
+}
+
+impl Registration {
+    /// What the attribute said about the function.
+    pub fn info(&self) -> HookInfo {
+        let filter = Filter::ALWAYS
+            .every(self.every)
+            .after(self.after)
+            .before(self.before)
+            .once(self.once)
+            .counter(self.counter);
+        let filter = match self.when {
+            Some(when) => filter.when(when),
+            None => filter,
+        };
+        HookInfo {
+            event: self.event,
+            filter,
+            priority: self.priority,
+            group: Cow::Borrowed(self.group),
+            name: Cow::Borrowed(self.name),
+            module_path: Cow::Borrowed(self.module_path),
+            location: self.location,
+        }
+    }
+
+    /// A fresh instance of the hook, with its own `Local` state.
+    pub(crate) fn instantiate(&self) -> Box<dyn Hook> {
+        (self.new)()
+    }
+
+    /// The documented order's key (see [`HookInfo`]).
+    fn order_key(&self) -> impl Ord + '_ {
         (
-            Reverse(self.priority),
-            &*self.module_path,
-            &*self.name,
+            std::cmp::Reverse(self.priority),
+            self.module_path,
+            self.name,
             self.location.file,
             self.location.line,
             self.location.column,
@@ -81,129 +153,9 @@ impl HookInfo {
     }
 }
 
-/// How a hook added at run time ([`crate::Trainer::add_hook`]) runs: the attribute's options, as
-/// a builder.
-///
-/// ```
-/// use trainmon::filter::Filter;
-/// use trainmon::registry::HookSpec;
-/// use trainmon::Event;
-///
-/// let spec = HookSpec::new(Event::BatchEnd, "cli_logger").filter(Filter::ALWAYS.every(50)).priority(1);
-/// # let _ = spec;
-/// ```
-#[derive(Clone, Debug)]
-pub struct HookSpec(pub(crate) HookInfo);
-
-impl HookSpec {
-    /// A hook of `event` named `name` (for messages and [`Hooks::except`]), which runs at every
-    /// occurrence, with priority 0, in no group; its location is the caller's.
-    #[track_caller]
-    pub fn new(event: Event, name: impl Into<Cow<'static, str>>) -> Self {
-        let caller = std::panic::Location::caller();
-        HookSpec(HookInfo {
-            event,
-            filter: Filter::ALWAYS,
-            priority: 0,
-            group: Cow::Borrowed(""),
-            name: name.into(),
-            module_path: Cow::Borrowed(""),
-            location: HookLocation {
-                file: caller.file(),
-                line: caller.line(),
-                column: caller.column(),
-            },
-        })
-    }
-
-    /// Runs only where `filter` fires (checked when `fit` starts).
-    pub fn filter(mut self, filter: Filter) -> Self {
-        self.0.filter = filter;
-        self
-    }
-
-    /// Place among the event's hooks: higher runs first (default 0).
-    pub fn priority(mut self, priority: i32) -> Self {
-        self.0.priority = priority;
-        self
-    }
-
-    /// The group, for messages.
-    pub fn group(mut self, group: impl Into<Cow<'static, str>>) -> Self {
-        self.0.group = group.into();
-        self
-    }
-}
-
-/// One registered hook: its [`HookInfo`] and how to instantiate it.
-///
-/// The attributes create these; read them through [`registrations`].
-pub struct Registration {
-    info: HookInfo,
-    new: fn() -> Box<dyn Hook>,
-}
-
-inventory::collect!(Registration);
-
-impl Registration {
-    /// Not public API: the attributes' generated code calls this.
-    #[doc(hidden)]
-    #[allow(clippy::too_many_arguments)]
-    pub const fn new(
-        event: Event,
-        filter: Filter,
-        priority: i32,
-        group: &'static str,
-        name: &'static str,
-        module_path: &'static str,
-        file: &'static str,
-        line: u32,
-        column: u32,
-        new: fn() -> Box<dyn Hook>,
-    ) -> Self {
-        let info = HookInfo {
-            event,
-            filter,
-            priority,
-            group: Cow::Borrowed(group),
-            name: Cow::Borrowed(name),
-            module_path: Cow::Borrowed(module_path),
-            location: HookLocation { file, line, column },
-        };
-        Registration { info, new }
-    }
-
-    /// What the attribute said about the function.
-    pub fn info(&self) -> &HookInfo {
-        &self.info
-    }
-
-    /// A fresh instance of the hook, with its own `Local` state.
-    pub(crate) fn instantiate(&self) -> Box<dyn Hook> {
-        (self.new)()
-    }
-}
-
 impl std::fmt::Debug for Registration {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        self.info.fmt(f)
-    }
-}
-
-/// Where a hook is defined: `file:line:column` of its function's name.
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-pub struct HookLocation {
-    /// Source file, as `file!()` gives it.
-    pub file: &'static str,
-    /// 1-based line.
-    pub line: u32,
-    /// 1-based column.
-    pub column: u32,
-}
-
-impl std::fmt::Display for HookLocation {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}:{}", self.file, self.line)
+        self.info().fmt(f)
     }
 }
 
@@ -214,7 +166,7 @@ pub fn registrations() -> Vec<&'static Registration> {
 }
 
 fn sorted(mut list: Vec<&'static Registration>) -> Vec<&'static Registration> {
-    list.sort_by(|a, b| a.info.order_key().cmp(&b.info.order_key()));
+    list.sort_by(|a, b| a.order_key().cmp(&b.order_key()));
     list
 }
 
@@ -291,13 +243,13 @@ impl Hooks {
         };
         let mut missing: Vec<String> = groups
             .iter()
-            .filter(|g| !registered.iter().any(|r| r.info.group == **g))
+            .filter(|g| !registered.iter().any(|r| r.group == **g))
             .map(|g| format!("group `{g}` has no registered hooks"))
             .collect();
         missing.extend(
             self.except
                 .iter()
-                .filter(|name| !registered.iter().any(|r| matches(name, &r.info)))
+                .filter(|name| !registered.iter().any(|r| matches(name, &r.info())))
                 .map(|name| format!("`{name}` in `except` matches no registered hook or group")),
         );
         missing
@@ -312,25 +264,19 @@ pub(crate) fn matches(name: &str, info: &HookInfo) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::hook::hook_fn;
+    use crate::hook::IntoHook;
 
     fn noop() -> Box<dyn Hook> {
-        Box::new(hook_fn(|_| ()))
+        (|| ()).into_hook()
     }
 
     fn leak(priority: i32, module: &'static str, name: &'static str, line: u32) -> &'static Registration {
-        Box::leak(Box::new(Registration::new(
-            Event::EpochEnd,
-            Filter::ALWAYS,
-            priority,
-            if name.starts_with('z') { "late" } else { "" },
-            name,
-            module,
-            "x.rs",
-            line,
-            1,
-            noop,
-        )))
+        Box::leak(Box::new(
+            Registration::new(Event::EpochEnd, name, noop)
+                .priority(priority)
+                .group(if name.starts_with('z') { "late" } else { "" })
+                .defined_at(module, "x.rs", line, 1),
+        ))
     }
 
     fn regs() -> [&'static Registration; 5] {
@@ -365,8 +311,8 @@ mod tests {
         let regs = regs();
         let picked = |hooks: &Hooks| -> Vec<&str> {
             regs.iter()
-                .filter(|r| hooks.selects(r.info()))
-                .map(|r| r.info().name())
+                .filter(|r| hooks.selects(&r.info()))
+                .map(|r| r.name)
                 .collect()
         };
         let cases: [(Hooks, &[&str], &str); 5] = [
@@ -410,18 +356,11 @@ mod tests {
                 .iter()
                 .enumerate()
                 .map(|(line, &(priority, module, name))| {
-                    &*Box::leak(Box::new(Registration::new(
-                        Event::EpochEnd,
-                        Filter::ALWAYS,
-                        priority,
-                        "",
-                        NAMES[name as usize % 4],
-                        MODULES[module as usize % 3],
-                        "x.rs",
-                        line as u32 + 1,
-                        1,
-                        noop,
-                    )))
+                    &*Box::leak(Box::new(
+                        Registration::new(Event::EpochEnd, NAMES[name as usize % 4], noop)
+                            .priority(priority)
+                            .defined_at(MODULES[module as usize % 3], "x.rs", line as u32 + 1, 1),
+                    ))
                 })
                 .collect()
         }

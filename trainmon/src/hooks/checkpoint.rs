@@ -5,12 +5,13 @@ use crate::control::Control;
 use crate::error::{BoxError, Error};
 use crate::event::Event;
 use crate::filter::{Counter, Filter};
-use crate::hook::{Hook, HookContext, HookState, Plugin};
-use crate::output::durably;
+use crate::hook::{Hook, Plugin};
+use crate::context::HookContext;
+use crate::saved::HookState;
+use crate::output::weights;
 use crate::priority;
-use crate::registry::HookSpec;
-use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use crate::spec::HookSpec;
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 /// Saves the model's weights (`VarStore::save`, safetensors) as Lightning's `ModelCheckpoint`
@@ -191,12 +192,12 @@ impl ModelCheckpoint {
             _ => true,
         };
         if keep {
-            save(ctx.var_store(), &path)?;
+            weights::save(ctx.var_store(), &path)?;
             self.record(path, monitored)?;
         }
         if self.save_last {
             let last = self.dir.join("last.safetensors");
-            save(ctx.var_store(), &last)?;
+            weights::save(ctx.var_store(), &last)?;
             self.saved.lock().last = Some(last);
         }
         Ok(())
@@ -240,91 +241,6 @@ impl ModelCheckpoint {
         }
         Ok(())
     }
-}
-
-/// Loads a checkpoint (safetensors, as [`ModelCheckpoint`] writes them) into the model's
-/// variables, all or nothing: a file that is truncated or not safetensors, or that was made for
-/// another model — a variable missing, one too many, or another shape —, is an
-/// [`Error::Checkpoint`] that says which, and leaves the weights as they were.
-pub fn load_checkpoint(vs: &tch::nn::VarStore, path: impl AsRef<Path>) -> crate::Result<()> {
-    let path = path.as_ref();
-    let saved = tch::Tensor::read_safetensors(path).map_err(|e| Error::Checkpoint {
-        path: path.to_owned(),
-        message: e.to_string(),
-    })?;
-    copy_weights(vs, &saved.into_iter().collect(), path)
-}
-
-/// Copies saved variables into the model's, all or nothing: those of another model (a variable
-/// missing, one too many, another shape) are an [`Error::Checkpoint`] naming `path` that leaves
-/// the weights as they were.
-pub(crate) fn copy_weights(
-    vs: &tch::nn::VarStore,
-    saved: &BTreeMap<String, tch::Tensor>,
-    path: &Path,
-) -> crate::Result<()> {
-    check_weights(vs, saved, path)?;
-    let variables = vs.variables();
-    let _no_grad = tch::no_grad_guard();
-    for (name, tensor) in saved {
-        variables[name]
-            .shallow_clone()
-            .f_copy_(tensor)
-            .map_err(|e| Error::Checkpoint {
-                path: path.to_owned(),
-                message: format!("copying `{name}`: {e}"),
-            })?;
-    }
-    Ok(())
-}
-
-/// Whether saved variables fit the model's: the same names and shapes; an
-/// [`Error::Checkpoint`] naming `path` that says what differs otherwise.
-pub(crate) fn check_weights(
-    vs: &tch::nn::VarStore,
-    saved: &BTreeMap<String, tch::Tensor>,
-    path: &Path,
-) -> crate::Result<()> {
-    let failed = |message: String| Error::Checkpoint {
-        path: path.to_owned(),
-        message,
-    };
-    let variables = vs.variables();
-    let mut problems = Vec::new();
-    for (name, variable) in &variables {
-        match saved.get(name) {
-            None => problems.push(format!("`{name}` is missing")),
-            Some(t) if t.size() != variable.size() => problems.push(format!(
-                "`{name}` has shape {:?}, the model's {:?}",
-                t.size(),
-                variable.size()
-            )),
-            Some(_) => {}
-        }
-    }
-    problems.extend(
-        saved
-            .keys()
-            .filter(|name| !variables.contains_key(*name))
-            .map(|name| format!("`{name}` is not a variable of the model")),
-    );
-    if !problems.is_empty() {
-        problems.sort();
-        return Err(failed(format!(
-            "it was made for another model: {}",
-            problems.join("; ")
-        )));
-    }
-    Ok(())
-}
-
-/// Writes the weights to `path` atomically and durably.
-fn save(vs: &tch::nn::VarStore, path: &Path) -> Result<(), BoxError> {
-    durably(path, |temp| {
-        vs.save(temp)
-            .map_err(|e| Error::torch(format!("saving the weights to {}", temp.display()), e))
-    })?;
-    Ok(())
 }
 
 /// Fills `{name}`, `{name:0Nd}` and `{name:.Nf}` from `value`.
@@ -413,7 +329,7 @@ impl Hook for ModelCheckpoint {
             Event::EpochEnd | Event::BatchEnd => self.save_point(ctx)?,
             Event::Exception => {
                 let path = self.dir.join("exception.safetensors");
-                save(ctx.var_store(), &path)?;
+                weights::save(ctx.var_store(), &path)?;
                 tracing::info!("ModelCheckpoint saved the weights at the failure to {}", path.display());
             }
             _ => {}

@@ -3,9 +3,11 @@
 use crate::control::Control;
 use crate::error::BoxError;
 use crate::event::Event;
-use crate::hook::{Hook, HookContext, HookState, Plugin};
+use crate::hook::{Hook, Plugin};
+use crate::context::HookContext;
+use crate::saved::HookState;
 use crate::priority;
-use crate::registry::HookSpec;
+use crate::spec::HookSpec;
 use tch::Tensor;
 
 /// Whether lower or higher values of the monitored metric are better.
@@ -322,18 +324,19 @@ impl Plugin for EarlyStopping {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::hooks::testing::Epochs;
+    use crate::testing::Harness;
 
     /// Feeds `values` of the monitored metric epoch after epoch; returns the epoch it stopped
     /// at, with the reason.
     fn run(mut stopper: EarlyStopping, name: &str, values: &[f64]) -> Result<Option<(usize, String)>, String> {
-        let mut epochs = Epochs::new();
+        let mut harness = Harness::new();
         for &value in values {
-            let control = epochs
-                .next(&[(name, value)], |ctx| stopper.call(ctx))
+            let control = harness
+                .next_epoch(&[(name, value)])
+                .run(Event::EpochEnd, &mut stopper)
                 .map_err(|e| e.to_string())?;
             if let Control::Stop(reason) = control {
-                return Ok(Some((epochs.epoch(), reason)));
+                return Ok(Some((harness.state().epoch(), reason)));
             }
         }
         Ok(None)

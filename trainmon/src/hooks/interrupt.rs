@@ -3,9 +3,10 @@
 use crate::control::Control;
 use crate::error::{BoxError, Error};
 use crate::event::Event;
-use crate::hook::{Hook, HookContext, Plugin};
+use crate::hook::{Hook, Plugin};
+use crate::context::HookContext;
 use crate::priority;
-use crate::registry::HookSpec;
+use crate::spec::HookSpec;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 

@@ -4,9 +4,10 @@ use crate::control::Control;
 use crate::error::BoxError;
 use crate::event::Event;
 use crate::filter::Filter;
-use crate::hook::{Hook, HookContext, Plugin};
+use crate::hook::{Hook, Plugin};
+use crate::context::HookContext;
 use crate::priority;
-use crate::registry::HookSpec;
+use crate::spec::HookSpec;
 use std::fmt::Write;
 
 /// Logs training through `tracing` (at `INFO`): a line every `every` batches with the running

@@ -3,10 +3,11 @@
 use crate::control::Control;
 use crate::error::{BoxError, Error};
 use crate::event::Event;
-use crate::hook::{Hook, HookContext, Plugin};
+use crate::hook::{Hook, Plugin};
+use crate::context::HookContext;
 use crate::output::plot;
 use crate::priority;
-use crate::registry::HookSpec;
+use crate::spec::HookSpec;
 use std::path::PathBuf;
 
 /// Writes the history's plots into a directory when training ends — or fails — (priority

@@ -3,9 +3,10 @@
 use crate::control::Control;
 use crate::error::BoxError;
 use crate::event::Event;
-use crate::hook::{Hook, HookContext, Plugin};
+use crate::hook::{Hook, Plugin};
+use crate::context::HookContext;
 use crate::priority;
-use crate::registry::HookSpec;
+use crate::spec::HookSpec;
 use indicatif::ProgressStyle;
 use std::io::IsTerminal;
 use std::time::{Duration, Instant};

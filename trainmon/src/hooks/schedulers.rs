@@ -4,9 +4,11 @@ use super::early_stopping::Mode;
 use crate::control::Control;
 use crate::error::BoxError;
 use crate::event::Event;
-use crate::hook::{Hook, HookContext, HookState, Plugin};
+use crate::hook::{Hook, Plugin};
+use crate::context::HookContext;
+use crate::saved::HookState;
 use crate::priority;
-use crate::registry::HookSpec;
+use crate::spec::HookSpec;
 
 /// A learning-rate schedule by epoch, as PyTorch's `StepLR`, `ExponentialLR` and
 /// `CosineAnnealingLR`: after epoch `e` ends, the learning rate for the next one is set from
@@ -282,16 +284,15 @@ impl Plugin for LrMonitor {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::hooks::testing::Epochs;
+    use crate::testing::Harness;
 
     /// The learning rates of epochs 1..=n, starting at `base`, with the hook at every epoch end.
     fn rates(mut hook: impl Hook, base: f64, values: &[f64]) -> Vec<f64> {
-        let mut epochs = Epochs::new();
-        epochs.set_learning_rate(base);
+        let mut harness = Harness::new().with_learning_rate(base);
         let mut seen = vec![base];
         for &value in values {
-            let _ = epochs.next(&[("val_loss", value)], |ctx| hook.call(ctx)).unwrap();
-            seen.push(epochs.learning_rate());
+            let _ = harness.next_epoch(&[("val_loss", value)]).run(Event::EpochEnd, &mut hook).unwrap();
+            seen.push(harness.learning_rate());
         }
         seen.pop();
         seen

@@ -4,9 +4,10 @@ use super::early_stopping::Mode;
 use crate::control::Control;
 use crate::error::BoxError;
 use crate::event::Event;
-use crate::hook::{Hook, HookContext, Plugin};
+use crate::hook::{Hook, Plugin};
+use crate::context::HookContext;
 use crate::priority;
-use crate::registry::HookSpec;
+use crate::spec::HookSpec;
 use std::path::{Path, PathBuf};
 
 /// Logs a summary when training ends — or fails —, after every other output is written: epochs

@@ -4,10 +4,12 @@ use crate::control::Control;
 use crate::error::BoxError;
 use crate::event::Event;
 use crate::filter::{Counter, Filter};
-use crate::hook::{Hook, HookContext, HookState, Plugin};
+use crate::hook::{Hook, Plugin};
+use crate::context::HookContext;
+use crate::saved::HookState;
 use crate::output::tensorboard::EventWriter;
 use crate::priority;
-use crate::registry::HookSpec;
+use crate::spec::HookSpec;
 use std::path::PathBuf;
 
 /// Writes TensorBoard event files (`events.out.tfevents.*`) into a directory: every epoch's

@@ -4,9 +4,10 @@ use crate::control::Control;
 use crate::error::BoxError;
 use crate::event::Event;
 use crate::filter::Filter;
-use crate::hook::{Hook, HookContext, Plugin};
+use crate::hook::{Hook, Plugin};
+use crate::context::HookContext;
 use crate::priority;
-use crate::registry::HookSpec;
+use crate::spec::HookSpec;
 
 /// Stops training at the first batch whose running loss is NaN or infinite (Ignite's
 /// `TerminateOnNan`). The check reads the loss after every batch — on CUDA a host

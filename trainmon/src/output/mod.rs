@@ -2,6 +2,7 @@
 
 pub mod plot;
 pub mod tensorboard;
+pub(crate) mod weights;
 
 use crate::error::{Error, Result};
 use std::path::{Path, PathBuf};

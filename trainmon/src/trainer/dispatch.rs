@@ -4,9 +4,12 @@ use crate::control::Control;
 use crate::error::{Error, Result};
 use crate::event::{Event, EVENTS};
 use crate::history::StopReason;
-use crate::hook::{Hook, HookContext, HookState};
-use crate::registry::{matches, HookInfo};
-use crate::trainer::guard;
+use crate::hook::Hook;
+use crate::context::HookContext;
+use crate::saved::HookState;
+use crate::registry::matches;
+use crate::spec::HookInfo;
+use crate::guard;
 use std::cell::Cell;
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -54,7 +57,7 @@ impl<'h> Dispatch<'h> {
             let first = infos
                 .first()
                 .cloned()
-                .unwrap_or_else(|| crate::registry::HookSpec::new(Event::TrainBegin, "(a hook without events)").0);
+                .unwrap_or_else(|| crate::spec::HookSpec::new(Event::TrainBegin, "(a hook without events)").0);
             let key = state_key(&first, &named);
             named.push((first, key));
             slots.extend(infos.into_iter().map(|info| Slot {

@@ -2,17 +2,15 @@
 
 pub(crate) mod dispatch;
 mod fit;
-pub(crate) mod guard;
-mod resume;
-mod state;
-
-pub use state::TrainState;
+mod point;
 
 use crate::data::Dataset;
-use crate::hook::{Hook, Plugin};
+use crate::hook::{Hook, IntoHook, Plugin};
 use crate::loss::Loss;
 use crate::metrics::Metric;
-use crate::registry::{HookSpec, Hooks};
+use crate::registry::Hooks;
+use crate::resource::Resources;
+use crate::spec::HookSpec;
 use std::path::PathBuf;
 use tch::nn;
 
@@ -41,25 +39,52 @@ use tch::nn;
 pub struct Trainer<'a> {
     vs: &'a nn::VarStore,
     model: &'a dyn nn::ModuleT,
-    optimizer: Optimizer,
+    optimizer: OptimizerSetting,
+    settings: Settings,
+    data: DataSetup<'a>,
+    hooks: HookSetup,
+    resources: Resources,
+}
+
+/// How to train: the plain settings of the builder.
+#[derive(Clone, Debug)]
+struct Settings {
     epochs: usize,
     batch_size: usize,
     shuffle: bool,
     seed: Option<u64>,
-    validation: Validation<'a>,
-    selection: Hooks,
-    added: Vec<(Vec<HookSpec>, Box<dyn Hook>)>,
-    loss: Loss,
-    metrics: Vec<MetricFactory>,
     drop_last: bool,
     accumulate: usize,
     clip: Option<Clip>,
     lazy_reads: Option<bool>,
-    tolerated: Vec<String>,
     nan_policy: NanPolicy,
+    /// Where to keep the resume point, if the fit is resumable.
     resume: Option<PathBuf>,
+    /// Also a resume point every this many optimizer steps, within epochs (0: none).
     resume_steps: u64,
-    resources: crate::resource::Resources,
+}
+
+/// What is measured: the validation data, the loss, the metrics of your own.
+struct DataSetup<'a> {
+    validation: Validation<'a>,
+    loss: Loss,
+    metrics: Vec<MetricFactory>,
+}
+
+/// Which hooks run, besides the registered ones selected.
+struct HookSetup {
+    selection: Hooks,
+    added: Vec<Added>,
+    tolerated: Vec<String>,
+    /// Hooks added that cannot run where their specs say (a parameter missing at an event):
+    /// `fit` refuses to start with these.
+    refused: Vec<String>,
+}
+
+/// A hook added at run time, and where it runs.
+struct Added {
+    specs: Vec<HookSpec>,
+    hook: Box<dyn Hook>,
 }
 
 /// What `fit` does about NaN in a dataset's features (checked once, when `fit` starts, for
@@ -91,7 +116,8 @@ enum Clip {
     Value(f64),
 }
 
-enum Optimizer {
+/// The optimizer the builder was given.
+enum OptimizerSetting {
     Missing,
     Failed(String),
     Ready(Box<dyn crate::optim::Optimizer>, f64),
@@ -106,24 +132,31 @@ impl<'a> Trainer<'a> {
         Trainer {
             vs,
             model,
-            optimizer: Optimizer::Missing,
-            epochs: 1,
-            batch_size: 32,
-            shuffle: true,
-            seed: None,
-            validation: Validation::None,
-            selection: Hooks::all(),
-            added: Vec::new(),
-            loss: Loss::CrossEntropy,
-            metrics: Vec::new(),
-            drop_last: false,
-            accumulate: 1,
-            clip: None,
-            lazy_reads: None,
-            tolerated: Vec::new(),
-            nan_policy: NanPolicy::Warn,
-            resume: None,
-            resume_steps: 0,
+            optimizer: OptimizerSetting::Missing,
+            settings: Settings {
+                epochs: 1,
+                batch_size: 32,
+                shuffle: true,
+                seed: None,
+                drop_last: false,
+                accumulate: 1,
+                clip: None,
+                lazy_reads: None,
+                nan_policy: NanPolicy::Warn,
+                resume: None,
+                resume_steps: 0,
+            },
+            data: DataSetup {
+                validation: Validation::None,
+                loss: Loss::CrossEntropy,
+                metrics: Vec::new(),
+            },
+            hooks: HookSetup {
+                selection: Hooks::all(),
+                added: Vec::new(),
+                tolerated: Vec::new(),
+                refused: Vec::new(),
+            },
             resources: Default::default(),
         }
     }
@@ -134,28 +167,28 @@ impl<'a> Trainer<'a> {
     /// saves (tch's own optimizers keep theirs out of reach).
     pub fn optimizer(mut self, config: impl crate::optim::OptimizerConfig, lr: f64) -> Self {
         self.optimizer = match config.build_optimizer(self.vs, lr) {
-            Ok(optimizer) => Optimizer::Ready(optimizer, lr),
-            Err(err) => Optimizer::Failed(err.to_string()),
+            Ok(optimizer) => OptimizerSetting::Ready(optimizer, lr),
+            Err(err) => OptimizerSetting::Failed(err.to_string()),
         };
         self
     }
 
     /// Number of epochs to train (fewer if a hook stops training).
     pub fn epochs(mut self, epochs: usize) -> Self {
-        self.epochs = epochs;
+        self.settings.epochs = epochs;
         self
     }
 
     /// Samples per batch; the last batch of an epoch holds the rest (1000 samples in batches of
     /// 32 make 32 batches, the last of 8) unless [`Trainer::drop_last`] says otherwise.
     pub fn batch_size(mut self, batch_size: usize) -> Self {
-        self.batch_size = batch_size;
+        self.settings.batch_size = batch_size;
         self
     }
 
     /// Whether to shuffle the samples at the start of every epoch (default `true`).
     pub fn shuffle(mut self, shuffle: bool) -> Self {
-        self.shuffle = shuffle;
+        self.settings.shuffle = shuffle;
         self
     }
 
@@ -163,14 +196,14 @@ impl<'a> Trainer<'a> {
     /// and the epoch's number: dropout and the like), so that two runs with the same seed and
     /// the same initial weights train alike — and a resumed run as the uninterrupted one.
     pub fn seed(mut self, seed: u64) -> Self {
-        self.seed = Some(seed);
+        self.settings.seed = Some(seed);
         self
     }
 
     /// Whether to leave out the last batch of an epoch when it is smaller than the batch size
     /// (default `false`: it is trained on).
     pub fn drop_last(mut self, drop_last: bool) -> Self {
-        self.drop_last = drop_last;
+        self.settings.drop_last = drop_last;
         self
     }
 
@@ -178,27 +211,27 @@ impl<'a> Trainer<'a> {
     /// order, in batches of the training batch size). Its loss and metrics are in the epoch's
     /// logs prefixed `val_`: `val_loss`, `val_accuracy`.
     pub fn validation(mut self, data: &'a impl Dataset) -> Self {
-        self.validation = Validation::Data(data);
+        self.data.validation = Validation::Data(data);
         self
     }
 
     /// Validates on the last `fraction` of the training data (taken before any shuffling, as
     /// Keras does) and trains on the rest; `0 < fraction < 1`.
     pub fn validation_split(mut self, fraction: f64) -> Self {
-        self.validation = Validation::Split(fraction);
+        self.data.validation = Validation::Split(fraction);
         self
     }
 
     /// The loss to minimise (default [`Loss::CrossEntropy`], which also tracks accuracy).
     pub fn loss(mut self, loss: Loss) -> Self {
-        self.loss = loss;
+        self.data.loss = loss;
         self
     }
 
     /// Tracks a metric of your own, made by `make` (`MyMetric::default`): one instance on the
     /// training batches, one (named `val_<name>`) on the validation set; hooks read it by name.
     pub fn metric<M: Metric + 'static>(mut self, make: impl Fn() -> M + 'static) -> Self {
-        self.metrics.push(Box::new(move || Box::new(make())));
+        self.data.metrics.push(Box::new(move || Box::new(make())));
         self
     }
 
@@ -206,13 +239,13 @@ impl<'a> Trainer<'a> {
     /// `on_after_backward` hooks, before the `on_before_optimizer_step` ones). Done on the device,
     /// without reading the norm to the host.
     pub fn clip_grad_norm(mut self, max: f64) -> Self {
-        self.clip = Some(Clip::Norm(max));
+        self.settings.clip = Some(Clip::Norm(max));
         self
     }
 
     /// Clamps every gradient value into `[-max, max]` before each optimizer step.
     pub fn clip_grad_value(mut self, max: f64) -> Self {
-        self.clip = Some(Clip::Value(max));
+        self.settings.clip = Some(Clip::Value(max));
         self
     }
 
@@ -224,7 +257,7 @@ impl<'a> Trainer<'a> {
     /// `counter = global_step` filters) counts optimizer steps, so the `k` batches of one window
     /// share a step number.
     pub fn accumulate_gradients(mut self, k: usize) -> Self {
-        self.accumulate = k;
+        self.settings.accumulate = k;
         self
     }
 
@@ -232,43 +265,47 @@ impl<'a> Trainer<'a> {
     /// read to the host after every batch (`false`). By default: lazily on CUDA, where a read is
     /// a synchronisation; eagerly on the CPU, where it costs nothing (measured in the README).
     pub fn lazy_reads(mut self, lazy: bool) -> Self {
-        self.lazy_reads = Some(lazy);
+        self.settings.lazy_reads = Some(lazy);
         self
     }
 
     /// Which registered hooks run: all of them by default; see [`Hooks`].
     pub fn hooks(mut self, selection: Hooks) -> Self {
-        self.selection = selection;
+        self.hooks.selection = selection;
         self
     }
 
-    /// Adds a hook built at run time — a struct implementing [`Hook`], or a closure through
-    /// [`crate::hook::hook_fn`] — run as `spec` says, ordered with the registered hooks (at equal
-    /// priority it runs first: its module path is empty). It runs whatever [`Trainer::hooks`]
-    /// selects, and keeps its state from one `fit` to the next.
+    /// Adds a hook built at run time — a function or closure over hook parameters (the same
+    /// as an annotated function's: [`IntoHook`]), or a struct implementing [`Hook`] — run as
+    /// `spec` says, ordered with the registered hooks (at equal priority it runs first: its
+    /// module path is empty). It runs whatever [`Trainer::hooks`] selects, and keeps its state
+    /// from one `fit` to the next. A parameter that does not exist at the spec's event makes
+    /// `fit` fail before any batch, naming the hook.
     ///
     /// ```
-    /// use trainmon::hook::hook_fn;
-    /// use trainmon::filter::Filter;
-    /// use trainmon::registry::HookSpec;
-    /// use trainmon::{Event, Trainer};
+    /// use trainmon::prelude::*;
+    /// use trainmon::{Event, Filter, HookSpec};
     /// # let vs = tch::nn::VarStore::new(tch::Device::Cpu);
     /// # let model = tch::nn::linear(vs.root(), 2, 2, Default::default());
     ///
     /// let every = 50; // say, from the command line
     /// let trainer = Trainer::new(&vs, &model).add_hook(
     ///     HookSpec::new(Event::BatchEnd, "cli_logger").filter(Filter::ALWAYS.every(every)),
-    ///     hook_fn(|ctx| println!("loss {:.4}", ctx.batch().unwrap().loss())),
+    ///     |batch: &BatchLogs| println!("loss {:.4}", batch.loss()),
     /// );
     /// ```
-    pub fn add_hook(mut self, spec: HookSpec, hook: impl Hook + 'static) -> Self {
-        self.added.push((vec![spec], Box::new(hook)));
+    pub fn add_hook<M>(mut self, spec: HookSpec, hook: impl IntoHook<M>) -> Self {
+        self.hooks.check::<M, _>(&hook, &spec);
+        self.hooks.added.push(Added {
+            specs: vec![spec],
+            hook: hook.into_hook(),
+        });
         self
     }
 
     /// What to do about NaN in the features (default: warn).
     pub fn nan_policy(mut self, policy: NanPolicy) -> Self {
-        self.nan_policy = policy;
+        self.settings.nan_policy = policy;
         self
     }
 
@@ -277,7 +314,7 @@ impl<'a> Trainer<'a> {
     /// rest of the fit, with a warning naming it and the error. For hooks that are not critical,
     /// as a logger.
     pub fn tolerate_failures<S: Into<String>>(mut self, names: impl IntoIterator<Item = S>) -> Self {
-        self.tolerated.extend(names.into_iter().map(Into::into));
+        self.hooks.tolerated.extend(names.into_iter().map(Into::into));
         self
     }
 
@@ -314,7 +351,7 @@ impl<'a> Trainer<'a> {
     /// # }
     /// ```
     pub fn resumable(mut self, dir: impl Into<PathBuf>) -> Self {
-        self.resume = Some(dir.into());
+        self.settings.resume = Some(dir.into());
         self
     }
 
@@ -331,7 +368,7 @@ impl<'a> Trainer<'a> {
     /// steps. The resumed epoch's `on_epoch_begin` hooks do not run again (a progress bar shows
     /// no epoch bar for it). `0` (the default): at epoch ends only.
     pub fn resumable_steps(mut self, n: u64) -> Self {
-        self.resume_steps = n;
+        self.settings.resume_steps = n;
         self
     }
 
@@ -364,7 +401,23 @@ impl<'a> Trainer<'a> {
     /// [`Trainer::add_hook`], it runs whatever [`Trainer::hooks`] selects.
     pub fn with(mut self, plugin: impl Plugin) -> Self {
         let specs = plugin.specs();
-        self.added.push((specs, Box::new(plugin)));
+        self.hooks.added.push(Added {
+            specs,
+            hook: Box::new(plugin),
+        });
         self
+    }
+}
+
+impl HookSetup {
+    /// Records why a hook added at run time cannot run where `spec` says, if it can't.
+    fn check<M, H: IntoHook<M>>(&mut self, _: &H, spec: &HookSpec) {
+        if let Err(why) = H::check(spec.0.event()) {
+            self.refused.push(format!(
+                "hook `{}` ({}): {why}",
+                spec.0.name(),
+                spec.0.location()
+            ));
+        }
     }
 }

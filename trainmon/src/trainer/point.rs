@@ -8,7 +8,7 @@
 
 use crate::error::{Error, Result};
 use crate::history::{float, History, StopReason};
-use crate::hook::HookState;
+use crate::saved::HookState;
 use crate::metrics::SavedLogs;
 use crate::output::durably;
 use serde::{Deserialize, Serialize};
@@ -28,7 +28,7 @@ const FORMAT: u32 = 2;
 
 /// Where training is, in a resume point.
 #[derive(Serialize, Deserialize)]
-pub(crate) struct Progress<'h> {
+pub(crate) struct Position<'h> {
     /// Epochs finished.
     pub epoch: usize,
     pub global_step: u64,
@@ -48,7 +48,7 @@ pub(crate) struct Progress<'h> {
     /// A stop a hook asked for at this epoch's end (the fit is over).
     pub stop: Option<StopReason>,
     /// For a point taken within an epoch (the one after `epoch`): where in it.
-    pub within: Option<Within>,
+    pub within: Option<InEpoch>,
     /// Hooks disabled after a tolerated failure, by their key.
     #[serde(default)]
     pub disabled: Vec<String>,
@@ -56,7 +56,7 @@ pub(crate) struct Progress<'h> {
 
 /// Where a resume point taken within an epoch is in it.
 #[derive(Serialize, Deserialize)]
-pub(crate) struct Within {
+pub(crate) struct InEpoch {
     /// Batches done.
     pub batch: usize,
     /// The shuffling generator's position at the epoch's start, before its shuffle: the
@@ -71,7 +71,7 @@ pub(crate) struct Within {
 #[derive(Serialize, Deserialize)]
 struct Document<'h> {
     format: u32,
-    progress: Progress<'h>,
+    progress: Position<'h>,
     optimizer: serde_json::Value,
     /// Each hook's plain state and the file names of its tensors (by the hook's name in the
     /// state, in the file).
@@ -89,7 +89,7 @@ struct SavedHook {
 
 /// A resume point read back.
 pub(crate) struct Point {
-    pub progress: Progress<'static>,
+    pub position: Position<'static>,
     pub model: BTreeMap<String, Tensor>,
     pub optimizer: (BTreeMap<String, Tensor>, serde_json::Value),
     pub hooks: BTreeMap<String, HookState>,
@@ -104,7 +104,7 @@ pub(crate) fn path(dir: &Path) -> PathBuf {
 /// Writes a resume point to `path`, atomically and durably.
 pub(crate) fn write(
     path: &Path,
-    progress: Progress<'_>,
+    position: Position<'_>,
     vs: &VarStore,
     optimizer: (Vec<(String, Tensor)>, serde_json::Value),
     hooks: Vec<(String, HookState)>,
@@ -146,7 +146,7 @@ pub(crate) fn write(
     let metrics = states("metrics", metrics)?;
     let document = Document {
         format: FORMAT,
-        progress,
+        progress: position,
         optimizer,
         hooks,
         metrics,
@@ -215,7 +215,7 @@ pub(crate) fn read(path: &Path) -> Result<Point> {
     let hooks = states(document.hooks)?;
     let metrics = states(document.metrics)?;
     Ok(Point {
-        progress: document.progress,
+        position: document.progress,
         model,
         optimizer: (optimizer, document.optimizer),
         hooks,

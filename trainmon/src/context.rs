@@ -1,0 +1,165 @@
+//! What a hook sees when it runs: the [`HookContext`] its parameters are taken from, and the
+//! [`LearningRate`] it may change.
+
+use crate::error::Error;
+use crate::event::Event;
+use crate::history::{EpochLogs, History};
+use crate::metrics::BatchLogs;
+use crate::resource::Resources;
+use crate::state::TrainState;
+use std::cell::Cell;
+use tch::nn::VarStore;
+
+/// Everything a hook may read at the moment it runs; its parameters are taken from here.
+#[derive(Clone, Copy)]
+pub struct HookContext<'a> {
+    pub(crate) event: Event,
+    pub(crate) state: &'a TrainState,
+    pub(crate) batch: Option<&'a BatchLogs>,
+    pub(crate) epoch: Option<&'a EpochLogs>,
+    pub(crate) history: &'a History,
+    pub(crate) vs: &'a VarStore,
+    pub(crate) learning_rate: &'a Cell<f64>,
+    pub(crate) error: Option<&'a Error>,
+    pub(crate) resources: &'a Resources,
+}
+
+impl<'a> HookContext<'a> {
+    /// The event being run.
+    pub fn event(&self) -> Event {
+        self.event
+    }
+
+    /// Where training is: epoch, batch, global step, elapsed time, device.
+    pub fn state(&self) -> &'a TrainState {
+        self.state
+    }
+
+    /// The running logs of the batch just trained or validated (`on_batch_end`,
+    /// `on_validation_batch_end`).
+    pub fn batch(&self) -> Option<&'a BatchLogs> {
+        self.batch
+    }
+
+    /// The epoch's logs (`on_validation_end`, `on_epoch_end`).
+    pub fn epoch(&self) -> Option<&'a EpochLogs> {
+        self.epoch
+    }
+
+    /// Every finished epoch so far (from `on_validation_end` on, the current one included).
+    pub fn history(&self) -> &'a History {
+        self.history
+    }
+
+    /// The model's variables (read them, save them; their gradients after the backward pass).
+    pub fn var_store(&self) -> &'a VarStore {
+        self.vs
+    }
+
+    /// The optimizer's learning rate, to read or change.
+    pub fn learning_rate(&self) -> LearningRate<'a> {
+        LearningRate(self.learning_rate)
+    }
+
+    /// The error that ended training (`on_exception` only).
+    pub fn error(&self) -> Option<&'a Error> {
+        self.error
+    }
+
+    /// The value of type `T` the trainer was given with [`crate::Trainer::resource`].
+    pub fn resource<T: 'static>(&self) -> Option<&'a T> {
+        self.resources.get::<T>()
+    }
+}
+
+/// The optimizer's learning rate, to read or to change from a hook (a scheduler, a warm-up).
+/// A new value applies from the next optimizer step on.
+///
+/// ```
+/// use trainmon::prelude::*;
+///
+/// // Halve the learning rate every 10 epochs.
+/// #[on_epoch_end(every = 10)]
+/// fn step_decay(lr: LearningRate) {
+///     lr.set(lr.get() * 0.5);
+/// }
+/// ```
+#[derive(Clone, Copy)]
+pub struct LearningRate<'a>(pub(crate) &'a Cell<f64>);
+
+impl LearningRate<'_> {
+    /// The learning rate in force.
+    pub fn get(&self) -> f64 {
+        self.0.get()
+    }
+
+    /// Sets the learning rate; it must be finite and not negative, or `fit` fails with an error.
+    pub fn set(&self, learning_rate: f64) {
+        self.0.set(learning_rate)
+    }
+}
+
+impl std::fmt::Debug for LearningRate<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.get().fmt(f)
+    }
+}
+
+
+/// What hooks see of a run beside the hooks themselves — where training is, the finished
+/// epochs, the learning rate hooks may change — making their contexts. The training loop, the
+/// [`crate::testing::Harness`] and the dispatch benchmark each hold one.
+pub(crate) struct Scene {
+    pub(crate) state: TrainState,
+    pub(crate) history: History,
+    /// The learning rate as hooks see and set it; the loop applies a change after each event.
+    pub(crate) learning_rate: Cell<f64>,
+}
+
+impl Scene {
+    pub(crate) fn new(state: TrainState) -> Self {
+        Scene {
+            learning_rate: Cell::new(state.learning_rate),
+            state,
+            history: History::default(),
+        }
+    }
+
+    /// The context of `event`, with the model's variables and the trainer's resources; the
+    /// epoch's logs at epoch and validation ends.
+    pub(crate) fn context<'c>(&'c self, event: Event, vs: &'c VarStore, resources: &'c Resources) -> HookContext<'c> {
+        let epoch = match event {
+            Event::ValidationEnd | Event::EpochEnd => self.history.epochs.last(),
+            _ => None,
+        };
+        HookContext {
+            event,
+            state: &self.state,
+            batch: None,
+            epoch,
+            history: &self.history,
+            vs,
+            learning_rate: &self.learning_rate,
+            error: None,
+            resources,
+        }
+    }
+}
+
+impl<'a> HookContext<'a> {
+    /// With the running logs of a batch (batch ends).
+    pub(crate) fn with_batch(self, batch: &'a BatchLogs) -> Self {
+        HookContext {
+            batch: Some(batch),
+            ..self
+        }
+    }
+
+    /// With the error that ended training (`on_exception`).
+    pub(crate) fn with_error(self, error: &'a Error) -> Self {
+        HookContext {
+            error: Some(error),
+            ..self
+        }
+    }
+}

@@ -1,0 +1,115 @@
+//! `Trainer::fit`: the outline of a training run. Its parts, by concern: [`setup`] (settings
+//! checked, data sources, the numbers of the fit), [`source`] (samples and each epoch's order),
+//! [`run`] (the epoch loop and its events), [`step`] (forward, loss, clipping), [`resume`]
+//! (going on from a resume point, writing one).
+
+mod resume;
+mod run;
+mod setup;
+mod source;
+mod step;
+
+use super::dispatch::Dispatch;
+use super::{HookSetup, Trainer};
+use crate::context::Scene;
+use crate::data::Dataset;
+use crate::error::{Error, Result};
+use crate::history::History;
+use crate::hook::Hook;
+use crate::registry::registrations;
+use crate::resource::Resources;
+use crate::spec::HookInfo;
+use crate::state::TrainState;
+use run::{Loop, Profile, Shuffling};
+use setup::{Logs, Plan};
+use std::time::Instant;
+
+impl Trainer<'_> {
+    /// Trains for the configured epochs and returns the history.
+    ///
+    /// The selected registered hooks (all, by default) and the hooks added at run time run at
+    /// their events, in the documented order. Training stops early when a hook returns
+    /// [`crate::Control::Stop`] (see its docs for where). It fails with an [`Error`] naming the
+    /// cause when the setup, the data, the model or a hook cannot go on; the `on_exception`
+    /// hooks run first.
+    pub fn fit(&mut self, data: &impl Dataset) -> Result<History> {
+        let (optimizer, learning_rate) = self.optimizer.ready()?;
+        let device = self.vs.device();
+        let plan = Plan::new(&self.settings, &self.data, data, device)?;
+        let mut registered = self.hooks.registered();
+        let dispatch = self.hooks.dispatch(&mut registered, &self.resources)?;
+        let mut logs = Logs::new(&self.data, plan.lazy, plan.valid.is_some());
+        let state = TrainState {
+            epoch: 0,
+            epochs: self.settings.epochs,
+            batch: 0,
+            batches: plan.batches,
+            global_step: 0,
+            started: Instant::now(),
+            device,
+            learning_rate,
+        };
+        let mut run = Loop {
+            model: self.model,
+            vs: self.vs,
+            optimizer,
+            loss: &self.data.loss,
+            settings: &self.settings,
+            resources: &self.resources,
+            dispatch,
+            scene: Scene::new(state),
+            batches: plan.batches,
+            samples: plan.train.len(),
+            shuffling: Shuffling::new(plan.seed, plan.seeded),
+            partway: None,
+            profile: Profile::default(),
+        };
+        if let Some(dir) = &self.settings.resume {
+            run.resume_from(dir, &mut logs.train)?;
+        }
+        tracing::debug!(epochs = self.settings.epochs, batches = plan.batches, ?device, lazy = plan.lazy, "fit starts");
+        run.train(&plan, &mut logs)
+    }
+}
+
+impl HookSetup {
+    /// Fresh instances (fresh `Local` state) of the registered hooks selected, every fit.
+    fn registered(&self) -> Vec<(HookInfo, Box<dyn Hook>)> {
+        let registered = registrations();
+        for warning in self.selection.unmatched(&registered) {
+            tracing::warn!(
+                "{warning}: is the crate that defines them linked? Refer to it from the binary (`use my_hooks as _;`)"
+            );
+        }
+        registered
+            .iter()
+            .map(|r| (r.info(), r))
+            .filter(|(info, _)| self.selection.selects(info))
+            .map(|(info, r)| (info, r.instantiate()))
+            .collect()
+    }
+
+    /// The hooks of a fit — the registered ones, then those added at run time — at their
+    /// events, once everything they need is there.
+    fn dispatch<'h>(
+        &'h mut self,
+        registered: &'h mut [(HookInfo, Box<dyn Hook>)],
+        resources: &Resources,
+    ) -> Result<Dispatch<'h>> {
+        if let Some(refused) = self.refused.first() {
+            return Err(Error::Config(refused.clone()));
+        }
+        let registered = registered
+            .iter_mut()
+            .map(|(info, hook)| (vec![info.clone()], &mut **hook as &mut dyn Hook));
+        let added = self.added.iter_mut().map(|added| {
+            (
+                added.specs.iter().map(|spec| spec.0.clone()).collect(),
+                &mut *added.hook as &mut dyn Hook,
+            )
+        });
+        let dispatch = Dispatch::new(registered.chain(added), &self.tolerated)?;
+        dispatch.check_requirements(resources)?;
+        Ok(dispatch)
+    }
+}

@@ -1,0 +1,141 @@
+//! Resuming: a fit going on from its resume point, and writing one.
+
+use super::run::{Loop, Partway, Shuffling};
+use crate::error::{Error, Result};
+use crate::metrics::{BatchLogs, LogsState};
+use crate::output::weights;
+use crate::trainer::point::{self, InEpoch, Position};
+use std::path::Path;
+use std::time::Instant;
+
+impl Loop<'_, '_> {
+    /// Goes on from the resume point in `dir`, if there is one: weights, optimizer, hooks'
+    /// states, counters, generator, learning rate, history and (within an epoch) the running
+    /// `logs` as they were at the point. Without a point, the fit starts afresh.
+    pub fn resume_from(&mut self, dir: &Path, logs: &mut BatchLogs) -> Result<()> {
+        std::fs::create_dir_all(dir).map_err(Error::io("create the resume directory", dir))?;
+        crate::output::remove_leftovers(dir);
+        let path = point::path(dir);
+        if !path.exists() {
+            tracing::debug!("no resume point in {}: training starts", dir.display());
+            return Ok(());
+        }
+        let saved = point::read(&path)?;
+        let position = saved.position;
+        let refused = |message: String| Error::Checkpoint {
+            path: path.clone(),
+            message,
+        };
+        // Everything that can refuse the point comes before the weights change.
+        weights::check(self.vs, &saved.model, &path)?;
+        // Within an epoch, the generator goes back to the epoch's start: the resumed fit
+        // shuffles the epoch again as the interrupted one did.
+        let word_pos = match &position.within {
+            Some(within) => &within.epoch_rng_word_pos,
+            None => &position.rng_word_pos,
+        };
+        let word_pos: u128 = word_pos
+            .parse()
+            .map_err(|_| refused(format!("the generator's position `{word_pos}` is not a number")))?;
+        let (tensors, value) = saved.optimizer;
+        self.optimizer
+            .restore(&tensors, value)
+            .map_err(|e| refused(e.to_string()))?;
+        self.optimizer.set_learning_rate(position.learning_rate);
+        self.dispatch.restore(saved.hooks)?;
+        self.dispatch.disable(&position.disabled);
+        if let Some(within) = &position.within {
+            // The epoch's running loss and metrics so far.
+            logs.reset();
+            let metrics = saved
+                .metrics
+                .into_iter()
+                .map(|(key, state)| (key, Some(state)))
+                .collect();
+            logs.restore(LogsState {
+                counters: within.logs.clone(),
+                metrics,
+            })?;
+        }
+        weights::copy(self.vs, &saved.model, &path)?;
+        if let Some(stop) = position.stop {
+            self.dispatch.stop_with(stop);
+        }
+        let mut shuffling = Shuffling::new(position.seed, self.shuffling.seeded);
+        shuffling.rng.set_stream(position.rng_stream);
+        shuffling.rng.set_word_pos(word_pos);
+        self.shuffling = shuffling;
+        if (position.samples, position.batches) != (self.samples, self.batches) {
+            tracing::warn!(
+                "the resume point was made training on {} samples in {} batches per epoch, this fit has {} in {}: it \
+                 goes on, but not as the interrupted run would have",
+                position.samples,
+                position.batches,
+                self.samples,
+                self.batches
+            );
+        }
+        let state = &mut self.scene.state;
+        state.epoch = position.epoch;
+        state.global_step = position.global_step;
+        state.learning_rate = position.learning_rate;
+        state.started = Instant::now()
+            .checked_sub(position.elapsed)
+            .unwrap_or_else(Instant::now);
+        self.scene.learning_rate.set(position.learning_rate);
+        self.scene.history = position.history.into_owned();
+        self.scene.history.elapsed = position.elapsed;
+        self.partway = position.within.map(|within| Partway {
+            batch: within.batch,
+            epoch_elapsed: within.epoch_elapsed,
+        });
+        let batch = self
+            .partway
+            .as_ref()
+            .map_or(String::new(), |p| format!(" and {} batches", p.batch));
+        tracing::info!(
+            "resuming from {}: {} epochs{batch} done, step {}",
+            path.display(),
+            position.epoch,
+            position.global_step
+        );
+        Ok(())
+    }
+
+    /// Writes a resume point: at the end of an epoch (after all its hooks ran), or — `within`
+    /// — after a batch, with where in the epoch and its running logs.
+    pub(super) fn save_point(&mut self, dir: &Path, within: Option<(InEpoch, LogsState)>) -> Result<()> {
+        let state = &self.scene.state;
+        let (within, metrics) = match within {
+            Some((within, logs)) => {
+                let metrics = logs.metrics.into_iter().filter_map(|(n, s)| Some((n, s?))).collect();
+                (
+                    Some(InEpoch {
+                        logs: logs.counters,
+                        ..within
+                    }),
+                    metrics,
+                )
+            }
+            None => (None, Vec::new()),
+        };
+        let position = Position {
+            epoch: state.epoch - usize::from(within.is_some()),
+            within,
+            global_step: state.global_step,
+            learning_rate: state.learning_rate,
+            seed: self.shuffling.seed,
+            rng_stream: self.shuffling.rng.get_stream(),
+            rng_word_pos: self.shuffling.rng.get_word_pos().to_string(),
+            elapsed: state.started.elapsed(),
+            samples: self.samples,
+            batches: self.batches,
+            history: std::borrow::Cow::Borrowed(&self.scene.history),
+            stop: self.dispatch.stop().cloned(),
+            disabled: self.dispatch.disabled(),
+        };
+        let optimizer = self.optimizer.state()?;
+        let hooks = self.dispatch.states()?;
+        point::write(&point::path(dir), position, self.vs, optimizer, hooks, metrics)
+    }
+}

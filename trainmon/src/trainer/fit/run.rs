@@ -1,0 +1,367 @@
+//! The epoch loop: epochs, their training batches and validation pass, and the hooks fired
+//! between them.
+
+use super::setup::{Logs, Plan};
+use super::source::Source;
+use super::step::{clip_gradients, compute_loss, forward};
+use crate::context::Scene;
+use crate::error::{Error, Result};
+use crate::event::Event;
+use crate::history::{EpochLogs, History};
+use crate::loss::Loss;
+use crate::metrics::BatchLogs;
+use crate::optim::Optimizer;
+use crate::resource::Resources;
+use crate::trainer::dispatch::Dispatch;
+use crate::trainer::Settings;
+use rand::seq::SliceRandom;
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use std::time::{Duration, Instant};
+use tch::nn::{ModuleT, VarStore};
+
+/// One fit under way: the model and its optimizer, the hooks, what they see, and where the
+/// loop is.
+pub(super) struct Loop<'a, 'h> {
+    pub model: &'a dyn ModuleT,
+    pub vs: &'a VarStore,
+    pub optimizer: &'a mut dyn Optimizer,
+    pub loss: &'a Loss,
+    pub settings: &'a Settings,
+    pub resources: &'a Resources,
+    pub dispatch: Dispatch<'h>,
+    pub scene: Scene,
+    /// Training batches per epoch.
+    pub batches: usize,
+    /// Training samples (recorded in resume points).
+    pub samples: usize,
+    pub shuffling: Shuffling,
+    /// Where in its first epoch a fit resumed within an epoch goes on.
+    pub partway: Option<Partway>,
+    pub profile: Profile,
+}
+
+/// The generator that shuffles the epochs, and libtorch's generator's seeding.
+pub(super) struct Shuffling {
+    pub rng: ChaCha8Rng,
+    /// The generator's seed.
+    pub seed: u64,
+    /// Whether a seed was given: libtorch's generator is then seeded per epoch (and, in a
+    /// resumable fit, per batch) from it.
+    pub seeded: bool,
+}
+
+impl Shuffling {
+    pub fn new(seed: u64, seeded: bool) -> Self {
+        Shuffling {
+            rng: ChaCha8Rng::seed_from_u64(seed),
+            seed,
+            seeded,
+        }
+    }
+
+    /// Seeds libtorch's generator from the seed, the epoch and the batch (0: the epoch's
+    /// start), when a seed was given: so that a fit resumed within an epoch draws what the
+    /// uninterrupted one did (dropout masks).
+    fn reseed(&self, epoch: usize, batch: usize) {
+        if self.seeded {
+            let mix =
+                (epoch as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ (batch as u64).wrapping_mul(0xC2B2_AE3D_27D4_EB4F);
+            tch::manual_seed((self.seed ^ mix) as i64);
+        }
+    }
+
+    /// This epoch's order of `samples` samples (`None`: in order, unshuffled).
+    fn order(&mut self, shuffle: bool, samples: usize) -> Option<Vec<i64>> {
+        shuffle.then(|| {
+            let mut order: Vec<i64> = (0..samples as i64).collect();
+            order.shuffle(&mut self.rng);
+            order
+        })
+    }
+}
+
+/// Where a fit resumed within an epoch goes on from (its running logs are restored already).
+pub(super) struct Partway {
+    /// Batches of the epoch done.
+    pub batch: usize,
+    /// Its wall time so far.
+    pub epoch_elapsed: Duration,
+}
+
+/// The first batches of a fit, timed (step and hooks) while the dispatch times the hooks, to
+/// warn about hooks slower than the step.
+#[derive(Default)]
+pub(super) struct Profile {
+    spent: Duration,
+    batches: u32,
+}
+
+/// Batches at the start of a fit over which hooks are timed against the training step.
+const PROFILED_BATCHES: u32 = 20;
+
+/// The counters of one occurrence of an event: its own (the epoch, the batch within the
+/// epoch…), and the global step.
+#[derive(Clone, Copy)]
+struct Count {
+    own: u64,
+    global: u64,
+}
+
+impl Count {
+    const ONCE: Count = Count { own: 1, global: 0 };
+
+    fn epoch(epoch: usize) -> Self {
+        Count {
+            own: epoch as u64,
+            global: epoch as u64,
+        }
+    }
+
+    fn batch(batch: usize, step: u64) -> Self {
+        Count {
+            own: batch as u64,
+            global: step,
+        }
+    }
+}
+
+impl Loop<'_, '_> {
+    /// Runs the fit, then the `on_exception` hooks if it failed.
+    pub fn train(mut self, plan: &Plan<'_>, logs: &mut Logs) -> Result<History> {
+        self.dispatch.profile(true);
+        match self.run(&plan.train, plan.valid.as_ref(), logs) {
+            Ok(()) => Ok(self.scene.history),
+            Err(err) => {
+                let ctx = self
+                    .scene
+                    .context(Event::Exception, self.vs, self.resources)
+                    .with_error(&err);
+                self.dispatch.fire_exception(&ctx);
+                Err(err)
+            }
+        }
+    }
+
+    /// Runs the hooks of `event` at `count`, then applies a learning rate a hook set.
+    fn fire(&mut self, event: Event, count: Count, batch: Option<&BatchLogs>) -> Result<()> {
+        let ctx = self.scene.context(event, self.vs, self.resources);
+        let ctx = match batch {
+            Some(batch) => ctx.with_batch(batch),
+            None => ctx,
+        };
+        self.dispatch.fire(count.own, count.global, &ctx)?;
+        let wanted = self.scene.learning_rate.get();
+        if wanted != self.scene.state.learning_rate {
+            if !(wanted.is_finite() && wanted >= 0.0) {
+                return Err(Error::Config(format!(
+                    "a `{event}` hook set the learning rate to {wanted}"
+                )));
+            }
+            self.optimizer.set_learning_rate(wanted);
+            self.scene.state.learning_rate = wanted;
+        }
+        Ok(())
+    }
+
+    fn run(&mut self, train: &Source<'_>, valid: Option<&Source<'_>>, logs: &mut Logs) -> Result<()> {
+        self.fire(Event::TrainBegin, Count::ONCE, None)?;
+        for epoch in self.scene.state.epoch + 1..=self.scene.state.epochs {
+            if self.dispatch.stopped() {
+                break;
+            }
+            self.scene.state.epoch = epoch;
+            self.scene.state.batch = 0;
+            // An epoch a fit resumes within has begun already: its time goes on, its
+            // `on_epoch_begin` hooks ran in the interrupted process.
+            let started = match &self.partway {
+                Some(partway) => Instant::now()
+                    .checked_sub(partway.epoch_elapsed)
+                    .unwrap_or_else(Instant::now),
+                None => {
+                    self.shuffling.reseed(epoch, 0);
+                    let started = Instant::now();
+                    self.fire(Event::EpochBegin, Count::epoch(epoch), None)?;
+                    if self.dispatch.stopped() {
+                        break;
+                    }
+                    started
+                }
+            };
+            self.train_epoch(train, &mut logs.train, started)?;
+            if logs.train.number() == 0 {
+                break;
+            }
+            let mut values = logs.train.values();
+            if let (Some(valid), Some(val_logs)) = (valid, logs.valid.as_mut()) {
+                self.validate(valid, epoch, val_logs)?;
+                values.extend(
+                    val_logs
+                        .values()
+                        .into_iter()
+                        .map(|(name, value)| (format!("val_{name}"), value)),
+                );
+            }
+            self.end_epoch(epoch, started, &logs.train, values);
+            if valid.is_some() {
+                self.fire(Event::ValidationEnd, Count::epoch(epoch), None)?;
+            }
+            self.fire(Event::EpochEnd, Count::epoch(epoch), None)?;
+            let whole = logs.train.number() == self.batches
+                && self
+                    .dispatch
+                    .stop()
+                    .is_none_or(|stop| matches!(stop.event, Event::ValidationEnd | Event::EpochEnd));
+            if let (Some(dir), true) = (&self.settings.resume, whole) {
+                self.save_point(dir, None)?;
+            }
+        }
+        self.scene.history.stop = self.dispatch.take_stop();
+        if let Some(stop) = &self.scene.history.stop {
+            tracing::debug!("training stopped: {stop}");
+        }
+        self.scene.history.elapsed = self.scene.state.started.elapsed();
+        self.scene.state.batch = 0;
+        self.fire(Event::TrainEnd, Count::ONCE, None)?;
+        self.scene.history.elapsed = self.scene.state.started.elapsed();
+        Ok(())
+    }
+
+    /// Records the epoch in the history, its logs final.
+    fn end_epoch(&mut self, epoch: usize, started: Instant, logs: &BatchLogs, values: Vec<(String, f64)>) {
+        self.scene.history.epochs.push(EpochLogs {
+            epoch,
+            time: started.elapsed(),
+            batches: logs.number(),
+            samples: logs.samples(),
+            values,
+            learning_rate: self.scene.state.learning_rate,
+        });
+        self.scene.history.elapsed = self.scene.state.started.elapsed();
+        self.scene.state.batch = 0;
+    }
+
+    /// The training batches of one epoch, until its end or a stop.
+    /// `started`: when the epoch started (in the interrupted process, for a resumed epoch).
+    fn train_epoch(&mut self, train: &Source<'_>, logs: &mut BatchLogs, started: Instant) -> Result<()> {
+        let epoch_rng = self.shuffling.rng.get_word_pos();
+        let order = self.shuffling.order(self.settings.shuffle, train.len());
+        let order = train.epoch(order)?;
+        let epoch = self.scene.state.epoch;
+        let device = self.scene.state.device;
+        let (batch_size, accumulate) = (self.settings.batch_size, self.settings.accumulate);
+        // A resumed epoch goes on after its batches done, with their running logs.
+        let first = match self.partway.take() {
+            Some(partway) => partway.batch + 1,
+            None => {
+                logs.reset();
+                1
+            }
+        };
+        for batch in first..=self.batches {
+            self.scene.state.batch = batch;
+            let step = self.scene.state.global_step + 1;
+            let count = Count::batch(batch, step);
+            if self.settings.resume.is_some() {
+                // Dropout after a resume point within the epoch draws alike.
+                self.shuffling.reseed(epoch, batch);
+            }
+            // Timed only over the first batches of the fit, to find slow hooks.
+            let batch_started = (self.profile.batches < PROFILED_BATCHES).then(Instant::now);
+            self.fire(Event::BatchBegin, count, None)?;
+            if self.dispatch.stopped() {
+                break;
+            }
+            let start = (batch - 1) * batch_size;
+            let (x, y) = order.batch(start, batch_size.min(train.len() - start), device, self.loss)?;
+            let at = || format!("batch {batch} of epoch {epoch}");
+            let outputs = forward(self.model, &x, true, &at)?;
+            let loss = compute_loss(self.loss, &outputs, &y, &at)?;
+            // Accumulation windows of `k` batches: zero the gradients at a window's start, step
+            // at its end (or at the epoch's last batch).
+            let window_start = (batch - 1) % accumulate == 0;
+            let window_end = batch % accumulate == 0 || batch == self.batches;
+            if window_start {
+                self.optimizer.zero_grad()?;
+            }
+            self.fire(Event::BeforeBackward, count, None)?;
+            let backward = if accumulate > 1 {
+                loss.f_div_scalar(accumulate as f64)
+                    .and_then(|scaled| scaled.f_backward())
+            } else {
+                loss.f_backward()
+            };
+            backward.map_err(|e| Error::torch(format!("the backward pass failed on {}", at()), e))?;
+            self.fire(Event::AfterBackward, count, None)?;
+            if window_end {
+                if let Some(clip) = self.settings.clip {
+                    clip_gradients(self.vs, clip).map_err(|e| Error::torch("clipping the gradients", e))?;
+                }
+                self.fire(Event::BeforeOptimizerStep, count, None)?;
+                self.optimizer.step()?;
+                self.scene.state.global_step = step;
+            }
+            logs.update(&loss, &outputs, &y)?;
+            self.fire(Event::BatchEnd, count, Some(logs))?;
+            if let Some(batch_started) = batch_started {
+                self.profiled(batch_started.elapsed());
+            }
+            if self.dispatch.stopped() {
+                break;
+            }
+            let steps = self.settings.resume_steps;
+            if let Some(dir) = &self.settings.resume {
+                if steps > 0 && window_end && batch < self.batches && self.scene.state.global_step % steps == 0 {
+                    let within = crate::trainer::point::InEpoch {
+                        batch,
+                        epoch_rng_word_pos: epoch_rng.to_string(),
+                        epoch_elapsed: started.elapsed(),
+                        logs: Default::default(),
+                    };
+                    self.save_point(dir, Some((within, logs.state())))?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Counts a profiled batch; after the last, warns about training-batch hooks slower than
+    /// the step itself.
+    fn profiled(&mut self, spent: Duration) {
+        self.profile.spent += spent;
+        self.profile.batches += 1;
+        if self.profile.batches < PROFILED_BATCHES {
+            return;
+        }
+        self.dispatch.profile(false);
+        let Profile { spent, batches } = self.profile;
+        let (step, slow) = self.dispatch.slow_hooks(spent, batches);
+        for (hook, location, event, per_batch) in slow {
+            tracing::warn!(
+                "hook `{hook}` ({location}) at `{event}` takes {per_batch:.2?} per batch, more than the training \
+                 step itself ({step:.2?}), over the first {batches} batches: it slows training down; consider a \
+                 filter (`every = N`)"
+            );
+        }
+    }
+
+    /// The validation pass of one epoch: eval mode, no gradients, batches in order.
+    fn validate(&mut self, valid: &Source<'_>, epoch: usize, logs: &mut BatchLogs) -> Result<()> {
+        self.fire(Event::ValidationBegin, Count::epoch(epoch), None)?;
+        let _no_grad = tch::no_grad_guard();
+        let order = valid.epoch(None)?;
+        let device = self.scene.state.device;
+        let batch_size = self.settings.batch_size;
+        logs.reset();
+        for batch in 1..=valid.len().div_ceil(batch_size) {
+            let start = (batch - 1) * batch_size;
+            let (x, y) = order.batch(start, batch_size.min(valid.len() - start), device, self.loss)?;
+            let at = || format!("validation batch {batch} of epoch {epoch}");
+            let outputs = forward(self.model, &x, false, &at)?;
+            let loss = compute_loss(self.loss, &outputs, &y, &at)?;
+            logs.update(&loss, &outputs, &y)?;
+            self.fire(Event::ValidationBatchEnd, Count::batch(batch, batch as u64), Some(logs))?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,171 @@
+//! Before any work: the settings checked, the data sources made, the numbers of a fit decided.
+
+use super::source::Source;
+use crate::data::{Dataset, Subset};
+use crate::error::{Error, Result};
+use crate::metrics::{Accuracy, BatchLogs, Metric};
+use crate::trainer::{Clip, DataSetup, OptimizerSetting, Settings, Validation};
+use std::hash::{BuildHasher, RandomState};
+use std::time::Instant;
+use tch::Device;
+
+/// What a fit trains on, and how, once everything that can refuse it has been checked.
+pub(super) struct Plan<'d> {
+    pub train: Source<'d>,
+    pub valid: Option<Source<'d>>,
+    /// Training batches per epoch.
+    pub batches: usize,
+    /// Whether running values stay on the device until read.
+    pub lazy: bool,
+    /// The shuffling generator's seed (the given one, or a random one).
+    pub seed: u64,
+    /// Whether a seed was given: libtorch's generator is then seeded per epoch (and batch).
+    pub seeded: bool,
+}
+
+impl<'d> Plan<'d> {
+    pub fn new(settings: &Settings, setup: &DataSetup<'d>, data: &'d dyn Dataset, device: Device) -> Result<Self> {
+        check(settings)?;
+        let (train, valid) = sources(data, setup, device, settings)?;
+        let batch_size = settings.batch_size;
+        let batches = if settings.drop_last {
+            train.len() / batch_size
+        } else {
+            train.len().div_ceil(batch_size)
+        };
+        if batches == 0 {
+            return Err(Error::Config(format!(
+                "`drop_last` with batches of {batch_size} leaves no batch of the {} training samples",
+                train.len()
+            )));
+        }
+        if settings.resume.is_none() && settings.resume_steps > 0 {
+            return Err(Error::Config(
+                "`resumable_steps` keeps resume points in the directory of `resumable(dir)`, which is not set".into(),
+            ));
+        }
+        if let Some(seed) = settings.seed {
+            tch::manual_seed(seed as i64);
+        }
+        Ok(Plan {
+            train,
+            valid,
+            batches,
+            lazy: settings.lazy_reads.unwrap_or(device.is_cuda()),
+            seed: settings
+                .seed
+                .unwrap_or_else(|| RandomState::new().hash_one(Instant::now())),
+            seeded: settings.seed.is_some(),
+        })
+    }
+}
+
+/// The running logs of the training batches, and of the validation batches if any.
+pub(super) struct Logs {
+    pub train: BatchLogs,
+    pub valid: Option<BatchLogs>,
+}
+
+impl Logs {
+    /// Fresh logs with fresh metrics: accuracy for a classifying loss, then the user's own.
+    pub fn new(setup: &DataSetup<'_>, lazy: bool, validates: bool) -> Self {
+        let logs = || {
+            let mut list: Vec<Box<dyn Metric>> = Vec::new();
+            if setup.loss.classifies() {
+                list.push(Box::new(Accuracy::with_reads(lazy)));
+            }
+            list.extend(setup.metrics.iter().map(|make| make()));
+            BatchLogs::new(lazy, list, !setup.metrics.is_empty())
+        };
+        Logs {
+            train: logs(),
+            valid: validates.then(logs),
+        }
+    }
+}
+
+impl OptimizerSetting {
+    /// The optimizer and its learning rate, or why there is none.
+    pub(super) fn ready(&mut self) -> Result<(&mut dyn crate::optim::Optimizer, f64)> {
+        match self {
+            OptimizerSetting::Ready(optimizer, lr) => Ok((&mut **optimizer, *lr)),
+            OptimizerSetting::Missing => Err(Error::Config(
+                "no optimizer: call `.optimizer(nn::Adam::default(), 1e-3)` (or another) before `fit`".into(),
+            )),
+            OptimizerSetting::Failed(err) => Err(Error::Config(format!("the optimizer could not be built: {err}"))),
+        }
+    }
+}
+
+/// Settings that cannot train, found before any work is done.
+fn check(settings: &Settings) -> Result<()> {
+    if settings.batch_size == 0 {
+        return Err(Error::Config("batch size must be at least 1, got 0".into()));
+    }
+    if settings.accumulate == 0 {
+        return Err(Error::Config(
+            "gradients must accumulate over at least 1 batch, got 0".into(),
+        ));
+    }
+    if let Some(Clip::Norm(max) | Clip::Value(max)) = settings.clip {
+        if !(max.is_finite() && max > 0.0) {
+            return Err(Error::Config(format!(
+                "a gradient clip must be positive and finite, got {max}"
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// The training samples and the validation samples, if any.
+fn sources<'d>(
+    data: &'d dyn Dataset,
+    setup: &DataSetup<'d>,
+    device: Device,
+    settings: &Settings,
+) -> Result<(Source<'d>, Option<Source<'d>>)> {
+    let (train, valid): (Box<dyn Dataset + 'd>, Option<Box<dyn Dataset + 'd>>) = match setup.validation {
+        Validation::None => (Box::new(data), None),
+        Validation::Data(valid) => (Box::new(data), Some(Box::new(valid))),
+        Validation::Split(fraction) => {
+            let (train, valid) = split(data, fraction)?;
+            (Box::new(train), Some(Box::new(valid)))
+        }
+    };
+    let nan = settings.nan_policy;
+    let train = Source::new(train, device, &setup.loss, nan, "training")?;
+    let valid = valid
+        .map(|valid| Source::new(valid, device, &setup.loss, nan, "validation"))
+        .transpose()?;
+    Ok((train, valid))
+}
+
+/// The last `fraction` of the samples for validation, the rest for training.
+fn split(data: &dyn Dataset, fraction: f64) -> Result<(Subset<'_>, Subset<'_>)> {
+    if !(fraction > 0.0 && fraction < 1.0) {
+        return Err(Error::Config(format!(
+            "a validation split must be between 0 and 1 (exclusive), got {fraction}"
+        )));
+    }
+    let len = data.len();
+    let valid = (len as f64 * fraction).round() as usize;
+    if valid == 0 || valid == len {
+        return Err(Error::Data(format!(
+            "a validation split of {fraction} of {len} samples leaves {} for validation and {} for training",
+            valid,
+            len - valid
+        )));
+    }
+    Ok((
+        Subset {
+            data,
+            start: 0,
+            len: len - valid,
+        },
+        Subset {
+            data,
+            start: len - valid,
+            len: valid,
+        },
+    ))
+}

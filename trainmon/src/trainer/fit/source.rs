@@ -1,0 +1,144 @@
+//! Where a fit's samples come from: the dataset as tensors on the device (batches cut out of
+//! them) or asked for each batch; the order of each epoch; the NaN check.
+
+use crate::data::Dataset;
+use crate::error::{Error, Result};
+use crate::loss::Loss;
+use crate::trainer::NanPolicy;
+use tch::{Device, Tensor};
+
+/// Where a fit's samples come from.
+pub(super) enum Source<'d> {
+    /// The whole dataset as tensors on the training device: batches are cut out of them, after
+    /// one gather per epoch when shuffling.
+    Tensors { x: Tensor, y: Tensor, len: usize },
+    /// A dataset asked for each batch, which the loop moves to the device.
+    Batches { data: Box<dyn Dataset + 'd>, len: usize },
+}
+
+/// One epoch of a source: its samples in this epoch's order, cut into batches.
+pub(super) enum Epoch<'s, 'd> {
+    /// The tensors in this epoch's order.
+    Tensors { x: Tensor, y: Tensor },
+    /// The dataset, and the sample indices in this epoch's order (`None`: in order).
+    Batches {
+        data: &'s (dyn Dataset + 'd),
+        order: Option<Vec<i64>>,
+    },
+}
+
+impl<'d> Source<'d> {
+    pub(super) fn new(data: Box<dyn Dataset + 'd>, device: Device, loss: &Loss, nan: NanPolicy, what: &str) -> Result<Self> {
+        let len = data.len();
+        if len == 0 {
+            return Err(Error::Data(format!("the {what} set is empty: 0 samples")));
+        }
+        Ok(match data.tensors() {
+            Some((x, y)) => {
+                check_nan(&x, nan, what)?;
+                let to_device = |t: Tensor| {
+                    t.f_to_device(device)
+                        .map_err(|e| Error::torch(format!("moving the {what} set to {device:?}"), e))
+                };
+                let y = loss
+                    .targets(to_device(y)?)
+                    .map_err(|why| Error::Data(format!("{what} set: {why}")))?;
+                Source::Tensors {
+                    x: to_device(x)?,
+                    y,
+                    len,
+                }
+            }
+            None => Source::Batches { data, len },
+        })
+    }
+
+    pub(super) fn len(&self) -> usize {
+        match self {
+            Source::Tensors { len, .. } | Source::Batches { len, .. } => *len,
+        }
+    }
+
+    /// The epoch whose samples come in `order` (`None`: in order): for tensors, one gather.
+    pub(super) fn epoch(&self, order: Option<Vec<i64>>) -> Result<Epoch<'_, 'd>> {
+        match self {
+            Source::Tensors { x, y, .. } => {
+                let (x, y) = match order {
+                    Some(order) => {
+                        let index = Tensor::from_slice(&order).to_device(x.device());
+                        let pick = |t: &Tensor| {
+                            t.f_index_select(0, &index)
+                                .map_err(|e| Error::torch("shuffling the dataset", e))
+                        };
+                        (pick(x)?, pick(y)?)
+                    }
+                    None => (x.shallow_clone(), y.shallow_clone()),
+                };
+                Ok(Epoch::Tensors { x, y })
+            }
+            Source::Batches { data, .. } => Ok(Epoch::Batches { data: &**data, order }),
+        }
+    }
+}
+
+impl Epoch<'_, '_> {
+    /// The samples `start..start + len` of this epoch's order, on `device`.
+    pub(super) fn batch(&self, start: usize, len: usize, device: Device, loss: &Loss) -> Result<(Tensor, Tensor)> {
+        let (data, order) = match self {
+            Epoch::Tensors { x, y } => {
+                let cut = |t: &Tensor| {
+                    t.f_narrow(0, start as i64, len as i64)
+                        .map_err(|e| Error::torch("batching", e))
+                };
+                return Ok((cut(x)?, cut(y)?));
+            }
+            Epoch::Batches { data, order } => (data, order),
+        };
+        let indices: Vec<i64> = match order {
+            Some(order) => order[start..start + len].to_vec(),
+            None => (start as i64..(start + len) as i64).collect(),
+        };
+        let (x, y) = data.batch(&indices)?;
+        for (what, t) in [("features", &x), ("targets", &y)] {
+            if t.size().first().copied() != Some(len as i64) {
+                return Err(Error::Data(format!(
+                    "the dataset returned {what} of shape {:?} for a batch of {len} indices",
+                    t.size()
+                )));
+            }
+        }
+        let to_device = |t: &Tensor| {
+            t.f_to_device(device)
+                .map_err(|e| Error::torch(format!("moving a batch to {device:?}"), e))
+        };
+        let y = loss.targets(to_device(&y)?).map_err(Error::Data)?;
+        Ok((to_device(&x)?, y))
+    }
+}
+
+/// Looks for NaN in a set's features, once, and acts as `policy` says.
+pub(super) fn check_nan(features: &Tensor, policy: NanPolicy, what: &str) -> Result<()> {
+    if policy == NanPolicy::Ignore || !features.is_floating_point() {
+        return Ok(());
+    }
+    let read = |e| Error::torch(format!("looking for NaN in the {what} features"), e);
+    let rows = features
+        .f_isnan()
+        .and_then(|nan| nan.f_reshape([features.size()[0], -1]))
+        .map_err(read)?;
+    let bad = rows.f_any_dim(1, false).and_then(|any| any.f_nonzero()).map_err(read)?;
+    let count = bad.size()[0];
+    if count == 0 {
+        return Ok(());
+    }
+    let first = bad.f_int64_value(&[0, 0]).map_err(read)?;
+    let message = format!("the {what} features have NaN in {count} samples (the first: sample {first})");
+    match policy {
+        NanPolicy::Error => Err(Error::Data(message)),
+        _ => {
+            tracing::warn!("{message}; training goes on (`Trainer::nan_policy` makes this an error)");
+            Ok(())
+        }
+    }
+}
+

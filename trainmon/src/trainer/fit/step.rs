@@ -1,0 +1,72 @@
+//! The parts of a training step that can fail on the model or the data: the forward pass, the
+//! loss, gradient clipping; each failure an error naming the batch and the shapes.
+
+use crate::error::{Error, Result};
+use crate::guard;
+use crate::loss::Loss;
+use crate::trainer::Clip;
+use tch::nn::{ModuleT, VarStore};
+use tch::Tensor;
+
+/// The model's forward pass; a libtorch failure (tch panics) becomes an error with the shapes.
+pub(super) fn forward(model: &dyn ModuleT, x: &Tensor, train: bool, at: &dyn Fn() -> String) -> Result<Tensor> {
+    guard::quietly(|| model.forward_t(x, train)).map_err(|panic| {
+        Error::torch_panic(
+            format!(
+                "the model's forward pass failed on {} (features of shape {:?}, {:?})",
+                at(),
+                x.size(),
+                x.kind()
+            ),
+            &panic,
+        )
+    })
+}
+
+pub(super) fn compute_loss(loss: &Loss, outputs: &Tensor, y: &Tensor, at: &dyn Fn() -> String) -> Result<Tensor> {
+    loss.compute(outputs, y).map_err(|e| {
+        Error::torch(
+            format!(
+                "the {loss} failed on {} (model output of shape {:?}, targets of shape {:?}; {})",
+                at(),
+                outputs.size(),
+                y.size(),
+                loss.expects()
+            ),
+            e,
+        )
+    })
+}
+
+/// Clips the gradients on the device: no value is read to the host.
+pub(super) fn clip_gradients(vs: &VarStore, clip: Clip) -> std::result::Result<(), tch::TchError> {
+    let _no_grad = tch::no_grad_guard();
+    let grads: Vec<Tensor> = vs
+        .trainable_variables()
+        .iter()
+        .map(|v| v.grad())
+        .filter(|g| g.defined())
+        .collect();
+    if grads.is_empty() {
+        return Ok(());
+    }
+    match clip {
+        Clip::Value(max) => {
+            for mut grad in grads {
+                let _ = grad.f_clamp_(-max, max)?;
+            }
+        }
+        Clip::Norm(max) => {
+            let norms = grads
+                .iter()
+                .map(|g| g.f_norm())
+                .collect::<std::result::Result<Vec<_>, _>>()?;
+            let total = Tensor::f_stack(&norms, 0)?.f_norm()?;
+            let coefficient = (total + 1e-6).f_reciprocal()?.f_mul_scalar(max)?.f_clamp_max(1.0)?;
+            for mut grad in grads {
+                let _ = grad.f_mul_(&coefficient)?;
+            }
+        }
+    }
+    Ok(())
+}
