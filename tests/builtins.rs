@@ -10,7 +10,7 @@ use trainmon::hooks::{
     ReduceLrOnPlateau, Summary, TerminateOnNaN, Throughput, TimeLimit,
 };
 use trainmon::prelude::*;
-use trainmon::{hook_fn, Event, HookSpec, Hooks};
+use trainmon::{Event, HookSpec, Hooks};
 use trainmon_tests::{capture_logs, tutorial_data, tutorial_model, weights};
 
 static WEIGHTS: Mutex<Vec<Vec<f32>>> = Mutex::new(Vec::new());
@@ -45,13 +45,13 @@ fn best_weights_come_back_however_training_ended() {
         if let Some(stop_at) = stop_at {
             trainer = trainer.add_hook(
                 HookSpec::new(Event::EpochEnd, "other_stopper"),
-                hook_fn(move |ctx| {
-                    if ctx.state().epoch() == stop_at {
+                move |state: &TrainState| {
+                    if state.epoch() == stop_at {
                         Control::stop("something else")
                     } else {
                         Control::Continue
                     }
-                }),
+                },
             );
         }
         let history = trainer.fit(&data).unwrap();
@@ -406,16 +406,13 @@ fn checkpoints_keep_the_best_the_last_and_the_failure() {
         .epochs(3)
         .hooks(Hooks::none())
         .with(ModelCheckpoint::new(&dir).every_epochs(0))
-        .add_hook(
-            HookSpec::new(Event::EpochEnd, "fails"),
-            hook_fn(|ctx| {
-                if ctx.state().epoch() == 2 {
-                    Err("broken".to_owned())
-                } else {
-                    Ok(())
-                }
-            }),
-        )
+        .add_hook(HookSpec::new(Event::EpochEnd, "fails"), |state: &TrainState| {
+            if state.epoch() == 2 {
+                Err("broken".to_owned())
+            } else {
+                Ok(())
+            }
+        })
         .fit(&data)
         .unwrap_err();
     assert!(err.to_string().contains("broken"));

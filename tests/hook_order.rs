@@ -4,7 +4,7 @@
 use std::sync::Mutex;
 use tch::nn;
 use trainmon::prelude::*;
-use trainmon::registry::registrations;
+use trainmon::registrations;
 use trainmon::Event;
 use trainmon_tests::{tutorial_data, tutorial_model};
 

@@ -1,10 +1,10 @@
 //! Hooks defined in another crate of the workspace run when that crate is linked; that crate
-//! names trainmon `tm` and says so with `crate = "tm"`.
+//! names trainmon `tm`, which its attributes find in its `Cargo.toml` or are told (`crate = "tm"`).
 
 use tch::nn;
-use trainmon::registry::registrations;
+use trainmon::registrations;
 use trainmon::Hooks;
-use trainmon_test_hooks::CALLS;
+use trainmon_test_hooks::{CALLS, FOUND};
 use trainmon_tests::{tutorial_data, tutorial_model};
 
 #[test]
@@ -37,6 +37,7 @@ fn hooks_of_a_linked_library_run() {
     };
     fit(Hooks::groups(["from_library"]));
     assert_eq!(*CALLS.lock().unwrap(), [1, 2, 3]);
+    assert_eq!(*FOUND.lock().unwrap(), [1, 2, 3], "the hook without `crate` found `tm`");
     fit(Hooks::all().except(["from_library"]));
     assert_eq!(*CALLS.lock().unwrap(), [1, 2, 3], "left out by group");
 }

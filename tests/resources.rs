@@ -5,10 +5,9 @@
 use std::process::Command;
 use std::sync::Mutex;
 use tch::nn;
-use trainmon::hook::hook_fn;
 use trainmon::hooks::Logger;
 use trainmon::prelude::*;
-use trainmon::{Error, Event, HookSpec, Hooks};
+use trainmon::{Error, Event, HookContext, HookSpec, Hooks};
 use trainmon_tests::{tutorial_data, tutorial_model};
 
 struct Patience(u32);
@@ -52,10 +51,9 @@ fn resources_reach_the_hooks_that_take_them() {
         .resource(Patience(1))
         .resource(Patience(7)) // replaces the first
         .resource(Label("run a"))
-        .add_hook(
-            HookSpec::new(Event::EpochEnd, "closure"),
-            hook_fn(move |ctx| seen.lock().unwrap().push(ctx.resource::<Label>().map(|l| l.0))),
-        )
+        .add_hook(HookSpec::new(Event::EpochEnd, "closure"), move |ctx: &HookContext| {
+            seen.lock().unwrap().push(ctx.resource::<Label>().map(|l| l.0))
+        })
         .fit(&data)
         .unwrap();
     assert_eq!(

@@ -283,10 +283,7 @@ fn an_epoch_cut_short_is_trained_again() {
             .epochs(4)
             .seed(5)
             .hooks(Hooks::none())
-            .add_hook(
-                trainmon::HookSpec::new(trainmon::Event::BatchEnd, "stopper"),
-                trainmon::hook_fn(stop),
-            )
+            .add_hook(trainmon::HookSpec::new(trainmon::Event::BatchEnd, "stopper"), stop)
             .resumable(dir)
             .fit(&data)
             .unwrap();

@@ -5,7 +5,7 @@
 use std::sync::{Arc, Mutex};
 use tch::nn;
 use trainmon::prelude::*;
-use trainmon::{hook_fn, BoxError, Event, Filter, Hook, HookContext, HookSpec, Hooks};
+use trainmon::{BoxError, Event, Filter, Hook, HookContext, HookSpec, Hooks};
 use trainmon_tests::{capture_logs, tutorial_data, tutorial_model};
 
 static RAN: Mutex<Vec<String>> = Mutex::new(Vec::new());
@@ -97,10 +97,9 @@ fn selections_and_run_time_hooks() {
     let calls = Arc::new(Mutex::new(0));
     let with_added = run(|t| {
         t.hooks(Hooks::groups(["metrics"]))
-            .add_hook(
-                HookSpec::new(Event::TrainBegin, "closure").priority(10),
-                hook_fn(|_| ran("closure")),
-            )
+            .add_hook(HookSpec::new(Event::TrainBegin, "closure").priority(10), || {
+                ran("closure")
+            })
             .add_hook(
                 HookSpec::new(Event::EpochEnd, "counter").filter(Filter::ALWAYS.every(2)),
                 Counter {
@@ -123,7 +122,7 @@ fn selections_and_run_time_hooks() {
     let err = run(|t| {
         t.add_hook(
             HookSpec::new(Event::TrainBegin, "bad_filter").filter(Filter::ALWAYS.every(3)),
-            hook_fn(|_| ()),
+            || (),
         )
     })
     .unwrap_err();

@@ -245,6 +245,54 @@ fn the_readme_section_trains_a_crate_outside_the_workspace_with_plain_cargo() {
         "{trained}"
     );
 
+    // Trainmon reached only through another crate's re-export: the attribute cannot find it in
+    // `Cargo.toml` and says what to do, under the attribute; told with `crate`, it builds.
+    let facade = home.join("facade");
+    std::fs::create_dir_all(facade.join("src")).unwrap();
+    std::fs::write(
+        facade.join("Cargo.toml"),
+        format!(
+            "[package]\nname = \"facade\"\nversion = \"0.1.0\"\nedition = \"2021\"\n\n[dependencies]\n\
+             trainmon = {{ path = \"{here}/trainmon\" }}\n"
+        ),
+    )
+    .unwrap();
+    std::fs::write(facade.join("src/lib.rs"), "pub use trainmon;\n").unwrap();
+    let user = home.join("through_facade");
+    std::fs::create_dir_all(user.join("src")).unwrap();
+    std::fs::write(
+        user.join("Cargo.toml"),
+        "[package]\nname = \"through_facade\"\nversion = \"0.1.0\"\nedition = \"2021\"\n\n[dependencies]\n\
+         facade = { path = \"../facade\" }\n",
+    )
+    .unwrap();
+    std::fs::copy(existing.join(".cargo/config.toml"), {
+        std::fs::create_dir_all(user.join(".cargo")).unwrap();
+        user.join(".cargo/config.toml")
+    })
+    .unwrap();
+    let hook = |options: &str| {
+        format!(
+            "use facade::trainmon::EpochLogs;\n\n#[facade::trainmon::on_epoch_end{options}]\n\
+             pub fn seen(epoch: &EpochLogs) {{\n    println!(\"{{}}\", epoch.epoch());\n}}\n"
+        )
+    };
+    std::fs::write(user.join("src/lib.rs"), hook("")).unwrap();
+    let refused = sh.command("cargo", &user).args(["check", "--quiet"]).output().unwrap();
+    let said = String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success(), "{said}");
+    assert!(
+        said.contains("`trainmon` is not a dependency in ")
+            && said.contains(
+                "or say where trainmon is with `crate`, as in `#[on_epoch_end(crate = \"my_facade::trainmon\")]`"
+            )
+            && said.contains("src/lib.rs:3:1"),
+        "a clear error under the attribute: {said}"
+    );
+    std::fs::write(user.join("src/lib.rs"), hook("(crate = \"facade::trainmon\")")).unwrap();
+    let told = sh.command("cargo", &user).args(["check", "--quiet"]).output().unwrap();
+    assert!(told.status.success(), "{}", String::from_utf8_lossy(&told.stderr));
+
     // Every command of the section ran, as written there.
     let documented = documented_commands(&section);
     let ran: Vec<&String> = sh.ran.iter().filter(|c| *c != "cargo new existing").collect();

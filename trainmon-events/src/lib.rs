@@ -231,6 +231,8 @@ pub struct FilterError {
     pub option: FilterOption,
     /// Whether the error is about the option's value (`every = 0`) rather than its presence.
     pub at_value: bool,
+    /// For a list's value (`once = [0, 5]`), the element at fault.
+    pub element: Option<usize>,
     /// What is wrong, for the user.
     pub message: String,
 }
@@ -256,8 +258,14 @@ impl std::error::Error for FilterError {}
 /// ```
 pub fn check_filter(event: Event, filter: &FilterRule<'_>) -> Vec<FilterError> {
     let mut errors = Vec::new();
+    let mut errors_at = Vec::new();
     let mut error = |option: FilterOption, at_value: bool, message: String| {
-        errors.push(FilterError { option, at_value, message })
+        errors.push(FilterError {
+            option,
+            at_value,
+            element: None,
+            message,
+        })
     };
     let attr = event.attribute();
     let counts = event.counts();
@@ -297,12 +305,13 @@ pub fn check_filter(event: Event, filter: &FilterRule<'_>) -> Vec<FilterError> {
                 "`once` needs at least one count: `once = 5` or `once = [1, 5]`".into(),
             );
         }
-        if once.contains(&0) {
+        if let Some(zero) = once.iter().position(|&n| n == 0) {
             error(
                 FilterOption::Once,
                 true,
                 format!("`once` must be at least 1: 0 never happens; counters count {counts} from 1"),
             );
+            errors_at.push(zero);
         }
         for (other, set) in [
             (FilterOption::Every, filter.every.is_some()),
@@ -342,6 +351,11 @@ pub fn check_filter(event: Event, filter: &FilterRule<'_>) -> Vec<FilterError> {
             format!("`counter` applies to training-batch events; `#[{attr}]` counts {counts}"),
         );
     }
+    if let Some(zero) = errors_at.pop() {
+        if let Some(e) = errors.iter_mut().find(|e| e.message.contains("0 never happens")) {
+            e.element = Some(zero);
+        }
+    }
     errors
 }
 
@@ -379,20 +393,112 @@ mod tests {
         use FilterOption::*;
         let none = FilterRule::default();
         assert_eq!(options(Event::TrainBegin, none), []);
-        assert_eq!(options(Event::TrainBegin, FilterRule { every: Some(2), when: true, ..none }), [Every, When]);
-        assert_eq!(options(Event::BatchEnd, FilterRule { every: Some(0), ..none }), [Every]);
-        assert_eq!(options(Event::BatchEnd, FilterRule { once: Some(&[0]), ..none }), [Once]);
-        assert_eq!(options(Event::BatchEnd, FilterRule { once: Some(&[]), ..none }), [Once]);
         assert_eq!(
-            options(Event::BatchEnd, FilterRule { once: Some(&[3]), every: Some(2), before: Some(9), ..none }),
+            options(
+                Event::TrainBegin,
+                FilterRule {
+                    every: Some(2),
+                    when: true,
+                    ..none
+                }
+            ),
+            [Every, When]
+        );
+        assert_eq!(options(Event::BatchEnd, FilterRule { every: Some(0), ..none }), [Every]);
+        assert_eq!(
+            options(
+                Event::BatchEnd,
+                FilterRule {
+                    once: Some(&[0]),
+                    ..none
+                }
+            ),
+            [Once]
+        );
+        assert_eq!(
+            options(
+                Event::BatchEnd,
+                FilterRule {
+                    once: Some(&[]),
+                    ..none
+                }
+            ),
+            [Once]
+        );
+        assert_eq!(
+            options(
+                Event::BatchEnd,
+                FilterRule {
+                    once: Some(&[3]),
+                    every: Some(2),
+                    before: Some(9),
+                    ..none
+                }
+            ),
             [Once, Once]
         );
-        assert_eq!(options(Event::BatchEnd, FilterRule { after: Some(5), before: Some(6), ..none }), [Before]);
-        assert_eq!(options(Event::BatchEnd, FilterRule { after: Some(5), before: Some(7), ..none }), []);
-        assert_eq!(options(Event::BatchEnd, FilterRule { before: Some(1), ..none }), [Before]);
-        assert_eq!(options(Event::BatchEnd, FilterRule { before: Some(2), ..none }), []);
-        assert_eq!(options(Event::EpochEnd, FilterRule { counter: Some(true), ..none }), [Counter]);
-        assert_eq!(options(Event::BatchBegin, FilterRule { counter: Some(true), ..none }), []);
+        assert_eq!(
+            options(
+                Event::BatchEnd,
+                FilterRule {
+                    after: Some(5),
+                    before: Some(6),
+                    ..none
+                }
+            ),
+            [Before]
+        );
+        assert_eq!(
+            options(
+                Event::BatchEnd,
+                FilterRule {
+                    after: Some(5),
+                    before: Some(7),
+                    ..none
+                }
+            ),
+            []
+        );
+        assert_eq!(
+            options(
+                Event::BatchEnd,
+                FilterRule {
+                    before: Some(1),
+                    ..none
+                }
+            ),
+            [Before]
+        );
+        assert_eq!(
+            options(
+                Event::BatchEnd,
+                FilterRule {
+                    before: Some(2),
+                    ..none
+                }
+            ),
+            []
+        );
+        assert_eq!(
+            options(
+                Event::EpochEnd,
+                FilterRule {
+                    counter: Some(true),
+                    ..none
+                }
+            ),
+            [Counter]
+        );
+        assert_eq!(
+            options(
+                Event::BatchBegin,
+                FilterRule {
+                    counter: Some(true),
+                    ..none
+                }
+            ),
+            []
+        );
         let message = &check_filter(Event::ValidationBatchEnd, &FilterRule { every: Some(0), ..none })[0].message;
         assert!(message.contains("validation batches"), "{message}");
     }

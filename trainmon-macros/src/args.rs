@@ -39,6 +39,8 @@ pub struct Args {
     pub krate: Opt<syn::Path>,
     /// The span of each count option's value (`every = 0`: the `0`), for rules about values.
     values: Vec<(FilterOption, Span)>,
+    /// The spans of `once`'s counts.
+    once_elements: Vec<Span>,
 }
 
 impl Args {
@@ -66,6 +68,10 @@ impl Args {
                 "once" => {
                     let value = meta.value()?.parse::<Expr>()?;
                     args.values.push((FilterOption::Once, value.span()));
+                    args.once_elements = match peel(&value) {
+                        Expr::Array(ExprArray { elems, .. }) => elems.iter().map(|e| e.span()).collect(),
+                        single => vec![single.span()],
+                    };
                     let once = match peel(&value) {
                         Expr::Array(ExprArray { elems, .. }) => elems
                             .iter()
@@ -178,7 +184,8 @@ impl Args {
                 FilterOption::Counter => self.global_step.as_ref().map(|(_, s)| *s),
             };
             let value = self.values.iter().find(|(o, _)| *o == error.option).map(|(_, s)| *s);
-            let span = if error.at_value { value.or(key) } else { key };
+            let element = error.element.and_then(|i| self.once_elements.get(i).copied());
+            let span = if error.at_value { element.or(value).or(key) } else { key };
             errors.push(syn::Error::new(span.unwrap_or_else(Span::call_site), error.message));
         }
     }

@@ -5,8 +5,8 @@
 //! errors spanned at the type (see `expand.rs`).
 
 use crate::args::Errors;
-use trainmon_events::Event;
 use syn::{FnArg, GenericParam, ItemFn};
+use trainmon_events::Event;
 
 pub fn signature(event: Event, func: &ItemFn) -> Option<syn::Error> {
     let sig = &func.sig;

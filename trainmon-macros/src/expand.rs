@@ -63,17 +63,28 @@ fn with_error(item: TokenStream, errors: Errors) -> TokenStream {
 }
 
 /// The path of `trainmon` in the calling crate, when the attribute does not say: the name its
-/// `Cargo.toml` gives the dependency (renamed or not), `::trainmon` when that cannot be read.
-fn default_crate() -> TokenStream {
-    use proc_macro_crate::{crate_name, FoundCrate};
+/// `Cargo.toml` gives the dependency (renamed or not), `::trainmon` when that cannot be read; an
+/// error that says what to do when trainmon is not a dependency of the crate at all (reached
+/// through another crate's re-export).
+fn default_crate(event: Event) -> Result<TokenStream, syn::Error> {
+    use proc_macro_crate::{crate_name, Error, FoundCrate};
     match crate_name("trainmon") {
         Ok(FoundCrate::Name(name)) => {
             let ident = syn::Ident::new(&name, Span::call_site());
-            quote!(::#ident)
+            Ok(quote!(::#ident))
         }
+        Err(Error::CrateNotFound { path, .. }) => Err(syn::Error::new(
+            Span::call_site(),
+            format!(
+                "`trainmon` is not a dependency in {}: add it (`cargo add trainmon`), or say where trainmon is \
+                 with `crate`, as in `#[{}(crate = \"my_facade::trainmon\")]`",
+                path.display(),
+                event.attribute()
+            ),
+        )),
         // Trainmon's own tests and examples (`extern crate self as trainmon` in the library),
         // or a manifest that cannot be read: the usual name.
-        Ok(FoundCrate::Itself) | Err(_) => quote!(::trainmon),
+        Ok(FoundCrate::Itself) | Err(_) => Ok(quote!(::trainmon)),
     }
 }
 
@@ -82,7 +93,10 @@ fn register(event: Event, args: &Args, func: &ItemFn) -> TokenStream {
     // expression at its first token, which must be the parameter's type, not the attribute.
     let base = match &args.krate {
         Some((path, _)) => path.to_token_stream(),
-        None => default_crate(),
+        None => match default_crate(event) {
+            Ok(path) => path,
+            Err(err) => return err.into_compile_error(),
+        },
     };
     let private_at = |span: Span| -> TokenStream {
         let path: TokenStream = base

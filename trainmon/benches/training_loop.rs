@@ -18,6 +18,8 @@
 //!   `randperm` + `index_select` per epoch, batches by `narrow`, the loss sum and the count of
 //!   right answers kept as tensors and read to the host only where the logger prints (every 10
 //!   batches) and at the epoch's end;
+//! - `minimal_optim`: the same loop with trainmon's own Adam (`trainmon::optim`, which the
+//!   trainer runs): against `trainmon`, what the loop costs, the optimizer aside;
 //! - `handwritten`: the loop of the tutorial written with tch (`Iter2`, every batch's loss and
 //!   accuracy read to the host), tch's Adam;
 //! - `handwritten_optim`: the same with trainmon's own Adam (`trainmon::optim`): the loop's
@@ -29,7 +31,8 @@
 //! the others), in an order rotating from round to round. A segment is the workload's whole
 //! training for `seed` (5 epochs, 160 steps) and one epoch for `tiny` and `mlp`
 //! (`--segment-epochs N` sets it). Per variant: the median µs/step over the rounds and its IQR
-//! (p25–p75). Ratios are medians (and IQRs) of per-round ratios: a trainmon segment over the
+//! (p25–p75). `--rounds N` sets the rounds; by default they fill `--budget` seconds (120) per
+//! workload, at least 10 and at most 400. Ratios are medians (and IQRs) of per-round ratios: a trainmon segment over the
 //! other variant's segment of the same round, so that a slow minute of the shared machine hits
 //! both sides of a ratio. A trainmon segment is a whole `fit`, setup included (moving the data,
 //! the NaN check over the features, instantiating the hooks, profiling the first 20 batches):
@@ -48,8 +51,11 @@
 //! Prints per workload the medians with their IQR to stderr, then one JSON line per workload to
 //! stdout, last. Keys of the former benchmark keep their meaning: `ratio` = trainmon /
 //! handwritten, `loop_ratio` = trainmon / handwritten_optim; new: `minimal_us_per_step`,
-//! `ratio_minimal` (trainmon / minimal), `ratio_minimal_lazy` (trainmon_lazy / minimal),
-//! `lazy_ratio` (trainmon_lazy / trainmon), each median with an `_iqr` key `[p25, p75]`.
+//! `minimal_optim_us_per_step`, `ratio_minimal` (trainmon / minimal), `ratio_minimal_lazy`
+//! (trainmon_lazy / minimal), `ratio_minimal_optim` and `ratio_minimal_optim_lazy` (the same
+//! against minimal_optim), `lazy_ratio` (trainmon_lazy / trainmon), each median with an `_iqr`
+//! key `[p25, p75]` (and one for every former median), `trainmon_fit_setup_us`, `mode`,
+//! `threads`, `segment_epochs`.
 //!
 //! `cargo xtask bench [--rounds N] [--workloads seed,tiny,mlp] [--budget SECONDS]
 //! [--segment-epochs N] [--threads N] [--memory-runs N] [--variants a,b] [--processes]
@@ -109,7 +115,14 @@ const WORKLOADS: [Workload; 3] = [
 ];
 
 /// The variants, in the order of a round before rotation.
-const VARIANTS: [&str; 5] = ["trainmon", "minimal", "trainmon_lazy", "handwritten", "handwritten_optim"];
+const VARIANTS: [&str; 6] = [
+    "trainmon",
+    "minimal",
+    "trainmon_lazy",
+    "minimal_optim",
+    "handwritten",
+    "handwritten_optim",
+];
 
 /// Variants that can be asked for by name beside [`VARIANTS`]: `minimal_eager` is `minimal`
 /// reading the loss and the right answers to the host at every batch, as trainmon's eager
@@ -228,7 +241,7 @@ impl Step {
 /// One variant, ready to train segment after segment on its own model.
 enum Runner<'a> {
     Trainmon {
-        trainer: Trainer<'a>,
+        trainer: Box<Trainer<'a>>,
         data: &'a TensorDataset,
     },
     Handwritten {
@@ -237,7 +250,7 @@ enum Runner<'a> {
     },
     Minimal {
         net: &'a nn::Sequential,
-        opt: nn::Optimizer,
+        step: Step,
         eager: bool,
     },
 }
@@ -261,13 +274,15 @@ impl<'a> Runner<'a> {
         let (vs, net) = model;
         match variant {
             "trainmon" | "trainmon_lazy" | SETUP => Runner::Trainmon {
-                trainer: Trainer::new(vs, net)
-                    .optimizer(nn::Adam::default(), 1e-3)
-                    .epochs(if variant == SETUP { 0 } else { ctx.epochs })
-                    .batch_size(ctx.w.batch)
-                    .shuffle(true)
-                    .seed(2)
-                    .lazy_reads(variant == "trainmon_lazy"),
+                trainer: Box::new(
+                    Trainer::new(vs, net)
+                        .optimizer(nn::Adam::default(), 1e-3)
+                        .epochs(if variant == SETUP { 0 } else { ctx.epochs })
+                        .batch_size(ctx.w.batch)
+                        .shuffle(true)
+                        .seed(2)
+                        .lazy_reads(variant == "trainmon_lazy"),
+                ),
                 data,
             },
             "handwritten" => Runner::Handwritten {
@@ -280,8 +295,13 @@ impl<'a> Runner<'a> {
             },
             "minimal" | "minimal_eager" => Runner::Minimal {
                 net,
-                opt: nn::Adam::default().build(vs, 1e-3).unwrap(),
+                step: Step::Tch(nn::Adam::default().build(vs, 1e-3).unwrap()),
                 eager: variant == "minimal_eager",
+            },
+            "minimal_optim" => Runner::Minimal {
+                net,
+                step: Step::Own(nn::Adam::default().build_optimizer(vs, 1e-3).unwrap()),
+                eager: false,
             },
             other => panic!("unknown variant {other}"),
         }
@@ -296,7 +316,7 @@ impl<'a> Runner<'a> {
                 history.epochs().iter().map(|e| e.batches()).sum()
             }
             Runner::Handwritten { net, step } => handwritten(net, step, ctx),
-            Runner::Minimal { net, opt, eager } => minimal(net, opt, *eager, ctx),
+            Runner::Minimal { net, step, eager } => minimal(net, step, *eager, ctx),
         };
         Segment {
             steps,
@@ -352,7 +372,7 @@ fn handwritten(net: &nn::Sequential, step: &mut Step, ctx: &Ctx<'_>) -> usize {
 /// count of right answers accumulated as tensors, read to the host only where the logger prints
 /// and at the epoch's end (`eager`: at every batch instead, as trainmon's eager reads).
 /// Prints what the trainmon variant prints. Returns the steps.
-fn minimal(net: &nn::Sequential, opt: &mut nn::Optimizer, eager: bool, ctx: &Ctx<'_>) -> usize {
+fn minimal(net: &nn::Sequential, step: &mut Step, eager: bool, ctx: &Ctx<'_>) -> usize {
     let n = ctx.x.size()[0];
     let batch = ctx.w.batch as i64;
     let batches = (n + batch - 1) / batch;
@@ -373,7 +393,7 @@ fn minimal(net: &nn::Sequential, opt: &mut nn::Optimizer, eager: bool, ctx: &Ctx
             let (xb, yb) = (xs.narrow(0, start, len), ys.narrow(0, start, len));
             let out = net.forward(&xb);
             let loss = out.cross_entropy_loss::<Tensor>(&yb, None, Reduction::Mean, -100, 0.0);
-            opt.backward_step(&loss);
+            step.backward_step(&loss);
             let right = out.argmax(-1, false).eq_tensor(&yb).sum(Kind::Int64);
             if eager {
                 host_loss += loss.double_value(&[]);
@@ -610,17 +630,17 @@ fn alternate(w: &Workload, opts: &Options, variants: &[String]) -> (Results, usi
         }
         out.into_iter().map(Option::unwrap).collect()
     };
-    // Warm-up: at least 2 rounds and 3 seconds.
+    // Warm-up: at least a round and 3 seconds.
     let warm_started = Instant::now();
     let mut warm = 0;
-    while warm < 2 || warm_started.elapsed().as_secs_f64() < 3.0 {
+    while warm < 1 || warm_started.elapsed().as_secs_f64() < 3.0 {
         round(&mut runners, warm);
         warm += 1;
     }
     let round_seconds = warm_started.elapsed().as_secs_f64() / warm as f64;
     let rounds = opts
         .rounds
-        .unwrap_or_else(|| ((opts.budget / round_seconds) as usize).clamp(5, 400));
+        .unwrap_or_else(|| ((opts.budget / round_seconds) as usize).clamp(10, 400));
     let mut us: Vec<Vec<f64>> = variants.iter().map(|_| Vec::new()).collect();
     for r in 0..rounds {
         for (i, segment) in round(&mut runners, warm + r).into_iter().enumerate() {
@@ -700,7 +720,7 @@ fn main() {
     }
     let opts = Options {
         rounds: value("--rounds").map(|r| r.parse().expect("--rounds N")),
-        budget: value("--budget").map_or(60.0, |b| b.parse().expect("--budget SECONDS")),
+        budget: value("--budget").map_or(120.0, |b| b.parse().expect("--budget SECONDS")),
         segment_epochs: value("--segment-epochs").map(|e| e.parse().expect("--segment-epochs N")),
         threads,
         memory_runs: value("--memory-runs").map_or(1, |n| n.parse().expect("--memory-runs N")),
@@ -748,12 +768,10 @@ fn main() {
             for _ in 0..opts.memory_runs {
                 for v in &memory_variants {
                     let run = spawn(v, w, opts.threads);
-                    if v == "python" {
-                        if results.of("python").is_none() {
-                            results.variants.push("python".into());
-                            results.us.push(Vec::new());
-                            mib.push(Vec::new());
-                        }
+                    if v == "python" && results.of("python").is_none() {
+                        results.variants.push("python".into());
+                        results.us.push(Vec::new());
+                        mib.push(Vec::new());
                     }
                     let i = results.variants.iter().position(|x| x == v).unwrap();
                     mib[i].push(run.peak_mib);
@@ -802,13 +820,36 @@ fn main() {
         for (a, b, label) in [
             ("trainmon", "minimal", "ratio_minimal      trainmon / minimal"),
             ("trainmon_lazy", "minimal", "ratio_minimal_lazy trainmon_lazy / minimal"),
+            (
+                "trainmon",
+                "minimal_optim",
+                "ratio_minimal_optim trainmon / minimal_optim",
+            ),
+            (
+                "trainmon_lazy",
+                "minimal_optim",
+                "ratio_minimal_optim_lazy trainmon_lazy / minimal_optim",
+            ),
+            (
+                "minimal",
+                "minimal_optim",
+                "minimal / minimal_optim (tch's Adam / trainmon's)",
+            ),
             ("trainmon", "handwritten", "ratio              trainmon / handwritten"),
-            ("trainmon", "handwritten_optim", "loop_ratio         trainmon / handwritten_optim"),
-            ("trainmon_lazy", "trainmon", "lazy_ratio         trainmon_lazy / trainmon"),
+            (
+                "trainmon",
+                "handwritten_optim",
+                "loop_ratio         trainmon / handwritten_optim",
+            ),
+            (
+                "trainmon_lazy",
+                "trainmon",
+                "lazy_ratio         trainmon_lazy / trainmon",
+            ),
             ("minimal_eager", "minimal", "minimal_eager / minimal"),
         ] {
             if let Some(r) = results.ratio(a, b) {
-                eprintln!("  {label:48} {} (paired by round)", r.show(4));
+                eprintln!("  {label:58} {} (paired by round)", r.show(4));
             }
         }
         let setup = results.spread(SETUP);
@@ -835,7 +876,10 @@ fn main() {
             peak("handwritten").unwrap_or(f64::NAN),
             mem_ratio
         );
-        line.push_str(&format!(",\"trainmon_lazy_us_per_step\":{:.3}", get("trainmon_lazy").median));
+        line.push_str(&format!(
+            ",\"trainmon_lazy_us_per_step\":{:.3}",
+            get("trainmon_lazy").median
+        ));
         line.push_str(&format!(
             ",\"handwritten_optim_us_per_step\":{:.3},\"loop_ratio\":{:.4}",
             get("handwritten_optim").median,
@@ -849,9 +893,13 @@ fn main() {
         ));
         line.push(',');
         line.push_str(&get("minimal").json("minimal_us_per_step", 3));
+        line.push(',');
+        line.push_str(&get("minimal_optim").json("minimal_optim_us_per_step", 3));
         for (key, a, b) in [
             ("ratio_minimal", "trainmon", "minimal"),
             ("ratio_minimal_lazy", "trainmon_lazy", "minimal"),
+            ("ratio_minimal_optim", "trainmon", "minimal_optim"),
+            ("ratio_minimal_optim_lazy", "trainmon_lazy", "minimal_optim"),
             ("lazy_ratio", "trainmon_lazy", "trainmon"),
         ] {
             line.push(',');
@@ -862,7 +910,7 @@ fn main() {
         }
         line.push_str(&ratio("trainmon", "handwritten").iqr("ratio", 4));
         line.push_str(&ratio("trainmon", "handwritten_optim").iqr("loop_ratio", 4));
-        for v in ["trainmon_lazy", "minimal", "handwritten_optim"] {
+        for v in ["trainmon_lazy", "minimal", "minimal_optim", "handwritten_optim"] {
             if let Some(m) = peak(v) {
                 line.push_str(&format!(",\"{v}_peak_mib\":{m:.1}"));
             }

@@ -105,7 +105,6 @@ impl std::fmt::Debug for LearningRate<'_> {
     }
 }
 
-
 /// What hooks see of a run beside the hooks themselves — where training is, the finished
 /// epochs, the learning rate hooks may change — making their contexts. The training loop, the
 /// [`crate::testing::Harness`] and the dispatch benchmark each hold one.

@@ -10,25 +10,25 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// What can go wrong in trainmon; every variant says what, where, and with which value.
-#[derive(Debug, thiserror::Error)]
+///
+/// Each cause is printed once: `{}` gives the error's own message, its cause is its
+/// [`source`](std::error::Error::source) (as `anyhow` prints it: "Caused by: …"), and `{:#}`
+/// gives the message and every cause on one line, `a: b: c`.
+#[derive(Debug)]
 #[non_exhaustive]
 pub enum Error {
     /// The dataset cannot be trained on (lengths differ, no samples, wrong kinds…).
-    #[error("invalid dataset: {0}")]
     Data(String),
     /// The `Trainer` was set up with a value it cannot use (batch size 0, no optimizer…).
-    #[error("invalid trainer setup: {0}")]
     Config(String),
     /// libtorch refused an operation; `context` says which and on what shapes.
-    #[error("{context}: {message}")]
     Torch {
         /// What the loop was doing, with the shapes and kinds involved.
         context: String,
-        /// libtorch's own message, first line.
-        message: String,
+        /// libtorch's error.
+        source: TorchError,
     },
     /// A hook returned an error or panicked; training stopped.
-    #[error("hook `{hook}` ({location}) failed: {source}")]
     Hook {
         /// The hook's function name (or the name of a run-time hook).
         hook: String,
@@ -38,7 +38,6 @@ pub enum Error {
         source: BoxError,
     },
     /// A file or directory could not be read or written.
-    #[error("could not {action} {path}: {source}", path = path.display())]
     Io {
         /// What was being done ("create the run directory", "write", …).
         action: &'static str,
@@ -49,7 +48,6 @@ pub enum Error {
     },
     /// A checkpoint cannot be loaded into the model: unreadable (truncated, not safetensors) or
     /// made for another model (variables missing, extra, or of other shapes).
-    #[error("checkpoint {path} cannot be loaded: {message}", path = path.display())]
     Checkpoint {
         /// The checkpoint file.
         path: PathBuf,
@@ -57,7 +55,6 @@ pub enum Error {
         message: String,
     },
     /// A plot could not be drawn.
-    #[error("could not draw the plot {path}: {message}", path = path.display())]
     Plot {
         /// The plot's file.
         path: PathBuf,
@@ -66,16 +63,86 @@ pub enum Error {
     },
 }
 
+/// libtorch's error: the first line of its message (libtorch goes on with a C++ stack), and
+/// tch's error itself where there was one (an operation that returned it, not a panic).
+#[derive(Debug)]
+pub struct TorchError {
+    message: String,
+    tch: Option<tch::TchError>,
+}
+
+impl TorchError {
+    /// libtorch's whole message, its C++ stack included.
+    pub fn full_message(&self) -> String {
+        match &self.tch {
+            Some(tch::TchError::Torch(message)) => message.clone(),
+            Some(other) => other.to_string(),
+            None => self.message.clone(),
+        }
+    }
+
+    /// tch's error, unless libtorch's failure came as a panic of the bindings.
+    pub fn tch_error(&self) -> Option<&tch::TchError> {
+        self.tch.as_ref()
+    }
+}
+
+impl std::fmt::Display for TorchError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for TorchError {}
+
+impl std::fmt::Display for Error {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Error::Data(message) => write!(f, "invalid dataset: {message}")?,
+            Error::Config(message) => write!(f, "invalid trainer setup: {message}")?,
+            Error::Torch { context, .. } => f.write_str(context)?,
+            Error::Hook { hook, location, .. } => write!(f, "hook `{hook}` ({location}) failed")?,
+            Error::Io { action, path, .. } => write!(f, "could not {action} {}", path.display())?,
+            Error::Checkpoint { path, message } => {
+                write!(f, "checkpoint {} cannot be loaded: {message}", path.display())?
+            }
+            Error::Plot { path, message } => write!(f, "could not draw the plot {}: {message}", path.display())?,
+        }
+        if f.alternate() {
+            let mut cause = std::error::Error::source(self);
+            while let Some(error) = cause {
+                write!(f, ": {error}")?;
+                cause = error.source();
+            }
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Error::Torch { source, .. } => Some(source),
+            Error::Hook { source, .. } => Some(&**source),
+            Error::Io { source, .. } => Some(source),
+            _ => None,
+        }
+    }
+}
+
 impl Error {
     /// A libtorch error, with the context of what the loop was doing.
     pub(crate) fn torch(context: impl Into<String>, err: tch::TchError) -> Self {
-        let message = match err {
-            tch::TchError::Torch(message) => first_line(&message).to_owned(),
+        let message = match &err {
+            tch::TchError::Torch(message) => first_line(message).to_owned(),
             other => other.to_string(),
         };
         Error::Torch {
             context: context.into(),
-            message,
+            source: TorchError {
+                message,
+                tch: Some(err),
+            },
         }
     }
 
@@ -94,7 +161,10 @@ impl Error {
         };
         Error::Torch {
             context: context.into(),
-            message: message.to_owned(),
+            source: TorchError {
+                message: message.to_owned(),
+                tch: None,
+            },
         }
     }
 
@@ -119,7 +189,10 @@ mod tests {
             "ctx",
             tch::TchError::Torch("Target 5 is out of bounds.\nException raised from nll_loss".into()),
         );
-        assert_eq!(err.to_string(), "ctx: Target 5 is out of bounds.", "a TchError");
+        assert_eq!(format!("{err:#}"), "ctx: Target 5 is out of bounds.", "a TchError");
+        assert_eq!(err.to_string(), "ctx", "the cause is the source, printed once");
+        let source = std::error::Error::source(&err).expect("a source");
+        assert_eq!(source.to_string(), "Target 5 is out of bounds.");
         let cases = [
             (
                 "called `Result::unwrap()` on an `Err` value: Torch(\"mat1 and mat2 shapes cannot be multiplied (32x10 and 20x2)\\nException raised from x\")",
@@ -130,7 +203,7 @@ mod tests {
             ("index out of range", "ctx: index out of range", "another panic"),
         ];
         for (panic, want, why) in cases {
-            assert_eq!(Error::torch_panic("ctx", panic).to_string(), want, "{why}");
+            assert_eq!(format!("{:#}", Error::torch_panic("ctx", panic)), want, "{why}");
         }
     }
 }

@@ -176,9 +176,9 @@
 //!
 //! # Parameters
 //!
-//! Taken by type, in any order (see [`param`]): `&TrainState`, `&BatchLogs` (batch ends),
+//! Taken by type, in any order (see [`HookParam`]): `&TrainState`, `&BatchLogs` (batch ends),
 //! `&EpochLogs` (validation and epoch ends), `&History`, `Local<T>`, `Res<T>` (a value the
-//! trainer was given: [`resource`]), `&VarStore`,
+//! trainer was given: [`Res`]), `&VarStore`,
 //! [`LearningRate`], `&Error` (`on_exception`). A parameter that is not one of these, or that
 //! does not exist at the hook's event, is a compile error under it:
 //!
@@ -242,8 +242,9 @@
 //!
 //! By default every registered hook of the binary. [`Trainer::hooks`] narrows that down with
 //! [`Hooks`]: none, some groups (`group = "name"` on the attribute), all but some (by group,
-//! name or path). [`Trainer::add_hook`] adds hooks built at run time (a [`Hook`] struct or a
-//! closure through [`hook_fn`]), ordered with the others.
+//! name or path). [`Trainer::add_hook`] adds hooks built at run time — a function or closure
+//! over the same parameters ([`IntoHook`]), or a [`Hook`] struct — ordered with the others.
+//! [`testing::Harness`] runs a hook without training, to unit-test it.
 //!
 //! ```
 //! use trainmon::prelude::*;
@@ -391,7 +392,10 @@ pub mod __private {
     pub use crate::control::IntoControl;
     pub use crate::event::{events, Event};
     pub use crate::hook::{fn_hook, Hook};
-    pub use crate::param::{fetch, param_at, HookParam, Persist, PersistLocal, PersistNothing, PersistUnserializable, Require, RequireNothing, RequireResource};
+    pub use crate::param::{
+        fetch, param_at, HookParam, Persist, PersistLocal, PersistNothing, PersistUnserializable, Require,
+        RequireNothing, RequireResource,
+    };
     pub use crate::registry::Registration;
     pub use crate::resource::Requirement;
     pub use inventory;

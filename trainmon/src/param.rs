@@ -1,19 +1,4 @@
-//! Hook parameters, taken by type: a hook asks for what it needs, in any order.
-//!
-//! | parameter | what it is | at which events |
-//! |---|---|---|
-//! | `&TrainState` | epoch, batch, global step, elapsed time, device, learning rate | all |
-//! | `&BatchLogs` | running loss and accuracy so far in the epoch (or validation run) | `on_batch_end`, `on_validation_batch_end` |
-//! | `&EpochLogs` | the epoch's metrics by name: `loss`, `accuracy`, `time`, `val_loss`, `val_accuracy` | `on_validation_end`, `on_epoch_end` |
-//! | `&History` | every finished epoch so far, and the stop reason | all |
-//! | `Local<T>` | state private to the hook, kept across its calls (`T: Default + Send + 'static`) | all |
-//! | `&VarStore` | the model's variables (weights; gradients after the backward pass) | all |
-//! | `LearningRate` | the optimizer's learning rate: read it, set it | all |
-//! | `Res<T>` | a value the trainer was given with `.resource(value)` ([`crate::resource`]) | all |
-//! | `&Error` | the error that ended training | `on_exception` |
-//!
-//! A type that is not a hook parameter, or a parameter that does not exist at the hook's event,
-//! is a compile error under that parameter.
+//! Hook parameters, taken by type: see [`HookParam`].
 
 use crate::context::{HookContext, LearningRate};
 use crate::error::Error;
@@ -27,11 +12,28 @@ use crate::state::TrainState;
 use std::ops::{Deref, DerefMut};
 use tch::nn::VarStore;
 
-/// A type a hook may take as a parameter. Implemented for the types in the [module](self) table.
+/// A type a hook may take as a parameter: a hook asks for what it needs, by type, in any order.
+///
+/// | parameter | what it is | at which events |
+/// |---|---|---|
+/// | `&TrainState` | epoch, batch, global step, elapsed time, device, learning rate | all |
+/// | `&BatchLogs` | running loss and accuracy so far in the epoch (or validation run) | `on_batch_end`, `on_validation_batch_end` |
+/// | `&EpochLogs` | the epoch's metrics by name: `loss`, `accuracy`, `time`, `val_loss`, `val_accuracy` | `on_validation_end`, `on_epoch_end` |
+/// | `&History` | every finished epoch so far, and the stop reason | all |
+/// | `Local<T>` | state private to the hook, kept across its calls (`T: Default + Send + 'static`) | all |
+/// | `&VarStore` | the model's variables (weights; gradients after the backward pass) | all |
+/// | `LearningRate` | the optimizer's learning rate: read it, set it | all |
+/// | `Res<T>` | a value the trainer was given with `.resource(value)` ([`Res`]) | all |
+/// | `&Error` | the error that ended training | `on_exception` |
+/// | `&HookContext` | all of the above, as optional values | all |
+///
+/// For an annotated function, a type that is not a hook parameter, or a parameter that does not
+/// exist at the hook's event, is a compile error under that parameter; for a function added at
+/// run time ([`crate::IntoHook`]), `fit` refuses to start.
 #[diagnostic::on_unimplemented(
     message = "`{Self}` is not a hook parameter",
     label = "not a hook parameter",
-    note = "a hook takes, in any order: `&TrainState`, `&BatchLogs`, `&EpochLogs`, `&History`, `Local<T>`, `Res<T>`, `&VarStore`, `LearningRate`, `&Error`"
+    note = "a hook takes, in any order: `&TrainState`, `&BatchLogs`, `&EpochLogs`, `&History`, `Local<T>`, `Res<T>`, `&VarStore`, `LearningRate`, `&Error`, `&HookContext`"
 )]
 pub trait HookParam {
     /// State kept by the hook instance for this parameter (`()` unless it is a `Local`).

@@ -135,8 +135,9 @@ impl Registration {
         }
     }
 
-    /// A fresh instance of the hook, with its own `Local` state.
-    pub(crate) fn instantiate(&self) -> Box<dyn Hook> {
+    /// A fresh instance of the hook, with its own `Local` state (to run it with
+    /// [`crate::testing::Harness`], say).
+    pub fn instantiate(&self) -> Box<dyn Hook> {
         (self.new)()
     }
 

@@ -1,40 +1,11 @@
-//! Values the application gives the trainer, for hooks to read: `Res<T>` parameters.
-//!
-//! A hook in a library cannot be handed its settings by the binary that runs it: it has no
-//! caller. Instead the binary gives the trainer values, one per type (newtypes name them), and
-//! a hook takes the ones it needs as [`Res<T>`] parameters, as bevy's systems take `Res<T>`:
-//!
-//! ```
-//! use trainmon::prelude::*;
-//!
-//! /// Epochs without a lower loss before training stops.
-//! pub struct Patience(pub u32);
-//!
-//! #[on_epoch_end]
-//! fn early_stop(epoch: &EpochLogs, patience: Res<Patience>, mut best: Local<Option<f64>>, mut bad: Local<u32>) -> Control {
-//!     match *best {
-//!         Some(best) if epoch.loss() >= best => *bad += 1,
-//!         _ => (*best, *bad) = (Some(epoch.loss()), 0),
-//!     }
-//!     if *bad >= patience.0 { Control::stop("no progress") } else { Control::Continue }
-//! }
-//!
-//! # let vs = tch::nn::VarStore::new(tch::Device::Cpu);
-//! # let model = tch::nn::linear(vs.root(), 2, 2, Default::default());
-//! let trainer = Trainer::new(&vs, &model).resource(Patience(3));
-//! # let _ = trainer;
-//! ```
-//!
-//! Resources are shared and read-only. A hook that takes a `Res<T>` the trainer was not given
-//! makes `fit` fail when it starts, before any batch, with an error naming the hook (file:line)
-//! and the type.
+//! Values the application gives the trainer, for hooks to read: [`Res`] parameters.
 
 use std::any::{Any, TypeId};
 use std::ops::Deref;
 
 /// The values a trainer was given, one per type.
 #[derive(Default)]
-pub struct Resources {
+pub(crate) struct Resources {
     values: Vec<(TypeId, &'static str, Box<dyn Any + Send + Sync>)>,
 }
 
@@ -94,7 +65,36 @@ impl Requirement {
 }
 
 /// A hook parameter: a value of type `T` the trainer was given with
-/// [`crate::Trainer::resource`], read-only (see the [module](self) docs).
+/// [`crate::Trainer::resource`], read-only.
+///
+/// A hook in a library cannot be handed its settings by the binary that runs it: it has no
+/// caller. Instead the binary gives the trainer values, one per type (newtypes name them), and
+/// a hook takes the ones it needs as [`Res<T>`] parameters, as bevy's systems take `Res<T>`:
+///
+/// ```
+/// use trainmon::prelude::*;
+///
+/// /// Epochs without a lower loss before training stops.
+/// pub struct Patience(pub u32);
+///
+/// #[on_epoch_end]
+/// fn early_stop(epoch: &EpochLogs, patience: Res<Patience>, mut best: Local<Option<f64>>, mut bad: Local<u32>) -> Control {
+///     match *best {
+///         Some(best) if epoch.loss() >= best => *bad += 1,
+///         _ => (*best, *bad) = (Some(epoch.loss()), 0),
+///     }
+///     if *bad >= patience.0 { Control::stop("no progress") } else { Control::Continue }
+/// }
+///
+/// # let vs = tch::nn::VarStore::new(tch::Device::Cpu);
+/// # let model = tch::nn::linear(vs.root(), 2, 2, Default::default());
+/// let trainer = Trainer::new(&vs, &model).resource(Patience(3));
+/// # let _ = trainer;
+/// ```
+///
+/// Resources are shared and read-only. A hook that takes a `Res<T>` the trainer was not given
+/// makes `fit` fail when it starts, before any batch, with an error naming the hook (file:line)
+/// and the type.
 pub struct Res<'a, T>(&'a T);
 
 impl<'a, T> Res<'a, T> {

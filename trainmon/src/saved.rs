@@ -63,7 +63,9 @@ impl HookState {
 
     /// Takes the mark of `key` (and its bytes), if any.
     pub(crate) fn take_mark(&mut self, key: &str) -> Option<(String, Option<tch::Tensor>)> {
-        let serde_json::Value::Object(marks) = &mut self.value else { return None };
+        let serde_json::Value::Object(marks) = &mut self.value else {
+            return None;
+        };
         let mark = marks.remove(key)?;
         let tensor = self
             .tensors

@@ -148,4 +148,3 @@ impl std::fmt::Display for HookLocation {
         write!(f, "{}:{}", self.file, self.line)
     }
 }
-

@@ -1,15 +1,15 @@
 //! Model checkpoints: the weights, as safetensors files, written atomically.
 
 use super::early_stopping::Mode;
+use crate::context::HookContext;
 use crate::control::Control;
 use crate::error::{BoxError, Error};
 use crate::event::Event;
 use crate::filter::{Counter, Filter};
 use crate::hook::{Hook, Plugin};
-use crate::context::HookContext;
-use crate::saved::HookState;
 use crate::output::weights;
 use crate::priority;
+use crate::saved::HookState;
 use crate::spec::HookSpec;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};

@@ -1,12 +1,12 @@
 //! Early stopping: stop when a monitored metric stops improving.
 
+use crate::context::HookContext;
 use crate::control::Control;
 use crate::error::BoxError;
 use crate::event::Event;
 use crate::hook::{Hook, Plugin};
-use crate::context::HookContext;
-use crate::saved::HookState;
 use crate::priority;
+use crate::saved::HookState;
 use crate::spec::HookSpec;
 use tch::Tensor;
 

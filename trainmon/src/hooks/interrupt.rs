@@ -1,10 +1,10 @@
 //! Stopping cleanly on Ctrl-C or SIGTERM.
 
+use crate::context::HookContext;
 use crate::control::Control;
 use crate::error::{BoxError, Error};
 use crate::event::Event;
 use crate::hook::{Hook, Plugin};
-use crate::context::HookContext;
 use crate::priority;
 use crate::spec::HookSpec;
 use std::sync::atomic::{AtomicBool, Ordering};

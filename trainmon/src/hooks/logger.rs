@@ -1,11 +1,11 @@
 //! Log lines through `tracing`.
 
+use crate::context::HookContext;
 use crate::control::Control;
 use crate::error::BoxError;
 use crate::event::Event;
 use crate::filter::Filter;
 use crate::hook::{Hook, Plugin};
-use crate::context::HookContext;
 use crate::priority;
 use crate::spec::HookSpec;
 use std::fmt::Write;

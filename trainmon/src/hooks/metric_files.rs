@@ -1,13 +1,13 @@
 //! Metric files: CSV and JSON Lines, a line per epoch and per logged step.
 
+use crate::context::HookContext;
 use crate::control::Control;
 use crate::error::{BoxError, Error};
 use crate::event::Event;
 use crate::filter::Filter;
 use crate::hook::{Hook, Plugin};
-use crate::context::HookContext;
-use crate::saved::HookState;
 use crate::priority;
+use crate::saved::HookState;
 use crate::spec::HookSpec;
 use std::fs::File;
 use std::io::{BufWriter, Seek, SeekFrom, Write};

@@ -27,8 +27,8 @@ mod tensorboard;
 mod terminate_on_nan;
 mod timer;
 
-pub use checkpoint::{ModelCheckpoint, Saved};
 pub use crate::output::weights::load_checkpoint;
+pub use checkpoint::{ModelCheckpoint, Saved};
 pub use early_stopping::{Delta, EarlyStopping, Mode};
 pub use interrupt::Interrupt;
 pub use logger::Logger;

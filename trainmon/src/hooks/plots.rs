@@ -1,10 +1,10 @@
 //! Plots of the history, written when training ends.
 
+use crate::context::HookContext;
 use crate::control::Control;
 use crate::error::{BoxError, Error};
 use crate::event::Event;
 use crate::hook::{Hook, Plugin};
-use crate::context::HookContext;
 use crate::output::plot;
 use crate::priority;
 use crate::spec::HookSpec;

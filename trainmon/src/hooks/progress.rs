@@ -1,10 +1,10 @@
 //! Progress: bars on a terminal, plain log lines elsewhere.
 
+use crate::context::HookContext;
 use crate::control::Control;
 use crate::error::BoxError;
 use crate::event::Event;
 use crate::hook::{Hook, Plugin};
-use crate::context::HookContext;
 use crate::priority;
 use crate::spec::HookSpec;
 use indicatif::ProgressStyle;

@@ -1,13 +1,13 @@
 //! Learning-rate schedulers and the learning-rate monitor.
 
 use super::early_stopping::Mode;
+use crate::context::HookContext;
 use crate::control::Control;
 use crate::error::BoxError;
 use crate::event::Event;
 use crate::hook::{Hook, Plugin};
-use crate::context::HookContext;
-use crate::saved::HookState;
 use crate::priority;
+use crate::saved::HookState;
 use crate::spec::HookSpec;
 
 /// A learning-rate schedule by epoch, as PyTorch's `StepLR`, `ExponentialLR` and
@@ -291,7 +291,10 @@ mod tests {
         let mut harness = Harness::new().with_learning_rate(base);
         let mut seen = vec![base];
         for &value in values {
-            let _ = harness.next_epoch(&[("val_loss", value)]).run(Event::EpochEnd, &mut hook).unwrap();
+            let _ = harness
+                .next_epoch(&[("val_loss", value)])
+                .run(Event::EpochEnd, &mut hook)
+                .unwrap();
             seen.push(harness.learning_rate());
         }
         seen.pop();

@@ -1,11 +1,11 @@
 //! The end-of-training summary.
 
 use super::early_stopping::Mode;
+use crate::context::HookContext;
 use crate::control::Control;
 use crate::error::BoxError;
 use crate::event::Event;
 use crate::hook::{Hook, Plugin};
-use crate::context::HookContext;
 use crate::priority;
 use crate::spec::HookSpec;
 use std::path::{Path, PathBuf};

@@ -1,14 +1,14 @@
 //! TensorBoard scalars.
 
+use crate::context::HookContext;
 use crate::control::Control;
 use crate::error::BoxError;
 use crate::event::Event;
 use crate::filter::{Counter, Filter};
 use crate::hook::{Hook, Plugin};
-use crate::context::HookContext;
-use crate::saved::HookState;
 use crate::output::tensorboard::EventWriter;
 use crate::priority;
+use crate::saved::HookState;
 use crate::spec::HookSpec;
 use std::path::PathBuf;
 

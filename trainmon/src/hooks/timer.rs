@@ -1,11 +1,11 @@
 //! Time: a limit on training, and throughput.
 
+use crate::context::HookContext;
 use crate::control::Control;
 use crate::error::BoxError;
 use crate::event::Event;
 use crate::filter::Filter;
 use crate::hook::{Hook, Plugin};
-use crate::context::HookContext;
 use crate::priority;
 use crate::spec::HookSpec;
 use std::time::{Duration, Instant};

@@ -8,18 +8,34 @@ use crate::history::History;
 use crate::output::atomically;
 use plotters::coord::Shift;
 use plotters::prelude::*;
+use plotters::style::Color as _;
 use std::path::{Path, PathBuf};
 use std::sync::Once;
 
 const FONT: &str = "sans-serif";
 const SIZE: (u32, u32) = (1000, 500);
 
-// The colours of matplotlib's default cycle, which the tutorial's plots use.
-const TAB_BLUE: RGBColor = RGBColor(31, 119, 180);
-const TAB_ORANGE: RGBColor = RGBColor(255, 127, 14);
-const TAB_GREEN: RGBColor = RGBColor(44, 160, 44);
-const TAB_RED: RGBColor = RGBColor(214, 39, 40);
-const TAB_PURPLE: RGBColor = RGBColor(148, 103, 189);
+/// A colour of a figure's lines or bars: red, green, blue.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Color(pub u8, pub u8, pub u8);
+
+impl Color {
+    // The colours of matplotlib's default cycle, which the tutorial's plots use.
+    /// Matplotlib's `tab:blue`.
+    pub const BLUE: Color = Color(31, 119, 180);
+    /// Matplotlib's `tab:orange`.
+    pub const ORANGE: Color = Color(255, 127, 14);
+    /// Matplotlib's `tab:green`.
+    pub const GREEN: Color = Color(44, 160, 44);
+    /// Matplotlib's `tab:red`.
+    pub const RED: Color = Color(214, 39, 40);
+    /// Matplotlib's `tab:purple`.
+    pub const PURPLE: Color = Color(148, 103, 189);
+
+    fn rgb(self) -> RGBColor {
+        RGBColor(self.0, self.1, self.2)
+    }
+}
 
 /// Writes the tutorial's plots of `history` into `dir` as PNG — `loss.png`, `accuracy.png`
 /// (when the history has an accuracy), `epoch_time.png` — and returns their paths.
@@ -35,7 +51,10 @@ pub(crate) fn tutorial_figures(history: &History) -> Vec<(&'static str, Figure)>
         Figure::lines(
             "Training Loss Over Epochs",
             "Loss",
-            &[("Loss", "loss", TAB_BLUE), ("Validation loss", "val_loss", TAB_ORANGE)],
+            &[
+                ("Loss", "loss", Color::BLUE),
+                ("Validation loss", "val_loss", Color::ORANGE),
+            ],
         ),
     )];
     if has("accuracy") {
@@ -45,15 +64,15 @@ pub(crate) fn tutorial_figures(history: &History) -> Vec<(&'static str, Figure)>
                 "Training Accuracy Over Epochs",
                 "Accuracy",
                 &[
-                    ("Accuracy", "accuracy", TAB_GREEN),
-                    ("Validation accuracy", "val_accuracy", TAB_RED),
+                    ("Accuracy", "accuracy", Color::GREEN),
+                    ("Validation accuracy", "val_accuracy", Color::RED),
                 ],
             ),
         ));
     }
     figures.push((
         "epoch_time",
-        Figure::bars("Training Time per Epoch", "Time (seconds)", "time", TAB_ORANGE),
+        Figure::bars("Training Time per Epoch", "Time (seconds)", "time", Color::ORANGE),
     ));
     figures
 }
@@ -63,7 +82,7 @@ pub fn learning_rate_figure() -> Figure {
     Figure::lines(
         "Learning Rate Over Epochs",
         "Learning rate",
-        &[("Learning rate", "lr", TAB_PURPLE)],
+        &[("Learning rate", "lr", Color::PURPLE)],
     )
 }
 
@@ -85,7 +104,7 @@ pub(crate) fn write_figures(
 }
 
 /// A line or bars to draw: legend label, (epoch, value) points, colour.
-type Series = (String, Vec<(f64, f64)>, RGBColor);
+type Series = (String, Vec<(f64, f64)>, Color);
 
 /// One figure over the epochs of a history.
 #[derive(Clone, Debug)]
@@ -98,14 +117,14 @@ pub struct Figure {
 #[derive(Clone, Debug)]
 enum Kind {
     /// Metrics as lines with markers, each a legend entry; a metric the history lacks is left out.
-    Lines(Vec<(String, String, RGBColor)>),
+    Lines(Vec<(String, String, Color)>),
     /// A metric as one bar per epoch.
-    Bars(String, RGBColor),
+    Bars(String, Color),
 }
 
 impl Figure {
     /// Lines of metrics over epochs: `(legend label, metric name, colour)`.
-    pub fn lines(title: &str, y: &str, series: &[(&str, &str, RGBColor)]) -> Self {
+    pub fn lines(title: &str, y: &str, series: &[(&str, &str, Color)]) -> Self {
         let series = series
             .iter()
             .map(|(l, m, c)| (l.to_string(), m.to_string(), *c))
@@ -118,7 +137,7 @@ impl Figure {
     }
 
     /// A metric as one bar per epoch.
-    pub fn bars(title: &str, y: &str, metric: &str, color: RGBColor) -> Self {
+    pub fn bars(title: &str, y: &str, metric: &str, color: Color) -> Self {
         Figure {
             title: title.into(),
             y: y.into(),
@@ -220,7 +239,7 @@ impl Figure {
         match self.kind {
             Kind::Lines(_) => {
                 for (label, points, color) in &series {
-                    let color = *color;
+                    let color = color.rgb();
                     chart
                         .draw_series(LineSeries::new(points.iter().copied(), color.stroke_width(2)))
                         .map_err(text)?
@@ -252,6 +271,7 @@ impl Figure {
             }
             Kind::Bars(..) => {
                 for (_, points, color) in &series {
+                    let color = color.rgb();
                     chart
                         .draw_series(
                             points

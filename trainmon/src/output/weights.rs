@@ -22,11 +22,7 @@ pub fn load_checkpoint(vs: &tch::nn::VarStore, path: impl AsRef<Path>) -> crate:
 /// Copies saved variables into the model's, all or nothing: those of another model (a variable
 /// missing, one too many, another shape) are an [`Error::Checkpoint`] naming `path` that leaves
 /// the weights as they were.
-pub(crate) fn copy(
-    vs: &tch::nn::VarStore,
-    saved: &BTreeMap<String, tch::Tensor>,
-    path: &Path,
-) -> crate::Result<()> {
+pub(crate) fn copy(vs: &tch::nn::VarStore, saved: &BTreeMap<String, tch::Tensor>, path: &Path) -> crate::Result<()> {
     check(vs, saved, path)?;
     let variables = vs.variables();
     let _no_grad = tch::no_grad_guard();
@@ -44,11 +40,7 @@ pub(crate) fn copy(
 
 /// Whether saved variables fit the model's: the same names and shapes; an
 /// [`Error::Checkpoint`] naming `path` that says what differs otherwise.
-pub(crate) fn check(
-    vs: &tch::nn::VarStore,
-    saved: &BTreeMap<String, tch::Tensor>,
-    path: &Path,
-) -> crate::Result<()> {
+pub(crate) fn check(vs: &tch::nn::VarStore, saved: &BTreeMap<String, tch::Tensor>, path: &Path) -> crate::Result<()> {
     let failed = |message: String| Error::Checkpoint {
         path: path.to_owned(),
         message,
@@ -90,4 +82,3 @@ pub(crate) fn save(vs: &tch::nn::VarStore, path: &Path) -> Result<(), BoxError> 
     })?;
     Ok(())
 }
-

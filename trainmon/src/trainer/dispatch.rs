@@ -1,15 +1,15 @@
 //! Calling hooks: one list per event, built once per fit, in the registry's order.
 
+use crate::context::HookContext;
 use crate::control::Control;
 use crate::error::{Error, Result};
 use crate::event::{Event, EVENTS};
+use crate::guard;
 use crate::history::StopReason;
 use crate::hook::Hook;
-use crate::context::HookContext;
-use crate::saved::HookState;
 use crate::registry::matches;
+use crate::saved::HookState;
 use crate::spec::HookInfo;
-use crate::guard;
 use std::cell::Cell;
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 /// One hook at one event: a hook that runs at several events (a plugin) has a slot for each.
 struct Slot {
     info: HookInfo,
-    /// Which of `Dispatch::hooks`.
+    /// Which of `Dispatch::hooks` it is.
     hook: usize,
     /// Time spent in this hook at this event while profiling, and its calls.
     spent: Cell<(Duration, u32)>,
@@ -28,16 +28,22 @@ struct Slot {
 /// The hooks of one fit, and the first stop one of them asked for. The hooks themselves (with
 /// their state) are owned by the fit (registered ones) or the trainer (those added at run time).
 pub(crate) struct Dispatch<'h> {
-    hooks: Vec<&'h mut dyn Hook>,
+    hooks: Vec<Entry<'h>>,
     by_event: [Vec<Slot>; EVENTS],
     stop: Option<StopReason>,
     /// Whether hook calls are being timed (the first batches of a fit).
     profiling: bool,
-    /// Hooks disabled after a tolerated failure, by index into `hooks`.
-    disabled: Vec<bool>,
-    /// Each hook's first spec (its name and location), and the key of its state in resume
-    /// points, by index into `hooks`.
-    named: Vec<(HookInfo, String)>,
+}
+
+/// One hook of the fit.
+struct Entry<'h> {
+    hook: &'h mut dyn Hook,
+    /// Its first spec: its name and location, for messages.
+    info: HookInfo,
+    /// The key of its state in resume points.
+    key: String,
+    /// Whether it was disabled after a tolerated failure.
+    disabled: bool,
 }
 
 impl<'h> Dispatch<'h> {
@@ -49,17 +55,20 @@ impl<'h> Dispatch<'h> {
         tolerated: &[String],
     ) -> Result<Self> {
         let mut slots = Vec::new();
-        let mut all = Vec::new();
-        let mut named: Vec<(HookInfo, String)> = Vec::new();
+        let mut entries: Vec<Entry<'h>> = Vec::new();
         for (index, (infos, hook)) in hooks.into_iter().enumerate() {
-            all.push(hook);
             // A plugin without specs never runs; it still has a name for its state.
-            let first = infos
+            let info = infos
                 .first()
                 .cloned()
                 .unwrap_or_else(|| crate::spec::HookSpec::new(Event::TrainBegin, "(a hook without events)").0);
-            let key = state_key(&first, &named);
-            named.push((first, key));
+            let key = state_key(&info, &entries);
+            entries.push(Entry {
+                hook,
+                info,
+                key,
+                disabled: false,
+            });
             slots.extend(infos.into_iter().map(|info| Slot {
                 tolerated: tolerated.iter().any(|name| matches(name, &info)),
                 info,
@@ -80,9 +89,7 @@ impl<'h> Dispatch<'h> {
             by_event[slot.info.event().index()].push(slot);
         }
         Ok(Dispatch {
-            named,
-            disabled: vec![false; all.len()],
-            hooks: all,
+            hooks: entries,
             by_event,
             stop: None,
             profiling: false,
@@ -92,7 +99,7 @@ impl<'h> Dispatch<'h> {
     /// Fails, naming the hook and the type, when a hook needs a resource the trainer was not
     /// given (before any batch).
     pub(crate) fn check_requirements(&self, resources: &crate::resource::Resources) -> Result<()> {
-        for (hook, (info, _)) in self.hooks.iter().zip(&self.named) {
+        for Entry { hook, info, .. } in &self.hooks {
             if let Some(missing) = hook.requires().iter().find(|r| !resources.contains(r.id)) {
                 return Err(Error::Config(format!(
                     "hook `{}` ({}) takes `Res<{}>`, but the trainer was not given a `{}`: add \
@@ -170,24 +177,25 @@ impl<'h> Dispatch<'h> {
     #[inline]
     pub(crate) fn fire(&mut self, own: u64, global: u64, ctx: &HookContext<'_>) -> Result<()> {
         for slot in &self.by_event[ctx.event.index()] {
-            if !slot.info.filter().fires(own, global, ctx.state) || self.disabled[slot.hook] {
+            let entry = &mut self.hooks[slot.hook];
+            if !slot.info.filter().fires(own, global, ctx.state) || entry.disabled {
                 continue;
             }
             let result = if self.profiling {
                 let started = Instant::now();
-                let result = call(slot, &mut *self.hooks[slot.hook], ctx, &mut self.stop);
+                let result = call(slot, &mut *entry.hook, ctx, &mut self.stop);
                 let (spent, calls) = slot.spent.get();
                 slot.spent.set((spent + started.elapsed(), calls + 1));
                 result
             } else {
-                call(slot, &mut *self.hooks[slot.hook], ctx, &mut self.stop)
+                call(slot, &mut *entry.hook, ctx, &mut self.stop)
             };
             if let Err(err) = result {
                 if !slot.tolerated {
                     return Err(err);
                 }
                 tracing::warn!("{err}; its failures are tolerated: it is disabled for the rest of this fit");
-                self.disabled[slot.hook] = true;
+                entry.disabled = true;
             }
         }
         Ok(())
@@ -195,19 +203,18 @@ impl<'h> Dispatch<'h> {
 
     /// The keys of the hooks disabled after a tolerated failure (a resume point keeps them).
     pub(crate) fn disabled(&self) -> Vec<String> {
-        self.named
+        self.hooks
             .iter()
-            .zip(&self.disabled)
-            .filter(|(_, off)| **off)
-            .map(|((_, key), _)| key.clone())
+            .filter(|entry| entry.disabled)
+            .map(|entry| entry.key.clone())
             .collect()
     }
 
     /// Disables again the hooks a resume point says were disabled.
     pub(crate) fn disable(&mut self, keys: &[String]) {
-        for ((_, key), off) in self.named.iter().zip(&mut self.disabled) {
-            if keys.contains(key) {
-                *off = true;
+        for entry in &mut self.hooks {
+            if keys.contains(&entry.key) {
+                entry.disabled = true;
             }
         }
     }
@@ -215,7 +222,7 @@ impl<'h> Dispatch<'h> {
     /// Every hook's state for a resume point, by key.
     pub(crate) fn states(&self) -> Result<Vec<(String, HookState)>> {
         let mut states = Vec::new();
-        for (hook, (info, key)) in self.hooks.iter().zip(&self.named) {
+        for Entry { hook, info, key, .. } in &self.hooks {
             let state = match guard::caught(|| hook.state()) {
                 Ok(state) => state,
                 Err(panic) => Err(format!("panicked: {panic}").into()),
@@ -232,8 +239,10 @@ impl<'h> Dispatch<'h> {
     /// Gives each hook its state from a resume point. A state no hook of this fit claims is
     /// ignored with a warning (a hook removed since); a hook without one keeps its own.
     pub(crate) fn restore(&mut self, mut saved: BTreeMap<String, HookState>) -> Result<()> {
-        for (hook, (info, key)) in self.hooks.iter_mut().zip(&self.named) {
-            let Some(state) = saved.remove(key) else { continue };
+        for Entry { hook, info, key, .. } in &mut self.hooks {
+            let Some(state) = saved.remove(key.as_str()) else {
+                continue;
+            };
             let _span = tracing::warn_span!("restore", hook = info.name()).entered();
             let restored = match guard::caught(|| hook.restore(state)) {
                 Ok(restored) => restored,
@@ -256,7 +265,7 @@ impl<'h> Dispatch<'h> {
     pub(crate) fn fire_exception(&mut self, ctx: &HookContext<'_>) {
         let mut ignored = None;
         for slot in &self.by_event[ctx.event.index()] {
-            if let Err(err) = call(slot, &mut *self.hooks[slot.hook], ctx, &mut ignored) {
+            if let Err(err) = call(slot, &mut *self.hooks[slot.hook].hook, ctx, &mut ignored) {
                 tracing::error!("{err} (while handling an earlier error)");
             }
         }
@@ -265,7 +274,7 @@ impl<'h> Dispatch<'h> {
 
 /// The key of a hook's state in resume points: `module::function@event` for a registered hook,
 /// the name of a hook added at run time; `#2`, `#3`… for the second and third of one name.
-fn state_key(info: &HookInfo, before: &[(HookInfo, String)]) -> String {
+fn state_key(info: &HookInfo, before: &[Entry<'_>]) -> String {
     let key = if info.module_path().is_empty() {
         info.name().to_owned()
     } else {
@@ -273,7 +282,8 @@ fn state_key(info: &HookInfo, before: &[(HookInfo, String)]) -> String {
     };
     let same = before
         .iter()
-        .filter(|(_, k)| *k == key || k.strip_prefix(&key).is_some_and(|rest| rest.starts_with('#')))
+        .map(|entry| &entry.key)
+        .filter(|k| **k == key || k.strip_prefix(&key).is_some_and(|rest| rest.starts_with('#')))
         .count();
     if same == 0 {
         key

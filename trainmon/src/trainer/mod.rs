@@ -413,11 +413,8 @@ impl HookSetup {
     /// Records why a hook added at run time cannot run where `spec` says, if it can't.
     fn check<M, H: IntoHook<M>>(&mut self, _: &H, spec: &HookSpec) {
         if let Err(why) = H::check(spec.0.event()) {
-            self.refused.push(format!(
-                "hook `{}` ({}): {why}",
-                spec.0.name(),
-                spec.0.location()
-            ));
+            self.refused
+                .push(format!("hook `{}` ({}): {why}", spec.0.name(), spec.0.location()));
         }
     }
 }

@@ -8,9 +8,9 @@
 
 use crate::error::{Error, Result};
 use crate::history::{float, History, StopReason};
-use crate::saved::HookState;
 use crate::metrics::SavedLogs;
 use crate::output::durably;
+use crate::saved::HookState;
 use serde::{Deserialize, Serialize};
 use std::borrow::Cow;
 use std::collections::BTreeMap;

@@ -67,7 +67,13 @@ impl Trainer<'_> {
         if let Some(dir) = &self.settings.resume {
             run.resume_from(dir, &mut logs.train)?;
         }
-        tracing::debug!(epochs = self.settings.epochs, batches = plan.batches, ?device, lazy = plan.lazy, "fit starts");
+        tracing::debug!(
+            epochs = self.settings.epochs,
+            batches = plan.batches,
+            ?device,
+            lazy = plan.lazy,
+            "fit starts"
+        );
         run.train(&plan, &mut logs)
     }
 }

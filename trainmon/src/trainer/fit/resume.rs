@@ -4,7 +4,7 @@ use super::run::{Loop, Partway, Shuffling};
 use crate::error::{Error, Result};
 use crate::metrics::{BatchLogs, LogsState};
 use crate::output::weights;
-use crate::trainer::point::{self, InEpoch, Position};
+use crate::trainer::point::{self, InEpoch, Point, Position};
 use std::path::Path;
 use std::time::Instant;
 
@@ -20,14 +20,28 @@ impl Loop<'_, '_> {
             tracing::debug!("no resume point in {}: training starts", dir.display());
             return Ok(());
         }
-        let saved = point::read(&path)?;
-        let position = saved.position;
+        let (position, word_pos) = self.restore(point::read(&path)?, logs, &path)?;
+        self.go_on_from(position, word_pos, &path);
+        Ok(())
+    }
+
+    /// Puts back what the point keeps beside the counters — weights, optimizer, hooks' states,
+    /// the epoch's running logs — or refuses it before the weights change. Returns the counters
+    /// and where the shuffling generator goes on from.
+    fn restore(&mut self, saved: Point, logs: &mut BatchLogs, path: &Path) -> Result<(Position<'static>, u128)> {
+        let Point {
+            position,
+            model,
+            optimizer,
+            hooks,
+            metrics,
+        } = saved;
         let refused = |message: String| Error::Checkpoint {
-            path: path.clone(),
+            path: path.to_owned(),
             message,
         };
         // Everything that can refuse the point comes before the weights change.
-        weights::check(self.vs, &saved.model, &path)?;
+        weights::check(self.vs, &model, path)?;
         // Within an epoch, the generator goes back to the epoch's start: the resumed fit
         // shuffles the epoch again as the interrupted one did.
         let word_pos = match &position.within {
@@ -37,27 +51,28 @@ impl Loop<'_, '_> {
         let word_pos: u128 = word_pos
             .parse()
             .map_err(|_| refused(format!("the generator's position `{word_pos}` is not a number")))?;
-        let (tensors, value) = saved.optimizer;
+        let (tensors, value) = optimizer;
         self.optimizer
             .restore(&tensors, value)
             .map_err(|e| refused(e.to_string()))?;
-        self.optimizer.set_learning_rate(position.learning_rate);
-        self.dispatch.restore(saved.hooks)?;
-        self.dispatch.disable(&position.disabled);
+        self.dispatch.restore(hooks)?;
         if let Some(within) = &position.within {
             // The epoch's running loss and metrics so far.
             logs.reset();
-            let metrics = saved
-                .metrics
-                .into_iter()
-                .map(|(key, state)| (key, Some(state)))
-                .collect();
             logs.restore(LogsState {
                 counters: within.logs.clone(),
-                metrics,
+                metrics: metrics.into_iter().map(|(key, state)| (key, Some(state))).collect(),
             })?;
         }
-        weights::copy(self.vs, &saved.model, &path)?;
+        weights::copy(self.vs, &model, path)?;
+        Ok((position, word_pos))
+    }
+
+    /// Takes the counters, the generator, the learning rate, the history and the hooks' stop
+    /// and disabled hooks from the point.
+    fn go_on_from(&mut self, position: Position<'static>, word_pos: u128, path: &Path) {
+        self.optimizer.set_learning_rate(position.learning_rate);
+        self.dispatch.disable(&position.disabled);
         if let Some(stop) = position.stop {
             self.dispatch.stop_with(stop);
         }
@@ -99,9 +114,7 @@ impl Loop<'_, '_> {
             position.epoch,
             position.global_step
         );
-        Ok(())
     }
-
     /// Writes a resume point: at the end of an epoch (after all its hooks ran), or — `within`
     /// — after a batch, with where in the epoch and its running logs.
     pub(super) fn save_point(&mut self, dir: &Path, within: Option<(InEpoch, LogsState)>) -> Result<()> {

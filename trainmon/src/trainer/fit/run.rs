@@ -19,6 +19,7 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use std::time::{Duration, Instant};
 use tch::nn::{ModuleT, VarStore};
+use tch::Tensor;
 
 /// One fit under way: the model and its optimizer, the hooks, what they see, and where the
 /// loop is.
@@ -249,7 +250,7 @@ impl Loop<'_, '_> {
         let order = train.epoch(order)?;
         let epoch = self.scene.state.epoch;
         let device = self.scene.state.device;
-        let (batch_size, accumulate) = (self.settings.batch_size, self.settings.accumulate);
+        let batch_size = self.settings.batch_size;
         // A resumed epoch goes on after its batches done, with their running logs.
         let first = match self.partway.take() {
             Some(partway) => partway.batch + 1,
@@ -274,33 +275,7 @@ impl Loop<'_, '_> {
             }
             let start = (batch - 1) * batch_size;
             let (x, y) = order.batch(start, batch_size.min(train.len() - start), device, self.loss)?;
-            let at = || format!("batch {batch} of epoch {epoch}");
-            let outputs = forward(self.model, &x, true, &at)?;
-            let loss = compute_loss(self.loss, &outputs, &y, &at)?;
-            // Accumulation windows of `k` batches: zero the gradients at a window's start, step
-            // at its end (or at the epoch's last batch).
-            let window_start = (batch - 1) % accumulate == 0;
-            let window_end = batch % accumulate == 0 || batch == self.batches;
-            if window_start {
-                self.optimizer.zero_grad()?;
-            }
-            self.fire(Event::BeforeBackward, count, None)?;
-            let backward = if accumulate > 1 {
-                loss.f_div_scalar(accumulate as f64)
-                    .and_then(|scaled| scaled.f_backward())
-            } else {
-                loss.f_backward()
-            };
-            backward.map_err(|e| Error::torch(format!("the backward pass failed on {}", at()), e))?;
-            self.fire(Event::AfterBackward, count, None)?;
-            if window_end {
-                if let Some(clip) = self.settings.clip {
-                    clip_gradients(self.vs, clip).map_err(|e| Error::torch("clipping the gradients", e))?;
-                }
-                self.fire(Event::BeforeOptimizerStep, count, None)?;
-                self.optimizer.step()?;
-                self.scene.state.global_step = step;
-            }
+            let (loss, outputs, window_end) = self.step(&x, &y, count)?;
             logs.update(&loss, &outputs, &y)?;
             self.fire(Event::BatchEnd, count, Some(logs))?;
             if let Some(batch_started) = batch_started {
@@ -323,6 +298,42 @@ impl Loop<'_, '_> {
             }
         }
         Ok(())
+    }
+
+    /// One training step on a batch, with its events: forward, loss, backward (gradients zeroed
+    /// at the start of an accumulation window), clipping and the optimizer step (at a window's
+    /// end). Returns the loss, the model's outputs, and whether the optimizer stepped.
+    fn step(&mut self, x: &Tensor, y: &Tensor, count: Count) -> Result<(Tensor, Tensor, bool)> {
+        let (batch, epoch) = (count.own as usize, self.scene.state.epoch);
+        let accumulate = self.settings.accumulate;
+        let at = || format!("batch {batch} of epoch {epoch}");
+        let outputs = forward(self.model, x, true, &at)?;
+        let loss = compute_loss(self.loss, &outputs, y, &at)?;
+        // Accumulation windows of `k` batches: zero the gradients at a window's start, step
+        // at its end (or at the epoch's last batch).
+        let window_start = (batch - 1) % accumulate == 0;
+        let window_end = batch % accumulate == 0 || batch == self.batches;
+        if window_start {
+            self.optimizer.zero_grad()?;
+        }
+        self.fire(Event::BeforeBackward, count, None)?;
+        let backward = if accumulate > 1 {
+            loss.f_div_scalar(accumulate as f64)
+                .and_then(|scaled| scaled.f_backward())
+        } else {
+            loss.f_backward()
+        };
+        backward.map_err(|e| Error::torch(format!("the backward pass failed on {}", at()), e))?;
+        self.fire(Event::AfterBackward, count, None)?;
+        if window_end {
+            if let Some(clip) = self.settings.clip {
+                clip_gradients(self.vs, clip).map_err(|e| Error::torch("clipping the gradients", e))?;
+            }
+            self.fire(Event::BeforeOptimizerStep, count, None)?;
+            self.optimizer.step()?;
+            self.scene.state.global_step = count.global;
+        }
+        Ok((loss, outputs, window_end))
     }
 
     /// Counts a profiled batch; after the last, warns about training-batch hooks slower than

@@ -28,7 +28,13 @@ pub(super) enum Epoch<'s, 'd> {
 }
 
 impl<'d> Source<'d> {
-    pub(super) fn new(data: Box<dyn Dataset + 'd>, device: Device, loss: &Loss, nan: NanPolicy, what: &str) -> Result<Self> {
+    pub(super) fn new(
+        data: Box<dyn Dataset + 'd>,
+        device: Device,
+        loss: &Loss,
+        nan: NanPolicy,
+        what: &str,
+    ) -> Result<Self> {
         let len = data.len();
         if len == 0 {
             return Err(Error::Data(format!("the {what} set is empty: 0 samples")));
@@ -141,4 +147,3 @@ pub(super) fn check_nan(features: &Tensor, policy: NanPolicy, what: &str) -> Res
         }
     }
 }
-
