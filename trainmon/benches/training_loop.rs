@@ -26,40 +26,59 @@
 //!   cost alone, against `trainmon`.
 //!
 //! How it measures (the default, `alternating`): one process builds the data once, and each
-//! variant's model (same initial weights) once, then — after a warm-up — runs rounds; in each
-//! round every variant trains one *segment* (one `fit` for trainmon, the same epochs by hand for
-//! the others), in an order rotating from round to round. A segment is the workload's whole
-//! training for `seed` (5 epochs, 160 steps) and one epoch for `tiny` and `mlp`
-//! (`--segment-epochs N` sets it). Per variant: the median µs/step over the rounds and its IQR
-//! (p25–p75). `--rounds N` sets the rounds; by default they fill `--budget` seconds (120) per
-//! workload, at least 10 and at most 400. Ratios are medians (and IQRs) of per-round ratios: a trainmon segment over the
-//! other variant's segment of the same round, so that a slow minute of the shared machine hits
-//! both sides of a ratio. A trainmon segment is a whole `fit`, setup included (moving the data,
-//! the NaN check over the features, instantiating the hooks, profiling the first 20 batches):
-//! `trainmon_fit_setup_us` is the time of a `fit` of 0 epochs, timed in every round as well.
-//! libtorch runs with 1 intra-op thread for every variant (`--threads N`): on a shared 2-core
-//! machine a second thread waits on whatever else the machine runs, which adds noise to every
-//! variant, unequally; one thread also keeps the host-side costs this benchmark is about from
-//! being hidden by parallel arithmetic. Peak memory is measured apart, by a short pass that
-//! runs each variant once in its own process (`--memory-runs N`, 0: none); that pass also runs
-//! the Python loop, if any.
+//! variant's model (same initial weights) once, then — after a warm-up of at least a round and
+//! 3 seconds — runs rounds; in each round every variant trains one *segment* (one `fit` for
+//! trainmon, the same epochs by hand for the others), in the order of `VARIANTS` (trainmon
+//! between minimal and minimal_optim) in even rounds and the reverse in odd ones (so that each comes as often before its neighbour as
+//! after it).
+//! A segment is the workload's whole training for `seed` (5 epochs, 160 steps) and one epoch
+//! for `tiny` and `mlp` (`--segment-epochs N` sets it). `--rounds N` sets the rounds; by
+//! default they fill `--budget` seconds (180) per workload, at least 10 and at most 400.
+//!
+//! - **Threads**: libtorch runs with 1 intra-op thread for every variant (`--threads N`). On a
+//!   shared 2-core machine a second thread waits for whatever else the machine runs, at every
+//!   parallel kernel, which makes every variant noisier and slower (several times slower while
+//!   another build runs); one thread also keeps the host-side costs this benchmark is about
+//!   from being hidden by parallel arithmetic.
+//! - **Clock**: with 1 thread every kernel (the backward pass too) runs on the calling thread,
+//!   so a segment is timed by that thread's CPU time (`CLOCK_THREAD_CPUTIME_ID`, user and
+//!   system): time the scheduler gives to another process is not counted, which removes most of
+//!   the noise of a shared machine. `--clock wall` times by the wall clock (the default with
+//!   more threads); the wall-clock medians are printed beside, in brackets.
+//! - **Statistics**: per variant, the median µs/step over the rounds, the IQR (p25–p75: the
+//!   spread of single segments) and the 95 % confidence interval of the median (order
+//!   statistics, distribution-free: how well the median itself is known). Ratios are the same
+//!   over paired ratios: each segment of one variant over the mean of the other's segments
+//!   just before and just after it, so that a slow minute of the machine hits both sides of a
+//!   ratio, and a drift linear over the three cancels out. `--dump FILE` appends every segment
+//!   (workload, position, round, variant, steps, CPU µs, wall µs) to a CSV file.
+//! - **Setup**: a trainmon segment is a whole `fit`, its setup included (the NaN check over the
+//!   features, instantiating the hooks, timing the first 20 batches…); `trainmon_fit_setup_us`
+//!   is the time of a `fit` of 0 epochs, timed in every round as well, so that it can be told
+//!   apart (a workload's fit pays it once for all its epochs).
+//! - **Memory**: peak memory is measured apart, by a short pass that runs each variant's whole
+//!   workload once in its own process (`--memory-runs N`, 0: none); that pass also runs the
+//!   Python loop, if any (its µs/step is its own wall-clock figure).
 //!
 //! `--processes` runs the benchmark's former way instead: every measurement in its own
 //! process, the variants interleaved round after round, with peak memory per process.
-//! `--only VARIANT` runs a single variant in-process, round after round (for a profiler).
+//! `--only VARIANT` runs a single variant in-process, round after round (for a profiler);
+//! `--variants a,b` picks variants (beside those above, `minimal_eager`: `minimal` reading the
+//! loss and the right answers to the host at every batch).
 //!
-//! Prints per workload the medians with their IQR to stderr, then one JSON line per workload to
-//! stdout, last. Keys of the former benchmark keep their meaning: `ratio` = trainmon /
-//! handwritten, `loop_ratio` = trainmon / handwritten_optim; new: `minimal_us_per_step`,
-//! `minimal_optim_us_per_step`, `ratio_minimal` (trainmon / minimal), `ratio_minimal_lazy`
-//! (trainmon_lazy / minimal), `ratio_minimal_optim` and `ratio_minimal_optim_lazy` (the same
-//! against minimal_optim), `lazy_ratio` (trainmon_lazy / trainmon), each median with an `_iqr`
-//! key `[p25, p75]` (and one for every former median), `trainmon_fit_setup_us`, `mode`,
+//! Prints per workload the medians with their spread to stderr, then one JSON line per
+//! workload to stdout, last. Keys of the former benchmark keep their meaning: `ratio` =
+//! trainmon / handwritten, `loop_ratio` = trainmon / handwritten_optim; new:
+//! `minimal_us_per_step`, `minimal_optim_us_per_step`, `ratio_minimal` (trainmon / minimal),
+//! `ratio_minimal_lazy` (trainmon_lazy / minimal), `ratio_minimal_optim` and
+//! `ratio_minimal_optim_lazy` (the same against minimal_optim), `lazy_ratio` (trainmon_lazy /
+//! trainmon), each median with `_iqr` `[p25, p75]` and `_ci95` `[lo, hi]` keys (and those for
+//! every former median), `ratio_minimal_wall`, `trainmon_fit_setup_us`, `mode`, `clock`,
 //! `threads`, `segment_epochs`.
 //!
 //! `cargo xtask bench [--rounds N] [--workloads seed,tiny,mlp] [--budget SECONDS]
-//! [--segment-epochs N] [--threads N] [--memory-runs N] [--variants a,b] [--processes]
-//! [--only VARIANT]`
+//! [--segment-epochs N] [--threads N] [--clock cpu|wall] [--memory-runs N] [--variants a,b]
+//! [--processes] [--only VARIANT] [--dump FILE]`
 
 use std::path::Path;
 use std::process::Command;
@@ -116,12 +135,12 @@ const WORKLOADS: [Workload; 3] = [
 
 /// The variants, in the order of a round before rotation.
 const VARIANTS: [&str; 6] = [
-    "trainmon",
     "minimal",
-    "trainmon_lazy",
+    "trainmon",
     "minimal_optim",
-    "handwritten",
+    "trainmon_lazy",
     "handwritten_optim",
+    "handwritten",
 ];
 
 /// Variants that can be asked for by name beside [`VARIANTS`]: `minimal_eager` is `minimal`
@@ -258,7 +277,40 @@ enum Runner<'a> {
 /// What a segment did.
 struct Segment {
     steps: usize,
+    /// Wall-clock seconds.
     seconds: f64,
+    /// CPU seconds of this thread (where libtorch does all the work with 1 intra-op thread).
+    cpu_seconds: f64,
+}
+
+impl Segment {
+    /// Seconds by `clock`.
+    fn time(&self, clock: Clock) -> f64 {
+        match clock {
+            Clock::Wall => self.seconds,
+            Clock::Cpu => self.cpu_seconds,
+        }
+    }
+}
+
+/// What a segment's time is.
+#[derive(Clone, Copy, PartialEq)]
+enum Clock {
+    /// Wall-clock time.
+    Wall,
+    /// The CPU time of the training thread: time the scheduler gave to another process is not
+    /// counted. Faithful only with 1 intra-op thread (every kernel then runs on the calling
+    /// thread, the backward pass too).
+    Cpu,
+}
+
+/// CPU seconds this thread has run (user and system).
+fn thread_cpu_seconds() -> f64 {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: a valid clock id and a valid pointer to a timespec.
+    let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    assert_eq!(rc, 0, "clock_gettime(CLOCK_THREAD_CPUTIME_ID)");
+    ts.tv_sec as f64 + ts.tv_nsec as f64 * 1e-9
 }
 
 struct Ctx<'a> {
@@ -309,6 +361,7 @@ impl<'a> Runner<'a> {
 
     /// Trains one segment and times it (training only).
     fn segment(&mut self, ctx: &Ctx<'_>) -> Segment {
+        let cpu_started = thread_cpu_seconds();
         let started = Instant::now();
         let steps = match self {
             Runner::Trainmon { trainer, data } => {
@@ -321,6 +374,7 @@ impl<'a> Runner<'a> {
         Segment {
             steps,
             seconds: started.elapsed().as_secs_f64(),
+            cpu_seconds: thread_cpu_seconds() - cpu_started,
         }
     }
 }
@@ -463,11 +517,13 @@ fn peak_rss_mib() -> f64 {
 
 struct Run {
     us_per_step: f64,
+    wall_us_per_step: f64,
     peak_mib: f64,
 }
 
 /// Runs one measurement in a fresh process.
-fn spawn(variant: &str, w: &Workload, threads: i32) -> Run {
+fn spawn(variant: &str, w: &Workload, opts: &Options) -> Run {
+    let threads = opts.threads;
     if variant == "python" {
         let python = std::env::var("TRAINMON_PYTHON").unwrap();
         let peers = Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/peers");
@@ -489,12 +545,14 @@ fn spawn(variant: &str, w: &Workload, threads: i32) -> Run {
         let us = json_number(line, "us_per_step").unwrap_or_else(|| panic!("no us_per_step in {line}"));
         return Run {
             us_per_step: us,
+            wall_us_per_step: us,
             peak_mib: f64::NAN,
         };
     }
     let exe = std::env::current_exe().unwrap();
     let out = Command::new(exe)
         .args(["--child", variant, w.name, "--threads", &threads.to_string()])
+        .args(["--clock", if opts.clock == Clock::Cpu { "cpu" } else { "wall" }])
         .output()
         .expect("run a measurement");
     assert!(
@@ -507,6 +565,7 @@ fn spawn(variant: &str, w: &Workload, threads: i32) -> Run {
     let line = stdout.lines().last().unwrap_or_default();
     Run {
         us_per_step: json_number(line, "us_per_step").unwrap(),
+        wall_us_per_step: json_number(line, "wall_us_per_step").unwrap(),
         peak_mib: json_number(line, "peak_mib").unwrap(),
     }
 }
@@ -531,64 +590,156 @@ fn quantile(values: &[f64], q: f64) -> f64 {
     v[lo] + (v[hi] - v[lo]) * (at - lo as f64)
 }
 
-/// Median, p25 and p75.
+/// The 95 % confidence interval of the median of `values`, distribution-free: the order
+/// statistics `n/2 ∓ 0.98·√n` (1-based, rounded outwards).
+fn median_ci95(values: &[f64]) -> (f64, f64) {
+    let mut v: Vec<f64> = values.iter().copied().filter(|x| !x.is_nan()).collect();
+    if v.is_empty() {
+        return (f64::NAN, f64::NAN);
+    }
+    v.sort_by(f64::total_cmp);
+    let n = v.len() as f64;
+    let half = 0.98 * n.sqrt();
+    let lo = ((n / 2.0 - half).floor().max(1.0) as usize).min(v.len());
+    let hi = ((n / 2.0 + half + 1.0).ceil().max(1.0) as usize).min(v.len());
+    (v[lo - 1], v[hi - 1])
+}
+
+/// Median, p25 and p75 (the spread of single measurements), and the 95 % confidence interval
+/// of the median (how well the median itself is known).
 #[derive(Clone, Copy)]
 struct Spread {
     median: f64,
     p25: f64,
     p75: f64,
+    ci: (f64, f64),
 }
 
 impl Spread {
+    const NAN: Spread = Spread {
+        median: f64::NAN,
+        p25: f64::NAN,
+        p75: f64::NAN,
+        ci: (f64::NAN, f64::NAN),
+    };
+
     fn of(values: &[f64]) -> Self {
         Spread {
             median: quantile(values, 0.5),
             p25: quantile(values, 0.25),
             p75: quantile(values, 0.75),
+            ci: median_ci95(values),
         }
     }
 
-    /// `median (IQR p25–p75)`, with `digits` decimals.
+    /// `median (IQR p25–p75, CI lo–hi)`, with `digits` decimals.
     fn show(&self, digits: usize) -> String {
+        let d = digits;
         format!(
-            "{:.*} (IQR {:.*}–{:.*})",
-            digits, self.median, digits, self.p25, digits, self.p75
+            "{:.*} (IQR {:.*}–{:.*}; median's 95% CI {:.*}–{:.*})",
+            d, self.median, d, self.p25, d, self.p75, d, self.ci.0, d, self.ci.1
         )
     }
 
-    /// `"key":median,"key_iqr":[p25,p75]`.
+    /// `"key":median,"key_iqr":[p25,p75],"key_ci95":[lo,hi]`.
     fn json(&self, key: &str, digits: usize) -> String {
         format!("\"{key}\":{:.*}{}", digits, self.median, self.iqr(key, digits))
     }
 
-    /// `,"key_iqr":[p25,p75]`.
+    /// `,"key_iqr":[p25,p75],"key_ci95":[lo,hi]`.
     fn iqr(&self, key: &str, digits: usize) -> String {
-        format!(",\"{key}_iqr\":[{:.*},{:.*}]", digits, self.p25, digits, self.p75)
+        let d = digits;
+        format!(
+            ",\"{key}_iqr\":[{:.*},{:.*}],\"{key}_ci95\":[{:.*},{:.*}]",
+            d, self.p25, d, self.p75, d, self.ci.0, d, self.ci.1
+        )
     }
 }
 
-/// Every variant's measurements, round by round (`NaN` where a round has none).
+/// Every variant's measurements, round by round.
 struct Results {
     variants: Vec<String>,
-    /// `[variant][round]`: µs per step (for the setup pseudo-variant: µs per fit).
+    /// `[variant][round]`: µs per step by the benchmark's clock (for the setup pseudo-variant:
+    /// µs per fit).
     us: Vec<Vec<f64>>,
+    /// The same by the wall clock.
+    wall: Vec<Vec<f64>>,
+    /// `[variant][round]`: where the measurement came in the sequence of all of them.
+    at: Vec<Vec<usize>>,
+    /// Measurements so far.
+    count: usize,
 }
 
 impl Results {
-    fn of(&self, variant: &str) -> Option<&[f64]> {
+    fn new(variants: &[String]) -> Self {
+        Results {
+            variants: variants.to_vec(),
+            us: variants.iter().map(|_| Vec::new()).collect(),
+            wall: variants.iter().map(|_| Vec::new()).collect(),
+            at: variants.iter().map(|_| Vec::new()).collect(),
+            count: 0,
+        }
+    }
+
+    /// Adds the next measurement of variant `i`.
+    fn push(&mut self, i: usize, us: f64, wall: f64) {
+        self.us[i].push(us);
+        self.wall[i].push(wall);
+        self.at[i].push(self.count);
+        self.count += 1;
+    }
+
+    fn index(&mut self, variant: &str) -> usize {
+        match self.variants.iter().position(|v| v == variant) {
+            Some(i) => i,
+            None => {
+                self.variants.push(variant.to_owned());
+                self.us.push(Vec::new());
+                self.wall.push(Vec::new());
+                self.at.push(Vec::new());
+                self.variants.len() - 1
+            }
+        }
+    }
+
+    fn of(&self, variant: &str, wall: bool) -> Option<&[f64]> {
         let i = self.variants.iter().position(|v| v == variant)?;
-        Some(&self.us[i])
+        Some(if wall { &self.wall[i] } else { &self.us[i] })
     }
 
     fn spread(&self, variant: &str) -> Option<Spread> {
-        self.of(variant).map(Spread::of)
+        self.of(variant, false).map(Spread::of)
     }
 
-    /// The ratio `a / b` round by round (paired), summarised.
+    /// The ratio `a / b` measurement by measurement (paired), summarised.
     fn ratio(&self, a: &str, b: &str) -> Option<Spread> {
-        let (a, b) = (self.of(a)?, self.of(b)?);
-        let ratios: Vec<f64> = a.iter().zip(b).map(|(a, b)| a / b).collect();
-        Some(Spread::of(&ratios))
+        self.ratio_by(a, b, false)
+    }
+
+    /// Each measurement of `a` over the mean of the measurements of `b` just before and just
+    /// after it (one of them at the ends): a drift of the machine that is linear over the
+    /// three cancels out.
+    fn ratio_by(&self, a: &str, b: &str, wall: bool) -> Option<Spread> {
+        let (ia, ib) = (
+            self.variants.iter().position(|v| v == a)?,
+            self.variants.iter().position(|v| v == b)?,
+        );
+        let (va, vb) = (self.of(a, wall)?, self.of(b, wall)?);
+        let (at_a, at_b) = (&self.at[ia], &self.at[ib]);
+        let ratios: Vec<f64> = va
+            .iter()
+            .zip(at_a)
+            .filter_map(|(value, &at)| {
+                let next = at_b.partition_point(|&p| p < at);
+                let around: Vec<f64> = [next.checked_sub(1), Some(next)]
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|j| vb.get(j).copied())
+                    .collect();
+                (!around.is_empty()).then(|| value / (around.iter().sum::<f64>() / around.len() as f64))
+            })
+            .collect();
+        (!ratios.is_empty()).then(|| Spread::of(&ratios))
     }
 }
 
@@ -597,11 +748,19 @@ struct Options {
     budget: f64,
     segment_epochs: Option<usize>,
     threads: i32,
+    clock: Clock,
     memory_runs: usize,
     variants: Vec<String>,
     processes: bool,
     only: Option<String>,
     python: bool,
+    /// A CSV file to append every segment to.
+    dump: Option<String>,
+}
+
+/// µs per step of a segment (µs per fit for one without steps: the setup pseudo-variant).
+fn us_per_step(seconds: f64, steps: usize) -> f64 {
+    1e6 * seconds / steps.max(1) as f64
 }
 
 /// The alternating mode: every variant in this process, segment after segment.
@@ -621,14 +780,14 @@ fn alternate(w: &Workload, opts: &Options, variants: &[String]) -> (Results, usi
         .zip(&models)
         .map(|(v, m)| Runner::new(v, &ctx, m, &dataset))
         .collect();
-    let round = |runners: &mut [Runner<'_>], r: usize| -> Vec<Segment> {
+    // The variants in their order in even rounds, reversed in odd ones: neighbours stay
+    // neighbours, and each comes before and after the other as often.
+    let round = |runners: &mut [Runner<'_>], r: usize| -> Vec<(usize, Segment)> {
         let n = runners.len();
-        let mut out: Vec<Option<Segment>> = (0..n).map(|_| None).collect();
-        for k in 0..n {
-            let i = (k + r) % n;
-            out[i] = Some(runners[i].segment(&ctx));
-        }
-        out.into_iter().map(Option::unwrap).collect()
+        (0..n)
+            .map(|k| if r % 2 == 0 { k } else { n - 1 - k })
+            .map(|i| (i, runners[i].segment(&ctx)))
+            .collect()
     };
     // Warm-up: at least a round and 3 seconds.
     let warm_started = Instant::now();
@@ -641,46 +800,54 @@ fn alternate(w: &Workload, opts: &Options, variants: &[String]) -> (Results, usi
     let rounds = opts
         .rounds
         .unwrap_or_else(|| ((opts.budget / round_seconds) as usize).clamp(10, 400));
-    let mut us: Vec<Vec<f64>> = variants.iter().map(|_| Vec::new()).collect();
+    let mut results = Results::new(variants);
+    let mut dump = opts.dump.as_ref().map(|path| {
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .unwrap_or_else(|e| panic!("--dump {path}: {e}"));
+        std::io::BufWriter::new(file)
+    });
     for r in 0..rounds {
-        for (i, segment) in round(&mut runners, warm + r).into_iter().enumerate() {
-            us[i].push(if segment.steps == 0 {
-                1e6 * segment.seconds
-            } else {
-                1e6 * segment.seconds / segment.steps as f64
-            });
+        for (i, segment) in round(&mut runners, warm + r) {
+            if let Some(dump) = &mut dump {
+                use std::io::Write;
+                writeln!(
+                    dump,
+                    "{},{},{},{},{},{:.1},{:.1}",
+                    w.name,
+                    results.count,
+                    r,
+                    variants[i],
+                    segment.steps,
+                    1e6 * segment.cpu_seconds,
+                    1e6 * segment.seconds
+                )
+                .unwrap();
+            }
+            let us = us_per_step(segment.time(opts.clock), segment.steps);
+            results.push(i, us, us_per_step(segment.seconds, segment.steps));
         }
     }
-    (
-        Results {
-            variants: variants.to_vec(),
-            us,
-        },
-        epochs,
-    )
+    (results, epochs)
 }
 
 /// The former mode: every measurement in its own process, variants interleaved.
 fn processes(w: &Workload, opts: &Options, variants: &[String]) -> (Results, Vec<Vec<f64>>) {
     let rounds = opts.rounds.unwrap_or(5);
-    let mut us: Vec<Vec<f64>> = variants.iter().map(|_| Vec::new()).collect();
+    let mut results = Results::new(variants);
     let mut mib: Vec<Vec<f64>> = variants.iter().map(|_| Vec::new()).collect();
     for round in 0..rounds {
         // Interleaved, in a rotating order, so that drifts of the machine hit all alike.
         for k in 0..variants.len() {
             let i = (k + round) % variants.len();
-            let run = spawn(&variants[i], w, opts.threads);
-            us[i].push(run.us_per_step);
+            let run = spawn(&variants[i], w, opts);
+            results.push(i, run.us_per_step, run.wall_us_per_step);
             mib[i].push(run.peak_mib);
         }
     }
-    (
-        Results {
-            variants: variants.to_vec(),
-            us,
-        },
-        mib,
-    )
+    (results, mib)
 }
 
 fn main() {
@@ -693,15 +860,25 @@ fn main() {
     };
     let threads: i32 = value("--threads").map_or(1, |t| t.parse().expect("--threads N"));
     tch::set_num_threads(threads);
+    // The thread's CPU time counts all the work only when libtorch runs it all on this thread.
+    let clock = match value("--clock").as_deref() {
+        Some("wall") => Clock::Wall,
+        Some("cpu") => Clock::Cpu,
+        None if threads == 1 => Clock::Cpu,
+        None => Clock::Wall,
+        Some(other) => panic!("--clock wall|cpu, not {other}"),
+    };
     tracing_subscriber::fmt().with_writer(std::io::sink).init();
     if args.first().map(String::as_str) == Some("--child") {
         let w = WORKLOADS.iter().find(|w| w.name == args[2]).expect("a workload");
         let segment = measure(&args[1], w);
         println!(
-            "{{\"steps\":{},\"seconds\":{},\"us_per_step\":{},\"peak_mib\":{}}}",
+            "{{\"steps\":{},\"seconds\":{},\"cpu_seconds\":{},\"us_per_step\":{},\"wall_us_per_step\":{},\"peak_mib\":{}}}",
             segment.steps,
             segment.seconds,
-            1e6 * segment.seconds / segment.steps as f64,
+            segment.cpu_seconds,
+            us_per_step(segment.time(clock), segment.steps),
+            us_per_step(segment.seconds, segment.steps),
             peak_rss_mib()
         );
         return;
@@ -720,14 +897,20 @@ fn main() {
     }
     let opts = Options {
         rounds: value("--rounds").map(|r| r.parse().expect("--rounds N")),
-        budget: value("--budget").map_or(120.0, |b| b.parse().expect("--budget SECONDS")),
+        budget: value("--budget").map_or(180.0, |b| b.parse().expect("--budget SECONDS")),
         segment_epochs: value("--segment-epochs").map(|e| e.parse().expect("--segment-epochs N")),
         threads,
+        clock,
         memory_runs: value("--memory-runs").map_or(1, |n| n.parse().expect("--memory-runs N")),
         variants,
         processes: args.iter().any(|a| a == "--processes"),
         only,
         python: std::env::var_os("TRAINMON_PYTHON").is_some(),
+        dump: value("--dump"),
+    };
+    let clock_name = match clock {
+        Clock::Wall => "wall",
+        Clock::Cpu => "cpu",
     };
     let names = value("--workloads").unwrap_or_else(|| "seed,tiny,mlp".into());
     let mut lines = Vec::new();
@@ -735,11 +918,12 @@ fn main() {
         if let Some(only) = &opts.only {
             let started = Instant::now();
             let (results, epochs) = alternate(w, &opts, &opts.variants);
-            let s = results.spread(only).unwrap();
             eprintln!(
-                "{:5} {only} alone: {} µs/step, {} rounds of {epochs}-epoch segments in {:.1} s",
+                "{:5} {only} alone: {} µs/step ({clock_name} clock), wall {:.2}, {} rounds of {epochs}-epoch segments \
+                 in {:.1} s",
                 w.name,
-                s.show(2),
+                results.spread(only).unwrap().show(2),
+                quantile(&results.wall[0], 0.5),
                 results.us[0].len(),
                 started.elapsed().as_secs_f64()
             );
@@ -757,43 +941,34 @@ fn main() {
             if variants.iter().any(|v| v.starts_with("trainmon")) {
                 variants.push(SETUP.into());
             }
-            let (results, epochs) = alternate(w, &opts, &variants);
+            let (mut results, epochs) = alternate(w, &opts, &variants);
             // Peak memory, and the Python loop: each in its own process.
             let mut memory_variants = opts.variants.clone();
             if opts.python {
                 memory_variants.push("python".into());
             }
-            let mut mib: Vec<Vec<f64>> = results.variants.iter().map(|_| Vec::new()).collect();
-            let mut results = results;
+            let mut mib: Vec<Vec<f64>> = Vec::new();
             for _ in 0..opts.memory_runs {
                 for v in &memory_variants {
-                    let run = spawn(v, w, opts.threads);
-                    if v == "python" && results.of("python").is_none() {
-                        results.variants.push("python".into());
-                        results.us.push(Vec::new());
-                        mib.push(Vec::new());
-                    }
-                    let i = results.variants.iter().position(|x| x == v).unwrap();
+                    let run = spawn(v, w, &opts);
+                    let i = results.index(v);
+                    mib.resize(results.variants.len(), Vec::new());
                     mib[i].push(run.peak_mib);
                     if v == "python" {
-                        results.us[i].push(run.us_per_step);
+                        results.push(i, run.us_per_step, run.wall_us_per_step);
                     }
                 }
             }
+            mib.resize(results.variants.len(), Vec::new());
             (results, mib, "alternating", epochs)
         };
         let rounds = results.us.first().map_or(0, Vec::len);
         let peak = |v: &str| {
             let i = results.variants.iter().position(|x| x == v)?;
-            Some(quantile(&mib[i], 0.5))
+            Some(quantile(&mib[i], 0.5)).filter(|m| !m.is_nan())
         };
-        let nan = Spread {
-            median: f64::NAN,
-            p25: f64::NAN,
-            p75: f64::NAN,
-        };
-        let get = |v: &str| results.spread(v).unwrap_or(nan);
-        let ratio = |a: &str, b: &str| results.ratio(a, b).unwrap_or(nan);
+        let get = |v: &str| results.spread(v).unwrap_or(Spread::NAN);
+        let ratio = |a: &str, b: &str| results.ratio(a, b).unwrap_or(Spread::NAN);
 
         // Human-readable, to stderr.
         let what = if mode == "processes" {
@@ -802,28 +977,30 @@ fn main() {
             format!("in one process, segments of {epochs} epoch(s)")
         };
         eprintln!(
-            "{} ({mode}: {rounds} rounds, {what}, {threads} thread(s)): median µs/step (IQR p25–p75)",
+            "{} ({mode}: {rounds} rounds, {what}, {threads} thread(s), {clock_name} clock): median µs/step",
             w.name
         );
         for v in results.variants.iter().filter(|v| *v != SETUP) {
-            let memory = match peak(v) {
-                Some(m) if !m.is_nan() => format!("   peak {m:.1} MiB"),
-                _ => String::new(),
-            };
+            let memory = peak(v).map_or(String::new(), |m| format!("; peak {m:.1} MiB"));
             let note = if v == "python" && mode == "alternating" {
-                "   (own process, whole workload)"
+                " (own process, whole workload, wall clock)"
             } else {
                 ""
             };
-            eprintln!("  {v:18} {:>32}{memory}{note}", get(v).show(2));
+            let wall = results.of(v, true).map_or(f64::NAN, |w| quantile(w, 0.5));
+            eprintln!("  {v:18} {} [wall {wall:.2}]{memory}{note}", get(v).show(2));
         }
         for (a, b, label) in [
-            ("trainmon", "minimal", "ratio_minimal      trainmon / minimal"),
-            ("trainmon_lazy", "minimal", "ratio_minimal_lazy trainmon_lazy / minimal"),
+            ("trainmon", "minimal", "ratio_minimal            trainmon / minimal"),
+            (
+                "trainmon_lazy",
+                "minimal",
+                "ratio_minimal_lazy       trainmon_lazy / minimal",
+            ),
             (
                 "trainmon",
                 "minimal_optim",
-                "ratio_minimal_optim trainmon / minimal_optim",
+                "ratio_minimal_optim      trainmon / minimal_optim",
             ),
             (
                 "trainmon_lazy",
@@ -835,46 +1012,54 @@ fn main() {
                 "minimal_optim",
                 "minimal / minimal_optim (tch's Adam / trainmon's)",
             ),
-            ("trainmon", "handwritten", "ratio              trainmon / handwritten"),
+            (
+                "trainmon",
+                "handwritten",
+                "ratio                    trainmon / handwritten",
+            ),
             (
                 "trainmon",
                 "handwritten_optim",
-                "loop_ratio         trainmon / handwritten_optim",
+                "loop_ratio               trainmon / handwritten_optim",
             ),
             (
                 "trainmon_lazy",
                 "trainmon",
-                "lazy_ratio         trainmon_lazy / trainmon",
+                "lazy_ratio               trainmon_lazy / trainmon",
             ),
             ("minimal_eager", "minimal", "minimal_eager / minimal"),
         ] {
             if let Some(r) = results.ratio(a, b) {
-                eprintln!("  {label:58} {} (paired by round)", r.show(4));
+                let wall = results.ratio_by(a, b, true).map_or(f64::NAN, |r| r.median);
+                eprintln!("  {label:56} {} [wall {wall:.4}]", r.show(4));
             }
         }
         let setup = results.spread(SETUP);
         if let (Some(s), Some(t)) = (setup, results.spread("trainmon")) {
-            let steps_per_segment = (w.samples as f64 / w.batch as f64).ceil() * epochs as f64;
+            let steps_per_fit = (w.samples as f64 / w.batch as f64).ceil();
             eprintln!(
-                "  trainmon fit setup (a fit of 0 epochs) {} µs per fit = {:.2} µs/step over a {epochs}-epoch segment ({:.2} % of trainmon's)",
+                "  trainmon fit setup (a fit of 0 epochs): {} µs per fit = {:.2} µs/step over a {epochs}-epoch \
+                 segment ({:.2} % of trainmon's), {:.2} µs/step over the workload's {}-epoch fit",
                 s.show(0),
-                s.median / steps_per_segment,
-                100.0 * s.median / steps_per_segment / t.median
+                s.median / (steps_per_fit * epochs as f64),
+                100.0 * s.median / (steps_per_fit * epochs as f64) / t.median,
+                s.median / (steps_per_fit * w.epochs as f64),
+                w.epochs
             );
         }
 
         // JSON, to stdout at the end.
         let (t, h) = (get("trainmon"), get("handwritten"));
-        let mem_ratio = peak("trainmon").unwrap_or(f64::NAN) / peak("handwritten").unwrap_or(f64::NAN);
+        let nan = f64::NAN;
         let mut line = format!(
             "{{\"workload\":\"{}\",\"trainmon_us_per_step\":{:.3},\"handwritten_us_per_step\":{:.3},\"ratio\":{:.4},\"rounds\":{rounds},\"trainmon_peak_mib\":{:.1},\"handwritten_peak_mib\":{:.1},\"memory_ratio\":{:.4}",
             w.name,
             t.median,
             h.median,
             ratio("trainmon", "handwritten").median,
-            peak("trainmon").unwrap_or(f64::NAN),
-            peak("handwritten").unwrap_or(f64::NAN),
-            mem_ratio
+            peak("trainmon").unwrap_or(nan),
+            peak("handwritten").unwrap_or(nan),
+            peak("trainmon").unwrap_or(nan) / peak("handwritten").unwrap_or(nan)
         );
         line.push_str(&format!(
             ",\"trainmon_lazy_us_per_step\":{:.3}",
@@ -889,12 +1074,12 @@ fn main() {
             line.push_str(&format!(",\"python_plain_us_per_step\":{:.3}", get("python").median));
         }
         line.push_str(&format!(
-            ",\"mode\":\"{mode}\",\"threads\":{threads},\"segment_epochs\":{epochs}"
+            ",\"mode\":\"{mode}\",\"clock\":\"{clock_name}\",\"threads\":{threads},\"segment_epochs\":{epochs}"
         ));
-        line.push(',');
-        line.push_str(&get("minimal").json("minimal_us_per_step", 3));
-        line.push(',');
-        line.push_str(&get("minimal_optim").json("minimal_optim_us_per_step", 3));
+        for v in ["minimal", "minimal_optim"] {
+            line.push(',');
+            line.push_str(&get(v).json(&format!("{v}_us_per_step"), 3));
+        }
         for (key, a, b) in [
             ("ratio_minimal", "trainmon", "minimal"),
             ("ratio_minimal_lazy", "trainmon_lazy", "minimal"),
@@ -910,6 +1095,9 @@ fn main() {
         }
         line.push_str(&ratio("trainmon", "handwritten").iqr("ratio", 4));
         line.push_str(&ratio("trainmon", "handwritten_optim").iqr("loop_ratio", 4));
+        if let Some(r) = results.ratio_by("trainmon", "minimal", true) {
+            line.push_str(&format!(",\"ratio_minimal_wall\":{:.4}", r.median));
+        }
         for v in ["trainmon_lazy", "minimal", "minimal_optim", "handwritten_optim"] {
             if let Some(m) = peak(v) {
                 line.push_str(&format!(",\"{v}_peak_mib\":{m:.1}"));
@@ -920,7 +1108,8 @@ fn main() {
             line.push_str(&s.json("trainmon_fit_setup_us", 1));
         }
         line.push('}');
-        lines.push(line);
+        // A value not measured (no memory pass, no Python) is null, as JSON has no NaN.
+        lines.push(line.replace("NaN", "null"));
     }
     for line in lines {
         println!("{line}");

@@ -24,7 +24,7 @@ pub trait Hook: Send {
         Ok(None)
     }
 
-    /// The resources ([`crate::resource`]) the hook needs the trainer to have been given:
+    /// The resources ([`crate::Res`]) the hook needs the trainer to have been given:
     /// `fit` refuses to start without them, naming the hook. None by default.
     fn requires(&self) -> &[Requirement] {
         &[]
@@ -214,6 +214,7 @@ macro_rules! function_hooks {
                 $(if $p::LOCAL { locals.push(std::any::type_name::<$p>()); })*
                 // Called through the bound on items (a closure's higher-ranked signature), not
                 // the one on parameter types, which only lets the compiler infer them.
+                #[allow(clippy::too_many_arguments)]
                 fn call_with<R, $($t),*>(mut f: impl FnMut($($t),*) -> R, $($s: $t),*) -> R {
                     f($($s),*)
                 }

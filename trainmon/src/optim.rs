@@ -10,6 +10,7 @@
 //! Implement [`OptimizerConfig`] and [`Optimizer`] for an algorithm of your own.
 
 use crate::error::{Error, Result};
+use crate::saved::HookState;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use tch::nn::{self, VarStore};
@@ -34,10 +35,10 @@ pub trait Optimizer: Send {
     /// Which algorithm this is, with its settings (`"Adam { beta1: 0.9, … }"`): a resume point made
     /// with another one is refused. The learning rate is not part of it.
     fn kind(&self) -> String;
-    /// The state, as named tensors (copies) and a JSON value.
-    fn state(&self) -> Result<(Vec<(String, Tensor)>, serde_json::Value)>;
+    /// The state: a plain value and named tensors (copies), as a hook's.
+    fn state(&self) -> Result<HookState>;
     /// Restores a state [`Optimizer::state`] returned (in this or another process).
-    fn restore(&mut self, tensors: &BTreeMap<String, Tensor>, value: serde_json::Value) -> Result<()>;
+    fn restore(&mut self, state: HookState) -> Result<()>;
 }
 
 /// One optimized variable and its state.
@@ -125,7 +126,7 @@ impl<R: Rule> Optimizer for Stateful<R> {
         self.rule.kind()
     }
 
-    fn state(&self) -> Result<(Vec<(String, Tensor)>, serde_json::Value)> {
+    fn state(&self) -> Result<HookState> {
         let mut tensors = Vec::new();
         for param in &self.params {
             for (slot, tensor) in &param.slots {
@@ -138,12 +139,16 @@ impl<R: Rule> Optimizer for Stateful<R> {
             lr: self.lr,
             steps: self.params.iter().map(|p| (p.name.clone(), p.steps)).collect(),
         };
-        Ok((tensors, serde_json::to_value(saved).expect("plain data serializes")))
+        let mut state = HookState::new(saved).map_err(|e| Error::Config(format!("the optimizer state: {e}")))?;
+        state.tensors = tensors;
+        Ok(state)
     }
 
-    fn restore(&mut self, tensors: &BTreeMap<String, Tensor>, value: serde_json::Value) -> Result<()> {
-        let saved: SavedState = serde_json::from_value(value)
+    fn restore(&mut self, state: HookState) -> Result<()> {
+        let saved: SavedState = state
+            .value()
             .map_err(|e| Error::Config(format!("the saved optimizer state cannot be read: {e}")))?;
+        let tensors: BTreeMap<String, Tensor> = state.tensors.into_iter().collect();
         if saved.kind != self.kind() {
             return Err(Error::Config(format!(
                 "the saved optimizer state is of {}, this trainer's optimizer is {}",
@@ -570,10 +575,10 @@ mod tests {
             for i in 0..20 {
                 if Some(i) == split {
                     // A new optimizer from the saved state, as a resumed process has.
-                    let (tensors, value) = opt.state().unwrap();
+                    let state = opt.state().unwrap();
                     opt = config.build_optimizer(&vs, 1.0).unwrap();
                     if restore {
-                        opt.restore(&tensors.into_iter().collect(), value).unwrap();
+                        opt.restore(state).unwrap();
                     } else {
                         opt.set_learning_rate(1e-2);
                     }
@@ -594,9 +599,9 @@ mod tests {
         let vs = VarStore::new(Device::Cpu);
         let _ = nn::linear(vs.root(), 2, 2, Default::default());
         let adam = nn::Adam::default().build_optimizer(&vs, 1e-3).unwrap();
-        let (tensors, value) = adam.state().unwrap();
+        let state = adam.state().unwrap();
         let mut sgd = nn::Sgd::default().build_optimizer(&vs, 1e-3).unwrap();
-        let err = sgd.restore(&tensors.into_iter().collect(), value).unwrap_err();
+        let err = sgd.restore(state).unwrap_err();
         assert!(
             err.to_string().contains("of Adam { beta1: 0.9,") && err.to_string().contains("optimizer is Sgd {"),
             "{err}"

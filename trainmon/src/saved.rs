@@ -1,9 +1,10 @@
-//! A hook's state in a resume point ([`HookState`]).
+//! A state kept in resume points ([`HookState`]).
 
 use crate::error::BoxError;
 
-/// A hook's state in a resume point: a JSON value and, for what is best kept as tensors (a
-/// copy of the best weights), named tensors.
+/// A state kept in resume points — a hook's, a metric's, an optimizer's: a plain value
+/// (anything serde serializes) and, for what is best kept as tensors (a copy of the best
+/// weights, Adam's moments), named tensors.
 #[derive(Debug, Default)]
 pub struct HookState {
     /// The state's plain part.

@@ -93,7 +93,7 @@ impl HookInfo {
 pub struct HookSpec(pub(crate) HookInfo);
 
 impl HookSpec {
-    /// A hook of `event` named `name` (for messages and [`Hooks::except`]), which runs at every
+    /// A hook of `event` named `name` (for messages and [`crate::Hooks::except`]), which runs at every
     /// occurrence, with priority 0, in no group; its location is the caller's.
     #[track_caller]
     pub fn new(event: Event, name: impl Into<Cow<'static, str>>) -> Self {

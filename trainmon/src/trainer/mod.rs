@@ -253,7 +253,7 @@ impl<'a> Trainer<'a> {
     /// an effective batch `k` times larger; the last window of an epoch may be shorter.
     ///
     /// Batch events still fire at every batch and count batches; `on_before_optimizer_step`
-    /// fires once per step; the global step ([`TrainState::global_step`], and
+    /// fires once per step; the global step ([`crate::TrainState::global_step`], and
     /// `counter = global_step` filters) counts optimizer steps, so the `k` batches of one window
     /// share a step number.
     pub fn accumulate_gradients(mut self, k: usize) -> Self {
@@ -373,7 +373,7 @@ impl<'a> Trainer<'a> {
     }
 
     /// Gives the hooks a value to read: a hook takes it as a `Res<T>` parameter
-    /// ([`crate::resource`]), shared and read-only. One value per type (a second replaces the
+    /// ([`crate::Res`]), shared and read-only. One value per type (a second replaces the
     /// first): wrap settings in newtypes, `.resource(Patience(2))`. A hook that takes a
     /// `Res<T>` the trainer was not given makes `fit` fail before any batch, naming the hook.
     ///

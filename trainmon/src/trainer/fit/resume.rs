@@ -4,6 +4,7 @@ use super::run::{Loop, Partway, Shuffling};
 use crate::error::{Error, Result};
 use crate::metrics::{BatchLogs, LogsState};
 use crate::output::weights;
+use crate::saved::HookState;
 use crate::trainer::point::{self, InEpoch, Point, Position};
 use std::path::Path;
 use std::time::Instant;
@@ -52,9 +53,11 @@ impl Loop<'_, '_> {
             .parse()
             .map_err(|_| refused(format!("the generator's position `{word_pos}` is not a number")))?;
         let (tensors, value) = optimizer;
-        self.optimizer
-            .restore(&tensors, value)
-            .map_err(|e| refused(e.to_string()))?;
+        let state = HookState {
+            value,
+            tensors: tensors.into_iter().collect(),
+        };
+        self.optimizer.restore(state).map_err(|e| refused(e.to_string()))?;
         self.dispatch.restore(hooks)?;
         if let Some(within) = &position.within {
             // The epoch's running loss and metrics so far.
@@ -148,6 +151,7 @@ impl Loop<'_, '_> {
             disabled: self.dispatch.disabled(),
         };
         let optimizer = self.optimizer.state()?;
+        let optimizer = (optimizer.tensors, optimizer.value);
         let hooks = self.dispatch.states()?;
         point::write(&point::path(dir), position, self.vs, optimizer, hooks, metrics)
     }
