@@ -79,7 +79,7 @@ fn a_parameter_missing_at_the_event_is_refused_before_any_batch() {
     assert!(matches!(err, Error::Config(_)), "{err:?}");
     assert!(
         text.contains("hook `wrong` (tests/run_time_hooks.rs:")
-            && text.contains("its parameter `&trainmon::BatchLogs` does not exist at `on_epoch_end`"),
+            && text.contains("its parameter `&BatchLogs` does not exist at `on_epoch_end`"),
         "{text}"
     );
     assert_eq!(*ran.lock().unwrap(), 0, "no batch ran");

@@ -25,14 +25,18 @@
 //! - `handwritten_optim`: the same with trainmon's own Adam (`trainmon::optim`): the loop's
 //!   cost alone, against `trainmon`.
 //!
-//! How it measures (the default, `alternating`): one process builds the data once, and each
-//! variant's model (same initial weights) once, then — after a warm-up of at least a round and
-//! 3 seconds — runs rounds; in each round every variant trains one *segment* (one `fit` for
-//! trainmon, the same epochs by hand for the others), in the order of `VARIANTS` (trainmon
-//! between minimal and minimal_optim) in even rounds and the reverse in odd ones (so that each comes as often before its neighbour as
-//! after it).
-//! A segment is the workload's whole training for `seed` (5 epochs, 160 steps) and one epoch
-//! for `tiny` and `mlp` (`--segment-epochs N` sets it). `--rounds N` sets the rounds; by
+//! How it measures (the default, `alternating`): one process builds the data once and each
+//! variant's model once (same initial weights), then runs every variant on its own thread, all
+//! pinned to one CPU, taking turns: a turn ends at a batch the logger prints, every `--turn N`
+//! such marks (3: 30 steps), and the next variant's thread runs — the variants in the order of
+//! `VARIANTS` (trainmon between minimal and minimal_optim), then in reverse, and so on. So the
+//! variants go through their segments side by side, milliseconds apart: whatever slows the
+//! machine down (the other core's work thrashing shared caches and memory makes one epoch's CPU
+//! time vary by ±10 % and more) slows them alike. Each variant trains *segments*, one after the
+//! other: one `fit` for trainmon, the same epochs by hand for the others; the workload's whole
+//! training for `seed` (5 epochs, 160 steps), one epoch for `tiny` and `mlp`
+//! (`--segment-epochs N`). Segment `k` of every variant ran alongside segment `k` of the others.
+//! After a warm-up (a round of segments, and at least 3 seconds), `--rounds N` rounds; by
 //! default they fill `--budget` seconds (180) per workload, at least 10 and at most 400.
 //!
 //! - **Threads**: libtorch runs with 1 intra-op thread for every variant (`--threads N`). On a
@@ -42,20 +46,33 @@
 //!   from being hidden by parallel arithmetic.
 //! - **Clock**: with 1 thread every kernel (the backward pass too) runs on the calling thread,
 //!   so a segment is timed by that thread's CPU time (`CLOCK_THREAD_CPUTIME_ID`, user and
-//!   system): time the scheduler gives to another process is not counted, which removes most of
-//!   the noise of a shared machine. `--clock wall` times by the wall clock (the default with
-//!   more threads); the wall-clock medians are printed beside, in brackets.
+//!   system): time the scheduler gives to another process is not counted. `--clock wall` times
+//!   by the wall clock (the default with more threads, where it is the only honest clock; the
+//!   turns then still keep each variant's time its own); the wall-clock medians are printed
+//!   beside, in brackets.
 //! - **Statistics**: per variant, the median µs/step over the rounds, the IQR (p25–p75: the
 //!   spread of single segments) and the 95 % confidence interval of the median (order
 //!   statistics, distribution-free: how well the median itself is known). Ratios are the same
-//!   over paired ratios: each segment of one variant over the mean of the other's segments
-//!   just before and just after it, so that a slow minute of the machine hits both sides of a
-//!   ratio, and a drift linear over the three cancels out. `--dump FILE` appends every segment
-//!   (workload, position, round, variant, steps, CPU µs, wall µs) to a CSV file.
+//!   over paired ratios: segment `k` of one variant over segment `k` of the other (in
+//!   `--processes` mode, over the mean of the other's runs just before and after). `--dump
+//!   FILE` appends every segment (workload, round, variant, steps, CPU µs, wall µs, steady
+//!   µs/step) to a CSV file.
+//! - **Turns**: a thread's time is its own: CPU time goes on only while it runs, and its wall
+//!   clock counts its turns only; the CPU time of handing a turn over (two system calls) is
+//!   left out. The first steps of a turn find caches the other variants used: absolute figures
+//!   come out somewhat above those of a variant run alone (`--only`), alike for every variant;
+//!   longer turns (`--turn`) shrink that, and widen the pairing.
+//! - **Steady state**: every variant marks the batches its logger prints (every 10th) at the
+//!   same point of the step, and a segment's blocks of 10 steps from mark to mark within an
+//!   epoch are timed (a system call every 10 steps, alike for all). A segment's steady state is
+//!   its median block over 10: what a step costs, one slow moment of the machine or per-epoch
+//!   work aside; its ratios (`*_steady`) compare the per-step costs alone. `beyond` is a
+//!   segment's time beyond its steps at the steady rate (its time outside the blocks, less the
+//!   steps there at the steady rate): the setup, the shuffles, the epoch ends.
 //! - **Setup**: a trainmon segment is a whole `fit`, its setup included (the NaN check over the
 //!   features, instantiating the hooks, timing the first 20 batches…); `trainmon_fit_setup_us`
-//!   is the time of a `fit` of 0 epochs, timed in every round as well, so that it can be told
-//!   apart (a workload's fit pays it once for all its epochs).
+//!   is the time of a `fit` of 0 epochs, timed apart after the rounds (alone, not paired), so
+//!   that it can be told apart (a workload's fit pays it once for all its epochs).
 //! - **Memory**: peak memory is measured apart, by a short pass that runs each variant's whole
 //!   workload once in its own process (`--memory-runs N`, 0: none); that pass also runs the
 //!   Python loop, if any (its µs/step is its own wall-clock figure).
@@ -73,16 +90,21 @@
 //! `ratio_minimal_lazy` (trainmon_lazy / minimal), `ratio_minimal_optim` and
 //! `ratio_minimal_optim_lazy` (the same against minimal_optim), `lazy_ratio` (trainmon_lazy /
 //! trainmon), each median with `_iqr` `[p25, p75]` and `_ci95` `[lo, hi]` keys (and those for
-//! every former median), `ratio_minimal_wall`, `trainmon_fit_setup_us`, `mode`, `clock`,
-//! `threads`, `segment_epochs`.
+//! every former median), `ratio_minimal_wall`, `trainmon_steady_us_per_step` and
+//! `trainmon_beyond_us_per_segment` (and the same for trainmon_lazy, minimal, minimal_optim),
+//! `ratio_*_steady` (the steady state), `trainmon_fit_setup_us`, `mode`, `clock`, `threads`,
+//! `segment_epochs`.
 //!
 //! `cargo xtask bench [--rounds N] [--workloads seed,tiny,mlp] [--budget SECONDS]
 //! [--segment-epochs N] [--threads N] [--clock cpu|wall] [--memory-runs N] [--variants a,b]
-//! [--processes] [--only VARIANT] [--dump FILE]`
+//! [--turn N] [--processes] [--only VARIANT] [--dump FILE]`
 
+use std::cell::RefCell;
 use std::path::Path;
 use std::process::Command;
-use std::time::Instant;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex, OnceLock};
+use std::time::{Duration, Instant};
 use tch::nn::{self, Module, OptimizerConfig};
 use tch::{Device, Kind, Reduction, Tensor};
 use trainmon::optim::OptimizerConfig as _;
@@ -162,7 +184,8 @@ fn epoch_starting(state: &TrainState) {
 }
 
 #[on_batch_end(every = 10)]
-fn log_batch(batch: &BatchLogs) {
+fn log_batch(batch: &BatchLogs, state: &TrainState) {
+    mark(state.epoch());
     tracing::info!(
         "Batch {}: Loss = {:.4}, Accuracy = {:.4}",
         batch.number(),
@@ -257,6 +280,129 @@ impl Step {
     }
 }
 
+/// A mark: the epoch, this thread's CPU seconds at the mark and after its turn came back
+/// (the same without turns), and its own wall-clock seconds ([`own_wall`]).
+type Mark = (usize, f64, f64, f64);
+
+thread_local! {
+    /// The marks of the current segment, on this thread.
+    static MARKS: RefCell<Vec<Mark>> = const { RefCell::new(Vec::new()) };
+    /// This thread's place in the turns of the alternating mode, if it takes turns.
+    static TURNS: RefCell<Option<Turns>> = const { RefCell::new(None) };
+}
+
+/// The alternating mode's turns: one thread per variant, only the one whose turn it is runs.
+struct Baton {
+    /// The position in the order of turns, and which variants are done.
+    state: Mutex<(usize, Vec<bool>)>,
+    /// One per variant: only the thread whose turn comes is woken.
+    turned: Vec<Condvar>,
+}
+
+impl Baton {
+    fn new(variants: usize) -> Self {
+        Baton {
+            state: Mutex::new((0, vec![false; variants])),
+            turned: (0..variants).map(|_| Condvar::new()).collect(),
+        }
+    }
+
+    /// Whose turn position `p` is: the variants in their order, then in reverse, and so on,
+    /// so that each comes as often before its neighbour as after it.
+    fn whose(p: usize, n: usize) -> usize {
+        if (p / n) % 2 == 0 {
+            p % n
+        } else {
+            n - 1 - p % n
+        }
+    }
+
+    /// Waits for variant `me`'s turn.
+    fn wait(&self, me: usize) {
+        let mut state = self.state.lock().unwrap();
+        while Self::whose(state.0, state.1.len()) != me {
+            state = self.turned[me].wait(state).unwrap();
+        }
+    }
+
+    /// Ends the current turn (and, with `done`, that variant's part), giving the next turn to
+    /// the next variant that is not done.
+    fn pass(&self, done: Option<usize>) {
+        let mut state = self.state.lock().unwrap();
+        if let Some(me) = done {
+            state.1[me] = true;
+        }
+        let n = state.1.len();
+        if state.1.iter().all(|&d| d) {
+            return;
+        }
+        loop {
+            state.0 += 1;
+            if !state.1[Self::whose(state.0, n)] {
+                break;
+            }
+        }
+        let next = Self::whose(state.0, n);
+        drop(state);
+        self.turned[next].notify_one();
+    }
+}
+
+/// A thread's place in the turns.
+struct Turns {
+    baton: Arc<Baton>,
+    me: usize,
+    /// Marks per turn.
+    turn: usize,
+    marks: usize,
+    /// Wall-clock time of its turns before the current one, and when the current one began.
+    held: Duration,
+    resumed: Instant,
+    /// CPU seconds spent handing turns over (system calls), left out of its segments' time.
+    handing: f64,
+}
+
+/// CPU seconds this thread has spent handing turns over.
+fn handing_seconds() -> f64 {
+    TURNS.with(|t| t.borrow().as_ref().map_or(0.0, |t| t.handing))
+}
+
+/// This thread's own wall-clock seconds: the time of its turns only, when it takes turns.
+fn own_wall() -> f64 {
+    static START: OnceLock<Instant> = OnceLock::new();
+    let start = *START.get_or_init(Instant::now);
+    TURNS.with(|t| match &*t.borrow() {
+        Some(t) => (t.held + t.resumed.elapsed()).as_secs_f64(),
+        None => start.elapsed().as_secs_f64(),
+    })
+}
+
+/// Marks a batch the batch logger prints (every 10th), in every variant at the same point of
+/// the step (before the logger reads the running values): the *steady state* is timed from
+/// mark to mark within an epoch, 10 whole steps (one of them logging) at a time. In the
+/// alternating mode a turn ends at a mark. It costs a system call every 10 batches (and the
+/// hand-over, in that mode), alike in every variant.
+fn mark(epoch: usize) {
+    let cpu = thread_cpu_seconds();
+    let wall = own_wall();
+    let after = TURNS.with(|t| {
+        let mut t = t.borrow_mut();
+        let Some(t) = t.as_mut() else { return cpu };
+        t.marks += 1;
+        if t.marks % t.turn != 0 {
+            return cpu;
+        }
+        t.held += t.resumed.elapsed();
+        t.baton.pass(None);
+        t.baton.wait(t.me);
+        t.resumed = Instant::now();
+        let after = thread_cpu_seconds();
+        t.handing += after - cpu;
+        after
+    });
+    MARKS.with(|m| m.borrow_mut().push((epoch, cpu, after, wall)));
+}
+
 /// One variant, ready to train segment after segment on its own model.
 enum Runner<'a> {
     Trainmon {
@@ -281,6 +427,9 @@ struct Segment {
     seconds: f64,
     /// CPU seconds of this thread (where libtorch does all the work with 1 intra-op thread).
     cpu_seconds: f64,
+    /// `(CPU seconds, wall seconds)` of each block of 10 steps from a logged batch to the next
+    /// one in the same epoch.
+    blocks: Vec<(f64, f64)>,
 }
 
 impl Segment {
@@ -290,6 +439,28 @@ impl Segment {
             Clock::Wall => self.seconds,
             Clock::Cpu => self.cpu_seconds,
         }
+    }
+
+    /// The steady state: µs per step of the median 10-step block, by `clock` (NaN without
+    /// blocks).
+    fn steady(&self, clock: Clock) -> f64 {
+        let times: Vec<f64> = self
+            .blocks
+            .iter()
+            .map(|&(cpu, wall)| if clock == Clock::Cpu { cpu } else { wall })
+            .collect();
+        1e6 * quantile(&times, 0.5) / 10.0
+    }
+
+    /// µs of the segment beyond its steps at the steady rate: its time outside the blocks, less
+    /// the steps there (before an epoch's first mark, after its last) at the steady rate. The
+    /// setup, the shuffles, the epoch ends, by `clock`.
+    fn overhead(&self, clock: Clock) -> f64 {
+        let pick = |&(cpu, wall): &(f64, f64)| if clock == Clock::Cpu { cpu } else { wall };
+        let in_blocks: f64 = self.blocks.iter().map(pick).sum();
+        let outside = self.time(clock) - in_blocks;
+        let steps_outside = self.steps as f64 - 10.0 * self.blocks.len() as f64;
+        1e6 * outside - steps_outside * self.steady(clock)
     }
 }
 
@@ -361,8 +532,9 @@ impl<'a> Runner<'a> {
 
     /// Trains one segment and times it (training only).
     fn segment(&mut self, ctx: &Ctx<'_>) -> Segment {
-        let cpu_started = thread_cpu_seconds();
-        let started = Instant::now();
+        MARKS.with(|m| m.borrow_mut().clear());
+        let cpu_started = thread_cpu_seconds() - handing_seconds();
+        let started = own_wall();
         let steps = match self {
             Runner::Trainmon { trainer, data } => {
                 let history = trainer.fit(*data).unwrap();
@@ -371,10 +543,20 @@ impl<'a> Runner<'a> {
             Runner::Handwritten { net, step } => handwritten(net, step, ctx),
             Runner::Minimal { net, step, eager } => minimal(net, step, *eager, ctx),
         };
+        let cpu_seconds = thread_cpu_seconds() - handing_seconds() - cpu_started;
+        let seconds = own_wall() - started;
+        let marks = MARKS.with(|m| std::mem::take(&mut *m.borrow_mut()));
+        // From after a mark's hand-over (if any) to the next mark, in the same epoch.
+        let blocks = marks
+            .windows(2)
+            .filter(|pair| pair[0].0 == pair[1].0)
+            .map(|pair| (pair[1].1 - pair[0].2, pair[1].3 - pair[0].3))
+            .collect();
         Segment {
             steps,
-            seconds: started.elapsed().as_secs_f64(),
-            cpu_seconds: thread_cpu_seconds() - cpu_started,
+            seconds,
+            cpu_seconds,
+            blocks,
         }
     }
 }
@@ -401,6 +583,7 @@ fn handwritten(net: &nn::Sequential, step: &mut Step, ctx: &Ctx<'_>) -> usize {
             steps += 1;
             batches = b + 1;
             if (b + 1) % 10 == 0 {
+                mark(epoch);
                 tracing::info!(
                     "Batch {}: Loss = {:.4}, Accuracy = {:.4}",
                     b + 1,
@@ -459,6 +642,7 @@ fn minimal(net: &nn::Sequential, step: &mut Step, eager: bool, ctx: &Ctx<'_>) ->
             seen += len;
             steps += 1;
             if (b + 1) % 10 == 0 {
+                mark(epoch);
                 let (l, c) = if eager {
                     (host_loss, host_correct)
                 } else {
@@ -518,6 +702,7 @@ fn peak_rss_mib() -> f64 {
 struct Run {
     us_per_step: f64,
     wall_us_per_step: f64,
+    steady_us_per_step: f64,
     peak_mib: f64,
 }
 
@@ -546,6 +731,7 @@ fn spawn(variant: &str, w: &Workload, opts: &Options) -> Run {
         return Run {
             us_per_step: us,
             wall_us_per_step: us,
+            steady_us_per_step: f64::NAN,
             peak_mib: f64::NAN,
         };
     }
@@ -566,6 +752,7 @@ fn spawn(variant: &str, w: &Workload, opts: &Options) -> Run {
     Run {
         us_per_step: json_number(line, "us_per_step").unwrap(),
         wall_us_per_step: json_number(line, "wall_us_per_step").unwrap(),
+        steady_us_per_step: json_number(line, "steady_us_per_step").unwrap_or(f64::NAN),
         peak_mib: json_number(line, "peak_mib").unwrap(),
     }
 }
@@ -656,14 +843,26 @@ impl Spread {
     }
 }
 
+/// What a figure of a segment is.
+#[derive(Clone, Copy, PartialEq)]
+enum Measure {
+    /// µs per step over the whole segment, by the benchmark's clock (µs per fit for the setup
+    /// pseudo-variant).
+    Segment,
+    /// The same by the wall clock.
+    Wall,
+    /// µs per step of the segment's median 10-step block (the steady state), by the
+    /// benchmark's clock.
+    Steady,
+    /// µs per segment beyond its steps at the steady rate ([`Segment::overhead`]).
+    Overhead,
+}
+
 /// Every variant's measurements, round by round.
 struct Results {
     variants: Vec<String>,
-    /// `[variant][round]`: µs per step by the benchmark's clock (for the setup pseudo-variant:
-    /// µs per fit).
-    us: Vec<Vec<f64>>,
-    /// The same by the wall clock.
-    wall: Vec<Vec<f64>>,
+    /// `[variant][round]`: each segment's figures, by [`Measure`] (in its order).
+    figures: Vec<Vec<[f64; 4]>>,
     /// `[variant][round]`: where the measurement came in the sequence of all of them.
     at: Vec<Vec<usize>>,
     /// Measurements so far.
@@ -674,19 +873,22 @@ impl Results {
     fn new(variants: &[String]) -> Self {
         Results {
             variants: variants.to_vec(),
-            us: variants.iter().map(|_| Vec::new()).collect(),
-            wall: variants.iter().map(|_| Vec::new()).collect(),
+            figures: variants.iter().map(|_| Vec::new()).collect(),
             at: variants.iter().map(|_| Vec::new()).collect(),
             count: 0,
         }
     }
 
     /// Adds the next measurement of variant `i`.
-    fn push(&mut self, i: usize, us: f64, wall: f64) {
-        self.us[i].push(us);
-        self.wall[i].push(wall);
-        self.at[i].push(self.count);
+    fn push(&mut self, i: usize, figures: [f64; 4]) {
+        self.push_at(i, self.count, figures);
         self.count += 1;
+    }
+
+    /// Adds a measurement of variant `i` made at `at` (alongside the others' at `at`).
+    fn push_at(&mut self, i: usize, at: usize, figures: [f64; 4]) {
+        self.figures[i].push(figures);
+        self.at[i].push(at);
     }
 
     fn index(&mut self, variant: &str) -> usize {
@@ -694,43 +896,45 @@ impl Results {
             Some(i) => i,
             None => {
                 self.variants.push(variant.to_owned());
-                self.us.push(Vec::new());
-                self.wall.push(Vec::new());
+                self.figures.push(Vec::new());
                 self.at.push(Vec::new());
                 self.variants.len() - 1
             }
         }
     }
 
-    fn of(&self, variant: &str, wall: bool) -> Option<&[f64]> {
+    fn rounds(&self) -> usize {
+        self.figures.first().map_or(0, Vec::len)
+    }
+
+    fn of(&self, variant: &str, measure: Measure) -> Option<Vec<f64>> {
         let i = self.variants.iter().position(|v| v == variant)?;
-        Some(if wall { &self.wall[i] } else { &self.us[i] })
+        Some(self.figures[i].iter().map(|f| f[measure as usize]).collect())
     }
 
-    fn spread(&self, variant: &str) -> Option<Spread> {
-        self.of(variant, false).map(Spread::of)
+    fn spread(&self, variant: &str, measure: Measure) -> Option<Spread> {
+        let values = self.of(variant, measure)?;
+        (!values.iter().all(|v| v.is_nan())).then(|| Spread::of(&values))
     }
 
-    /// The ratio `a / b` measurement by measurement (paired), summarised.
-    fn ratio(&self, a: &str, b: &str) -> Option<Spread> {
-        self.ratio_by(a, b, false)
-    }
-
-    /// Each measurement of `a` over the mean of the measurements of `b` just before and just
-    /// after it (one of them at the ends): a drift of the machine that is linear over the
-    /// three cancels out.
-    fn ratio_by(&self, a: &str, b: &str, wall: bool) -> Option<Spread> {
+    /// The ratio `a / b`, measurement by measurement: each measurement of `a` over the one of
+    /// `b` made alongside it, or else over the mean of those just before and just after it (one
+    /// of them at the ends), so that a drift of the machine linear over the three cancels out.
+    fn ratio(&self, a: &str, b: &str, measure: Measure) -> Option<Spread> {
         let (ia, ib) = (
             self.variants.iter().position(|v| v == a)?,
             self.variants.iter().position(|v| v == b)?,
         );
-        let (va, vb) = (self.of(a, wall)?, self.of(b, wall)?);
+        let (va, vb) = (self.of(a, measure)?, self.of(b, measure)?);
         let (at_a, at_b) = (&self.at[ia], &self.at[ib]);
         let ratios: Vec<f64> = va
             .iter()
             .zip(at_a)
             .filter_map(|(value, &at)| {
                 let next = at_b.partition_point(|&p| p < at);
+                if at_b.get(next) == Some(&at) {
+                    return Some(value / vb[next]);
+                }
                 let around: Vec<f64> = [next.checked_sub(1), Some(next)]
                     .into_iter()
                     .flatten()
@@ -738,6 +942,7 @@ impl Results {
                     .collect();
                 (!around.is_empty()).then(|| value / (around.iter().sum::<f64>() / around.len() as f64))
             })
+            .filter(|r| !r.is_nan())
             .collect();
         (!ratios.is_empty()).then(|| Spread::of(&ratios))
     }
@@ -756,6 +961,8 @@ struct Options {
     python: bool,
     /// A CSV file to append every segment to.
     dump: Option<String>,
+    /// Marks (of 10 steps) per turn in the alternating mode.
+    turn: usize,
 }
 
 /// µs per step of a segment (µs per fit for one without steps: the setup pseudo-variant).
@@ -763,43 +970,101 @@ fn us_per_step(seconds: f64, steps: usize) -> f64 {
     1e6 * seconds / steps.max(1) as f64
 }
 
-/// The alternating mode: every variant in this process, segment after segment.
+/// Keeps this thread on `cpu`.
+fn pin_to(cpu: usize) {
+    // SAFETY: a zeroed cpu_set_t is an empty set; CPU_SET and sched_setaffinity get valid
+    // pointers to it.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(cpu, &mut set);
+        let rc = libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set);
+        if rc != 0 {
+            eprintln!(
+                "could not pin a thread to CPU {cpu}: {}",
+                std::io::Error::last_os_error()
+            );
+        }
+    }
+}
+
+/// The alternating mode: every variant in this process, each on its own thread, taking turns
+/// of `--turn` marks (10 steps each): the variants go through their segments side by side, a
+/// few milliseconds apart, so that whatever slows the machine down slows them all alike.
 fn alternate(w: &Workload, opts: &Options, variants: &[String]) -> (Results, usize) {
     let (x, y) = data(w);
-    let dataset = TensorDataset::new(x.shallow_clone(), y.shallow_clone()).unwrap();
     let epochs = opts.segment_epochs.unwrap_or(w.segment_epochs);
-    let ctx = Ctx {
-        w,
-        x: &x,
-        y: &y,
-        epochs,
-    };
+    // Built here, one after the other: the same initial weights for all.
     let models: Vec<(nn::VarStore, nn::Sequential)> = variants.iter().map(|_| model(w)).collect();
-    let mut runners: Vec<Runner<'_>> = variants
-        .iter()
-        .zip(&models)
-        .map(|(v, m)| Runner::new(v, &ctx, m, &dataset))
-        .collect();
-    // The variants in their order in even rounds, reversed in odd ones: neighbours stay
-    // neighbours, and each comes before and after the other as often.
-    let round = |runners: &mut [Runner<'_>], r: usize| -> Vec<(usize, Segment)> {
-        let n = runners.len();
-        (0..n)
-            .map(|k| if r % 2 == 0 { k } else { n - 1 - k })
-            .map(|i| (i, runners[i].segment(&ctx)))
-            .collect()
-    };
-    // Warm-up: at least a round and 3 seconds.
-    let warm_started = Instant::now();
-    let mut warm = 0;
-    while warm < 1 || warm_started.elapsed().as_secs_f64() < 3.0 {
-        round(&mut runners, warm);
-        warm += 1;
-    }
-    let round_seconds = warm_started.elapsed().as_secs_f64() / warm as f64;
-    let rounds = opts
-        .rounds
-        .unwrap_or_else(|| ((opts.budget / round_seconds) as usize).clamp(10, 400));
+    let baton = Arc::new(Baton::new(variants.len()));
+    // All on the CPU this thread is on: a turn handed to a thread on the other core would find
+    // that core's caches cold (and the threads would migrate at every turn).
+    // SAFETY: no arguments.
+    let cpu = unsafe { libc::sched_getcpu() }.max(0) as usize;
+    // Segments to run (warm-up included), set after the first round; and of the warm-up.
+    let (target, warm) = (AtomicUsize::new(usize::MAX), AtomicUsize::new(1));
+    let started = Instant::now();
+    let segments: Vec<Vec<Segment>> = std::thread::scope(|scope| {
+        let threads: Vec<_> = variants
+            .iter()
+            .zip(models)
+            .enumerate()
+            .map(|(me, (variant, model))| {
+                let (x, y) = (x.shallow_clone(), y.shallow_clone());
+                let baton = Arc::clone(&baton);
+                let (target, warm, started) = (&target, &warm, &started);
+                scope.spawn(move || {
+                    // Whatever happens, the others go on without this one.
+                    struct Done(Arc<Baton>, usize);
+                    impl Drop for Done {
+                        fn drop(&mut self) {
+                            TURNS.with(|t| t.borrow_mut().take());
+                            self.0.pass(Some(self.1));
+                        }
+                    }
+                    let _done = Done(Arc::clone(&baton), me);
+                    pin_to(cpu);
+                    let dataset = TensorDataset::new(x.shallow_clone(), y.shallow_clone()).unwrap();
+                    let ctx = Ctx {
+                        w,
+                        x: &x,
+                        y: &y,
+                        epochs,
+                    };
+                    let mut runner = Runner::new(variant, &ctx, &model, &dataset);
+                    baton.wait(me);
+                    TURNS.with(|t| {
+                        *t.borrow_mut() = Some(Turns {
+                            baton: Arc::clone(&baton),
+                            me,
+                            turn: opts.turn,
+                            marks: 0,
+                            held: Duration::ZERO,
+                            resumed: Instant::now(),
+                            handing: 0.0,
+                        })
+                    });
+                    let mut segments = Vec::new();
+                    while segments.len() < target.load(Ordering::SeqCst) {
+                        segments.push(runner.segment(&ctx));
+                        if me == 0 && segments.len() == 1 {
+                            // One round done (all variants side by side): the warm-up lasts a
+                            // round and at least 3 seconds, the rounds fill the budget.
+                            let round = started.elapsed().as_secs_f64();
+                            let warm_rounds = ((3.0 / round).ceil() as usize).max(1);
+                            let rounds = opts
+                                .rounds
+                                .unwrap_or_else(|| ((opts.budget / round) as usize).clamp(10, 400));
+                            warm.store(warm_rounds, Ordering::SeqCst);
+                            target.store(warm_rounds + rounds, Ordering::SeqCst);
+                        }
+                    }
+                    segments
+                })
+            })
+            .collect();
+        threads.into_iter().map(|t| t.join().unwrap()).collect()
+    });
+    let warm = warm.load(Ordering::SeqCst);
     let mut results = Results::new(variants);
     let mut dump = opts.dump.as_ref().map(|path| {
         let file = std::fs::OpenOptions::new()
@@ -809,25 +1074,49 @@ fn alternate(w: &Workload, opts: &Options, variants: &[String]) -> (Results, usi
             .unwrap_or_else(|e| panic!("--dump {path}: {e}"));
         std::io::BufWriter::new(file)
     });
-    for r in 0..rounds {
-        for (i, segment) in round(&mut runners, warm + r) {
+    for (i, segments) in segments.iter().enumerate() {
+        for (round, segment) in segments.iter().enumerate().skip(warm) {
+            let figures = [
+                us_per_step(segment.time(opts.clock), segment.steps),
+                us_per_step(segment.seconds, segment.steps),
+                segment.steady(opts.clock),
+                segment.overhead(opts.clock),
+            ];
             if let Some(dump) = &mut dump {
                 use std::io::Write;
                 writeln!(
                     dump,
-                    "{},{},{},{},{},{:.1},{:.1}",
+                    "{},{},{},{},{:.1},{:.1},{:.3}",
                     w.name,
-                    results.count,
-                    r,
+                    round - warm,
                     variants[i],
                     segment.steps,
                     1e6 * segment.cpu_seconds,
-                    1e6 * segment.seconds
+                    1e6 * segment.seconds,
+                    figures[2]
                 )
                 .unwrap();
             }
-            let us = us_per_step(segment.time(opts.clock), segment.steps);
-            results.push(i, us, us_per_step(segment.seconds, segment.steps));
+            results.push_at(i, round - warm, figures);
+        }
+    }
+    // trainmon's setup, a `fit` of 0 epochs, timed apart (it has no marks to take turns at).
+    if variants.iter().any(|v| v.starts_with("trainmon")) {
+        let (model, dataset) = (model(w), TensorDataset::new(x.shallow_clone(), y).unwrap());
+        let ctx = Ctx {
+            w,
+            x: &x,
+            y: &dataset.labels().shallow_clone(),
+            epochs,
+        };
+        let mut runner = Runner::new(SETUP, &ctx, &model, &dataset);
+        let i = results.index(SETUP);
+        let fits = results.rounds().clamp(10, 50);
+        runner.segment(&ctx);
+        for round in 0..fits {
+            let segment = runner.segment(&ctx);
+            let us = 1e6 * segment.time(opts.clock);
+            results.push_at(i, round, [us, 1e6 * segment.seconds, f64::NAN, f64::NAN]);
         }
     }
     (results, epochs)
@@ -843,7 +1132,10 @@ fn processes(w: &Workload, opts: &Options, variants: &[String]) -> (Results, Vec
         for k in 0..variants.len() {
             let i = (k + round) % variants.len();
             let run = spawn(&variants[i], w, opts);
-            results.push(i, run.us_per_step, run.wall_us_per_step);
+            results.push(
+                i,
+                [run.us_per_step, run.wall_us_per_step, run.steady_us_per_step, f64::NAN],
+            );
             mib[i].push(run.peak_mib);
         }
     }
@@ -873,12 +1165,13 @@ fn main() {
         let w = WORKLOADS.iter().find(|w| w.name == args[2]).expect("a workload");
         let segment = measure(&args[1], w);
         println!(
-            "{{\"steps\":{},\"seconds\":{},\"cpu_seconds\":{},\"us_per_step\":{},\"wall_us_per_step\":{},\"peak_mib\":{}}}",
+            "{{\"steps\":{},\"seconds\":{},\"cpu_seconds\":{},\"us_per_step\":{},\"wall_us_per_step\":{},\"steady_us_per_step\":{},\"peak_mib\":{}}}",
             segment.steps,
             segment.seconds,
             segment.cpu_seconds,
             us_per_step(segment.time(clock), segment.steps),
             us_per_step(segment.seconds, segment.steps),
+            segment.steady(clock),
             peak_rss_mib()
         );
         return;
@@ -907,6 +1200,7 @@ fn main() {
         only,
         python: std::env::var_os("TRAINMON_PYTHON").is_some(),
         dump: value("--dump"),
+        turn: value("--turn").map_or(3, |t| t.parse().expect("--turn N")).max(1),
     };
     let clock_name = match clock {
         Clock::Wall => "wall",
@@ -918,13 +1212,15 @@ fn main() {
         if let Some(only) = &opts.only {
             let started = Instant::now();
             let (results, epochs) = alternate(w, &opts, &opts.variants);
+            let get = |m| results.spread(only, m).unwrap_or(Spread::NAN);
             eprintln!(
-                "{:5} {only} alone: {} µs/step ({clock_name} clock), wall {:.2}, {} rounds of {epochs}-epoch segments \
-                 in {:.1} s",
+                "{:5} {only} alone: {} µs/step ({clock_name} clock), wall {:.2}, steady state {:.2}, {} rounds of \
+                 {epochs}-epoch segments in {:.1} s",
                 w.name,
-                results.spread(only).unwrap().show(2),
-                quantile(&results.wall[0], 0.5),
-                results.us[0].len(),
+                get(Measure::Segment).show(2),
+                get(Measure::Wall).median,
+                get(Measure::Steady).median,
+                results.rounds(),
                 started.elapsed().as_secs_f64()
             );
             continue;
@@ -937,11 +1233,7 @@ fn main() {
             let (results, mib) = processes(w, &opts, &variants);
             (results, mib, "processes", w.epochs)
         } else {
-            let mut variants = opts.variants.clone();
-            if variants.iter().any(|v| v.starts_with("trainmon")) {
-                variants.push(SETUP.into());
-            }
-            let (mut results, epochs) = alternate(w, &opts, &variants);
+            let (mut results, epochs) = alternate(w, &opts, &opts.variants);
             // Peak memory, and the Python loop: each in its own process.
             let mut memory_variants = opts.variants.clone();
             if opts.python {
@@ -955,41 +1247,59 @@ fn main() {
                     mib.resize(results.variants.len(), Vec::new());
                     mib[i].push(run.peak_mib);
                     if v == "python" {
-                        results.push(i, run.us_per_step, run.wall_us_per_step);
+                        results.push(i, [run.us_per_step, run.wall_us_per_step, f64::NAN, f64::NAN]);
                     }
                 }
             }
             mib.resize(results.variants.len(), Vec::new());
             (results, mib, "alternating", epochs)
         };
-        let rounds = results.us.first().map_or(0, Vec::len);
+        let rounds = results.rounds();
         let peak = |v: &str| {
             let i = results.variants.iter().position(|x| x == v)?;
             Some(quantile(&mib[i], 0.5)).filter(|m| !m.is_nan())
         };
-        let get = |v: &str| results.spread(v).unwrap_or(Spread::NAN);
-        let ratio = |a: &str, b: &str| results.ratio(a, b).unwrap_or(Spread::NAN);
+        let get = |v: &str, m| results.spread(v, m).unwrap_or(Spread::NAN);
+        let ratio = |a: &str, b: &str, m| results.ratio(a, b, m).unwrap_or(Spread::NAN);
+        let segment_steps = (w.samples as f64 / w.batch as f64).ceil() * epochs as f64;
 
         // Human-readable, to stderr.
         let what = if mode == "processes" {
             format!("each measurement in its own process, {} epochs", w.epochs)
         } else {
-            format!("in one process, segments of {epochs} epoch(s)")
+            format!("in one process, segments of {epochs} epoch(s), {segment_steps} steps")
         };
         eprintln!(
-            "{} ({mode}: {rounds} rounds, {what}, {threads} thread(s), {clock_name} clock): median µs/step",
+            "{} ({mode}: {rounds} rounds, {what}, {threads} thread(s), {clock_name} clock)",
             w.name
         );
-        for v in results.variants.iter().filter(|v| *v != SETUP) {
+        eprintln!("  µs/step over whole segments: median (IQR; median's 95% CI) [wall-clock median]");
+        let shown = || results.variants.iter().filter(|v| *v != SETUP);
+        for v in shown() {
             let memory = peak(v).map_or(String::new(), |m| format!("; peak {m:.1} MiB"));
             let note = if v == "python" && mode == "alternating" {
                 " (own process, whole workload, wall clock)"
             } else {
                 ""
             };
-            let wall = results.of(v, true).map_or(f64::NAN, |w| quantile(w, 0.5));
-            eprintln!("  {v:18} {} [wall {wall:.2}]{memory}{note}", get(v).show(2));
+            eprintln!(
+                "    {v:18} {} [wall {:.2}]{memory}{note}",
+                get(v, Measure::Segment).show(2),
+                get(v, Measure::Wall).median
+            );
         }
+        eprintln!(
+            "  steady state, µs/step of the median 10-step block within epochs: median over segments (IQR; CI); \
+             beyond: µs per segment beyond its steps at the steady rate (setup, shuffles, epoch ends)"
+        );
+        for v in shown().filter(|v| *v != "python") {
+            eprintln!(
+                "    {v:18} {}; beyond {}",
+                get(v, Measure::Steady).show(2),
+                get(v, Measure::Overhead).show(0)
+            );
+        }
+        eprintln!("  ratios, paired (whole segments | steady state) [wall-clock median, whole segments]");
         for (a, b, label) in [
             ("trainmon", "minimal", "ratio_minimal            trainmon / minimal"),
             (
@@ -1029,74 +1339,92 @@ fn main() {
             ),
             ("minimal_eager", "minimal", "minimal_eager / minimal"),
         ] {
-            if let Some(r) = results.ratio(a, b) {
-                let wall = results.ratio_by(a, b, true).map_or(f64::NAN, |r| r.median);
-                eprintln!("  {label:56} {} [wall {wall:.4}]", r.show(4));
+            if let Some(r) = results.ratio(a, b, Measure::Segment) {
+                eprintln!(
+                    "    {label:56} {} | {} [wall {:.4}]",
+                    r.show(4),
+                    ratio(a, b, Measure::Steady).show(4),
+                    ratio(a, b, Measure::Wall).median
+                );
             }
         }
-        let setup = results.spread(SETUP);
-        if let (Some(s), Some(t)) = (setup, results.spread("trainmon")) {
-            let steps_per_fit = (w.samples as f64 / w.batch as f64).ceil();
+        let setup = results.spread(SETUP, Measure::Segment);
+        if let Some(s) = setup {
+            let t = get("trainmon", Measure::Segment);
+            let steps_per_epoch = segment_steps / epochs as f64;
             eprintln!(
                 "  trainmon fit setup (a fit of 0 epochs): {} µs per fit = {:.2} µs/step over a {epochs}-epoch \
                  segment ({:.2} % of trainmon's), {:.2} µs/step over the workload's {}-epoch fit",
                 s.show(0),
-                s.median / (steps_per_fit * epochs as f64),
-                100.0 * s.median / (steps_per_fit * epochs as f64) / t.median,
-                s.median / (steps_per_fit * w.epochs as f64),
+                s.median / segment_steps,
+                100.0 * s.median / segment_steps / t.median,
+                s.median / (steps_per_epoch * w.epochs as f64),
                 w.epochs
             );
         }
 
         // JSON, to stdout at the end.
-        let (t, h) = (get("trainmon"), get("handwritten"));
+        let seg = |v: &str| get(v, Measure::Segment);
+        let (t, h) = (seg("trainmon"), seg("handwritten"));
         let nan = f64::NAN;
         let mut line = format!(
             "{{\"workload\":\"{}\",\"trainmon_us_per_step\":{:.3},\"handwritten_us_per_step\":{:.3},\"ratio\":{:.4},\"rounds\":{rounds},\"trainmon_peak_mib\":{:.1},\"handwritten_peak_mib\":{:.1},\"memory_ratio\":{:.4}",
             w.name,
             t.median,
             h.median,
-            ratio("trainmon", "handwritten").median,
+            ratio("trainmon", "handwritten", Measure::Segment).median,
             peak("trainmon").unwrap_or(nan),
             peak("handwritten").unwrap_or(nan),
             peak("trainmon").unwrap_or(nan) / peak("handwritten").unwrap_or(nan)
         );
         line.push_str(&format!(
             ",\"trainmon_lazy_us_per_step\":{:.3}",
-            get("trainmon_lazy").median
+            seg("trainmon_lazy").median
         ));
         line.push_str(&format!(
             ",\"handwritten_optim_us_per_step\":{:.3},\"loop_ratio\":{:.4}",
-            get("handwritten_optim").median,
-            ratio("trainmon", "handwritten_optim").median
+            seg("handwritten_optim").median,
+            ratio("trainmon", "handwritten_optim", Measure::Segment).median
         ));
         if opts.python {
-            line.push_str(&format!(",\"python_plain_us_per_step\":{:.3}", get("python").median));
+            line.push_str(&format!(",\"python_plain_us_per_step\":{:.3}", seg("python").median));
         }
         line.push_str(&format!(
             ",\"mode\":\"{mode}\",\"clock\":\"{clock_name}\",\"threads\":{threads},\"segment_epochs\":{epochs}"
         ));
         for v in ["minimal", "minimal_optim"] {
             line.push(',');
-            line.push_str(&get(v).json(&format!("{v}_us_per_step"), 3));
+            line.push_str(&seg(v).json(&format!("{v}_us_per_step"), 3));
         }
-        for (key, a, b) in [
+        let ratios = [
             ("ratio_minimal", "trainmon", "minimal"),
             ("ratio_minimal_lazy", "trainmon_lazy", "minimal"),
             ("ratio_minimal_optim", "trainmon", "minimal_optim"),
             ("ratio_minimal_optim_lazy", "trainmon_lazy", "minimal_optim"),
             ("lazy_ratio", "trainmon_lazy", "trainmon"),
-        ] {
+        ];
+        for (key, a, b) in ratios {
             line.push(',');
-            line.push_str(&ratio(a, b).json(key, 4));
+            line.push_str(&ratio(a, b, Measure::Segment).json(key, 4));
         }
         for v in ["trainmon", "handwritten", "trainmon_lazy", "handwritten_optim"] {
-            line.push_str(&get(v).iqr(&format!("{v}_us_per_step"), 3));
+            line.push_str(&seg(v).iqr(&format!("{v}_us_per_step"), 3));
         }
-        line.push_str(&ratio("trainmon", "handwritten").iqr("ratio", 4));
-        line.push_str(&ratio("trainmon", "handwritten_optim").iqr("loop_ratio", 4));
-        if let Some(r) = results.ratio_by("trainmon", "minimal", true) {
-            line.push_str(&format!(",\"ratio_minimal_wall\":{:.4}", r.median));
+        line.push_str(&ratio("trainmon", "handwritten", Measure::Segment).iqr("ratio", 4));
+        line.push_str(&ratio("trainmon", "handwritten_optim", Measure::Segment).iqr("loop_ratio", 4));
+        line.push_str(&format!(
+            ",\"ratio_minimal_wall\":{:.4}",
+            ratio("trainmon", "minimal", Measure::Wall).median
+        ));
+        for v in ["trainmon", "trainmon_lazy", "minimal", "minimal_optim"] {
+            line.push(',');
+            line.push_str(&get(v, Measure::Steady).json(&format!("{v}_steady_us_per_step"), 3));
+            line.push(',');
+            line.push_str(&get(v, Measure::Overhead).json(&format!("{v}_beyond_us_per_segment"), 0));
+        }
+        for (key, a, b) in ratios {
+            line.push(',');
+            line.push_str(&ratio(a, b, Measure::Steady).json(&format!("{key}_steady"), 4));
         }
         for v in ["trainmon_lazy", "minimal", "minimal_optim", "handwritten_optim"] {
             if let Some(m) = peak(v) {

@@ -65,7 +65,7 @@ enum Locals<S> {
     Kept(SaveLocals<S>, LoadLocals<S>),
     /// Not kept (a closure's: run-time code cannot see whether serde handles a type); the
     /// type names of its `Local` parameters, to say so on resume.
-    NotKept(Vec<&'static str>),
+    NotKept(Vec<String>),
 }
 
 /// The mark of a `Local` that a run-time closure had: not kept.
@@ -211,7 +211,7 @@ macro_rules! function_hooks {
                 let mut requires = Vec::new();
                 $(requires.extend($p::requirement());)*
                 let mut locals = Vec::new();
-                $(if $p::LOCAL { locals.push(std::any::type_name::<$p>()); })*
+                $(if $p::LOCAL { locals.push(short_type_name(std::any::type_name::<$p>())); })*
                 // Called through the bound on items (a closure's higher-ranked signature), not
                 // the one on parameter types, which only lets the compiler infer them.
                 #[allow(clippy::too_many_arguments)]
@@ -236,7 +236,7 @@ macro_rules! function_hooks {
                     if !$p::exists_at(event) {
                         return Err(format!(
                             "its parameter `{}` does not exist at `{event}`",
-                            std::any::type_name::<$p>()
+                            short_type_name(std::any::type_name::<$p>())
                         ));
                     }
                 )*
@@ -244,6 +244,26 @@ macro_rules! function_hooks {
             }
         }
     };
+}
+
+/// A type's name without module paths: `&trainmon::metrics::BatchLogs` → `&BatchLogs`.
+fn short_type_name(name: &str) -> String {
+    let mut short = String::with_capacity(name.len());
+    let mut segment = 0;
+    let mut rest = name;
+    while let Some(c) = rest.chars().next() {
+        if rest.starts_with("::") {
+            short.truncate(segment);
+            rest = &rest[2..];
+            continue;
+        }
+        short.push(c);
+        if !(c.is_alphanumeric() || c == '_') {
+            segment = short.len();
+        }
+        rest = &rest[c.len_utf8()..];
+    }
+    short
 }
 
 function_hooks!();
@@ -255,3 +275,20 @@ function_hooks!(P0 s0 T0, P1 s1 T1, P2 s2 T2, P3 s3 T3, P4 s4 T4);
 function_hooks!(P0 s0 T0, P1 s1 T1, P2 s2 T2, P3 s3 T3, P4 s4 T4, P5 s5 T5);
 function_hooks!(P0 s0 T0, P1 s1 T1, P2 s2 T2, P3 s3 T3, P4 s4 T4, P5 s5 T5, P6 s6 T6);
 function_hooks!(P0 s0 T0, P1 s1 T1, P2 s2 T2, P3 s3 T3, P4 s4 T4, P5 s5 T5, P6 s6 T6, P7 s7 T7);
+
+#[cfg(test)]
+mod tests {
+    use super::short_type_name;
+
+    #[test]
+    fn type_names_lose_their_module_paths() {
+        for (full, short) in [
+            ("&trainmon::metrics::BatchLogs", "&BatchLogs"),
+            ("trainmon::param::Local<alloc::vec::Vec<f64>>", "Local<Vec<f64>>"),
+            ("trainmon::resource::Res<(a::B, c::D)>", "Res<(B, D)>"),
+            ("u32", "u32"),
+        ] {
+            assert_eq!(short_type_name(full), short);
+        }
+    }
+}
