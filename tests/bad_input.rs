@@ -19,7 +19,7 @@ fn fit_error(data: &TensorDataset, vs: &nn::VarStore, model: &impl Module, batch
         .fit(data)
     {
         Ok(_) => panic!("fit should have failed"),
-        Err(err) => err.to_string(),
+        Err(err) => format!("{err:#}"),
     }
 }
 
@@ -106,7 +106,7 @@ fn bad_datasets_are_refused() {
     for (features, labels, want, why) in cases {
         let err = TensorDataset::new(features, labels).unwrap_err();
         assert!(matches!(err, Error::Data(_)), "{why}: {err:?}");
-        assert!(err.to_string().contains(want), "{why}: expected {want:?} in {err}");
+        assert!(format!("{err:#}").contains(want), "{why}: expected {want:?} in {err:#}");
     }
 }
 
@@ -163,7 +163,7 @@ fn bad_trainer_settings_are_errors_naming_the_cause() {
         ),
     ];
     for (fit, want, why) in cases {
-        let err = fit().unwrap_err().to_string();
+        let err = format!("{:#}", fit().unwrap_err());
         assert!(err.contains(want), "{why}: expected {want:?} in {err}");
     }
 }
@@ -219,8 +219,8 @@ fn a_full_disk_is_an_error_naming_the_file() {
         .hooks(trainmon::Hooks::none())
         .with(trainmon::hooks::MetricFiles::new(dir.path()).jsonl(false))
         .fit(&data)
-        .unwrap_err()
-        .to_string();
+        .unwrap_err();
+    let err = format!("{err:#}");
     assert!(
         err.contains("hook `MetricFiles`") && err.contains("epochs.csv"),
         "{err}"

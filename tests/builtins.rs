@@ -91,7 +91,7 @@ fn early_stopping_reasons_and_errors() {
         "{stop}"
     );
 
-    let err = fit(EarlyStopping::new("val_acc")).unwrap_err().to_string();
+    let err = format!("{:#}", fit(EarlyStopping::new("val_acc")).unwrap_err());
     assert!(
         err.starts_with("hook `EarlyStopping` (trainmon/src/hooks/early_stopping.rs:"),
         "{err}"
@@ -268,8 +268,8 @@ fn metric_files_hold_the_history() {
         .hooks(Hooks::none())
         .with(MetricFiles::new(blocker.join("metrics")))
         .fit(&data)
-        .unwrap_err()
-        .to_string();
+        .unwrap_err();
+    let err = format!("{err:#}");
     assert!(
         err.contains("could not create the directory") && err.contains("a-file/metrics"),
         "{err}"
@@ -415,7 +415,7 @@ fn checkpoints_keep_the_best_the_last_and_the_failure() {
         })
         .fit(&data)
         .unwrap_err();
-    assert!(err.to_string().contains("broken"));
+    assert!(format!("{err:#}").contains("broken"), "{err:#}");
     assert_eq!(files_in(&dir), ["exception.safetensors"]);
     fresh.load(dir.join("exception.safetensors")).unwrap();
     assert_eq!(weights(&fresh), weights(&vs), "the weights at the failure");

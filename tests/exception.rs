@@ -47,7 +47,7 @@ fn report(error: &Error, history: &History) {
     EXCEPTIONS
         .lock()
         .unwrap()
-        .push(format!("{} epochs: {error}", history.len()));
+        .push(format!("{} epochs: {error:#}", history.len()));
 }
 
 // Also an `on_exception` hook, failing itself: its failure must not hide the original error.
@@ -118,7 +118,12 @@ fn failing_hooks_are_reported_by_name_and_place() {
         };
         assert_eq!(name, hook, "{why}");
         assert_eq!(at.to_string(), location, "{why}: where the hook is defined");
-        let text = err.to_string();
+        let text = format!("{err:#}");
+        // The cause is printed once: as the source, not in the error's own message.
+        let cause = message.trim_start_matches("failed: ");
+        let source = std::error::Error::source(&err).expect("the hook's error is the source");
+        assert!(source.to_string().starts_with(cause), "{why}: {source}");
+        assert!(!err.to_string().contains(cause), "{why}: {err}");
         assert!(
             text.starts_with(&format!("hook `{hook}` (")) && text.contains(&location) && text.contains(message),
             "{why}: {text}"

@@ -47,7 +47,10 @@ fn failing_hooks_stop_training_or_are_disabled() {
         matches!(&err, Error::Hook { hook, .. } if hook == "flaky_logger"),
         "{err}"
     );
-    assert!(err.to_string().contains("log server unreachable at epoch 3"), "{err}");
+    assert!(
+        format!("{err:#}").contains("log server unreachable at epoch 3"),
+        "{err:#}"
+    );
     let epochs = std::fs::read_to_string(tmp.path().join("strict/metrics/epochs.csv")).unwrap();
     assert_eq!(
         epochs.lines().count(),

@@ -86,7 +86,7 @@ fn cases(root: &Path) {
         ),
     ];
     for (why, fit, want) in cases {
-        let err = fit().expect_err(why).to_string();
+        let err = format!("{:#}", fit().expect_err(why));
         for piece in &want {
             assert!(err.contains(piece.as_str()), "{why}: expected {piece:?} in {err:?}");
         }
@@ -99,9 +99,10 @@ fn cases(root: &Path) {
     // Plots into a read-only directory fail at the end of training: the metric files written
     // during it are whole.
     let metrics = root.join("metrics");
-    let err = fit(|t| t.with(MetricFiles::new(&metrics)).with(Plots::new(&ro)))
-        .unwrap_err()
-        .to_string();
+    let err = format!(
+        "{:#}",
+        fit(|t| t.with(MetricFiles::new(&metrics)).with(Plots::new(&ro))).unwrap_err()
+    );
     assert!(
         err.contains("hook `Plots`") && err.contains(&ro.display().to_string()),
         "{err}"
@@ -113,7 +114,7 @@ fn cases(root: &Path) {
     let err = trainmon::output::RunDir::create(&ro, "demo").unwrap_err();
     assert!(matches!(err, Error::Io { .. }), "{err:?}");
     assert!(
-        err.to_string().contains(&ro.join("demo").display().to_string()),
+        format!("{err:#}").contains(&ro.join("demo").display().to_string()),
         "{err}"
     );
 }

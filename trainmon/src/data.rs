@@ -8,7 +8,7 @@ use tch::Tensor;
 ///
 /// ```
 /// use tch::{Device, Kind, Tensor};
-/// use trainmon::data::Dataset;
+/// use trainmon::Dataset;
 ///
 /// /// Points on two interleaved spirals, made on the fly.
 /// struct Spirals(usize);

@@ -25,7 +25,7 @@ impl Loss {
     ///
     /// ```
     /// use tch::Reduction;
-    /// use trainmon::loss::Loss;
+    /// use trainmon::Loss;
     ///
     /// let huber = Loss::custom(|outputs, targets| outputs.f_huber_loss(targets, Reduction::Mean, 1.0));
     /// # let _ = huber;

@@ -17,7 +17,7 @@ use tch::{Kind, TchError, Tensor};
 ///
 /// ```
 /// use tch::{Kind, TchError, Tensor};
-/// use trainmon::metrics::Metric;
+/// use trainmon::Metric;
 ///
 /// /// Mean absolute error, summed on the device.
 /// #[derive(Default)]

@@ -174,7 +174,7 @@ fn sorted(mut list: Vec<&'static Registration>) -> Vec<&'static Registration> {
 /// Which registered hooks a `Trainer` runs ([`crate::Trainer::hooks`]): all of them by default.
 ///
 /// ```
-/// use trainmon::registry::Hooks;
+/// use trainmon::Hooks;
 ///
 /// let quiet = Hooks::all().except(["verbose"]);        // a group, or a hook's name or path
 /// let only_logging = Hooks::groups(["logging"]);

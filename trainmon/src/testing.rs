@@ -16,7 +16,7 @@
 //!     if *bad >= 2 { Control::stop("no improvement") } else { Control::Continue }
 //! }
 //!
-//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! # fn main() -> Result<(), trainmon::BoxError> {
 //! let mut harness = Harness::new();
 //! let mut hook = harness.hook(Event::EpochEnd, early_stop)?;
 //! let mut controls = Vec::new();
