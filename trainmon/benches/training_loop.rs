@@ -27,7 +27,7 @@
 //!
 //! How it measures (the default, `alternating`): one process builds the data once and each
 //! variant's model once (same initial weights), then runs every variant on its own thread, all
-//! pinned to one CPU, taking turns: a turn ends at a batch the logger prints, every `--turn N`
+//! pinned to one CPU (with `--threads 1`), taking turns: a turn ends at a batch the logger prints, every `--turn N`
 //! such marks (3: 30 steps), and the next variant's thread runs — the variants in the order of
 //! `VARIANTS` (trainmon between minimal and minimal_optim), then in reverse, and so on. So the
 //! variants go through their segments side by side, milliseconds apart: whatever slows the
@@ -1022,7 +1022,10 @@ fn alternate(w: &Workload, opts: &Options, variants: &[String]) -> (Results, usi
                         }
                     }
                     let _done = Done(Arc::clone(&baton), me);
-                    pin_to(cpu);
+                    if opts.threads == 1 {
+                        // With more threads, libtorch's own would be pinned there too.
+                        pin_to(cpu);
+                    }
                     let dataset = TensorDataset::new(x.shallow_clone(), y.shallow_clone()).unwrap();
                     let ctx = Ctx {
                         w,
