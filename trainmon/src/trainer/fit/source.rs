@@ -130,9 +130,9 @@ pub(super) fn check_nan(features: &Tensor, policy: NanPolicy, what: &str) -> Res
     let read = |e| Error::torch(format!("looking for NaN in the {what} features"), e);
     // One pass first: a finite sum means no NaN (a NaN makes any sum NaN). Only a sum that is
     // not finite (a NaN, or values that add up to an infinity) pays for the row-by-row scan
-    // that names the samples — on 60000 × 784 features, 15 ms instead of 110 ms every fit.
+    // that names the samples. The sum is kept in the features' own kind: no converted copy.
     let sum = features
-        .f_sum(tch::Kind::Double)
+        .f_sum(features.kind())
         .and_then(|sum| sum.f_double_value(&[]))
         .map_err(read)?;
     if sum.is_finite() {
