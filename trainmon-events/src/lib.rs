@@ -257,16 +257,17 @@ impl std::error::Error for FilterError {}
 /// assert!(check_filter(Event::EpochEnd, &FilterRule { every: Some(5), ..Default::default() }).is_empty());
 /// ```
 pub fn check_filter(event: Event, filter: &FilterRule<'_>) -> Vec<FilterError> {
-    let mut errors = Vec::new();
-    let mut errors_at = Vec::new();
-    let mut error = |option: FilterOption, at_value: bool, message: String| {
+    /// Records an error about `option`, returned to add where in a list it is.
+    fn error(errors: &mut Vec<FilterError>, option: FilterOption, at_value: bool, message: String) -> &mut FilterError {
         errors.push(FilterError {
             option,
             at_value,
             element: None,
             message,
-        })
-    };
+        });
+        errors.last_mut().expect("just pushed")
+    }
+    let mut errors = Vec::new();
     let attr = event.attribute();
     let counts = event.counts();
     if !event.repeats() {
@@ -280,6 +281,7 @@ pub fn check_filter(event: Event, filter: &FilterRule<'_>) -> Vec<FilterError> {
         ];
         for (option, _) in set.into_iter().filter(|(_, set)| *set) {
             error(
+                &mut errors,
                 option,
                 false,
                 format!(
@@ -292,6 +294,7 @@ pub fn check_filter(event: Event, filter: &FilterRule<'_>) -> Vec<FilterError> {
     }
     if filter.every == Some(0) {
         error(
+            &mut errors,
             FilterOption::Every,
             true,
             format!("`every` must be at least 1: `every = N` fires at every Nth event; counters count {counts} from 1"),
@@ -300,6 +303,7 @@ pub fn check_filter(event: Event, filter: &FilterRule<'_>) -> Vec<FilterError> {
     if let Some(once) = filter.once {
         if once.is_empty() {
             error(
+                &mut errors,
                 FilterOption::Once,
                 true,
                 "`once` needs at least one count: `once = 5` or `once = [1, 5]`".into(),
@@ -307,11 +311,12 @@ pub fn check_filter(event: Event, filter: &FilterRule<'_>) -> Vec<FilterError> {
         }
         if let Some(zero) = once.iter().position(|&n| n == 0) {
             error(
+                &mut errors,
                 FilterOption::Once,
                 true,
                 format!("`once` must be at least 1: 0 never happens; counters count {counts} from 1"),
-            );
-            errors_at.push(zero);
+            )
+            .element = Some(zero);
         }
         for (other, set) in [
             (FilterOption::Every, filter.every.is_some()),
@@ -320,6 +325,7 @@ pub fn check_filter(event: Event, filter: &FilterRule<'_>) -> Vec<FilterError> {
         ] {
             if set {
                 error(
+                    &mut errors,
                     FilterOption::Once,
                     false,
                     format!(
@@ -341,20 +347,16 @@ pub fn check_filter(event: Event, filter: &FilterRule<'_>) -> Vec<FilterError> {
             } else {
                 format!("`before = {before}` never fires: counts start at 1")
             };
-            error(FilterOption::Before, false, why);
+            error(&mut errors, FilterOption::Before, false, why);
         }
     }
     if filter.counter.is_some() && !event.is_training_batch() {
         error(
+            &mut errors,
             FilterOption::Counter,
             false,
             format!("`counter` applies to training-batch events; `#[{attr}]` counts {counts}"),
         );
-    }
-    if let Some(zero) = errors_at.pop() {
-        if let Some(e) = errors.iter_mut().find(|e| e.message.contains("0 never happens")) {
-            e.element = Some(zero);
-        }
     }
     errors
 }
@@ -392,112 +394,35 @@ mod tests {
     fn rules() {
         use FilterOption::*;
         let none = FilterRule::default();
-        assert_eq!(options(Event::TrainBegin, none), []);
+        #[rustfmt::skip]
+        let cases: [(Event, FilterRule<'_>, &[FilterOption]); 12] = [
+            (Event::TrainBegin, none, &[]),
+            (Event::TrainBegin, FilterRule { every: Some(2), when: true, ..none }, &[Every, When]),
+            (Event::BatchEnd, FilterRule { every: Some(0), ..none }, &[Every]),
+            (Event::BatchEnd, FilterRule { once: Some(&[0]), ..none }, &[Once]),
+            (Event::BatchEnd, FilterRule { once: Some(&[]), ..none }, &[Once]),
+            (Event::BatchEnd, FilterRule { once: Some(&[3]), every: Some(2), before: Some(9), ..none }, &[Once, Once]),
+            (Event::BatchEnd, FilterRule { after: Some(5), before: Some(6), ..none }, &[Before]),
+            (Event::BatchEnd, FilterRule { after: Some(5), before: Some(7), ..none }, &[]),
+            (Event::BatchEnd, FilterRule { before: Some(1), ..none }, &[Before]),
+            (Event::BatchEnd, FilterRule { before: Some(2), ..none }, &[]),
+            (Event::EpochEnd, FilterRule { counter: Some(true), ..none }, &[Counter]),
+            (Event::BatchBegin, FilterRule { counter: Some(true), ..none }, &[]),
+        ];
+        for (event, rule, want) in cases {
+            assert_eq!(options(event, rule), want, "{event}: {rule:?}");
+        }
+        let zero = &check_filter(
+            Event::BatchEnd,
+            &FilterRule {
+                once: Some(&[4, 0]),
+                ..none
+            },
+        )[0];
         assert_eq!(
-            options(
-                Event::TrainBegin,
-                FilterRule {
-                    every: Some(2),
-                    when: true,
-                    ..none
-                }
-            ),
-            [Every, When]
-        );
-        assert_eq!(options(Event::BatchEnd, FilterRule { every: Some(0), ..none }), [Every]);
-        assert_eq!(
-            options(
-                Event::BatchEnd,
-                FilterRule {
-                    once: Some(&[0]),
-                    ..none
-                }
-            ),
-            [Once]
-        );
-        assert_eq!(
-            options(
-                Event::BatchEnd,
-                FilterRule {
-                    once: Some(&[]),
-                    ..none
-                }
-            ),
-            [Once]
-        );
-        assert_eq!(
-            options(
-                Event::BatchEnd,
-                FilterRule {
-                    once: Some(&[3]),
-                    every: Some(2),
-                    before: Some(9),
-                    ..none
-                }
-            ),
-            [Once, Once]
-        );
-        assert_eq!(
-            options(
-                Event::BatchEnd,
-                FilterRule {
-                    after: Some(5),
-                    before: Some(6),
-                    ..none
-                }
-            ),
-            [Before]
-        );
-        assert_eq!(
-            options(
-                Event::BatchEnd,
-                FilterRule {
-                    after: Some(5),
-                    before: Some(7),
-                    ..none
-                }
-            ),
-            []
-        );
-        assert_eq!(
-            options(
-                Event::BatchEnd,
-                FilterRule {
-                    before: Some(1),
-                    ..none
-                }
-            ),
-            [Before]
-        );
-        assert_eq!(
-            options(
-                Event::BatchEnd,
-                FilterRule {
-                    before: Some(2),
-                    ..none
-                }
-            ),
-            []
-        );
-        assert_eq!(
-            options(
-                Event::EpochEnd,
-                FilterRule {
-                    counter: Some(true),
-                    ..none
-                }
-            ),
-            [Counter]
-        );
-        assert_eq!(
-            options(
-                Event::BatchBegin,
-                FilterRule {
-                    counter: Some(true),
-                    ..none
-                }
-            ),
-            []
+            (zero.option, zero.at_value, zero.element),
+            (Once, true, Some(1)),
+            "the element at fault"
         );
         let message = &check_filter(Event::ValidationBatchEnd, &FilterRule { every: Some(0), ..none })[0].message;
         assert!(message.contains("validation batches"), "{message}");
