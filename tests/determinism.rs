@@ -1,6 +1,7 @@
 //! `Trainer::seed`: two CPU runs with the same seed give bit-identical histories and weights —
 //! whether values are read eagerly or lazily, and whether batches come from tensors or from a
-//! dataset asked batch by batch.
+//! dataset asked batch by batch (and for tensors with wide rows, which the loop gathers batch by
+//! batch rather than an epoch at once).
 
 use tch::nn::{self, VarStore};
 use tch::{Device, Tensor};
@@ -24,11 +25,23 @@ type Epoch = (usize, usize, Vec<(String, f64)>);
 
 /// Everything a run produced: the history without wall times, and the weights.
 fn run(seed: u64, lazy: bool, one_by_one: bool) -> (Vec<Epoch>, Vec<f32>) {
-    let data = tutorial_data(5);
+    let data = {
+        let _rng = GLOBAL_RNG.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        tutorial_data(5)
+    };
+    run_on(&data, seed, lazy, one_by_one)
+}
+
+/// libtorch's random generator is global: the tests of this file draw from it one at a time.
+static GLOBAL_RNG: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn run_on(data: &TensorDataset, seed: u64, lazy: bool, one_by_one: bool) -> (Vec<Epoch>, Vec<f32>) {
+    let _rng = GLOBAL_RNG.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    let features = data.tensors().expect("a tensor dataset").0.size()[1];
     tch::manual_seed(6);
     let vs = VarStore::new(Device::Cpu);
     let model = nn::seq_t()
-        .add(nn::linear(vs.root() / "fc1", 20, 16, Default::default()))
+        .add(nn::linear(vs.root() / "fc1", features, 16, Default::default()))
         .add_fn(|x| x.relu())
         .add_fn_t(|x, train| x.dropout(0.2, train))
         .add(nn::linear(vs.root() / "fc2", 16, 2, Default::default()));
@@ -40,9 +53,9 @@ fn run(seed: u64, lazy: bool, one_by_one: bool) -> (Vec<Epoch>, Vec<f32>) {
         .seed(seed)
         .lazy_reads(lazy);
     let history: History = if one_by_one {
-        trainer.fit(&OneByOne(&data)).unwrap()
+        trainer.fit(&OneByOne(data)).unwrap()
     } else {
-        trainer.fit(&data).unwrap()
+        trainer.fit(data).unwrap()
     };
     let epochs = history
         .epochs()
@@ -82,5 +95,32 @@ fn same_seed_same_bits() {
         run(8, false, false).1,
         reference.1,
         "another seed shuffles (and drops out) otherwise"
+    );
+}
+
+/// Rows of 600 floats: a batch of 32 is 76.8 kB of features, which the loop gathers batch by
+/// batch (a whole epoch at once costs a fresh buffer the size of the set). The same order, the
+/// same bits as the dataset asked batch by batch.
+#[test]
+fn wide_rows_gathered_batch_by_batch_same_bits() {
+    let data = {
+        let _rng = GLOBAL_RNG.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        tch::manual_seed(11);
+        let x = Tensor::randn([500, 600], (tch::Kind::Float, Device::Cpu));
+        let y = x.narrow(1, 0, 1).squeeze_dim(1).gt(0.0).to_kind(tch::Kind::Int64);
+        TensorDataset::new(x, y).unwrap()
+    };
+    let reference = run_on(&data, 7, false, false);
+    assert_eq!(reference.0[0].1, 13, "400 training samples in batches of 32");
+    assert_eq!(
+        run_on(&data, 7, false, true),
+        reference,
+        "tensors gathered batch by batch: the same values as the dataset asked batch by batch"
+    );
+    assert_eq!(run_on(&data, 7, true, false), reference, "lazy reads too");
+    assert_ne!(
+        run_on(&data, 8, false, false).1,
+        reference.1,
+        "another seed shuffles otherwise"
     );
 }

@@ -28,8 +28,10 @@
 //! How it measures (the default, `alternating`): one process builds the data once and each
 //! variant's model once (same initial weights), then runs every variant on its own thread, all
 //! pinned to one CPU (with `--threads 1`), taking turns: a turn ends at a batch the logger prints, every `--turn N`
-//! such marks (3: 30 steps), and the next variant's thread runs — the variants in the order of
-//! `VARIANTS` (trainmon between minimal and minimal_optim), then in reverse, and so on. So the
+//! such marks (3: 30 steps), and the next variant's thread runs — in cycles of one turn each,
+//! the first in the order of `VARIANTS`, then each in a random order (fixed seed) that never
+//! gives a variant two turns in a row (its second would find the caches warm with its own
+//! data): every variant follows every other about equally often. So the
 //! variants go through their segments side by side, milliseconds apart: whatever slows the
 //! machine down (the other core's work thrashing shared caches and memory makes one epoch's CPU
 //! time vary by ±10 % and more) slows them alike. Each variant trains *segments*, one after the
@@ -293,34 +295,69 @@ thread_local! {
 
 /// The alternating mode's turns: one thread per variant, only the one whose turn it is runs.
 struct Baton {
-    /// The position in the order of turns, and which variants are done.
-    state: Mutex<(usize, Vec<bool>)>,
+    state: Mutex<BatonState>,
     /// One per variant: only the thread whose turn comes is woken.
     turned: Vec<Condvar>,
 }
 
-impl Baton {
-    fn new(variants: usize) -> Self {
-        Baton {
-            state: Mutex::new((0, vec![false; variants])),
-            turned: (0..variants).map(|_| Condvar::new()).collect(),
-        }
+/// Whose turn it is, and which variants are done.
+struct BatonState {
+    /// The variants in this cycle's order of turns, and the place in it.
+    order: Vec<usize>,
+    place: usize,
+    done: Vec<bool>,
+    /// Draws each cycle's order (xorshift64, fixed seed: the same sequence every run).
+    rng: u64,
+}
+
+impl BatonState {
+    fn whose(&self) -> usize {
+        self.order[self.place]
     }
 
-    /// Whose turn position `p` is: the variants in their order, then in reverse, and so on,
-    /// so that each comes as often before its neighbour as after it.
-    fn whose(p: usize, n: usize) -> usize {
-        if (p / n) % 2 == 0 {
-            p % n
-        } else {
-            n - 1 - p % n
+    /// The next turn; after the last of a cycle, a new cycle in a new order.
+    fn advance(&mut self) {
+        self.place += 1;
+        if self.place < self.order.len() {
+            return;
+        }
+        self.place = 0;
+        let last = *self.order.last().expect("at least one variant");
+        let n = self.order.len();
+        for i in (1..n).rev() {
+            self.rng ^= self.rng << 13;
+            self.rng ^= self.rng >> 7;
+            self.rng ^= self.rng << 17;
+            self.order.swap(i, (self.rng % (i as u64 + 1)) as usize);
+        }
+        if n > 1 && self.order[0] == last {
+            self.order.swap(0, 1 + (self.rng % (n as u64 - 1)) as usize);
+        }
+    }
+}
+
+impl Baton {
+    /// Turns in cycles: every variant once per cycle, each cycle in a random order (the first
+    /// cycle in the given one), never the same variant twice in a row. So every variant
+    /// follows every other about equally often (the caches a turn starts with are those the
+    /// previous variant left), and none gets two turns back to back, whose second would start
+    /// with its own data in the caches.
+    fn new(variants: usize) -> Self {
+        Baton {
+            state: Mutex::new(BatonState {
+                order: (0..variants).collect(),
+                place: 0,
+                done: vec![false; variants],
+                rng: 0x9E37_79B9_7F4A_7C15,
+            }),
+            turned: (0..variants).map(|_| Condvar::new()).collect(),
         }
     }
 
     /// Waits for variant `me`'s turn.
     fn wait(&self, me: usize) {
         let mut state = self.state.lock().unwrap();
-        while Self::whose(state.0, state.1.len()) != me {
+        while state.whose() != me {
             state = self.turned[me].wait(state).unwrap();
         }
     }
@@ -330,19 +367,18 @@ impl Baton {
     fn pass(&self, done: Option<usize>) {
         let mut state = self.state.lock().unwrap();
         if let Some(me) = done {
-            state.1[me] = true;
+            state.done[me] = true;
         }
-        let n = state.1.len();
-        if state.1.iter().all(|&d| d) {
+        if state.done.iter().all(|&d| d) {
             return;
         }
         loop {
-            state.0 += 1;
-            if !state.1[Self::whose(state.0, n)] {
+            state.advance();
+            if !state.done[state.whose()] {
                 break;
             }
         }
-        let next = Self::whose(state.0, n);
+        let next = state.whose();
         drop(state);
         self.turned[next].notify_one();
     }

@@ -247,7 +247,7 @@ impl Loop<'_, '_> {
     fn train_epoch(&mut self, train: &Source<'_>, logs: &mut BatchLogs, started: Instant) -> Result<()> {
         let epoch_rng = self.shuffling.rng.get_word_pos();
         let order = self.shuffling.order(self.settings.shuffle, train.len());
-        let order = train.epoch(order)?;
+        let order = train.epoch(order, self.settings.batch_size)?;
         let epoch = self.scene.state.epoch;
         let device = self.scene.state.device;
         let batch_size = self.settings.batch_size;
@@ -360,7 +360,7 @@ impl Loop<'_, '_> {
     fn validate(&mut self, valid: &Source<'_>, epoch: usize, logs: &mut BatchLogs) -> Result<()> {
         self.fire(Event::ValidationBegin, Count::epoch(epoch), None)?;
         let _no_grad = tch::no_grad_guard();
-        let order = valid.epoch(None)?;
+        let order = valid.epoch(None, self.settings.batch_size)?;
         let device = self.scene.state.device;
         let batch_size = self.settings.batch_size;
         logs.reset();
