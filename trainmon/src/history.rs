@@ -123,6 +123,97 @@ pub struct History {
     pub(crate) epochs: Vec<EpochLogs>,
     pub(crate) stop: Option<StopReason>,
     pub(crate) elapsed: Duration,
+    /// What each hook of the fit cost, the costliest first.
+    #[serde(default)]
+    pub(crate) hook_costs: Vec<HookCost>,
+}
+
+/// What one hook cost over a fit (in this process): its calls, at all its events, and the
+/// values kept on the device that it read through trainmon's logs and metrics.
+///
+/// Every call is timed (two clock reads, tens of nanoseconds). On CUDA, each read of a value
+/// kept on the device (the running loss or accuracy under lazy reads, a metric's sum) is a
+/// host synchronisation: the host waits for the device's queued work. What a hook reads of
+/// its own tensors (`double_value` on the weights, say) goes past trainmon and is not counted.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct HookCost {
+    pub(crate) name: String,
+    pub(crate) location: String,
+    pub(crate) calls: u64,
+    #[serde(rename = "total_s", with = "seconds")]
+    pub(crate) total: Duration,
+    pub(crate) device_reads: u64,
+    /// Its total over the fit's wall time.
+    pub(crate) share: f64,
+}
+
+impl HookCost {
+    /// The hook's name (its function's, or the name a run-time hook or built-in was given).
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Where it was defined (`file:line`), or how it was added.
+    pub fn location(&self) -> &str {
+        &self.location
+    }
+
+    /// Its calls over the fit, at all its events (filtered-out events are not calls).
+    pub fn calls(&self) -> u64 {
+        self.calls
+    }
+
+    /// The time spent in it.
+    pub fn total(&self) -> Duration {
+        self.total
+    }
+
+    /// Its mean time per call.
+    pub fn mean(&self) -> Duration {
+        self.total / u32::try_from(self.calls.max(1)).unwrap_or(u32::MAX)
+    }
+
+    /// Its share of the fit's wall time (0 to 1).
+    pub fn share(&self) -> f64 {
+        self.share
+    }
+
+    /// How many values kept on the device it read through trainmon's logs and metrics: on
+    /// CUDA, each a host synchronisation (on the CPU none is).
+    pub fn device_reads(&self) -> u64 {
+        self.device_reads
+    }
+}
+
+impl std::fmt::Display for HookCost {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "`{}` {:.1} % of the fit ({} call{}, {:.3} s, {:.1} µs per call, {} device reads)",
+            self.name,
+            self.share * 100.0,
+            self.calls,
+            if self.calls == 1 { "" } else { "s" },
+            self.total.as_secs_f64(),
+            self.mean().as_secs_f64() * 1e6,
+            self.device_reads
+        )
+    }
+}
+
+/// Serde for a `Duration` as seconds (a plain number).
+mod seconds {
+    use serde::{Deserialize, Deserializer, Serializer};
+    use std::time::Duration;
+
+    pub fn serialize<S: Serializer>(value: &Duration, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_f64(value.as_secs_f64())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Duration, D::Error> {
+        let seconds = f64::deserialize(deserializer)?;
+        Duration::try_from_secs_f64(seconds).map_err(serde::de::Error::custom)
+    }
 }
 
 impl History {
@@ -159,6 +250,13 @@ impl History {
     /// Wall time of the whole fit, hooks included (so far, while training).
     pub fn elapsed(&self) -> Duration {
         self.elapsed
+    }
+
+    /// What each hook cost, the costliest first: every hook that ran in this process (a
+    /// resumed fit counts from where it went on). Filled when the epochs are over, before the
+    /// `on_train_end` hooks run (which see it without their own last calls), and again after.
+    pub fn hook_costs(&self) -> &[HookCost] {
+        &self.hook_costs
     }
 }
 
@@ -262,6 +360,14 @@ mod tests {
                 epoch: 1,
             }),
             elapsed: Duration::from_millis(1500),
+            hook_costs: vec![HookCost {
+                name: "plot".into(),
+                location: "src/main.rs:12".into(),
+                calls: 3,
+                total: Duration::from_nanos(1_500_000_001),
+                device_reads: 2,
+                share: 0.25,
+            }],
         };
         let json = serde_json::to_string(&history).unwrap();
         let back: History = serde_json::from_str(&json).unwrap();
@@ -269,6 +375,16 @@ mod tests {
         assert_eq!(bits(&back), bits(&history), "{json}");
         assert_eq!(back.stop, history.stop);
         assert_eq!(back.epochs[0].time, history.epochs[0].time);
+        assert_eq!(
+            back.hook_costs, history.hook_costs,
+            "seconds as a plain number, to the nanosecond"
+        );
+        assert!(json.contains(r#""total_s":1.500000001"#), "{json}");
+        // A history written before hook costs were kept reads back, with none.
+        let mut older: serde_json::Value = serde_json::from_str(&json).unwrap();
+        older.as_object_mut().unwrap().remove("hook_costs").unwrap();
+        let older: History = serde_json::from_value(older).unwrap();
+        assert!(older.hook_costs.is_empty() && older.epochs.len() == 1);
         assert!(json.contains(r#""NaN""#) && json.contains(r#""-inf""#), "{json}");
         // Every finite value, not only friendly ones: 100 000 bit patterns from a fixed sequence.
         let mut bits = 0x9E37_79B9_7F4A_7C15u64;

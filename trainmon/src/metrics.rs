@@ -82,6 +82,17 @@ pub trait Metric: Send {
     }
 }
 
+thread_local! {
+    /// Reads of values kept on the device, on this thread: the loop attributes them to the hook
+    /// it is calling (see [`crate::history::HookCost::device_reads`]).
+    static DEVICE_READS: Cell<u64> = const { Cell::new(0) };
+}
+
+/// Reads of values kept on the device so far on this thread.
+pub(crate) fn device_reads() -> u64 {
+    DEVICE_READS.get()
+}
+
 /// A running sum of scalar tensors: on the host (read at every add) or on the device (read when
 /// asked).
 #[derive(Debug)]
@@ -120,7 +131,10 @@ impl Sum {
         match self {
             Sum::Host(sum) => Ok(*sum),
             Sum::Device(None) => Ok(0.0),
-            Sum::Device(Some(sum)) => sum.f_double_value(&[]),
+            Sum::Device(Some(sum)) => {
+                DEVICE_READS.set(DEVICE_READS.get() + 1);
+                sum.f_double_value(&[])
+            }
         }
     }
 

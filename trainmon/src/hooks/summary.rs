@@ -11,12 +11,14 @@ use crate::spec::HookSpec;
 use std::path::{Path, PathBuf};
 
 /// Logs a summary when training ends — or fails —, after every other output is written: epochs
-/// run, why it stopped (or the error), the best value of a monitored metric and its epoch, total time and throughput, and
-/// what the run directory holds.
+/// run, why it stopped (or the error), the best value of a monitored metric and its epoch, total
+/// time and throughput, the three costliest hooks ([`crate::History::hook_costs`]), and what the
+/// run directory holds.
 ///
 /// ```text
 /// summary: 10 of 30 epochs in 0.35 s, 91429 samples/s; stopped: `val_loss` did not improve …
 /// summary: best val_loss 0.341665 at epoch 5
+/// summary: hooks, the costliest first: `ModelCheckpoint` 6.9 % of the fit (11 calls, 0.012 s, 1117.9 µs per call, 0 device reads); `MetricFiles` 2.2 % of the fit (61 calls, 0.004 s, 64.8 µs per call, 0 device reads); …
 /// summary: outputs in runs/demo/version_0: checkpoints/ (4 files), metrics/ (4 files), plots/ (8 files)
 /// ```
 #[derive(Debug, Clone, Default)]
@@ -46,6 +48,9 @@ impl Summary {
 }
 
 /// `name/ (N files)` for each folder below `dir`, and the files directly in it.
+/// How many hooks the summary names, the costliest first.
+const SHOWN_COSTS: usize = 3;
+
 fn describe(dir: &Path) -> std::io::Result<String> {
     let mut parts = Vec::new();
     let mut entries: Vec<_> = std::fs::read_dir(dir)?.collect::<Result<_, _>>()?;
@@ -94,6 +99,11 @@ impl Hook for Summary {
                 Some((value, epoch)) => tracing::info!("summary: best {name} {value:.6} at epoch {epoch}"),
                 None => tracing::info!("summary: no epoch has a finite {name}"),
             }
+        }
+        let costs = history.hook_costs();
+        if !costs.is_empty() {
+            let top: Vec<String> = costs.iter().take(SHOWN_COSTS).map(|cost| cost.to_string()).collect();
+            tracing::info!("summary: hooks, the costliest first: {}", top.join("; "));
         }
         if let Some(dir) = &self.outputs {
             let held = describe(dir).unwrap_or_else(|e| format!("unreadable: {e}"));

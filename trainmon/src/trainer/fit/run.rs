@@ -222,9 +222,11 @@ impl Loop<'_, '_> {
             tracing::debug!("training stopped: {stop}");
         }
         self.scene.history.elapsed = self.scene.state.started.elapsed();
+        self.scene.history.hook_costs = self.dispatch.costs(self.scene.history.elapsed);
         self.scene.state.batch = 0;
         self.fire(Event::TrainEnd, Count::ONCE, None)?;
         self.scene.history.elapsed = self.scene.state.started.elapsed();
+        self.scene.history.hook_costs = self.dispatch.costs(self.scene.history.elapsed);
         Ok(())
     }
 
