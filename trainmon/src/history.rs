@@ -126,6 +126,59 @@ pub struct History {
     /// What each hook of the fit cost, the costliest first.
     #[serde(default)]
     pub(crate) hook_costs: Vec<HookCost>,
+    /// The batches a rollback skipped, in order.
+    #[serde(default)]
+    pub(crate) skipped: Vec<Skipped>,
+}
+
+/// Batches skipped by a rollback ([`crate::Rollback`]): training went back to the state after
+/// the batch before `batches`' first, and went on with the batch after their last.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Skipped {
+    pub(crate) epoch: usize,
+    pub(crate) batches: std::ops::RangeInclusive<usize>,
+    pub(crate) step: u64,
+    pub(crate) reason: String,
+    pub(crate) samples: Vec<i64>,
+}
+
+impl Skipped {
+    /// The epoch (1-based).
+    pub fn epoch(&self) -> usize {
+        self.epoch
+    }
+
+    /// The batches of the epoch skipped (1-based): those since the snapshot, the anomalous
+    /// one last.
+    pub fn batches(&self) -> std::ops::RangeInclusive<usize> {
+        self.batches.clone()
+    }
+
+    /// The optimizer step the anomalous batch would have been.
+    pub fn step(&self) -> u64 {
+        self.step
+    }
+
+    /// What was wrong with the anomalous batch's loss.
+    pub fn reason(&self) -> &str {
+        &self.reason
+    }
+
+    /// The indices in the training set of the samples skipped (in the epoch's order).
+    pub fn samples(&self) -> &[i64] {
+        &self.samples
+    }
+}
+
+impl std::fmt::Display for Skipped {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let (first, last) = (self.batches.start(), self.batches.end());
+        if first == last {
+            write!(f, "batch {last} of epoch {} ({})", self.epoch, self.reason)
+        } else {
+            write!(f, "batches {first}–{last} of epoch {} ({})", self.epoch, self.reason)
+        }
+    }
 }
 
 /// What one hook cost over a fit (in this process): its calls, at all its events, and the
@@ -258,6 +311,11 @@ impl History {
     pub fn hook_costs(&self) -> &[HookCost] {
         &self.hook_costs
     }
+
+    /// The batches rollbacks skipped ([`crate::Rollback`]), in order.
+    pub fn skipped(&self) -> &[Skipped] {
+        &self.skipped
+    }
 }
 
 /// Serde for `f64` values that may be NaN or infinite, which JSON numbers cannot be: those are
@@ -368,6 +426,7 @@ mod tests {
                 device_reads: 2,
                 share: 0.25,
             }],
+            skipped: Vec::new(),
         };
         let json = serde_json::to_string(&history).unwrap();
         let back: History = serde_json::from_str(&json).unwrap();

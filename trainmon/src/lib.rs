@@ -352,7 +352,7 @@ pub use data::{Dataset, TensorDataset};
 pub use error::{BoxError, Error, Result};
 pub use event::{events, Event, Occurs};
 pub use filter::{Counter, Filter};
-pub use history::{EpochLogs, History, HookCost, StopReason};
+pub use history::{EpochLogs, History, HookCost, Skipped, StopReason};
 pub use hook::{Hook, IntoHook, Plugin};
 pub use loss::{Loss, LossFn};
 pub use metrics::{Accuracy, BatchLogs, Metric};
@@ -362,7 +362,7 @@ pub use resource::{Requirement, Res};
 pub use saved::HookState;
 pub use spec::{HookInfo, HookLocation, HookSpec};
 pub use state::TrainState;
-pub use trainer::{NanPolicy, Trainer};
+pub use trainer::{NanPolicy, Rollback, Trainer};
 
 macro_rules! reexport_attributes {
     ($($variant:ident $attribute:ident $occurs:ident $doc:literal $attr_doc:literal)*) => {

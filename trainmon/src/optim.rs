@@ -39,6 +39,29 @@ pub trait Optimizer: Send {
     fn state(&self) -> Result<HookState>;
     /// Restores a state [`Optimizer::state`] returned (in this or another process).
     fn restore(&mut self, state: HookState) -> Result<()>;
+
+    /// Keeps a copy of the state in `snapshot`, for a rollback ([`crate::Rollback`]). By
+    /// default a new [`Optimizer::state`]; trainmon's optimizers copy into the tensors of the
+    /// previous snapshot instead (no allocation).
+    fn snapshot(&self, snapshot: &mut Option<HookState>) -> Result<()> {
+        *snapshot = Some(self.state()?);
+        Ok(())
+    }
+
+    /// Goes back to a snapshot, which stays as it was (its tensors are copied).
+    fn roll_back(&mut self, snapshot: &HookState) -> Result<()> {
+        let mut copy = HookState {
+            value: snapshot.value.clone(),
+            tensors: Vec::with_capacity(snapshot.tensors.len()),
+        };
+        for (name, tensor) in &snapshot.tensors {
+            let tensor = tensor
+                .f_detach_copy()
+                .map_err(|e| Error::torch("copying the optimizer's snapshot", e))?;
+            copy.tensors.push((name.clone(), tensor));
+        }
+        self.restore(copy)
+    }
 }
 
 /// One optimized variable and its state.
@@ -142,6 +165,38 @@ impl<R: Rule> Optimizer for Stateful<R> {
         let mut state = HookState::new(saved).map_err(|e| Error::Config(format!("the optimizer state: {e}")))?;
         state.tensors = tensors;
         Ok(state)
+    }
+
+    fn snapshot(&self, snapshot: &mut Option<HookState>) -> Result<()> {
+        let slots = self
+            .params
+            .iter()
+            .flat_map(|p| p.slots.iter().map(move |(slot, t)| (p, slot, t)));
+        let reusable = snapshot.as_ref().is_some_and(|kept| {
+            kept.tensors.len() == self.params.iter().map(|p| p.slots.len()).sum::<usize>()
+                && kept
+                    .tensors
+                    .iter()
+                    .zip(slots.clone())
+                    .all(|((name, kept), (param, slot, t))| {
+                        *name == format!("{}.{slot}", param.name) && kept.size() == t.size() && kept.kind() == t.kind()
+                    })
+        });
+        let Some(kept) = snapshot.as_mut().filter(|_| reusable) else {
+            *snapshot = Some(self.state()?);
+            return Ok(());
+        };
+        let _no_grad = tch::no_grad_guard();
+        for ((_, into), (_, _, t)) in kept.tensors.iter_mut().zip(slots) {
+            into.f_copy_(t).map_err(failed("snapshot"))?;
+        }
+        let saved = SavedState {
+            kind: self.kind(),
+            lr: self.lr,
+            steps: self.params.iter().map(|p| (p.name.clone(), p.steps)).collect(),
+        };
+        kept.value = serde_json::to_value(saved).map_err(|e| Error::Config(format!("the optimizer state: {e}")))?;
+        Ok(())
     }
 
     fn restore(&mut self, state: HookState) -> Result<()> {

@@ -3,6 +3,9 @@
 pub(crate) mod dispatch;
 mod fit;
 mod point;
+mod rollback;
+
+pub use rollback::Rollback;
 
 use crate::data::Dataset;
 use crate::hook::{Hook, IntoHook, Plugin};
@@ -62,6 +65,8 @@ struct Settings {
     resume: Option<PathBuf>,
     /// Also a resume point every this many optimizer steps, within epochs (0: none).
     resume_steps: u64,
+    /// Rolling back over bad batches, if asked for.
+    rollback: Option<Rollback>,
 }
 
 /// What is measured: the validation data, the loss, the metrics of your own.
@@ -145,6 +150,7 @@ impl<'a> Trainer<'a> {
                 nan_policy: NanPolicy::Warn,
                 resume: None,
                 resume_steps: 0,
+                rollback: None,
             },
             data: DataSetup {
                 validation: Validation::None,
@@ -306,6 +312,21 @@ impl<'a> Trainer<'a> {
     /// What to do about NaN in the features (default: warn).
     pub fn nan_policy(mut self, policy: NanPolicy) -> Self {
         self.settings.nan_policy = policy;
+        self
+    }
+
+    /// Rolls training back over bad batches (a non-finite loss, or a spike) instead of going
+    /// on with them: see [`Rollback`].
+    ///
+    /// ```
+    /// # let vs = tch::nn::VarStore::new(tch::Device::Cpu);
+    /// # let model = tch::nn::linear(vs.root(), 2, 2, Default::default());
+    /// use trainmon::{Rollback, Trainer};
+    /// let trainer = Trainer::new(&vs, &model).rollback(Rollback::new().spike(6.0, 50).give_up_after(3, 500));
+    /// # let _ = trainer;
+    /// ```
+    pub fn rollback(mut self, rollback: Rollback) -> Self {
+        self.settings.rollback = Some(rollback);
         self
     }
 

@@ -52,6 +52,9 @@ pub(crate) struct Position<'h> {
     /// Hooks disabled after a tolerated failure, by their key.
     #[serde(default)]
     pub disabled: Vec<String>,
+    /// The rollback guard's losses and recent rollbacks, when the fit rolls back.
+    #[serde(default)]
+    pub rollback: Option<crate::trainer::rollback::GuardState>,
 }
 
 /// Where a resume point taken within an epoch is in it.

@@ -10,6 +10,7 @@ mod source;
 mod step;
 
 use super::dispatch::Dispatch;
+use super::rollback::Guard;
 use super::{HookSetup, Trainer};
 use crate::context::Scene;
 use crate::data::Dataset;
@@ -63,6 +64,12 @@ impl Trainer<'_> {
             shuffling: Shuffling::new(plan.seed, plan.seeded),
             partway: None,
             profile: Profile::default(),
+            guard: self
+                .settings
+                .rollback
+                .clone()
+                .map(|rollback| Guard::new(rollback, self.vs))
+                .transpose()?,
         };
         if let Some(dir) = &self.settings.resume {
             run.resume_from(dir, &mut logs.train)?;

@@ -76,6 +76,9 @@ impl Loop<'_, '_> {
     fn go_on_from(&mut self, position: Position<'static>, word_pos: u128, path: &Path) {
         self.optimizer.set_learning_rate(position.learning_rate);
         self.dispatch.disable(&position.disabled);
+        if let (Some(guard), Some(state)) = (self.guard.as_mut(), position.rollback) {
+            guard.restore(state);
+        }
         if let Some(stop) = position.stop {
             self.dispatch.stop_with(stop);
         }
@@ -149,6 +152,7 @@ impl Loop<'_, '_> {
             history: std::borrow::Cow::Borrowed(&self.scene.history),
             stop: self.dispatch.stop().cloned(),
             disabled: self.dispatch.disabled(),
+            rollback: self.guard.as_ref().map(|guard| guard.state()),
         };
         let optimizer = self.optimizer.state()?;
         let optimizer = (optimizer.tensors, optimizer.value);

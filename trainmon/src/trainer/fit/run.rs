@@ -8,11 +8,13 @@ use crate::context::Scene;
 use crate::error::{Error, Result};
 use crate::event::Event;
 use crate::history::{EpochLogs, History};
+use crate::history::{Skipped, StopReason};
 use crate::loss::Loss;
 use crate::metrics::BatchLogs;
 use crate::optim::Optimizer;
 use crate::resource::Resources;
 use crate::trainer::dispatch::Dispatch;
+use crate::trainer::rollback::{Guard, Mark};
 use crate::trainer::Settings;
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
@@ -40,6 +42,22 @@ pub(super) struct Loop<'a, 'h> {
     /// Where in its first epoch a fit resumed within an epoch goes on.
     pub partway: Option<Partway>,
     pub profile: Profile,
+    /// Rolling back over bad batches, when the fit does.
+    pub guard: Option<Guard>,
+}
+
+/// A training step done, or found bad before its backward pass.
+enum Step {
+    Done {
+        loss: Tensor,
+        outputs: Tensor,
+        /// Whether the optimizer stepped.
+        window_end: bool,
+        /// The loss read to the host, when a guard looked at it.
+        value: Option<f64>,
+    },
+    /// What is wrong with the loss.
+    Anomaly(String),
 }
 
 /// The generator that shuffles the epochs, and libtorch's generator's seeding.
@@ -208,7 +226,11 @@ impl Loop<'_, '_> {
                 self.fire(Event::ValidationEnd, Count::epoch(epoch), None)?;
             }
             self.fire(Event::EpochEnd, Count::epoch(epoch), None)?;
-            let whole = logs.train.number() == self.batches
+            let skipped: usize = (self.scene.history.skipped.iter())
+                .filter(|s| s.epoch == epoch)
+                .map(|s| s.batches.clone().count())
+                .sum();
+            let whole = logs.train.number() + skipped == self.batches
                 && self
                     .dispatch
                     .stop()
@@ -249,6 +271,8 @@ impl Loop<'_, '_> {
     fn train_epoch(&mut self, train: &Source<'_>, logs: &mut BatchLogs, started: Instant) -> Result<()> {
         let epoch_rng = self.shuffling.rng.get_word_pos();
         let order = self.shuffling.order(self.settings.shuffle, train.len());
+        // A rollback names the samples it skips.
+        let indices = self.guard.as_ref().and(order.clone());
         let order = train.epoch(order, self.settings.batch_size)?;
         let epoch = self.scene.state.epoch;
         let device = self.scene.state.device;
@@ -261,6 +285,13 @@ impl Loop<'_, '_> {
                 1
             }
         };
+        if let Some(guard) = &mut self.guard {
+            let mark = Mark {
+                batch: first - 1,
+                global_step: self.scene.state.global_step,
+            };
+            guard.snapshot(&*self.optimizer, logs, mark)?;
+        }
         for batch in first..=self.batches {
             self.scene.state.batch = batch;
             let step = self.scene.state.global_step + 1;
@@ -277,8 +308,38 @@ impl Loop<'_, '_> {
             }
             let start = (batch - 1) * batch_size;
             let (x, y) = order.batch(start, batch_size.min(train.len() - start), device, self.loss)?;
-            let (loss, outputs, window_end) = self.step(&x, &y, count)?;
+            let (loss, outputs, window_end, value) = match self.step(&x, &y, count)? {
+                Step::Done {
+                    loss,
+                    outputs,
+                    window_end,
+                    value,
+                } => (loss, outputs, window_end, value),
+                Step::Anomaly(reason) => {
+                    let indices = indices.as_deref();
+                    let samples = |b: usize| {
+                        let positions = (b - 1) * batch_size..(b * batch_size).min(train.len());
+                        positions.map(move |p| indices.map_or(p as i64, |order| order[p]))
+                    };
+                    if self.rolled_back(logs, batch, count, reason, samples)? {
+                        break;
+                    }
+                    continue;
+                }
+            };
             logs.update(&loss, &outputs, &y)?;
+            if let Some(guard) = &mut self.guard {
+                if let Some(value) = value {
+                    guard.keep(value);
+                }
+                if window_end && guard.due(self.scene.state.global_step) {
+                    let mark = Mark {
+                        batch,
+                        global_step: self.scene.state.global_step,
+                    };
+                    guard.snapshot(&*self.optimizer, logs, mark)?;
+                }
+            }
             self.fire(Event::BatchEnd, count, Some(logs))?;
             if let Some(batch_started) = batch_started {
                 self.profiled(batch_started.elapsed());
@@ -296,21 +357,81 @@ impl Loop<'_, '_> {
                         logs: Default::default(),
                     };
                     self.save_point(dir, Some((within, logs.state())))?;
+                    // The resumed fit takes a snapshot where it goes on: so does this one.
+                    if let Some(guard) = &mut self.guard {
+                        let mark = Mark {
+                            batch,
+                            global_step: self.scene.state.global_step,
+                        };
+                        guard.snapshot(&*self.optimizer, logs, mark)?;
+                    }
                 }
             }
         }
         Ok(())
     }
 
+    /// Goes back to the guard's snapshot over a bad batch, skipping the batches since (their
+    /// samples by `samples(batch)`); `true` when that was one rollback too many and training
+    /// stops.
+    fn rolled_back<I: Iterator<Item = i64>>(
+        &mut self,
+        logs: &mut BatchLogs,
+        batch: usize,
+        count: Count,
+        reason: String,
+        samples: impl Fn(usize) -> I,
+    ) -> Result<bool> {
+        let epoch = self.scene.state.epoch;
+        let guard = self.guard.as_mut().expect("only a guard finds a batch bad");
+        let mark = guard.roll_back(&mut *self.optimizer, logs)?;
+        // Gradients of a skipped part of an accumulation window go too.
+        self.optimizer.zero_grad()?;
+        self.scene.state.global_step = mark.global_step;
+        let batches = mark.batch + 1..=batch;
+        let skipped = Skipped {
+            epoch,
+            batches: batches.clone(),
+            step: count.global,
+            reason,
+            samples: batches.flat_map(samples).collect(),
+        };
+        tracing::warn!("rolled back to step {}: skipping {skipped}", mark.global_step);
+        let gave_up = guard.give_up(count.global, skipped.to_string());
+        self.scene.history.skipped.push(skipped);
+        if let Some(reason) = gave_up {
+            self.dispatch.stop_with(StopReason {
+                reason,
+                hook: "Rollback".into(),
+                event: Event::BatchEnd,
+                epoch,
+            });
+            return Ok(true);
+        }
+        Ok(false)
+    }
+
     /// One training step on a batch, with its events: forward, loss, backward (gradients zeroed
     /// at the start of an accumulation window), clipping and the optimizer step (at a window's
-    /// end). Returns the loss, the model's outputs, and whether the optimizer stepped.
-    fn step(&mut self, x: &Tensor, y: &Tensor, count: Count) -> Result<(Tensor, Tensor, bool)> {
+    /// end). A guard reads the loss first: a bad one ends the step there.
+    fn step(&mut self, x: &Tensor, y: &Tensor, count: Count) -> Result<Step> {
         let (batch, epoch) = (count.own as usize, self.scene.state.epoch);
         let accumulate = self.settings.accumulate;
         let at = || format!("batch {batch} of epoch {epoch}");
         let outputs = forward(self.model, x, true, &at)?;
         let loss = compute_loss(self.loss, &outputs, y, &at)?;
+        let value = match &self.guard {
+            Some(guard) => {
+                let value = loss
+                    .f_double_value(&[])
+                    .map_err(|e| Error::torch(format!("reading the loss of {}", at()), e))?;
+                if let Some(reason) = guard.anomaly(value) {
+                    return Ok(Step::Anomaly(reason));
+                }
+                Some(value)
+            }
+            None => None,
+        };
         // Accumulation windows of `k` batches: zero the gradients at a window's start, step
         // at its end (or at the epoch's last batch).
         let window_start = (batch - 1) % accumulate == 0;
@@ -335,7 +456,12 @@ impl Loop<'_, '_> {
             self.optimizer.step()?;
             self.scene.state.global_step = count.global;
         }
-        Ok((loss, outputs, window_end))
+        Ok(Step::Done {
+            loss,
+            outputs,
+            window_end,
+            value,
+        })
     }
 
     /// Counts a profiled batch; after the last, warns about training-batch hooks slower than

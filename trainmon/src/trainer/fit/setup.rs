@@ -114,6 +114,9 @@ fn check(settings: &Settings) -> Result<()> {
             )));
         }
     }
+    if let Some(rollback) = &settings.rollback {
+        rollback.check().map_err(Error::Config)?;
+    }
     Ok(())
 }
 

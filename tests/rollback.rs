@@ -1,0 +1,214 @@
+//! `Trainer::rollback`: batches whose loss is NaN or spikes are rolled back over and skipped;
+//! the run ends as a run over the data without them; too many rollbacks stop training; a fit
+//! resumed after a failure skips the same batches and ends bit-identical.
+
+use std::sync::Mutex;
+use tch::nn::{self, VarStore};
+use tch::{Device, Kind, Tensor};
+use trainmon::{Error, Event, HookSpec, Hooks, Rollback, TensorDataset, Trainer};
+use trainmon_tests::weights;
+
+/// libtorch's random generator is global: the tests of this file draw from it one at a time.
+static GLOBAL_RNG: Mutex<()> = Mutex::new(());
+
+/// 1000 samples of 20 features in batches of 20 (unshuffled): 50 batches an epoch.
+const BATCH: usize = 20;
+
+/// The clean samples, and their copy with planted bad ones: a NaN in sample 105 (batch 6) and
+/// samples 400–419 (batch 21) scaled by 10⁴ (a loss hundreds of times the others').
+fn data() -> (Tensor, Tensor, Tensor) {
+    tch::manual_seed(21);
+    let x = Tensor::randn([1000, 20], (Kind::Float, Device::Cpu));
+    let y = Tensor::randint(2, [1000], (Kind::Int64, Device::Cpu));
+    let planted = x.copy();
+    let _ = planted.get(105).get(3).fill_(f64::NAN);
+    let _ = planted.narrow(0, 400, 20).g_mul_scalar_(1e4);
+    (x, planted, y)
+}
+
+/// The clean samples without those of batches 6 and 21.
+fn without_bad_batches(x: &Tensor, y: &Tensor) -> TensorDataset {
+    let keep: Vec<i64> = (0..1000)
+        .filter(|i| !(100..120).contains(i) && !(400..420).contains(i))
+        .collect();
+    let keep = Tensor::from_slice(&keep);
+    TensorDataset::new(x.index_select(0, &keep), y.index_select(0, &keep)).unwrap()
+}
+
+/// Trains a fresh two-layer model (weights drawn from seed 5) for `epochs`, unshuffled.
+fn train(
+    data: &TensorDataset,
+    epochs: usize,
+    rollback: Option<Rollback>,
+    more: impl FnOnce(Trainer<'_>) -> Trainer<'_>,
+) -> (trainmon::Result<trainmon::History>, Vec<f32>) {
+    let _rng = GLOBAL_RNG.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    tch::manual_seed(5);
+    let vs = VarStore::new(Device::Cpu);
+    let model = nn::seq()
+        .add(nn::linear(vs.root() / "fc1", 20, 16, Default::default()))
+        .add_fn(|x| x.relu())
+        .add(nn::linear(vs.root() / "fc2", 16, 2, Default::default()));
+    let mut trainer = Trainer::new(&vs, &model)
+        .optimizer(nn::Adam::default(), 1e-2)
+        .epochs(epochs)
+        .batch_size(BATCH)
+        .shuffle(false)
+        .hooks(Hooks::none());
+    if let Some(rollback) = rollback {
+        trainer = trainer.rollback(rollback);
+    }
+    let history = more(trainer).fit(data);
+    (history, weights(&vs))
+}
+
+/// Each epoch's batches and metrics.
+fn epochs(history: &trainmon::History) -> Vec<(usize, Vec<(String, f64)>)> {
+    (history.epochs().iter())
+        .map(|e| (e.batches(), e.metrics().map(|(n, v)| (n.to_owned(), v)).collect()))
+        .collect()
+}
+
+#[test]
+fn planted_bad_batches_are_skipped_and_the_run_equals_one_without_them() {
+    let (x, planted, y) = data();
+    let bad = TensorDataset::new(planted, y.shallow_clone()).unwrap();
+    let rollback = Rollback::new().spike(6.0, 10).give_up_after(10, 1000);
+    let (history, rolled) = train(&bad, 3, Some(rollback), |t| t);
+    let history = history.unwrap();
+    let skipped: Vec<(usize, Vec<usize>, Vec<i64>)> = (history.skipped().iter())
+        .map(|s| (s.epoch(), s.batches().collect(), s.samples().to_vec()))
+        .collect();
+    let nan: Vec<i64> = (100..120).collect();
+    let huge: Vec<i64> = (400..420).collect();
+    let want: Vec<(usize, Vec<usize>, Vec<i64>)> = (1..=3)
+        .flat_map(|e| [(e, vec![6], nan.clone()), (e, vec![21], huge.clone())])
+        .collect();
+    assert_eq!(skipped, want, "{:#?}", history.skipped());
+    assert!(
+        history.skipped()[0].reason().contains("NaN"),
+        "{}",
+        history.skipped()[0].reason()
+    );
+    assert!(
+        history.skipped()[1].reason().contains("above the mean"),
+        "{}",
+        history.skipped()[1].reason()
+    );
+    assert!(history.stop_reason().is_none());
+
+    let (clean, reference) = train(&without_bad_batches(&x, &y), 3, None, |t| t);
+    let clean = clean.unwrap();
+    assert_eq!(
+        rolled, reference,
+        "the same weights, bit for bit, as training without those batches"
+    );
+    assert_eq!(
+        epochs(&history),
+        epochs(&clean),
+        "the same epoch logs: 48 batches, the same means"
+    );
+
+    let json = serde_json::to_value(&history).unwrap();
+    assert_eq!(json["skipped"][1]["samples"][0], 400, "history.json keeps them");
+}
+
+#[test]
+fn too_many_rollbacks_stop_training_with_each_listed() {
+    let (_, planted, y) = data();
+    let bad = TensorDataset::new(planted, y).unwrap();
+    // Batch 6 of every epoch is NaN: the third rollback, in epoch 3, is one too many.
+    let (history, _) = train(&bad, 5, Some(Rollback::new().give_up_after(3, 1000)), |t| t);
+    let history = history.unwrap();
+    assert_eq!(
+        history.len(),
+        3,
+        "epochs 1 and 2 finished; epoch 3 stopped at its batch 6"
+    );
+    assert_eq!(history.last().unwrap().batches(), 5, "its batches before the 6th");
+    let stop = history.stop_reason().expect("a stop");
+    assert_eq!(stop.hook, "Rollback");
+    assert_eq!(stop.epoch, 3);
+    assert!(
+        stop.reason.starts_with("3 rollbacks within 1000 steps: "),
+        "{}",
+        stop.reason
+    );
+    for epoch in 1..=3 {
+        assert!(
+            stop.reason
+                .contains(&format!("batch 6 of epoch {epoch} (the loss is NaN)")),
+            "{}",
+            stop.reason
+        );
+    }
+}
+
+#[test]
+fn settings_that_cannot_work_are_refused() {
+    let (x, _, y) = data();
+    let data = TensorDataset::new(x, y).unwrap();
+    for (rollback, says) in [
+        (Rollback::new().snapshot_every(0), "snapshot_every must be at least 1"),
+        (Rollback::new().spike(3.0, 1), "a window of at least 2"),
+        (Rollback::new().spike(f64::NAN, 10), "sigmas above 0, not NaN"),
+        (Rollback::new().give_up_after(0, 10), "at least 1 rollback"),
+    ] {
+        let (history, _) = train(&data, 1, Some(rollback), |t| t);
+        match history {
+            Err(Error::Config(message)) => assert!(message.contains(says), "{message}"),
+            other => panic!("{other:?}"),
+        }
+    }
+}
+
+#[test]
+fn a_fit_resumed_after_a_failure_skips_the_same_batches_bit_identically() {
+    let (_, planted, y) = data();
+    let bad = TensorDataset::new(planted, y).unwrap();
+    // Snapshots every 4 steps, resume points every 3: the failure at step 70 (batch 20 of
+    // epoch 2) comes after the point at step 69, within a snapshot window, and with the spike
+    // rule's window of losses to restore.
+    let rollback = || Rollback::new().snapshot_every(4).spike(6.0, 10).give_up_after(10, 1000);
+    // The uninterrupted fit with the same settings (a resume point is a snapshot too).
+    let once = tempfile::tempdir().unwrap();
+    let (whole, reference) = train(&bad, 3, Some(rollback()), |t| {
+        t.resumable(once.path()).resumable_steps(3)
+    });
+    let whole = whole.unwrap();
+
+    let dir = tempfile::tempdir().unwrap();
+    let (failed, _) = train(&bad, 3, Some(rollback()), |t| {
+        t.resumable(dir.path()).resumable_steps(3).add_hook(
+            HookSpec::new(Event::BatchEnd, "crash"),
+            |state: &trainmon::TrainState| {
+                if state.global_step() == 70 {
+                    Err("a crash at step 70".to_string())
+                } else {
+                    Ok(())
+                }
+            },
+        )
+    });
+    assert!(matches!(failed, Err(Error::Hook { .. })), "{failed:?}");
+    let (resumed, weights) = train(&bad, 3, Some(rollback()), |t| {
+        t.resumable(dir.path()).resumable_steps(3)
+    });
+    let resumed = resumed.unwrap();
+    assert_eq!(resumed.skipped(), whole.skipped(), "the same batches skipped");
+    assert_eq!(epochs(&resumed), epochs(&whole));
+    assert_eq!(weights, reference, "bit-identical to the uninterrupted fit");
+    // A rollback skips the batches since the last snapshot: every 4 steps, and at each resume
+    // point (every 3 steps).
+    let first = &whole.skipped()[0];
+    assert_eq!((first.epoch(), first.batches()), (1, 5..=6), "snapshot after batch 4");
+    let (without_points, _) = train(&bad, 3, Some(rollback()), |t| t);
+    let without_points = without_points.unwrap();
+    let second = &without_points.skipped()[1];
+    assert_eq!(
+        (second.epoch(), second.batches()),
+        (1, 19..=21),
+        "snapshots every 4 steps: the last before batch 21 after batch 18 (step 16)"
+    );
+    assert_eq!(whole.skipped()[1].batches(), 21..=21, "a resume point after batch 20");
+}
