@@ -5,6 +5,7 @@
 use std::sync::Mutex;
 use tch::nn::{self, VarStore};
 use tch::{Device, Kind, Tensor};
+use trainmon::hooks::MetricFiles;
 use trainmon::{Error, Event, HookSpec, Hooks, Rollback, TensorDataset, Trainer};
 use trainmon_tests::weights;
 
@@ -74,7 +75,8 @@ fn planted_bad_batches_are_skipped_and_the_run_equals_one_without_them() {
     let (x, planted, y) = data();
     let bad = TensorDataset::new(planted, y.shallow_clone()).unwrap();
     let rollback = Rollback::new().spike(6.0, 10).give_up_after(10, 1000);
-    let (history, rolled) = train(&bad, 3, Some(rollback), |t| t);
+    let files = tempfile::tempdir().unwrap();
+    let (history, rolled) = train(&bad, 3, Some(rollback), |t| t.with(MetricFiles::new(files.path())));
     let history = history.unwrap();
     let skipped: Vec<(usize, Vec<usize>, Vec<i64>)> = (history.skipped().iter())
         .map(|s| (s.epoch(), s.batches().collect(), s.samples().to_vec()))
@@ -111,6 +113,13 @@ fn planted_bad_batches_are_skipped_and_the_run_equals_one_without_them() {
 
     let json = serde_json::to_value(&history).unwrap();
     assert_eq!(json["skipped"][1]["samples"][0], 400, "history.json keeps them");
+    let lines: Vec<serde_json::Value> = std::fs::read_to_string(files.path().join("skipped.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 6, "skipped.jsonl: a line per skip");
+    assert_eq!((&lines[0]["epoch"], &lines[0]["samples"][5]), (&1.into(), &105.into()));
 }
 
 #[test]

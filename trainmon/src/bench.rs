@@ -66,5 +66,6 @@ impl DispatchBench {
         if let Err(err) = self.dispatch.fire(batch, batch, &ctx) {
             panic!("benchmark hook failed: {err}");
         }
+        self.scene.keep_logged();
     }
 }

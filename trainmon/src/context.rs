@@ -3,11 +3,11 @@
 
 use crate::error::Error;
 use crate::event::Event;
-use crate::history::{EpochLogs, History};
+use crate::history::{EpochLogs, Histogram, History, Logged, LoggedValue};
 use crate::metrics::BatchLogs;
 use crate::resource::Resources;
 use crate::state::TrainState;
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use tch::nn::VarStore;
 
 /// Everything a hook may read at the moment it runs; its parameters are taken from here.
@@ -22,6 +22,8 @@ pub struct HookContext<'a> {
     pub(crate) learning_rate: &'a Cell<f64>,
     pub(crate) error: Option<&'a Error>,
     pub(crate) resources: &'a Resources,
+    /// What hooks log at this event, until the loop moves it into the history.
+    pub(crate) logged: &'a RefCell<Vec<Logged>>,
 }
 
 impl<'a> HookContext<'a> {
@@ -70,6 +72,40 @@ impl<'a> HookContext<'a> {
     pub fn resource<T: 'static>(&self) -> Option<&'a T> {
         self.resources.get::<T>()
     }
+
+    /// Logs a number under `name` at the current step: it goes to the history
+    /// ([`History::logged`]) and to the outputs that show logged values (TensorBoard, metric
+    /// files). The step: in a training batch before its optimizer step (`on_batch_begin` to
+    /// `on_before_optimizer_step`), the step the batch trains toward; elsewhere the last step
+    /// taken.
+    pub fn log(&self, name: impl Into<String>, value: f64) {
+        self.logged.borrow_mut().push(Logged {
+            step: self.step(),
+            name: name.into(),
+            value: LoggedValue::Scalar(value),
+        });
+    }
+
+    /// The step a value logged now is logged at (see [`HookContext::log`]).
+    fn step(&self) -> u64 {
+        let before_the_step = matches!(
+            self.event,
+            Event::BatchBegin | Event::BeforeBackward | Event::AfterBackward | Event::BeforeOptimizerStep
+        );
+        self.state.global_step + u64::from(before_the_step)
+    }
+
+    /// Logs the histogram of `tensor`'s values (in 30 buckets) under `name` at the current
+    /// step (as [`HookContext::log`]), for TensorBoard's histograms (one read to the host).
+    pub fn log_histogram(&self, name: impl Into<String>, tensor: &tch::Tensor) -> Result<(), tch::TchError> {
+        let histogram = Histogram::of(tensor, 30)?;
+        self.logged.borrow_mut().push(Logged {
+            step: self.step(),
+            name: name.into(),
+            value: LoggedValue::Histogram(histogram),
+        });
+        Ok(())
+    }
 }
 
 /// The optimizer's learning rate, to read or to change from a hook (a scheduler, a warm-up).
@@ -113,6 +149,8 @@ pub(crate) struct Scene {
     pub(crate) history: History,
     /// The learning rate as hooks see and set it; the loop applies a change after each event.
     pub(crate) learning_rate: Cell<f64>,
+    /// What hooks logged at the event under way; moved into the history after it.
+    pub(crate) logged: RefCell<Vec<Logged>>,
 }
 
 impl Scene {
@@ -121,6 +159,16 @@ impl Scene {
             learning_rate: Cell::new(state.learning_rate),
             state,
             history: History::default(),
+            logged: RefCell::new(Vec::new()),
+        }
+    }
+
+    /// Moves what hooks logged at the event just run into the history.
+    #[inline]
+    pub(crate) fn keep_logged(&mut self) {
+        let logged = self.logged.get_mut();
+        if !logged.is_empty() {
+            self.history.logged.append(logged);
         }
     }
 
@@ -141,6 +189,7 @@ impl Scene {
             learning_rate: &self.learning_rate,
             error: None,
             resources,
+            logged: &self.logged,
         }
     }
 }

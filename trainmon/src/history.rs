@@ -129,6 +129,133 @@ pub struct History {
     /// The batches a rollback skipped, in order.
     #[serde(default)]
     pub(crate) skipped: Vec<Skipped>,
+    /// What hooks logged ([`crate::HookContext::log`]), in order.
+    #[serde(default)]
+    pub(crate) logged: Vec<Logged>,
+}
+
+/// A value a hook logged at an optimizer step ([`crate::HookContext::log`],
+/// [`crate::HookContext::log_histogram`]).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Logged {
+    pub(crate) step: u64,
+    pub(crate) name: String,
+    pub(crate) value: LoggedValue,
+}
+
+/// A logged value: a number, or the histogram of a tensor's values.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LoggedValue {
+    /// A number.
+    Scalar(#[serde(with = "float")] f64),
+    /// The histogram of a tensor's values.
+    Histogram(Histogram),
+}
+
+impl Logged {
+    /// The global step it was logged at.
+    pub fn step(&self) -> u64 {
+        self.step
+    }
+
+    /// Its name (`"grad_norm/fc1.weight"`).
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The value.
+    pub fn value(&self) -> &LoggedValue {
+        &self.value
+    }
+}
+
+/// The histogram of a tensor's values, as TensorBoard shows them: equal-width buckets between
+/// the smallest and the largest value.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Histogram {
+    pub(crate) min: f64,
+    pub(crate) max: f64,
+    pub(crate) count: f64,
+    pub(crate) sum: f64,
+    pub(crate) sum_squares: f64,
+    /// Each bucket's upper edge, and how many values fall in it.
+    pub(crate) buckets: Vec<(f64, f64)>,
+}
+
+impl Histogram {
+    /// The histogram of the values of `tensor` in `bins` buckets, computed on its device; one
+    /// read to the host.
+    pub fn of(tensor: &tch::Tensor, bins: i64) -> Result<Self, tch::TchError> {
+        let _no_grad = tch::no_grad_guard();
+        let values = tensor.f_detach()?.f_to_kind(tch::Kind::Double)?.f_flatten(0, -1)?;
+        let stats = tch::Tensor::f_stack(
+            &[
+                values.f_min()?,
+                values.f_max()?,
+                values.f_sum(tch::Kind::Double)?,
+                values.f_square()?.f_sum(tch::Kind::Double)?,
+            ],
+            0,
+        )?;
+        let (min, max) = (stats.f_double_value(&[0])?, stats.f_double_value(&[1])?);
+        // Between the smallest and the largest value (histc's default range).
+        let counts = values.f_histc(bins)?;
+        let counts = Vec::<f64>::try_from(counts.f_to_device(tch::Device::Cpu)?)?;
+        let width = (max - min) / bins as f64;
+        let buckets = counts
+            .into_iter()
+            .enumerate()
+            .map(|(i, n)| {
+                (
+                    if i as i64 == bins - 1 {
+                        max
+                    } else {
+                        min + width * (i + 1) as f64
+                    },
+                    n,
+                )
+            })
+            .collect();
+        Ok(Histogram {
+            min,
+            max,
+            count: values.size()[0] as f64,
+            sum: stats.f_double_value(&[2])?,
+            sum_squares: stats.f_double_value(&[3])?,
+            buckets,
+        })
+    }
+
+    /// The smallest value.
+    pub fn min(&self) -> f64 {
+        self.min
+    }
+
+    /// The largest value.
+    pub fn max(&self) -> f64 {
+        self.max
+    }
+
+    /// How many values.
+    pub fn count(&self) -> f64 {
+        self.count
+    }
+
+    /// Their sum.
+    pub fn sum(&self) -> f64 {
+        self.sum
+    }
+
+    /// The sum of their squares.
+    pub fn sum_squares(&self) -> f64 {
+        self.sum_squares
+    }
+
+    /// Each bucket's upper edge and count, in order.
+    pub fn buckets(&self) -> &[(f64, f64)] {
+        &self.buckets
+    }
 }
 
 /// Batches skipped by a rollback ([`crate::Rollback`]): training went back to the state after
@@ -312,6 +439,23 @@ impl History {
         &self.hook_costs
     }
 
+    /// The numbers hooks logged under `name` ([`crate::HookContext::log`]): `(step, value)`,
+    /// in order.
+    pub fn logged(&self, name: &str) -> Vec<(u64, f64)> {
+        (self.logged.iter())
+            .filter(|l| l.name == name)
+            .filter_map(|l| match l.value {
+                LoggedValue::Scalar(value) => Some((l.step, value)),
+                LoggedValue::Histogram(_) => None,
+            })
+            .collect()
+    }
+
+    /// Everything hooks logged, numbers and histograms, in order.
+    pub fn logged_all(&self) -> &[Logged] {
+        &self.logged
+    }
+
     /// The batches rollbacks skipped ([`crate::Rollback`]), in order.
     pub fn skipped(&self) -> &[Skipped] {
         &self.skipped
@@ -427,6 +571,7 @@ mod tests {
                 share: 0.25,
             }],
             skipped: Vec::new(),
+            logged: Vec::new(),
         };
         let json = serde_json::to_string(&history).unwrap();
         let back: History = serde_json::from_str(&json).unwrap();

@@ -352,7 +352,7 @@ pub use data::{Dataset, TensorDataset};
 pub use error::{BoxError, Error, Result};
 pub use event::{events, Event, Occurs};
 pub use filter::{Counter, Filter};
-pub use history::{EpochLogs, History, HookCost, Skipped, StopReason};
+pub use history::{EpochLogs, Histogram, History, HookCost, Logged, LoggedValue, Skipped, StopReason};
 pub use hook::{Hook, IntoHook, Plugin};
 pub use loss::{Loss, LossFn};
 pub use metrics::{Accuracy, BatchLogs, Metric};

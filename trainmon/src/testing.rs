@@ -190,6 +190,7 @@ impl Harness {
             _ => ctx,
         };
         let control = hook.call(&ctx);
+        self.scene.keep_logged();
         self.scene.state.learning_rate = self.scene.learning_rate.get();
         control
     }

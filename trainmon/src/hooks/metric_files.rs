@@ -5,6 +5,7 @@ use crate::control::Control;
 use crate::error::{BoxError, Error};
 use crate::event::Event;
 use crate::filter::Filter;
+use crate::history::LoggedValue;
 use crate::hook::{Hook, Plugin};
 use crate::priority;
 use crate::saved::HookState;
@@ -15,7 +16,9 @@ use std::path::{Path, PathBuf};
 
 /// Writes every epoch's metrics — and, with [`MetricFiles::steps`], the running values every
 /// `n` batches — to `epochs.csv` / `epochs.jsonl` (and `steps.csv` / `steps.jsonl`) in a
-/// directory. Each line is flushed as it is written, so a crash loses at most the line being
+/// directory; the numbers hooks logged ([`crate::HookContext::log`]) to `logged.csv` /
+/// `logged.jsonl`, a line each (`step,name,value`: a tidy table); and the batches a rollback
+/// skipped ([`crate::Rollback`]) to `skipped.jsonl`. Each line is flushed as it is written, so a crash loses at most the line being
 /// written. A value that is not finite is empty in CSV and `null` in JSON.
 ///
 /// In a resumed fit ([`crate::Trainer::resumable`]) the files go on from the lines of the
@@ -34,6 +37,12 @@ pub struct MetricFiles {
     every: u64,
     epochs: Option<Files>,
     steps: Option<Files>,
+    /// `logged.csv` / `logged.jsonl`, once a hook logged a number, and how many logged values
+    /// (of [`crate::History::logged_all`]) were looked at.
+    logged: Option<Files>,
+    logged_seen: usize,
+    /// Skipped batches in `skipped.jsonl`.
+    skipped_written: usize,
     /// The files' lengths in the resume point a fit resumes from.
     resumed: Option<Written>,
 }
@@ -50,6 +59,10 @@ struct Lengths {
 struct Written {
     epochs: Option<Lengths>,
     steps: Option<Lengths>,
+    #[serde(default)]
+    logged: Option<Lengths>,
+    #[serde(default)]
+    logged_seen: usize,
 }
 
 impl MetricFiles {
@@ -62,6 +75,9 @@ impl MetricFiles {
             every: 0,
             epochs: None,
             steps: None,
+            logged: None,
+            logged_seen: 0,
+            skipped_written: 0,
             resumed: None,
         }
     }
@@ -91,6 +107,49 @@ impl MetricFiles {
         if self.every > 0 {
             self.steps = Some(Files::open(&self.dir, "steps", self.csv, self.jsonl, resumed.steps)?);
         }
+        if resumed.logged.is_some() {
+            self.logged = Some(Files::open(&self.dir, "logged", self.csv, self.jsonl, resumed.logged)?);
+        }
+        self.logged_seen = resumed.logged_seen;
+        Ok(())
+    }
+
+    /// The numbers hooks logged since the last time, a line each: `step,name,value`.
+    fn write_logged(&mut self, ctx: &HookContext<'_>) -> Result<(), BoxError> {
+        let logged = ctx.history().logged_all();
+        for l in logged.get(self.logged_seen..).unwrap_or_default() {
+            let LoggedValue::Scalar(value) = l.value() else {
+                continue;
+            };
+            if self.logged.is_none() {
+                self.logged = Some(Files::open(&self.dir, "logged", self.csv, self.jsonl, None)?);
+            }
+            if let Some(files) = &mut self.logged {
+                let counters = [("step", l.step().into()), ("name", l.name().into())];
+                files.write(&counters, &[("value".to_owned(), *value)])?;
+            }
+        }
+        self.logged_seen = logged.len();
+        self.write_skipped(ctx)
+    }
+
+    /// `skipped.jsonl`: the batches rollbacks skipped ([`crate::History::skipped`]), a line
+    /// each, written again (atomically) from the history when there are new ones.
+    fn write_skipped(&mut self, ctx: &HookContext<'_>) -> Result<(), BoxError> {
+        let skipped = ctx.history().skipped();
+        if skipped.len() == self.skipped_written {
+            return Ok(());
+        }
+        let path = self.dir.join("skipped.jsonl");
+        crate::output::atomically(&path, |temp| {
+            let mut lines = Vec::new();
+            for s in skipped {
+                serde_json::to_writer(&mut lines, s).map_err(|e| Error::io("write", temp)(e.into()))?;
+                lines.push(b'\n');
+            }
+            std::fs::write(temp, lines).map_err(Error::io("write", temp))
+        })?;
+        self.skipped_written = skipped.len();
         Ok(())
     }
 }
@@ -169,8 +228,8 @@ impl Files {
         })
     }
 
-    /// One line: counters (integers) then values, named.
-    fn write(&mut self, counters: &[(&str, u64)], values: &[(String, f64)]) -> Result<(), BoxError> {
+    /// One line: counters (integers, or a name) then values, named.
+    fn write(&mut self, counters: &[(&str, serde_json::Value)], values: &[(String, f64)]) -> Result<(), BoxError> {
         if let Some((path, csv)) = &mut self.csv {
             let failed = |e: csv::Error| format!("could not write {}: {e}", path.display());
             if !self.header {
@@ -182,7 +241,7 @@ impl Files {
             }
             let fields = counters
                 .iter()
-                .map(|(_, v)| v.to_string())
+                .map(|(_, v)| v.as_str().map_or_else(|| v.to_string(), str::to_owned))
                 .chain(
                     values
                         .iter()
@@ -195,7 +254,7 @@ impl Files {
         if let Some((path, jsonl)) = &mut self.jsonl {
             let mut line = serde_json::Map::new();
             for (name, value) in counters {
-                line.insert((*name).to_owned(), (*value).into());
+                line.insert((*name).to_owned(), value.clone());
             }
             for (name, value) in values {
                 line.insert(
@@ -218,6 +277,8 @@ impl Hook for MetricFiles {
         let written = Written {
             epochs: self.epochs.as_ref().map(Files::lengths).transpose()?,
             steps: self.steps.as_ref().map(Files::lengths).transpose()?,
+            logged: self.logged.as_ref().map(Files::lengths).transpose()?,
+            logged_seen: self.logged_seen,
         };
         Ok(Some(HookState::new(written)?))
     }
@@ -234,9 +295,9 @@ impl Hook for MetricFiles {
             Event::BatchEnd => {
                 if let (Some(files), Some(batch)) = (&mut self.steps, ctx.batch()) {
                     let counters = [
-                        ("epoch", state.epoch() as u64),
-                        ("batch", batch.number() as u64),
-                        ("step", state.global_step()),
+                        ("epoch", state.epoch().into()),
+                        ("batch", batch.number().into()),
+                        ("step", state.global_step().into()),
                     ];
                     let values: Vec<(String, f64)> = batch
                         .names()
@@ -249,9 +310,11 @@ impl Hook for MetricFiles {
                 if let (Some(files), Some(epoch)) = (&mut self.epochs, ctx.epoch()) {
                     let mut values = vec![("time".to_owned(), epoch.time().as_secs_f64())];
                     values.extend(epoch.metrics().map(|(n, v)| (n.to_owned(), v)));
-                    files.write(&[("epoch", epoch.epoch() as u64)], &values)?;
+                    files.write(&[("epoch", epoch.epoch().into())], &values)?;
                 }
+                self.write_logged(ctx)?;
             }
+            Event::TrainEnd => self.write_logged(ctx)?,
             _ => {}
         }
         Ok(Control::Continue)
@@ -261,7 +324,7 @@ impl Hook for MetricFiles {
 impl Plugin for MetricFiles {
     fn specs(&self) -> Vec<HookSpec> {
         let at = |event| HookSpec::new(event, "MetricFiles").priority(priority::LOGGING);
-        let mut specs = vec![at(Event::TrainBegin), at(Event::EpochEnd)];
+        let mut specs = vec![at(Event::TrainBegin), at(Event::EpochEnd), at(Event::TrainEnd)];
         if self.every > 0 {
             specs.push(at(Event::BatchEnd).filter(Filter::ALWAYS.every(self.every)));
         }

@@ -16,6 +16,7 @@
 
 pub(crate) mod checkpoint;
 mod early_stopping;
+mod grad_stats;
 mod interrupt;
 mod logger;
 mod metric_files;
@@ -30,6 +31,7 @@ mod timer;
 pub use crate::output::weights::load_checkpoint;
 pub use checkpoint::{ModelCheckpoint, Saved};
 pub use early_stopping::{Delta, EarlyStopping, Mode};
+pub use grad_stats::GradStats;
 pub use interrupt::Interrupt;
 pub use logger::Logger;
 pub use metric_files::MetricFiles;

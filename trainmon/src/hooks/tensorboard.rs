@@ -5,6 +5,7 @@ use crate::control::Control;
 use crate::error::BoxError;
 use crate::event::Event;
 use crate::filter::{Counter, Filter};
+use crate::history::LoggedValue;
 use crate::hook::{Hook, Plugin};
 use crate::output::tensorboard::EventWriter;
 use crate::priority;
@@ -14,7 +15,9 @@ use std::path::PathBuf;
 
 /// Writes TensorBoard event files (`events.out.tfevents.*`) into a directory: every epoch's
 /// metrics, learning rate and time as `epoch/<name>` at step = the epoch, and with
-/// [`TensorBoard::steps`] the running values as `step/<name>` at step = the global step. Point
+/// [`TensorBoard::steps`] the running values as `step/<name>` at step = the global step; what
+/// hooks logged ([`crate::HookContext::log`], [`crate::HookContext::log_histogram`]) under its
+/// name at its step, as scalars and histograms. Point
 /// `tensorboard --logdir` at the directory (or a parent of several runs). A resumed fit
 /// ([`crate::Trainer::resumable`]) goes on in the same event file, from its resume point.
 ///
@@ -29,6 +32,8 @@ pub struct TensorBoard {
     dir: PathBuf,
     every: u64,
     writer: Option<EventWriter>,
+    /// Values logged by hooks ([`crate::HookContext::log`]) written so far.
+    logged: usize,
     /// The event file and its length in the resume point a fit resumes from.
     resumed: Option<Written>,
 }
@@ -37,6 +42,9 @@ pub struct TensorBoard {
 struct Written {
     file: PathBuf,
     length: u64,
+    /// Values logged by hooks written so far.
+    #[serde(default)]
+    logged: usize,
 }
 
 impl TensorBoard {
@@ -46,6 +54,7 @@ impl TensorBoard {
             dir: dir.into(),
             every: 0,
             writer: None,
+            logged: 0,
             resumed: None,
         }
     }
@@ -63,6 +72,7 @@ impl Hook for TensorBoard {
         Ok(Some(HookState::new(Written {
             file: writer.path().to_owned(),
             length: writer.length()?,
+            logged: self.logged,
         })?))
     }
 
@@ -75,10 +85,14 @@ impl Hook for TensorBoard {
         match ctx.event() {
             Event::TrainBegin => {
                 self.writer = Some(match self.resumed.take() {
-                    Some(Written { file, length }) => EventWriter::resume(&self.dir, &file, length)?,
+                    Some(Written { file, length, logged }) => {
+                        self.logged = logged;
+                        EventWriter::resume(&self.dir, &file, length)?
+                    }
                     None => EventWriter::create(&self.dir)?,
                 })
             }
+            Event::TrainEnd => self.write_logged(ctx)?,
             Event::BatchEnd => {
                 if let (Some(writer), Some(batch)) = (&mut self.writer, ctx.batch()) {
                     let tags: Vec<(String, f64)> = batch
@@ -87,6 +101,7 @@ impl Hook for TensorBoard {
                         .collect();
                     writer.scalars(ctx.state().global_step(), tags.iter().map(|(t, v)| (t.as_str(), *v)))?;
                 }
+                self.write_logged(ctx)?;
             }
             Event::EpochEnd => {
                 if let (Some(writer), Some(epoch)) = (&mut self.writer, ctx.epoch()) {
@@ -96,6 +111,7 @@ impl Hook for TensorBoard {
                     tags.push(("epoch/time".into(), epoch.time().as_secs_f64()));
                     writer.scalars(epoch.epoch() as u64, tags.iter().map(|(t, v)| (t.as_str(), *v)))?;
                 }
+                self.write_logged(ctx)?;
             }
             _ => {}
         }
@@ -103,10 +119,43 @@ impl Hook for TensorBoard {
     }
 }
 
+impl TensorBoard {
+    /// Writes what hooks logged since the last time, by name at its step: numbers as scalars,
+    /// histograms as histograms.
+    fn write_logged(&mut self, ctx: &HookContext<'_>) -> Result<(), BoxError> {
+        let Some(writer) = &mut self.writer else { return Ok(()) };
+        let logged = ctx.history().logged_all();
+        let new = logged.get(self.logged..).unwrap_or_default();
+        for same_step in new.chunk_by(|a, b| a.step() == b.step()) {
+            let step = same_step[0].step();
+            let scalars: Vec<_> = (same_step.iter())
+                .filter_map(|l| match l.value() {
+                    LoggedValue::Scalar(v) => Some((l.name(), *v)),
+                    LoggedValue::Histogram(_) => None,
+                })
+                .collect();
+            if !scalars.is_empty() {
+                writer.scalars(step, scalars)?;
+            }
+            let histograms: Vec<_> = (same_step.iter())
+                .filter_map(|l| match l.value() {
+                    LoggedValue::Histogram(h) => Some((l.name(), h)),
+                    LoggedValue::Scalar(_) => None,
+                })
+                .collect();
+            if !histograms.is_empty() {
+                writer.histograms(step, histograms)?;
+            }
+        }
+        self.logged = logged.len();
+        Ok(())
+    }
+}
+
 impl Plugin for TensorBoard {
     fn specs(&self) -> Vec<HookSpec> {
         let at = |event| HookSpec::new(event, "TensorBoard").priority(priority::LOGGING);
-        let mut specs = vec![at(Event::TrainBegin), at(Event::EpochEnd)];
+        let mut specs = vec![at(Event::TrainBegin), at(Event::EpochEnd), at(Event::TrainEnd)];
         if self.every > 0 {
             specs.push(at(Event::BatchEnd).filter(Filter::ALWAYS.every(self.every).counter(Counter::GlobalStep)));
         }

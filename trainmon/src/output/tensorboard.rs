@@ -38,13 +38,40 @@ struct Summary {
     value: Vec<SummaryValue>,
 }
 
-/// `tensorflow.Summary.Value`, as a simple value.
+/// `tensorflow.Summary.Value`: a simple value or a histogram.
 #[derive(Clone, PartialEq, prost::Message)]
 struct SummaryValue {
     #[prost(string, tag = "1")]
     tag: String,
+    #[prost(oneof = "Value", tags = "2, 5")]
+    value: Option<Value>,
+}
+
+#[derive(Clone, PartialEq, prost::Oneof)]
+enum Value {
     #[prost(float, tag = "2")]
-    simple_value: f32,
+    SimpleValue(f32),
+    #[prost(message, tag = "5")]
+    Histo(HistogramProto),
+}
+
+/// `tensorflow.HistogramProto`.
+#[derive(Clone, PartialEq, prost::Message)]
+struct HistogramProto {
+    #[prost(double, tag = "1")]
+    min: f64,
+    #[prost(double, tag = "2")]
+    max: f64,
+    #[prost(double, tag = "3")]
+    num: f64,
+    #[prost(double, tag = "4")]
+    sum: f64,
+    #[prost(double, tag = "5")]
+    sum_squares: f64,
+    #[prost(double, repeated, tag = "6")]
+    bucket_limit: Vec<f64>,
+    #[prost(double, repeated, tag = "7")]
+    bucket: Vec<f64>,
 }
 
 /// An event file that TensorBoard reads: scalars by tag and step.
@@ -125,7 +152,35 @@ impl EventWriter {
             .filter(|(_, v)| v.is_finite())
             .map(|(tag, v)| SummaryValue {
                 tag: tag.to_owned(),
-                simple_value: v as f32,
+                value: Some(Value::SimpleValue(v as f32)),
+            })
+            .collect();
+        self.write(Event {
+            wall_time: now(),
+            step: step as i64,
+            what: Some(What::Summary(Summary { value })),
+        })
+    }
+
+    /// Histograms at `step`, one event, flushed.
+    pub fn histograms<'a>(
+        &mut self,
+        step: u64,
+        histograms: impl IntoIterator<Item = (&'a str, &'a crate::history::Histogram)>,
+    ) -> Result<()> {
+        let value = histograms
+            .into_iter()
+            .map(|(tag, h)| SummaryValue {
+                tag: tag.to_owned(),
+                value: Some(Value::Histo(HistogramProto {
+                    min: h.min(),
+                    max: h.max(),
+                    num: h.count(),
+                    sum: h.sum(),
+                    sum_squares: h.sum_squares(),
+                    bucket_limit: h.buckets().iter().map(|b| b.0).collect(),
+                    bucket: h.buckets().iter().map(|b| b.1).collect(),
+                })),
             })
             .collect();
         self.write(Event {
@@ -194,12 +249,8 @@ mod tests {
             panic!("{records:?}")
         };
         assert_eq!(
-            (
-                records[1].step,
-                summary.value[0].tag.as_str(),
-                summary.value[0].simple_value
-            ),
-            (3, "loss", 0.5)
+            (records[1].step, summary.value[0].tag.as_str(), &summary.value[0].value),
+            (3, "loss", &Some(Value::SimpleValue(0.5)))
         );
     }
 

@@ -169,7 +169,9 @@ impl Loop<'_, '_> {
             Some(batch) => ctx.with_batch(batch),
             None => ctx,
         };
-        self.dispatch.fire(count.own, count.global, &ctx)?;
+        let fired = self.dispatch.fire(count.own, count.global, &ctx);
+        self.scene.keep_logged();
+        fired?;
         let wanted = self.scene.learning_rate.get();
         if wanted != self.scene.state.learning_rate {
             if !(wanted.is_finite() && wanted >= 0.0) {
