@@ -5,9 +5,9 @@
 use std::sync::Mutex;
 use tch::nn::{self, VarStore};
 use tch::{Device, Kind, Tensor};
-use trainmon::hooks::MetricFiles;
+use trainmon::hooks::{MetricFiles, Summary};
 use trainmon::{Error, Event, HookSpec, Hooks, Rollback, TensorDataset, Trainer};
-use trainmon_tests::weights;
+use trainmon_tests::{capture_logs, weights};
 
 /// libtorch's random generator is global: the tests of this file draw from it one at a time.
 static GLOBAL_RNG: Mutex<()> = Mutex::new(());
@@ -127,8 +127,19 @@ fn too_many_rollbacks_stop_training_with_each_listed() {
     let (_, planted, y) = data();
     let bad = TensorDataset::new(planted, y).unwrap();
     // Batch 6 of every epoch is NaN: the third rollback, in epoch 3, is one too many.
-    let (history, _) = train(&bad, 5, Some(Rollback::new().give_up_after(3, 1000)), |t| t);
+    let ((history, _), logged) = capture_logs(|| {
+        train(&bad, 5, Some(Rollback::new().give_up_after(3, 1000)), |t| {
+            t.with(Summary::new())
+        })
+    });
     let history = history.unwrap();
+    assert!(
+        logged.iter().any(|(_, line)| line
+            == "summary: 3 rollbacks skipped 3 batches: batch 6 of epoch 1 (the loss is NaN); batch 6 of epoch 2 \
+                (the loss is NaN); batch 6 of epoch 3 (the loss is NaN)"),
+        "{logged:?}"
+    );
+
     assert_eq!(
         history.len(),
         3,

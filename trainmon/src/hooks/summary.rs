@@ -12,8 +12,8 @@ use std::path::{Path, PathBuf};
 
 /// Logs a summary when training ends — or fails —, after every other output is written: epochs
 /// run, why it stopped (or the error), the best value of a monitored metric and its epoch, total
-/// time and throughput, the three costliest hooks ([`crate::History::hook_costs`]), and what the
-/// run directory holds.
+/// time and throughput, the batches rollbacks skipped ([`crate::History::skipped`]), the three
+/// costliest hooks ([`crate::History::hook_costs`]), and what the run directory holds.
 ///
 /// ```text
 /// summary: 10 of 30 epochs in 0.35 s, 91429 samples/s; stopped: `val_loss` did not improve …
@@ -99,6 +99,16 @@ impl Hook for Summary {
                 Some((value, epoch)) => tracing::info!("summary: best {name} {value:.6} at epoch {epoch}"),
                 None => tracing::info!("summary: no epoch has a finite {name}"),
             }
+        }
+        let skipped = history.skipped();
+        if !skipped.is_empty() {
+            let batches: usize = skipped.iter().map(|s| s.batches().count()).sum();
+            let listed: Vec<String> = skipped.iter().map(|s| s.to_string()).collect();
+            tracing::info!(
+                "summary: {} rollbacks skipped {batches} batches: {}",
+                skipped.len(),
+                listed.join("; ")
+            );
         }
         let costs = history.hook_costs();
         if !costs.is_empty() {
