@@ -18,6 +18,7 @@ const BATCH: usize = 20;
 /// The clean samples, and their copy with planted bad ones: a NaN in sample 105 (batch 6) and
 /// samples 400–419 (batch 21) scaled by 10⁴ (a loss hundreds of times the others').
 fn data() -> (Tensor, Tensor, Tensor) {
+    let _rng = GLOBAL_RNG.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
     tch::manual_seed(21);
     let x = Tensor::randn([1000, 20], (Kind::Float, Device::Cpu));
     let y = Tensor::randint(2, [1000], (Kind::Int64, Device::Cpu));
