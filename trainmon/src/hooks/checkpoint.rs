@@ -1,6 +1,7 @@
 //! Model checkpoints: the weights, as safetensors files, written atomically.
 
 use super::early_stopping::Mode;
+use super::ema::{ema_path, Averaged, EmaWeights};
 use crate::context::HookContext;
 use crate::control::Control;
 use crate::error::{BoxError, Error};
@@ -11,7 +12,7 @@ use crate::output::weights;
 use crate::priority;
 use crate::saved::HookState;
 use crate::spec::HookSpec;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 /// Saves the model's weights (`VarStore::save`, safetensors) as Lightning's `ModelCheckpoint`
@@ -20,6 +21,10 @@ use std::sync::{Arc, Mutex};
 /// `last.safetensors` and a checkpoint when training fails. Every file is written to a
 /// temporary name, flushed to disk and renamed, and an old checkpoint is removed only after its
 /// replacement exists, so a crash never leaves a half-written or missing best checkpoint.
+///
+/// With an [`crate::hooks::Ema`]'s average ([`ModelCheckpoint::ema`]), each file it writes —
+/// kept checkpoints, `last`, the one on failure — holds the average as well as
+/// (`<name>.ema.safetensors` beside it) or instead of the raw weights.
 ///
 /// Runs at `on_epoch_end` (or every n steps at `on_batch_end`) and `on_exception`, priority
 /// [`priority::CHECKPOINT`]: after early stopping has decided.
@@ -44,6 +49,7 @@ pub struct ModelCheckpoint {
     every_epochs: u64,
     every_steps: u64,
     on_exception: bool,
+    ema: Option<(Averaged, EmaWeights)>,
     saved: Saved,
 }
 
@@ -92,6 +98,7 @@ impl ModelCheckpoint {
             every_epochs: 1,
             every_steps: 0,
             on_exception: true,
+            ema: None,
             saved: Saved::default(),
         }
     }
@@ -148,6 +155,25 @@ impl ModelCheckpoint {
         self
     }
 
+    /// Saves the average of an [`crate::hooks::Ema`] (its [`crate::hooks::Ema::averaged`]
+    /// handle) too: [`EmaWeights::Also`] writes it beside every file, as
+    /// `<name>.ema.safetensors` ([`crate::hooks::ema_path`]; removed with its checkpoint when
+    /// `save_top_k` drops it); [`EmaWeights::Instead`] writes it in the file in place of the raw
+    /// weights. The `Ema` must be added to the same trainer: `fit` fails at `on_train_begin`
+    /// otherwise. Either file loads with [`crate::hooks::load_checkpoint`].
+    ///
+    /// ```
+    /// use trainmon::hooks::{Ema, EmaWeights, ModelCheckpoint};
+    ///
+    /// let ema = Ema::new(0.999);
+    /// let checkpoints = ModelCheckpoint::new("runs/demo/checkpoints").ema(ema.averaged(), EmaWeights::Also);
+    /// # let _ = (ema, checkpoints);
+    /// ```
+    pub fn ema(mut self, averaged: Averaged, weights: EmaWeights) -> Self {
+        self.ema = Some((averaged, weights));
+        self
+    }
+
     /// A handle on what gets saved, to read after `fit`.
     pub fn saved(&self) -> Saved {
         self.saved.clone()
@@ -192,13 +218,26 @@ impl ModelCheckpoint {
             _ => true,
         };
         if keep {
-            weights::save(ctx.var_store(), &path)?;
+            self.write(ctx, &path)?;
             self.record(path, monitored)?;
         }
         if self.save_last {
             let last = self.dir.join("last.safetensors");
-            weights::save(ctx.var_store(), &last)?;
+            self.write(ctx, &last)?;
             self.saved.lock().last = Some(last);
+        }
+        Ok(())
+    }
+
+    /// Writes a checkpoint file: the raw weights, the average, or both (the average beside).
+    fn write(&self, ctx: &HookContext<'_>, path: &Path) -> Result<(), BoxError> {
+        match &self.ema {
+            None => weights::save(ctx.var_store(), path)?,
+            Some((averaged, EmaWeights::Also)) => {
+                weights::save(ctx.var_store(), path)?;
+                averaged.save(ema_path(path))?;
+            }
+            Some((averaged, EmaWeights::Instead)) => averaged.save(path)?,
         }
         Ok(())
     }
@@ -232,10 +271,13 @@ impl ModelCheckpoint {
             // Removed only now that the new checkpoint exists.
             let keep = k.min(saved.kept.len());
             for (old, _) in saved.kept.split_off(keep) {
-                match std::fs::remove_file(&old) {
-                    // Already gone: a run resumed after a crash prunes what the crashed one had.
-                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                    other => other.map_err(Error::io("remove the old checkpoint", &old))?,
+                let beside = matches!(self.ema, Some((_, EmaWeights::Also))).then(|| ema_path(&old));
+                for old in std::iter::once(old).chain(beside) {
+                    match std::fs::remove_file(&old) {
+                        // Already gone: a run resumed after a crash prunes what the crashed one had.
+                        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                        other => other.map_err(Error::io("remove the old checkpoint", &old))?,
+                    }
                 }
             }
         }
@@ -325,11 +367,22 @@ impl Hook for ModelCheckpoint {
             Event::TrainBegin => {
                 std::fs::create_dir_all(&self.dir).map_err(Error::io("create the checkpoint directory", &self.dir))?;
                 crate::output::remove_leftovers(&self.dir);
+                if let Some((averaged, _)) = &self.ema {
+                    if !averaged.is_ready() {
+                        let why = "ModelCheckpoint was given an Ema's averaged weights (`.ema(…)`), but that Ema \
+                                   does not run in this fit: add it to the trainer with `.with(ema)`";
+                        return Err(why.into());
+                    }
+                }
             }
             Event::EpochEnd | Event::BatchEnd => self.save_point(ctx)?,
             Event::Exception => {
                 let path = self.dir.join("exception.safetensors");
-                weights::save(ctx.var_store(), &path)?;
+                match &self.ema {
+                    // A failure before the average was made: the raw weights only.
+                    Some((averaged, _)) if !averaged.is_ready() => weights::save(ctx.var_store(), &path)?,
+                    _ => self.write(ctx, &path)?,
+                }
                 tracing::info!("ModelCheckpoint saved the weights at the failure to {}", path.display());
             }
             _ => {}

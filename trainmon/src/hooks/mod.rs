@@ -16,6 +16,7 @@
 
 pub(crate) mod checkpoint;
 mod early_stopping;
+mod ema;
 mod grad_stats;
 mod interrupt;
 mod logger;
@@ -31,6 +32,7 @@ mod timer;
 pub use crate::output::weights::load_checkpoint;
 pub use checkpoint::{ModelCheckpoint, Saved};
 pub use early_stopping::{Delta, EarlyStopping, Mode};
+pub use ema::{ema_path, Averaged, Ema, EmaWeights};
 pub use grad_stats::GradStats;
 pub use interrupt::Interrupt;
 pub use logger::Logger;

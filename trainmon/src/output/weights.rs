@@ -82,3 +82,12 @@ pub(crate) fn save(vs: &tch::nn::VarStore, path: &Path) -> Result<(), BoxError> 
     })?;
     Ok(())
 }
+
+/// Writes named tensors to `path` as safetensors (what `VarStore::save` writes for a model's
+/// variables), atomically and durably: the averaged weights of [`crate::hooks::Ema`].
+pub(crate) fn save_tensors(named: &[(&str, &tch::Tensor)], path: &Path) -> crate::Result<()> {
+    durably(path, |temp| {
+        tch::Tensor::write_safetensors(named, temp)
+            .map_err(|e| Error::torch(format!("saving the weights to {}", temp.display()), e))
+    })
+}
