@@ -190,7 +190,7 @@ fn a_fit_resumed_after_a_failure_skips_the_same_batches_bit_identically() {
     // Snapshots every 4 steps, resume points every 3: the failure at step 70 (batch 20 of
     // epoch 2) comes after the point at step 69, within a snapshot window, and with the spike
     // rule's window of losses to restore.
-    let rollback = || Rollback::new().snapshot_every(4).spike(6.0, 10).give_up_after(10, 1000);
+    let rollback = windowed;
     // The uninterrupted fit with the same settings (a resume point is a snapshot too).
     let once = tempfile::tempdir().unwrap();
     let (whole, reference) = train(&bad, 3, Some(rollback()), |t| {
@@ -232,4 +232,92 @@ fn a_fit_resumed_after_a_failure_skips_the_same_batches_bit_identically() {
         "snapshots every 4 steps: the last before batch 21 after batch 18 (step 16)"
     );
     assert_eq!(whole.skipped()[1].batches(), 21..=21, "a resume point after batch 20");
+}
+
+/// Snapshots every 4 steps and a spike rule, as the resume tests use them.
+fn windowed() -> Rollback {
+    Rollback::new().snapshot_every(4).spike(6.0, 10).give_up_after(10, 1000)
+}
+
+/// The step at which the child process of the SIGKILL test stalls, to be killed: after the
+/// resume point at step 69, before the snapshot at step 72, after the spike of epoch 2.
+const KILLED_AT: u64 = 70;
+
+/// The child of `a_fit_killed_mid_window_with_sigkill_resumes_bit_identically`: trains with
+/// resume points until step 70, says so in a file, and waits there to be killed. Does
+/// nothing unless that test starts it.
+#[test]
+#[ignore = "a child process of another test"]
+fn child_trains_until_killed() {
+    let Some(dir) = std::env::var_os("TRAINMON_ROLLBACK_CHILD") else {
+        return;
+    };
+    let dir = std::path::PathBuf::from(dir);
+    let (_, planted, y) = data();
+    let bad = TensorDataset::new(planted, y).unwrap();
+    let marker = dir.join("stalled");
+    let _ = train(&bad, 3, Some(windowed()), |t| {
+        t.resumable(dir.join("resume")).resumable_steps(3).add_hook(
+            HookSpec::new(Event::BatchEnd, "stall"),
+            move |state: &trainmon::TrainState| {
+                if state.global_step() == KILLED_AT {
+                    std::fs::write(&marker, b"").unwrap();
+                    loop {
+                        std::thread::sleep(std::time::Duration::from_secs(1));
+                    }
+                }
+            },
+        )
+    });
+    panic!("the child was to be killed at step {KILLED_AT}");
+}
+
+#[test]
+fn a_fit_killed_mid_window_with_sigkill_resumes_bit_identically() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "child_trains_until_killed",
+            "--ignored",
+            "--test-threads",
+            "1",
+        ])
+        .env("TRAINMON_ROLLBACK_CHILD", dir.path())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let started = std::time::Instant::now();
+    while !dir.path().join("stalled").exists() {
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the child ended before step {KILLED_AT}"
+        );
+        assert!(
+            started.elapsed().as_secs() < 300,
+            "the child did not reach step {KILLED_AT}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    child.kill().unwrap(); // SIGKILL
+    assert!(!child.wait().unwrap().success());
+
+    let (_, planted, y) = data();
+    let bad = TensorDataset::new(planted, y).unwrap();
+    let (resumed, weights) = train(&bad, 3, Some(windowed()), |t| {
+        t.resumable(dir.path().join("resume")).resumable_steps(3)
+    });
+    let once = tempfile::tempdir().unwrap();
+    let (whole, reference) = train(&bad, 3, Some(windowed()), |t| {
+        t.resumable(once.path()).resumable_steps(3)
+    });
+    let (resumed, whole) = (resumed.unwrap(), whole.unwrap());
+    assert_eq!(resumed.skipped(), whole.skipped(), "the same batches skipped");
+    assert_eq!(epochs(&resumed), epochs(&whole));
+    assert_eq!(weights, reference, "bit-identical to the uninterrupted fit");
+    assert_eq!(
+        resumed.skipped().len(),
+        6,
+        "two skips an epoch, before and after the kill"
+    );
 }
