@@ -321,3 +321,30 @@ fn a_fit_killed_mid_window_with_sigkill_resumes_bit_identically() {
         "two skips an epoch, before and after the kill"
     );
 }
+
+#[test]
+fn consecutive_bad_batches_are_each_skipped_once() {
+    let (_, planted, y) = data();
+    // A NaN in batch 7 too, next to batch 6's.
+    let _ = planted.get(125).get(0).fill_(f64::NAN);
+    let bad = TensorDataset::new(planted.shallow_clone(), y.shallow_clone()).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let rollback = Rollback::new().give_up_after(10, 1000);
+    let (history, rolled) = train(&bad, 2, Some(rollback), |t| t.resumable(dir.path()));
+    let history = history.unwrap();
+    let skipped: Vec<(usize, Vec<usize>)> = (history.skipped().iter())
+        .map(|s| (s.epoch(), s.batches().collect()))
+        .collect();
+    assert_eq!(skipped, [(1, vec![6]), (1, vec![7]), (2, vec![6]), (2, vec![7])]);
+    assert!(
+        dir.path().join("resume.safetensors").exists(),
+        "the epochs count as whole: their end wrote a resume point"
+    );
+
+    let keep: Vec<i64> = (0..1000).filter(|i| !(100..140).contains(i)).collect();
+    let keep = Tensor::from_slice(&keep);
+    let without = TensorDataset::new(planted.index_select(0, &keep), y.index_select(0, &keep)).unwrap();
+    let (clean, reference) = train(&without, 2, None, |t| t);
+    assert_eq!(rolled, reference, "bit-identical to training without batches 6 and 7");
+    assert_eq!(epochs(&history), epochs(&clean.unwrap()));
+}

@@ -372,9 +372,13 @@ impl Baton {
         if state.done.iter().all(|&d| d) {
             return;
         }
+        // The next variant not done, not the one that just ran while another is left.
+        let previous = state.whose();
+        let others = (0..state.done.len()).any(|v| v != previous && !state.done[v]);
         loop {
             state.advance();
-            if !state.done[state.whose()] {
+            let next = state.whose();
+            if !state.done[next] && (next != previous || !others) {
                 break;
             }
         }

@@ -95,15 +95,17 @@ impl<'a> HookContext<'a> {
         self.state.global_step + u64::from(before_the_step)
     }
 
-    /// Logs the histogram of `tensor`'s values (in 30 buckets) under `name` at the current
-    /// step (as [`HookContext::log`]), for TensorBoard's histograms (one read to the host).
+    /// Logs the histogram of `tensor`'s finite values (in 30 buckets) under `name` at the
+    /// current step (as [`HookContext::log`]), for TensorBoard's histograms (two reads to the
+    /// host); nothing when no value is finite.
     pub fn log_histogram(&self, name: impl Into<String>, tensor: &tch::Tensor) -> Result<(), tch::TchError> {
-        let histogram = Histogram::of(tensor, 30)?;
-        self.logged.borrow_mut().push(Logged {
-            step: self.step(),
-            name: name.into(),
-            value: LoggedValue::Histogram(histogram),
-        });
+        if let Some(histogram) = Histogram::of(tensor, 30)? {
+            self.logged.borrow_mut().push(Logged {
+                step: self.step(),
+                name: name.into(),
+                value: LoggedValue::Histogram(histogram),
+            });
+        }
         Ok(())
     }
 }

@@ -184,11 +184,17 @@ pub struct Histogram {
 }
 
 impl Histogram {
-    /// The histogram of the values of `tensor` in `bins` buckets, computed on its device; one
-    /// read to the host.
-    pub fn of(tensor: &tch::Tensor, bins: i64) -> Result<Self, tch::TchError> {
+    /// The histogram of the finite values of `tensor` in `bins` buckets, computed on its
+    /// device and read in two transfers; `None` when it has no finite value (NaN and infinities
+    /// are left out: a histogram of exploding gradients shows what is still finite).
+    pub fn of(tensor: &tch::Tensor, bins: i64) -> Result<Option<Self>, tch::TchError> {
         let _no_grad = tch::no_grad_guard();
         let values = tensor.f_detach()?.f_to_kind(tch::Kind::Double)?.f_flatten(0, -1)?;
+        let values = values.f_masked_select(&values.f_isfinite()?)?;
+        let count = values.size()[0];
+        if count == 0 {
+            return Ok(None);
+        }
         let stats = tch::Tensor::f_stack(
             &[
                 values.f_min()?,
@@ -198,33 +204,36 @@ impl Histogram {
             ],
             0,
         )?;
-        let (min, max) = (stats.f_double_value(&[0])?, stats.f_double_value(&[1])?);
-        // Between the smallest and the largest value (histc's default range).
-        let counts = values.f_histc(bins)?;
-        let counts = Vec::<f64>::try_from(counts.f_to_device(tch::Device::Cpu)?)?;
-        let width = (max - min) / bins as f64;
-        let buckets = counts
-            .into_iter()
-            .enumerate()
-            .map(|(i, n)| {
-                (
-                    if i as i64 == bins - 1 {
-                        max
-                    } else {
-                        min + width * (i + 1) as f64
-                    },
-                    n,
-                )
-            })
-            .collect();
-        Ok(Histogram {
+        let stats = Vec::<f64>::try_from(stats.f_to_device(tch::Device::Cpu)?)?;
+        let (min, max) = (stats[0], stats[1]);
+        let buckets = if min == max {
+            vec![(max, count as f64)]
+        } else {
+            // Between the smallest and the largest value (histc's default range).
+            let counts = values.f_histc(bins)?;
+            let counts = Vec::<f64>::try_from(counts.f_to_device(tch::Device::Cpu)?)?;
+            let width = (max - min) / bins as f64;
+            (counts.into_iter().enumerate())
+                .map(|(i, n)| {
+                    (
+                        if i as i64 == bins - 1 {
+                            max
+                        } else {
+                            min + width * (i + 1) as f64
+                        },
+                        n,
+                    )
+                })
+                .collect()
+        };
+        Ok(Some(Histogram {
             min,
             max,
-            count: values.size()[0] as f64,
-            sum: stats.f_double_value(&[2])?,
-            sum_squares: stats.f_double_value(&[3])?,
+            count: count as f64,
+            sum: stats[2],
+            sum_squares: stats[3],
             buckets,
-        })
+        }))
     }
 
     /// The smallest value.
@@ -322,6 +331,9 @@ pub struct HookCost {
     pub(crate) calls: u64,
     #[serde(rename = "total_s", with = "seconds")]
     pub(crate) total: Duration,
+    /// Its mean time per call (kept, so that `history.json` has it as a column).
+    #[serde(rename = "mean_s", with = "seconds", default)]
+    pub(crate) mean: Duration,
     pub(crate) device_reads: u64,
     /// Its total over the fit's wall time.
     pub(crate) share: f64,
@@ -350,10 +362,11 @@ impl HookCost {
 
     /// Its mean time per call.
     pub fn mean(&self) -> Duration {
-        self.total / u32::try_from(self.calls.max(1)).unwrap_or(u32::MAX)
+        self.mean
     }
 
-    /// Its share of the fit's wall time (0 to 1).
+    /// Its share of the fit's wall time (0 to 1). After a resume the wall time counts the
+    /// interrupted processes too, the hook's time only this one's.
     pub fn share(&self) -> f64 {
         self.share
     }
@@ -538,6 +551,26 @@ mod tests {
     use super::*;
 
     #[test]
+    fn histograms_count_the_finite_values() {
+        let t = tch::Tensor::from_slice(&[0.0f32, 1.0, 2.0, 3.0, f32::NAN, f32::INFINITY]);
+        let h = Histogram::of(&t, 3).unwrap().unwrap();
+        assert_eq!(
+            (h.min(), h.max(), h.count(), h.sum(), h.sum_squares()),
+            (0.0, 3.0, 4.0, 6.0, 14.0)
+        );
+        assert_eq!(h.buckets(), [(1.0, 1.0), (2.0, 1.0), (3.0, 2.0)]);
+        let constant = Histogram::of(&tch::Tensor::zeros([5], tch::kind::FLOAT_CPU), 30)
+            .unwrap()
+            .unwrap();
+        assert_eq!(constant.buckets(), [(0.0, 5.0)], "one bucket at the value");
+        let nothing = tch::Tensor::from_slice(&[f32::NAN, f32::NEG_INFINITY]);
+        assert!(Histogram::of(&nothing, 30).unwrap().is_none());
+        assert!(Histogram::of(&tch::Tensor::zeros([0], tch::kind::FLOAT_CPU), 30)
+            .unwrap()
+            .is_none());
+    }
+
+    #[test]
     fn a_history_round_trips_through_json_exactly() {
         let history = History {
             epochs: vec![EpochLogs {
@@ -567,6 +600,7 @@ mod tests {
                 location: "src/main.rs:12".into(),
                 calls: 3,
                 total: Duration::from_nanos(1_500_000_001),
+                mean: Duration::from_nanos(500_000_000),
                 device_reads: 2,
                 share: 0.25,
             }],

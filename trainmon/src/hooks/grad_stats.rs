@@ -22,9 +22,10 @@ use tch::Tensor;
 /// - with [`GradStats::histograms`], TensorBoard histograms `grads/<variable>` and
 ///   `weights/<variable>`.
 ///
-/// The norms are computed on the device and read in one transfer, on the logged steps only:
-/// the steps in between cost a filter check and nothing else (no host synchronisation).
-/// Frozen variables (no gradient) are left out.
+/// The norms are computed on the device and read in one transfer before the step and one
+/// after it (histograms: two more for each), on the logged steps only: the steps in between
+/// cost a filter check and nothing else (no host synchronisation). Frozen variables (no
+/// gradient) are left out; histograms show the finite values.
 ///
 /// ```
 /// use trainmon::hooks::{GradStats, TensorBoard};

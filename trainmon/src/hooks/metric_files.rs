@@ -18,7 +18,8 @@ use std::path::{Path, PathBuf};
 /// `n` batches — to `epochs.csv` / `epochs.jsonl` (and `steps.csv` / `steps.jsonl`) in a
 /// directory; the numbers hooks logged ([`crate::HookContext::log`]) to `logged.csv` /
 /// `logged.jsonl`, a line each (`step,name,value`: a tidy table); and the batches a rollback
-/// skipped ([`crate::Rollback`]) to `skipped.jsonl`. Each line is flushed as it is written, so a crash loses at most the line being
+/// skipped ([`crate::Rollback`]) to `skipped.jsonl`. Those two are written at each epoch's end
+/// (and the fit's): a crash loses what was logged since the last one. Each line is flushed as it is written, so a crash loses at most the line being
 /// written. A value that is not finite is empty in CSV and `null` in JSON.
 ///
 /// In a resumed fit ([`crate::Trainer::resumable`]) the files go on from the lines of the
@@ -107,10 +108,13 @@ impl MetricFiles {
         if self.every > 0 {
             self.steps = Some(Files::open(&self.dir, "steps", self.csv, self.jsonl, resumed.steps)?);
         }
-        if resumed.logged.is_some() {
-            self.logged = Some(Files::open(&self.dir, "logged", self.csv, self.jsonl, resumed.logged)?);
-        }
+        // A fit after another of the same trainer starts afresh (a new history).
+        self.logged = match resumed.logged {
+            Some(lengths) => Some(Files::open(&self.dir, "logged", self.csv, self.jsonl, Some(lengths))?),
+            None => None,
+        };
         self.logged_seen = resumed.logged_seen;
+        self.skipped_written = 0;
         Ok(())
     }
 

@@ -47,10 +47,10 @@ impl Summary {
     }
 }
 
-/// `name/ (N files)` for each folder below `dir`, and the files directly in it.
 /// How many hooks the summary names, the costliest first.
 const SHOWN_COSTS: usize = 3;
 
+/// `name/ (N files)` for each folder below `dir`, and the files directly in it.
 fn describe(dir: &Path) -> std::io::Result<String> {
     let mut parts = Vec::new();
     let mut entries: Vec<_> = std::fs::read_dir(dir)?.collect::<Result<_, _>>()?;

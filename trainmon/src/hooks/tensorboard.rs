@@ -89,7 +89,11 @@ impl Hook for TensorBoard {
                         self.logged = logged;
                         EventWriter::resume(&self.dir, &file, length)?
                     }
-                    None => EventWriter::create(&self.dir)?,
+                    None => {
+                        // A fit after another of the same trainer starts a new history.
+                        self.logged = 0;
+                        EventWriter::create(&self.dir)?
+                    }
                 })
             }
             Event::TrainEnd => self.write_logged(ctx)?,

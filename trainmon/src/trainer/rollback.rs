@@ -12,25 +12,36 @@ use tch::Tensor;
 
 /// Rolls training back over bad batches instead of stopping ([`crate::Trainer::rollback`]).
 ///
-/// Every `snapshot_every` optimizer steps (and at each epoch's start) the trainer copies the
-/// weights, the optimizer's state and the epoch's running logs into buffers it keeps on the
-/// device (allocated once). Before each batch's backward pass it reads the batch's loss; when the
-/// loss is not finite, or spikes (see [`Rollback::spike`]), it copies the snapshot back, skips
-/// the batches since the snapshot (the bad one last), and goes on with the next. The skipped
-/// batches, their sample indices and the reason are kept in [`crate::History::skipped`] (and in
-/// resume points: a resumed fit skips the same batches). After `rollbacks` rollbacks within
-/// `within` optimizer steps, training stops, with a reason that lists them.
+/// At each epoch's start, every `snapshot_every` optimizer steps (after the batch's hooks) and
+/// at each resume point within an epoch, the trainer copies the weights, the optimizer's state
+/// and the epoch's running logs. The copies of the weights and of the optimizer's tensors are
+/// kept on the device, in buffers allocated once and reused by every snapshot (a rollback
+/// itself allocates the optimizer's state anew). Before each batch's backward pass it reads the
+/// batch's loss; when the loss is not finite, or spikes (see [`Rollback::spike`]), it copies the
+/// snapshot back, skips the batches since the snapshot (the bad one last), and goes on with the
+/// next. The skipped batches, their sample indices and the reason are kept in
+/// [`crate::History::skipped`] (and in resume points: a resumed fit skips the same batches).
+/// After `rollbacks` rollbacks within `within` optimizer steps, training stops, with a reason
+/// that lists them.
 ///
 /// With `snapshot_every(1)` (the default) a rollback skips the bad batch alone, and the fit
 /// ends as a fit over the data without that batch would (the same seed, the same order
-/// otherwise). Hooks that ran at skipped batches ran, and the global step goes back to the
-/// snapshot's. A resume point within an epoch ([`crate::Trainer::resumable_steps`]) is a
-/// snapshot too: a rollback never goes back past one, so a fit resumed from it skips what the
-/// uninterrupted fit (with the same settings) skipped.
+/// otherwise), bit for bit — as long as nothing else depends on the batch's place:
+/// - with `accumulate_gradients(k)`, snapshots fall at the ends of accumulation windows, so a
+///   rollback also skips the window's batches before the bad one, and the rest of the window
+///   steps on a partial sum;
+/// - dropout draws from libtorch's generator in the bad batch's forward pass too;
+/// - hooks that ran at skipped batches ran (what they logged stays), and the global step goes
+///   back to the snapshot's; the learning rate stays the one hooks set last.
+///
+/// A resume point within an epoch ([`crate::Trainer::resumable_steps`]) is a snapshot too: a
+/// rollback never goes back past one, so a fit resumed from it skips what the uninterrupted
+/// fit (with the same settings) skipped.
 ///
 /// Cost: one read of the loss a batch (free on the CPU with eager reads, where it is read
-/// anyway; on CUDA a host synchronisation a step) and a copy of the weights and the optimizer's
-/// state every `snapshot_every` steps.
+/// anyway; on CUDA a host synchronisation a step), and at each snapshot a copy of the weights
+/// and the optimizer's state on the device plus a read of the running logs (with lazy reads,
+/// a host synchronisation for each running sum).
 #[derive(Clone, Debug, PartialEq)]
 pub struct Rollback {
     pub(crate) every: u64,
@@ -209,9 +220,10 @@ impl Guard {
         }
     }
 
-    /// Copies the snapshot back: weights, optimizer, running logs; then takes it again (the
-    /// state is the snapshot's), so that it can be rolled back to once more.
-    pub fn roll_back(&mut self, optimizer: &mut dyn Optimizer, logs: &mut BatchLogs) -> Result<Mark> {
+    /// Copies the snapshot back over the bad batch `bad`: weights, optimizer, running logs;
+    /// then takes it again (the state is the snapshot's), marked as after `bad`, so that a
+    /// later rollback skips from the batch after it. Returns the snapshot's mark.
+    pub fn roll_back(&mut self, optimizer: &mut dyn Optimizer, logs: &mut BatchLogs, bad: usize) -> Result<Mark> {
         {
             let _no_grad = tch::no_grad_guard();
             for (var, copy) in &mut self.weights {
@@ -227,7 +239,7 @@ impl Guard {
             logs.restore(state)?;
         }
         let mark = self.mark;
-        self.snapshot(optimizer, logs, mark)?;
+        self.snapshot(optimizer, logs, Mark { batch: bad, ..mark })?;
         Ok(mark)
     }
 

@@ -330,17 +330,8 @@ impl Loop<'_, '_> {
                 }
             };
             logs.update(&loss, &outputs, &y)?;
-            if let Some(guard) = &mut self.guard {
-                if let Some(value) = value {
-                    guard.keep(value);
-                }
-                if window_end && guard.due(self.scene.state.global_step) {
-                    let mark = Mark {
-                        batch,
-                        global_step: self.scene.state.global_step,
-                    };
-                    guard.snapshot(&*self.optimizer, logs, mark)?;
-                }
+            if let (Some(guard), Some(value)) = (&mut self.guard, value) {
+                guard.keep(value);
             }
             self.fire(Event::BatchEnd, count, Some(logs))?;
             if let Some(batch_started) = batch_started {
@@ -350,23 +341,23 @@ impl Loop<'_, '_> {
                 break;
             }
             let steps = self.settings.resume_steps;
-            if let Some(dir) = &self.settings.resume {
-                if steps > 0 && window_end && batch < self.batches && self.scene.state.global_step % steps == 0 {
-                    let within = crate::trainer::point::InEpoch {
-                        batch,
-                        epoch_rng_word_pos: epoch_rng.to_string(),
-                        epoch_elapsed: started.elapsed(),
-                        logs: Default::default(),
-                    };
-                    self.save_point(dir, Some((within, logs.state())))?;
-                    // The resumed fit takes a snapshot where it goes on: so does this one.
-                    if let Some(guard) = &mut self.guard {
-                        let mark = Mark {
-                            batch,
-                            global_step: self.scene.state.global_step,
-                        };
-                        guard.snapshot(&*self.optimizer, logs, mark)?;
-                    }
+            let global_step = self.scene.state.global_step;
+            let point = (self.settings.resume.as_deref())
+                .filter(|_| steps > 0 && window_end && batch < self.batches && global_step % steps == 0);
+            if let Some(dir) = point {
+                let within = crate::trainer::point::InEpoch {
+                    batch,
+                    epoch_rng_word_pos: epoch_rng.to_string(),
+                    epoch_elapsed: started.elapsed(),
+                    logs: Default::default(),
+                };
+                self.save_point(dir, Some((within, logs.state())))?;
+            }
+            // A snapshot after the batch's hooks (a learning rate they set is in it); at a
+            // resume point too, as the fit resumed from it takes one where it goes on.
+            if let Some(guard) = &mut self.guard {
+                if window_end && (guard.due(global_step) || point.is_some()) {
+                    guard.snapshot(&*self.optimizer, logs, Mark { batch, global_step })?;
                 }
             }
         }
@@ -386,9 +377,11 @@ impl Loop<'_, '_> {
     ) -> Result<bool> {
         let epoch = self.scene.state.epoch;
         let guard = self.guard.as_mut().expect("only a guard finds a batch bad");
-        let mark = guard.roll_back(&mut *self.optimizer, logs)?;
-        // Gradients of a skipped part of an accumulation window go too.
+        let mark = guard.roll_back(&mut *self.optimizer, logs, batch)?;
+        // Gradients of a skipped part of an accumulation window go too; the learning rate is
+        // the one hooks set last (the snapshot's may be older).
         self.optimizer.zero_grad()?;
+        self.optimizer.set_learning_rate(self.scene.state.learning_rate);
         self.scene.state.global_step = mark.global_step;
         let batches = mark.batch + 1..=batch;
         let skipped = Skipped {

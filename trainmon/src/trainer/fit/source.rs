@@ -9,8 +9,9 @@ use tch::{Device, Tensor};
 
 /// Where a fit's samples come from.
 pub(super) enum Source<'d> {
-    /// The whole dataset as tensors on the training device: batches are cut out of them, after
-    /// one gather per epoch when shuffling.
+    /// The whole dataset as tensors on the training device: batches are cut out of them —
+    /// when shuffling, after one gather per epoch, or each gathered by itself for wide rows
+    /// (see [`Source::epoch`]).
     Tensors { x: Tensor, y: Tensor, len: usize },
     /// A dataset asked for each batch, which the loop moves to the device.
     Batches { data: Box<dyn Dataset + 'd>, len: usize },
