@@ -196,3 +196,41 @@ pub(super) fn check_nan(features: &Tensor, policy: NanPolicy, what: &str) -> Res
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::data::TensorDataset;
+
+    /// Whether a shuffled epoch of `features` floats a sample, in batches of 32, is gathered
+    /// batch by batch.
+    fn batch_by_batch(features: i64) -> bool {
+        let x = Tensor::zeros([100, features], tch::kind::FLOAT_CPU);
+        let y = Tensor::zeros([100], tch::kind::INT64_CPU);
+        let data = TensorDataset::new(x, y).unwrap();
+        let source = Source::new(
+            Box::new(data),
+            Device::Cpu,
+            &Loss::CrossEntropy,
+            NanPolicy::Ignore,
+            "test",
+        )
+        .unwrap();
+        let epoch = source.epoch(Some((0..100).rev().collect()), 32).unwrap();
+        matches!(epoch, Epoch::Tensors { index: Some(_), .. })
+    }
+
+    #[test]
+    fn wide_rows_are_gathered_batch_by_batch() {
+        assert!(
+            !batch_by_batch(20),
+            "the tutorial's rows: 2.5 kB batches, one gather an epoch"
+        );
+        assert!(!batch_by_batch(511), "just under 64 KiB");
+        assert!(batch_by_batch(512), "64 KiB batches");
+        assert!(
+            batch_by_batch(600),
+            "tests/determinism.rs's wide rows (76.8 kB batches)"
+        );
+    }
+}
