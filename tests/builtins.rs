@@ -196,24 +196,29 @@ fn metric_files_hold_the_history() {
 
     let mut epochs = csv::Reader::from_path(out.join("epochs.csv")).unwrap();
     let header: Vec<String> = epochs.headers().unwrap().iter().map(str::to_owned).collect();
-    assert_eq!(
-        header,
-        ["epoch", "time", "loss", "accuracy", "val_loss", "val_accuracy"]
-    );
+    let columns = [
+        "epoch",
+        "time_s",
+        "loss",
+        "accuracy",
+        "val_loss",
+        "val_accuracy",
+        "lr",
+        "throughput",
+    ];
+    assert_eq!(header, columns);
     let rows: Vec<Vec<f64>> = epochs
         .records()
         .map(|r| r.unwrap().iter().map(|f| f.parse().unwrap()).collect())
         .collect();
     assert_eq!(rows.len(), 3);
     for (row, logs) in rows.iter().zip(history.epochs()) {
-        let want: Vec<f64> = ["epoch", "time", "loss", "accuracy", "val_loss", "val_accuracy"]
+        let want: Vec<f64> = columns
             .iter()
-            .map(|n| {
-                if *n == "epoch" {
-                    logs.epoch() as f64
-                } else {
-                    logs.get(n).unwrap()
-                }
+            .map(|n| match *n {
+                "epoch" => logs.epoch() as f64,
+                "time_s" => logs.time().as_secs_f64(),
+                n => logs.get(n).unwrap(),
             })
             .collect();
         assert_eq!(
@@ -229,6 +234,11 @@ fn metric_files_hold_the_history() {
     assert_eq!(json.len(), 3);
     assert_eq!(json[2]["epoch"], 3);
     assert_eq!(json[2]["val_loss"].as_f64(), history.epochs()[2].val_loss());
+    let keys: Vec<&str> = lines.lines().next().unwrap()[1..]
+        .split(',')
+        .map(|field| field.split(':').next().unwrap().trim_matches('"'))
+        .collect();
+    assert_eq!(keys, columns, "JSON Lines keys in the CSV's column order");
 
     // 800 training samples: 25 batches an epoch, a line at batches 10 and 20.
     let steps = std::fs::read_to_string(out.join("steps.jsonl")).unwrap();

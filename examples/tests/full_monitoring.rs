@@ -63,7 +63,7 @@ fn the_run_directory_holds_every_output() {
     assert!((1..=3).contains(&ranked), "at most the 3 best kept: {checkpoints:?}");
     let epochs = std::fs::read_to_string(run.join("metrics/epochs.csv")).unwrap();
     assert!(
-        epochs.starts_with("epoch,time,loss,accuracy,val_loss,val_accuracy\n"),
+        epochs.starts_with("epoch,time_s,loss,accuracy,val_loss,val_accuracy,lr,throughput\n"),
         "{epochs}"
     );
 }

@@ -26,10 +26,12 @@ use std::path::{Path, PathBuf};
 /// resume point: those a crashed run wrote after it are cut off, so each epoch has one line.
 ///
 /// ```text
-/// epochs.csv   epoch,time,loss,accuracy,val_loss,val_accuracy
-///              1,0.052,0.7012,0.5000,0.6950,0.5150
+/// epochs.csv   epoch,time_s,loss,accuracy,val_loss,val_accuracy,lr,throughput
+///              1,0.052,0.7012,0.5,0.695,0.515,0.001,15384.6
 /// steps.jsonl  {"epoch":1,"batch":10,"step":10,"loss":0.7101,"accuracy":0.4938}
 /// ```
+///
+/// JSON Lines keys come in the CSV's column order.
 #[derive(Debug)]
 pub struct MetricFiles {
     dir: PathBuf,
@@ -256,19 +258,22 @@ impl Files {
                 .map_err(|e| format!("could not write {}: {e}", path.display()))?;
         }
         if let Some((path, jsonl)) = &mut self.jsonl {
-            let mut line = serde_json::Map::new();
-            for (name, value) in counters {
-                line.insert((*name).to_owned(), value.clone());
+            // The keys in the CSV's column order (a JSON map would sort them).
+            let number = |v: f64| serde_json::Number::from_f64(v).map_or(serde_json::Value::Null, Into::into);
+            let fields = (counters.iter().map(|(n, v)| (*n, v.clone())))
+                .chain(values.iter().map(|(n, v)| (n.as_str(), number(*v))));
+            let mut line = String::from("{");
+            for (i, (name, value)) in fields.enumerate() {
+                if i > 0 {
+                    line.push(',');
+                }
+                line.push_str(&serde_json::to_string(name)?);
+                line.push(':');
+                line.push_str(&serde_json::to_string(&value)?);
             }
-            for (name, value) in values {
-                line.insert(
-                    name.clone(),
-                    serde_json::Number::from_f64(*value).map_or(serde_json::Value::Null, Into::into),
-                );
-            }
+            line.push_str("}\n");
             let failed = |e: std::io::Error| format!("could not write {}: {e}", path.display());
-            serde_json::to_writer(&mut *jsonl, &line)?;
-            jsonl.write_all(b"\n").map_err(failed)?;
+            jsonl.write_all(line.as_bytes()).map_err(failed)?;
             jsonl.flush().map_err(failed)?;
         }
         self.header = true;
@@ -312,8 +317,10 @@ impl Hook for MetricFiles {
             }
             Event::EpochEnd => {
                 if let (Some(files), Some(epoch)) = (&mut self.epochs, ctx.epoch()) {
-                    let mut values = vec![("time".to_owned(), epoch.time().as_secs_f64())];
+                    let mut values = vec![("time_s".to_owned(), epoch.time().as_secs_f64())];
                     values.extend(epoch.metrics().map(|(n, v)| (n.to_owned(), v)));
+                    values.push(("lr".to_owned(), epoch.learning_rate()));
+                    values.push(("throughput".to_owned(), epoch.throughput()));
                     files.write(&[("epoch", epoch.epoch().into())], &values)?;
                 }
                 self.write_logged(ctx)?;
