@@ -3,13 +3,12 @@
 //! TensorBoard, scalars and histograms read back by TensorBoard's own `EventAccumulator`.
 
 use std::collections::BTreeMap;
-use std::process::Command;
 use std::sync::{Arc, Mutex};
 use tch::nn::{self, VarStore};
 use tch::Tensor;
 use trainmon::hooks::{GradStats, MetricFiles, TensorBoard};
 use trainmon::{Event, HookSpec, Hooks, TrainState, Trainer};
-use trainmon_tests::{bootstrap_python, tutorial_data, tutorial_model};
+use trainmon_tests::{python_json, tutorial_data, tutorial_model};
 
 const READER: &str = r#"
 import json, sys
@@ -110,17 +109,7 @@ fn statistics_equal_the_norms_of_the_var_store_and_reach_every_output() {
         }
     }
 
-    let out = Command::new(bootstrap_python())
-        .args(["-c", READER])
-        .arg(tmp.path().join("tb"))
-        .output()
-        .expect("run python");
-    assert!(
-        out.status.success(),
-        "the reader failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let read: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let read = python_json(READER, &tmp.path().join("tb"));
     let scalars: Scalars = serde_json::from_value(read["scalars"].clone()).unwrap();
     let histograms: Histograms = serde_json::from_value(read["histograms"].clone()).unwrap();
     let grad = &scalars["grad_norm/fc.weight"];

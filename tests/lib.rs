@@ -39,6 +39,22 @@ pub fn bootstrap_python() -> std::path::PathBuf {
     }
 }
 
+/// Runs a Python `script` of the bootstrap's Python on `arg` (`sys.argv[1]`); returns the JSON it
+/// prints. Fails the test with Python's error when it fails.
+pub fn python_json(script: &str, arg: &std::path::Path) -> serde_json::Value {
+    let out = std::process::Command::new(bootstrap_python())
+        .args(["-c", script])
+        .arg(arg)
+        .output()
+        .expect("run python");
+    assert!(
+        out.status.success(),
+        "the Python script failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("the script prints JSON")
+}
+
 /// Runs `f` with a tracing subscriber that records what is logged; returns `f`'s result and
 /// the lines, as `(level, message)`.
 pub fn capture_logs<R>(f: impl FnOnce() -> R) -> (R, Vec<(String, String)>) {

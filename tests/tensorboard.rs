@@ -2,11 +2,10 @@
 //! bootstrap's Python): every tag, step and value.
 
 use std::collections::BTreeMap;
-use std::process::Command;
 use tch::nn;
 use trainmon::hooks::{LrScheduler, TensorBoard};
 use trainmon::{Hooks, Trainer};
-use trainmon_tests::{bootstrap_python, tutorial_data, tutorial_model};
+use trainmon_tests::{python_json, tutorial_data, tutorial_model};
 
 const READER: &str = r#"
 import json, sys
@@ -39,17 +38,7 @@ fn tensorboard_reads_back_every_scalar() {
     assert_eq!(files.len(), 1);
     assert!(files[0].starts_with("events.out.tfevents."), "{files:?}");
 
-    let out = Command::new(bootstrap_python())
-        .args(["-c", READER])
-        .arg(&dir)
-        .output()
-        .expect("run python");
-    assert!(
-        out.status.success(),
-        "the reader failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let scalars: BTreeMap<String, Vec<(u64, f64)>> = serde_json::from_slice(&out.stdout).unwrap();
+    let scalars: BTreeMap<String, Vec<(u64, f64)>> = serde_json::from_value(python_json(READER, &dir)).unwrap();
 
     let tags: Vec<&str> = scalars.keys().map(String::as_str).collect();
     assert_eq!(
