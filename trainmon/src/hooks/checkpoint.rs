@@ -218,28 +218,45 @@ impl ModelCheckpoint {
             _ => true,
         };
         if keep {
-            self.write(ctx, &path)?;
+            self.write(ctx, &path, monitored)?;
             self.record(path, monitored)?;
         }
         if self.save_last {
             let last = self.dir.join("last.safetensors");
-            self.write(ctx, &last)?;
+            self.write(ctx, &last, monitored)?;
             self.saved.lock().last = Some(last);
         }
         Ok(())
     }
 
-    /// Writes a checkpoint file: the raw weights, the average, or both (the average beside).
-    fn write(&self, ctx: &HookContext<'_>, path: &Path) -> Result<(), BoxError> {
+    /// Writes a checkpoint file: the raw weights, the average, or both (the average beside);
+    /// its header says the epoch, the global step and the monitored value.
+    fn write(&self, ctx: &HookContext<'_>, path: &Path, monitored: Option<f64>) -> Result<(), BoxError> {
+        let metadata = self.metadata(ctx, monitored);
         match &self.ema {
-            None => weights::save(ctx.var_store(), path)?,
+            None => weights::save(ctx.var_store(), path, &metadata)?,
             Some((averaged, EmaWeights::Also)) => {
-                weights::save(ctx.var_store(), path)?;
-                averaged.save(ema_path(path))?;
+                weights::save(ctx.var_store(), path, &metadata)?;
+                averaged.save_with(&ema_path(path), &metadata)?;
             }
-            Some((averaged, EmaWeights::Instead)) => averaged.save(path)?,
+            Some((averaged, EmaWeights::Instead)) => averaged.save_with(path, &metadata)?,
         }
         Ok(())
+    }
+
+    /// A checkpoint's header: `epoch` (finished epochs, or the one under way within an epoch),
+    /// `global_step`, and the monitored metric's name and value (`monitor`, `monitor_value`).
+    fn metadata(&self, ctx: &HookContext<'_>, monitored: Option<f64>) -> weights::Metadata {
+        let state = ctx.state();
+        let mut metadata = weights::Metadata::from([
+            ("epoch".to_owned(), state.epoch().to_string()),
+            ("global_step".to_owned(), state.global_step().to_string()),
+        ]);
+        if let (Some((name, _)), Some(value)) = (&self.monitor, monitored) {
+            metadata.insert("monitor".into(), name.clone());
+            metadata.insert("monitor_value".into(), value.to_string());
+        }
+        metadata
     }
 
     fn better(&self, a: f64, b: f64) -> bool {
@@ -380,8 +397,10 @@ impl Hook for ModelCheckpoint {
                 let path = self.dir.join("exception.safetensors");
                 match &self.ema {
                     // A failure before the average was made: the raw weights only.
-                    Some((averaged, _)) if !averaged.is_ready() => weights::save(ctx.var_store(), &path)?,
-                    _ => self.write(ctx, &path)?,
+                    Some((averaged, _)) if !averaged.is_ready() => {
+                        weights::save(ctx.var_store(), &path, &self.metadata(ctx, None))?
+                    }
+                    _ => self.write(ctx, &path, None)?,
                 }
                 tracing::info!("ModelCheckpoint saved the weights at the failure to {}", path.display());
             }

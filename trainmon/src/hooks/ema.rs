@@ -493,9 +493,18 @@ impl Averaged {
     /// (what `VarStore::save` writes; [`crate::hooks::load_checkpoint`] loads it into a model),
     /// atomically and durably. No average yet is an [`Error::Config`].
     pub fn save(&self, path: impl AsRef<Path>) -> crate::Result<()> {
+        self.save_with(path.as_ref(), &weights::Metadata::new())
+    }
+
+    /// Writes the average with `metadata` in the file's header (beside `weights` = `ema` and
+    /// its `updates`).
+    pub(crate) fn save_with(&self, path: &Path, metadata: &weights::Metadata) -> crate::Result<()> {
         let shadow = self.ready_shadow("saved")?;
         let named: Vec<(&str, &Tensor)> = shadow.names.iter().map(String::as_str).zip(&shadow.tensors).collect();
-        weights::save_tensors(&named, path.as_ref())
+        let mut metadata = metadata.clone();
+        metadata.insert("weights".into(), "ema".into());
+        metadata.insert("updates".into(), shadow.updates.to_string());
+        weights::save_tensors(&named, path, &metadata)
     }
 
     /// The average, or an error saying there is none yet (`what`: what was asked of it).

@@ -29,7 +29,7 @@ mod tensorboard;
 mod terminate_on_nan;
 mod timer;
 
-pub use crate::output::weights::load_checkpoint;
+pub use crate::output::weights::{checkpoint_metadata, load_checkpoint};
 pub use checkpoint::{ModelCheckpoint, Saved};
 pub use early_stopping::{Delta, EarlyStopping, Mode};
 pub use ema::{ema_path, Averaged, Ema, EmaWeights};

@@ -74,20 +74,82 @@ pub(crate) fn check(vs: &tch::nn::VarStore, saved: &BTreeMap<String, tch::Tensor
     Ok(())
 }
 
-/// Writes the weights to `path` atomically and durably.
-pub(crate) fn save(vs: &tch::nn::VarStore, path: &Path) -> Result<(), BoxError> {
-    durably(path, |temp| {
-        vs.save(temp)
-            .map_err(|e| Error::torch(format!("saving the weights to {}", temp.display()), e))
-    })?;
+/// What a weight file's header keeps beside the tensors (safetensors' `__metadata__`: strings
+/// by name). Every file trainmon writes also has `format` = `pt` (what `safetensors.torch`
+/// writes, so PyTorch tools take it) and `trainmon_version`.
+pub(crate) type Metadata = BTreeMap<String, String>;
+
+/// Writes the model's variables to `path` atomically and durably, with `metadata`.
+pub(crate) fn save(vs: &tch::nn::VarStore, path: &Path, metadata: &Metadata) -> Result<(), BoxError> {
+    let mut variables: Vec<(String, tch::Tensor)> = vs.variables().into_iter().collect();
+    variables.sort_by(|a, b| a.0.cmp(&b.0));
+    let named: Vec<(&str, &tch::Tensor)> = variables.iter().map(|(n, t)| (n.as_str(), t)).collect();
+    save_tensors(&named, path, metadata)?;
     Ok(())
 }
 
-/// Writes named tensors to `path` as safetensors (what `VarStore::save` writes for a model's
-/// variables), atomically and durably: the averaged weights of [`crate::hooks::Ema`].
-pub(crate) fn save_tensors(named: &[(&str, &tch::Tensor)], path: &Path) -> crate::Result<()> {
+/// Writes named tensors to `path` as safetensors, with `metadata`, atomically and durably.
+pub(crate) fn save_tensors(named: &[(&str, &tch::Tensor)], path: &Path, metadata: &Metadata) -> crate::Result<()> {
     durably(path, |temp| {
-        tch::Tensor::write_safetensors(named, temp)
-            .map_err(|e| Error::torch(format!("saving the weights to {}", temp.display()), e))
+        let failed = |e: String| Error::Checkpoint {
+            path: temp.to_owned(),
+            message: e,
+        };
+        let views = named
+            .iter()
+            .map(|(name, tensor)| Ok((*name, Bytes::of(tensor).map_err(|e| failed(format!("`{name}`: {e}")))?)))
+            .collect::<crate::Result<Vec<_>>>()?;
+        let mut header: std::collections::HashMap<String, String> = metadata.clone().into_iter().collect();
+        header.insert("format".into(), "pt".into());
+        header.insert("trainmon_version".into(), env!("CARGO_PKG_VERSION").into());
+        safetensors::tensor::serialize_to_file(views, &Some(header), temp).map_err(|e| failed(format!("{e:?}")))
     })
+}
+
+/// A tensor's bytes on the host, as safetensors writes them.
+struct Bytes {
+    data: Vec<u8>,
+    shape: Vec<usize>,
+    dtype: safetensors::Dtype,
+}
+
+impl Bytes {
+    fn of(tensor: &tch::Tensor) -> Result<Self, tch::TchError> {
+        let host = tensor.f_to_device(tch::Device::Cpu)?.f_contiguous()?;
+        let numel = host.numel();
+        let mut data = vec![0; numel * host.kind().elt_size_in_bytes()];
+        host.f_copy_data_u8(&mut data, numel)?;
+        Ok(Bytes {
+            data,
+            shape: host.size().iter().map(|&d| d as usize).collect(),
+            dtype: host.kind().try_into()?,
+        })
+    }
+}
+
+impl safetensors::View for Bytes {
+    fn dtype(&self) -> safetensors::Dtype {
+        self.dtype
+    }
+    fn shape(&self) -> &[usize] {
+        &self.shape
+    }
+    fn data(&self) -> std::borrow::Cow<'_, [u8]> {
+        std::borrow::Cow::Borrowed(&self.data)
+    }
+    fn data_len(&self) -> usize {
+        self.data.len()
+    }
+}
+
+/// The `__metadata__` of a safetensors file (empty when it has none).
+pub fn checkpoint_metadata(path: impl AsRef<Path>) -> crate::Result<BTreeMap<String, String>> {
+    let path = path.as_ref();
+    let failed = |message: String| Error::Checkpoint {
+        path: path.to_owned(),
+        message,
+    };
+    let bytes = std::fs::read(path).map_err(|e| failed(e.to_string()))?;
+    let (_, header) = safetensors::SafeTensors::read_metadata(&bytes).map_err(|e| failed(format!("{e:?}")))?;
+    Ok(header.metadata().clone().unwrap_or_default().into_iter().collect())
 }
