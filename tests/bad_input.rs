@@ -24,6 +24,21 @@ fn fit_error(data: &TensorDataset, vs: &nn::VarStore, model: &impl Module, batch
 }
 
 #[test]
+fn zero_epochs_is_a_config_error() {
+    let data = tutorial_data(1);
+    let (vs, model) = linear(20, 2);
+    let before = weights(&vs);
+    let err = Trainer::new(&vs, &model)
+        .optimizer(nn::Adam::default(), 1e-3)
+        .epochs(0)
+        .fit(&data)
+        .unwrap_err();
+    assert!(matches!(err, Error::Config(_)), "{err:?}");
+    assert!(err.to_string().contains("epochs must be at least 1, got 0"), "{err}");
+    assert_eq!(weights(&vs), before);
+}
+
+#[test]
 fn bad_training_setups_are_errors_naming_the_cause() {
     let data = tutorial_data(1);
     let wrong_labels = TensorDataset::new(

@@ -73,7 +73,7 @@
 //!   steps there at the steady rate): the setup, the shuffles, the epoch ends.
 //! - **Setup**: a trainmon segment is a whole `fit`, its setup included (the NaN check over the
 //!   features, instantiating the hooks, timing the first 20 batches…); `trainmon_fit_setup_us`
-//!   is the time of a `fit` of 0 epochs, timed apart after the rounds (alone, not paired), so
+//!   is the time of a `fit` stopped by a hook at `on_train_begin`, timed apart after the rounds (alone, not paired), so
 //!   that it can be told apart (a workload's fit pays it once for all its epochs).
 //! - **Memory**: peak memory is measured apart, by a short pass that runs each variant's whole
 //!   workload once in its own process (`--memory-runs N`, 0: none); that pass also runs the
@@ -172,7 +172,8 @@ const VARIANTS: [&str; 6] = [
 /// reads do (to measure what that costs without trainmon around it).
 const EXTRA_VARIANTS: [&str; 1] = ["minimal_eager"];
 
-/// The pseudo-variant timing a `fit` of 0 epochs: trainmon's per-fit setup.
+/// The pseudo-variant timing a `fit` stopped by a hook at `on_train_begin`: trainmon's per-fit
+/// setup.
 const SETUP: &str = "trainmon_setup";
 
 /// Early stopping's patience: larger than the epochs, so it never triggers.
@@ -536,18 +537,28 @@ impl<'a> Runner<'a> {
     fn new(variant: &str, ctx: &Ctx<'a>, model: &'a (nn::VarStore, nn::Sequential), data: &'a TensorDataset) -> Self {
         let (vs, net) = model;
         match variant {
-            "trainmon" | "trainmon_lazy" | SETUP => Runner::Trainmon {
-                trainer: Box::new(
-                    Trainer::new(vs, net)
-                        .optimizer(nn::Adam::default(), 1e-3)
-                        .epochs(if variant == SETUP { 0 } else { ctx.epochs })
-                        .batch_size(ctx.w.batch)
-                        .shuffle(true)
-                        .seed(2)
-                        .lazy_reads(variant == "trainmon_lazy"),
-                ),
-                data,
-            },
+            "trainmon" | "trainmon_lazy" | SETUP => {
+                let trainer = Trainer::new(vs, net)
+                    .optimizer(nn::Adam::default(), 1e-3)
+                    .epochs(ctx.epochs)
+                    .batch_size(ctx.w.batch)
+                    .shuffle(true)
+                    .seed(2)
+                    .lazy_reads(variant == "trainmon_lazy");
+                // The setup alone: a hook stops the fit as it begins, before any epoch.
+                let trainer = if variant == SETUP {
+                    trainer.add_hook(
+                        trainmon::HookSpec::new(trainmon::Event::TrainBegin, "setup_only"),
+                        || Control::stop("the setup alone"),
+                    )
+                } else {
+                    trainer
+                };
+                Runner::Trainmon {
+                    trainer: Box::new(trainer),
+                    data,
+                }
+            }
             "handwritten" => Runner::Handwritten {
                 net,
                 step: Step::Tch(nn::Adam::default().build(vs, 1e-3).unwrap()),
@@ -1143,7 +1154,7 @@ fn alternate(w: &Workload, opts: &Options, variants: &[String]) -> (Results, usi
             results.push_at(i, round - warm, figures);
         }
     }
-    // trainmon's setup, a `fit` of 0 epochs, timed apart (it has no marks to take turns at).
+    // trainmon's setup, a `fit` stopped as it begins, timed apart (it has no marks to take turns at).
     if variants.iter().any(|v| v.starts_with("trainmon")) {
         let (model, dataset) = (model(w), TensorDataset::new(x.shallow_clone(), y).unwrap());
         let ctx = Ctx {
@@ -1396,7 +1407,7 @@ fn main() {
             let t = get("trainmon", Measure::Segment);
             let steps_per_epoch = segment_steps / epochs as f64;
             eprintln!(
-                "  trainmon fit setup (a fit of 0 epochs): {} µs per fit = {:.2} µs/step over a {epochs}-epoch \
+                "  trainmon fit setup (a fit stopped at on_train_begin): {} µs per fit = {:.2} µs/step over a {epochs}-epoch \
                  segment ({:.2} % of trainmon's), {:.2} µs/step over the workload's {}-epoch fit",
                 s.show(0),
                 s.median / segment_steps,

@@ -99,6 +99,13 @@ impl OptimizerSetting {
 
 /// Settings that cannot train, found before any work is done.
 fn check(settings: &Settings) -> Result<()> {
+    if settings.epochs == 0 {
+        return Err(Error::Config(
+            "epochs must be at least 1, got 0 (to run only the setup and the `on_train_begin` hooks, stop there with \
+             a hook returning `Control::stop`)"
+                .into(),
+        ));
+    }
     if settings.batch_size == 0 {
         return Err(Error::Config("batch size must be at least 1, got 0".into()));
     }
