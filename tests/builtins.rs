@@ -447,7 +447,7 @@ fn plots_in_png_and_svg() {
         .with(Plots::new(&dir).svg(true))
         .fit(&data)
         .unwrap();
-    let mut want: Vec<String> = ["accuracy", "epoch_time", "learning_rate", "loss"]
+    let mut want: Vec<String> = ["accuracy", "epoch_time", "learning_rate", "loss", "loss_steps"]
         .iter()
         .flat_map(|n| [format!("{n}.png"), format!("{n}.svg")])
         .collect();
@@ -455,12 +455,80 @@ fn plots_in_png_and_svg() {
     assert_eq!(files_in(&dir), want);
     let png = std::fs::read(dir.join("loss.png")).unwrap();
     assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n");
-    let svg = std::fs::read_to_string(dir.join("loss.svg")).unwrap();
-    for text in ["<svg", "Training Loss Over Epochs", "Validation loss", "Epochs"] {
-        assert!(svg.contains(text), "{text} in loss.svg");
+    let texts = |name: &str| -> Vec<String> {
+        let svg = std::fs::read_to_string(dir.join(name)).unwrap().replace('\n', "");
+        svg.split("<text")
+            .skip(1)
+            .map(|t| {
+                t.split_once('>')
+                    .unwrap()
+                    .1
+                    .split("</text>")
+                    .next()
+                    .unwrap()
+                    .trim()
+                    .to_owned()
+            })
+            .collect()
+    };
+    let loss = texts("loss.svg");
+    for text in ["Loss Over Epochs", "Loss", "Validation loss", "Epochs", "1", "2", "3"] {
+        assert!(loss.iter().any(|t| t == text), "{text} in loss.svg: {loss:?}");
     }
-    let lr = std::fs::read_to_string(dir.join("learning_rate.svg")).unwrap();
-    assert!(lr.contains("Learning Rate Over Epochs"));
+    assert!(
+        !loss.iter().any(|t| t.contains("Training")),
+        "a validation line: not \"Training\" alone"
+    );
+    let numbers = |texts: &[String]| {
+        for t in texts
+            .iter()
+            .filter(|t| t.starts_with(|c: char| c.is_ascii_digit() || c == '-'))
+        {
+            assert!(
+                !t.contains(' ') && t.parse::<f64>().is_ok(),
+                "tick label {t:?} is a plain number: {texts:?}"
+            );
+        }
+    };
+    numbers(&loss);
+    let lr = texts("learning_rate.svg");
+    assert!(lr.iter().any(|t| t == "Learning Rate Over Epochs"));
+    numbers(&lr);
+    // 800 samples in batches of 32: 25 steps an epoch, the running loss every 10 steps.
+    let steps = texts("loss_steps.svg");
+    for text in ["Running Loss Over Steps", "Steps", "Running loss"] {
+        assert!(steps.iter().any(|t| t == text), "{text} in loss_steps.svg: {steps:?}");
+    }
+    numbers(&steps);
+}
+
+#[test]
+fn nothing_to_draw_is_an_error_and_no_epoch_no_plots() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let tmp = tempfile::tempdir().unwrap();
+    let empty = trainmon::History::default();
+    let err = trainmon::output::plot::write_all(&empty, tmp.path()).unwrap_err();
+    assert!(
+        matches!(&err, trainmon::Error::Plot { message, .. } if message.contains("nothing to draw")
+            && message.contains("`loss` or `val_loss`")),
+        "{err}"
+    );
+    assert!(files_in(tmp.path()).is_empty(), "no empty chart");
+
+    // A fit stopped before its first epoch: no plots, a warning, and the fit ends well.
+    let data = tutorial_data(1);
+    let (vs, model) = tutorial_model(2);
+    let dir = tmp.path().join("plots");
+    Trainer::new(&vs, &model)
+        .optimizer(nn::Adam::default(), 1e-3)
+        .hooks(Hooks::none())
+        .add_hook(trainmon::HookSpec::new(trainmon::Event::TrainBegin, "stop"), || {
+            trainmon::Control::stop("at once")
+        })
+        .with(Plots::new(&dir))
+        .fit(&data)
+        .unwrap();
+    assert!(!dir.exists() || files_in(&dir).is_empty());
 }
 
 #[test]

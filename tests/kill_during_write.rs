@@ -11,7 +11,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tch::nn::{self, VarStore};
 use tch::{Device, Kind, Tensor};
 use trainmon::hooks::{load_checkpoint, ModelCheckpoint};
-use trainmon::{Hooks, TensorDataset, Trainer};
+use trainmon::{Control, Event, HookSpec, Hooks, TensorDataset, Trainer};
 
 /// Set in the child: the directory it trains into.
 const CHILD: &str = "TRAINMON_KILL_DURING_WRITE_DIR";
@@ -106,8 +106,12 @@ fn a_kill_during_a_checkpoint_write_never_leaves_a_checkpoint_that_fails_to_load
             loaded += 1;
         }
         assert!(loaded >= 2, "killed after {delay:?}: {loaded} checkpoints");
-        // The resume point reads, and the next fit goes on from it (and cleans up).
-        let history = trainer(&vs, &model, dir.path(), 0).fit(&data()).unwrap();
+        // The resume point reads, and the next fit goes on from it (and cleans up); a hook stops
+        // it as it begins, before any more training.
+        let history = trainer(&vs, &model, dir.path(), 1_000_000)
+            .add_hook(HookSpec::new(Event::TrainBegin, "stop"), || Control::stop("resumed"))
+            .fit(&data())
+            .unwrap();
         assert!(!history.is_empty(), "killed after {delay:?}: the fit did not resume");
         assert_eq!(leftovers(dir.path()), 0, "the resumed fit removes what the kill left");
     }

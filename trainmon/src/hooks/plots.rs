@@ -4,6 +4,7 @@ use crate::context::HookContext;
 use crate::control::Control;
 use crate::error::{BoxError, Error};
 use crate::event::Event;
+use crate::filter::{Counter, Filter};
 use crate::hook::{Hook, Plugin};
 use crate::output::plot;
 use crate::priority;
@@ -12,7 +13,9 @@ use std::path::PathBuf;
 
 /// Writes the history's plots into a directory when training ends — or fails — (priority
 /// [`priority::OUTPUTS`]): loss and accuracy over epochs with their validation lines, time per
-/// epoch, and the learning rate over epochs; PNG, SVG or both.
+/// epoch, the learning rate over epochs, and the running loss over optimizer steps
+/// (`loss_steps`, read every [`Plots::steps`] steps); PNG, SVG or both. A fit that ended
+/// before its first epoch finished has no plots (a warning says so).
 ///
 /// ```
 /// use trainmon::hooks::Plots;
@@ -26,6 +29,12 @@ pub struct Plots {
     png: bool,
     svg: bool,
     learning_rate: bool,
+    /// The running loss is read every this many optimizer steps (0: no per-step plot).
+    every: u64,
+    /// `(global step, running loss)` of the finite ones, kept in resume points.
+    steps: Vec<(f64, f64)>,
+    /// Whether the steps come from a resume point (the fit goes on with them).
+    restored: bool,
 }
 
 impl Plots {
@@ -36,7 +45,17 @@ impl Plots {
             png: true,
             svg: false,
             learning_rate: true,
+            every: 10,
+            steps: Vec::new(),
+            restored: false,
         }
+    }
+
+    /// The per-step loss plot reads the running loss every `n` optimizer steps (10 by default;
+    /// on CUDA with lazy reads each read is a host synchronisation); `0`: no per-step plot.
+    pub fn steps(mut self, n: u64) -> Self {
+        self.every = n;
+        self
     }
 
     /// Whether to write PNG files (default `true`).
@@ -60,11 +79,35 @@ impl Plots {
 
 impl Hook for Plots {
     fn call(&mut self, ctx: &HookContext<'_>) -> Result<Control, BoxError> {
+        if ctx.event() == Event::TrainBegin {
+            // A second fit of the same trainer starts its own line; a resumed one goes on.
+            if !std::mem::take(&mut self.restored) {
+                self.steps.clear();
+            }
+            return Ok(Control::Continue);
+        }
+        if let Some(batch) = ctx.batch() {
+            let loss = batch.loss();
+            if loss.is_finite() {
+                self.steps.push((ctx.state().global_step() as f64, loss));
+            }
+            return Ok(Control::Continue);
+        }
         let history = ctx.history();
+        if history.is_empty() {
+            tracing::warn!(
+                "Plots: no epoch finished, so there is nothing to plot in {}",
+                self.dir.display()
+            );
+            return Ok(Control::Continue);
+        }
         std::fs::create_dir_all(&self.dir).map_err(Error::io("create the plot directory", &self.dir))?;
         let mut figures = plot::tutorial_figures(history);
         if self.learning_rate {
             figures.push(("learning_rate", plot::learning_rate_figure()));
+        }
+        if !self.steps.is_empty() {
+            figures.push(("loss_steps", plot::loss_steps_figure(self.steps.clone())));
         }
         for (enabled, ext) in [(self.png, "png"), (self.svg, "svg")] {
             if enabled {
@@ -73,14 +116,26 @@ impl Hook for Plots {
         }
         Ok(Control::Continue)
     }
+
+    fn state(&self) -> Result<Option<crate::saved::HookState>, BoxError> {
+        Ok(Some(crate::saved::HookState::new(&self.steps)?))
+    }
+
+    fn restore(&mut self, state: crate::saved::HookState) -> Result<(), BoxError> {
+        self.steps = state.value()?;
+        self.restored = true;
+        Ok(())
+    }
 }
 
 impl Plugin for Plots {
     fn specs(&self) -> Vec<HookSpec> {
         // Also when training fails: the plots of what was trained.
-        [Event::TrainEnd, Event::Exception]
-            .into_iter()
-            .map(|event| HookSpec::new(event, "Plots").priority(priority::OUTPUTS))
-            .collect()
+        let at = |event| HookSpec::new(event, "Plots").priority(priority::OUTPUTS);
+        let mut specs = vec![at(Event::TrainBegin), at(Event::TrainEnd), at(Event::Exception)];
+        if self.every > 0 {
+            specs.push(at(Event::BatchEnd).filter(Filter::ALWAYS.every(self.every).counter(Counter::GlobalStep)));
+        }
+        specs
     }
 }

@@ -1,6 +1,6 @@
 //! Plots of a history, as PNG or SVG (by the file's extension): loss and accuracy over epochs —
 //! training and, when there is a validation set, validation — as lines with markers, time per
-//! epoch as bars, the learning rate over epochs. PNG text uses a font carried by the crate, so
+//! epoch as bars, the learning rate over epochs, a value over optimizer steps. PNG text uses a font carried by the crate, so
 //! no system font is needed.
 
 use crate::error::{Error, Result};
@@ -46,10 +46,16 @@ pub fn write_all(history: &History, dir: impl AsRef<Path>) -> Result<Vec<PathBuf
 /// The tutorial's figures, with validation lines where the history has them.
 pub(crate) fn tutorial_figures(history: &History) -> Vec<(&'static str, Figure)> {
     let has = |name: &str| history.last().is_some_and(|e| e.get(name).is_some_and(f64::is_finite));
+    // "Training …" only where the figure shows training alone.
+    let (loss_title, accuracy_title) = if has("val_loss") {
+        ("Loss Over Epochs", "Accuracy Over Epochs")
+    } else {
+        ("Training Loss Over Epochs", "Training Accuracy Over Epochs")
+    };
     let mut figures = vec![(
         "loss",
         Figure::lines(
-            "Training Loss Over Epochs",
+            loss_title,
             "Loss",
             &[
                 ("Loss", "loss", Color::BLUE),
@@ -61,7 +67,7 @@ pub(crate) fn tutorial_figures(history: &History) -> Vec<(&'static str, Figure)>
         figures.push((
             "accuracy",
             Figure::lines(
-                "Training Accuracy Over Epochs",
+                accuracy_title,
                 "Accuracy",
                 &[
                     ("Accuracy", "accuracy", Color::GREEN),
@@ -84,6 +90,11 @@ pub fn learning_rate_figure() -> Figure {
         "Learning rate",
         &[("Learning rate", "lr", Color::PURPLE)],
     )
+}
+
+/// The running loss over optimizer steps, from `(step, loss)` points.
+pub fn loss_steps_figure(points: Vec<(f64, f64)>) -> Figure {
+    Figure::steps("Running Loss Over Steps", "Loss", "Running loss", points, Color::BLUE)
 }
 
 /// Writes `figures` as `dir/NAME.EXT`, returning the paths.
@@ -120,6 +131,8 @@ enum Kind {
     Lines(Vec<(String, String, Color)>),
     /// A metric as one bar per epoch.
     Bars(String, Color),
+    /// Points over optimizer steps, as a line: legend label, (step, value), colour.
+    Steps(String, Vec<(f64, f64)>, Color),
 }
 
 impl Figure {
@@ -145,7 +158,18 @@ impl Figure {
         }
     }
 
+    /// A line over optimizer steps of given `(step, value)` points (not read from a history).
+    pub fn steps(title: &str, y: &str, label: &str, points: Vec<(f64, f64)>, color: Color) -> Self {
+        Figure {
+            title: title.into(),
+            y: y.into(),
+            kind: Kind::Steps(label.into(), points, color),
+        }
+    }
+
     /// Draws the figure of `history` into `path` — PNG or SVG, by its extension — atomically.
+    /// A figure with nothing to draw (none of its metrics in the history, no step) is an
+    /// [`Error::Plot`] that says so, and no file.
     pub fn write(&self, history: &History, path: &Path) -> Result<()> {
         let failed = |err: String| Error::Plot {
             path: path.to_owned(),
@@ -196,35 +220,64 @@ impl Figure {
                 .filter(|(_, points, _)| !points.is_empty())
                 .collect(),
             Kind::Bars(metric, color) => vec![(String::new(), points(metric), *color)],
+            Kind::Steps(label, points, color) => vec![(
+                label.clone(),
+                points.iter().copied().filter(|(_, v)| v.is_finite()).collect(),
+                *color,
+            )],
         };
+        if series.iter().all(|(_, points, _)| points.is_empty()) {
+            let wanted: Vec<String> = match &self.kind {
+                Kind::Lines(lines) => lines.iter().map(|(_, m, _)| format!("`{m}`")).collect(),
+                Kind::Bars(metric, _) => vec![format!("`{metric}`")],
+                Kind::Steps(label, ..) => vec![format!("a finite {label}")],
+            };
+            return Err(format!(
+                "nothing to draw for \"{}\": no epoch or step has {}",
+                self.title,
+                wanted.join(" or ")
+            ));
+        }
         root.fill(&WHITE).map_err(text)?;
         let all = series.iter().flat_map(|(_, p, _)| p.iter());
-        let last = history.epochs().last().map_or(1.0, |e| e.epoch() as f64);
+        let (x_lo, x_hi, x_desc) = match &self.kind {
+            Kind::Steps(_, points, _) => {
+                let first = points.first().map_or(0.0, |p| p.0);
+                let last = points.last().map_or(1.0, |p| p.0);
+                (first, last.max(first + 1.0), "Steps")
+            }
+            _ => {
+                let last = history.epochs().last().map_or(1.0, |e| e.epoch() as f64);
+                (0.5, last + 0.5, "Epochs")
+            }
+        };
+        let last = x_hi - 0.5;
         let (lo, hi) = all.fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), (_, v)| {
             (lo.min(*v), hi.max(*v))
         });
         let (y_lo, y_hi) = match self.kind {
             Kind::Bars(..) => (0.0, if hi.is_finite() && hi > 0.0 { hi * 1.1 } else { 1.0 }),
-            Kind::Lines(_) if lo.is_finite() => {
+            Kind::Lines(_) | Kind::Steps(..) if lo.is_finite() => {
                 let pad = ((hi - lo) * 0.1).max(hi.abs() * 1e-3).max(1e-9);
                 (lo - pad, hi + pad)
             }
-            Kind::Lines(_) => (0.0, 1.0),
+            Kind::Lines(_) | Kind::Steps(..) => (0.0, 1.0),
         };
+        let steps = matches!(self.kind, Kind::Steps(..));
         let mut chart = ChartBuilder::on(root)
             .caption(&self.title, (FONT, 28))
             .margin(16)
             .x_label_area_size(48)
             .y_label_area_size(80)
-            .build_cartesian_2d(0.5..last + 0.5, y_lo..y_hi)
+            .build_cartesian_2d(x_lo..x_hi, y_lo..y_hi)
             .map_err(text)?;
         chart
             .configure_mesh()
-            .x_desc("Epochs")
+            .x_desc(x_desc)
             .y_desc(&self.y)
-            .x_labels((last as usize).clamp(2, 20))
+            .x_labels(if steps { 10 } else { (last as usize).clamp(2, 20) })
             .x_label_formatter(&|x| {
-                if x.fract().abs() < 1e-9 {
+                if steps || x.fract().abs() < 1e-9 {
                     format!("{x:.0}")
                 } else {
                     String::new()
@@ -237,6 +290,24 @@ impl Figure {
             .draw()
             .map_err(text)?;
         match self.kind {
+            Kind::Steps(..) => {
+                for (label, points, color) in &series {
+                    let color = color.rgb();
+                    chart
+                        .draw_series(LineSeries::new(points.iter().copied(), color.stroke_width(1)))
+                        .map_err(text)?
+                        .label(label)
+                        .legend(move |(x, y)| PathElement::new(vec![(x - 10, y), (x + 10, y)], color.stroke_width(2)));
+                }
+                chart
+                    .configure_series_labels()
+                    .position(SeriesLabelPosition::UpperRight)
+                    .label_font((FONT, 16))
+                    .background_style(WHITE.mix(0.9))
+                    .border_style(BLACK)
+                    .draw()
+                    .map_err(text)?;
+            }
             Kind::Lines(_) => {
                 for (label, points, color) in &series {
                     let color = color.rgb();
