@@ -580,6 +580,13 @@ fn progress_off_a_terminal_is_plain_lines_throttled_by_time() {
         "{}",
         lines[49]
     );
+    for line in &lines {
+        assert!(
+            line.contains("/s batches, elapsed ") && line.contains(", ETA "),
+            "the rate and the time left: {line}"
+        );
+    }
+    assert!(lines[49].contains(", ETA 0 seconds: "), "{}", lines[49]);
     // The default throttle, 10 s: none in a fit this short.
     assert!(logged(Progress::new()).is_empty());
 }

@@ -168,8 +168,8 @@ fn records(dir: &Path) -> usize {
     count
 }
 
-/// The lines of a metric file; of `epochs.csv`, without the time column (which differs
-/// between runs).
+/// The lines of a metric file; of `epochs.csv`, without the columns of wall time (`time_s`,
+/// second, and `throughput`, last), which differ between runs.
 fn lines(path: &Path) -> Vec<String> {
     let epochs = path.ends_with("epochs.csv");
     std::fs::read_to_string(path)
@@ -179,6 +179,7 @@ fn lines(path: &Path) -> Vec<String> {
             let mut fields: Vec<&str> = l.split(',').collect();
             if epochs {
                 fields.remove(1);
+                fields.pop();
             }
             fields.join(",")
         })
