@@ -14,9 +14,15 @@ use std::process::Command;
 
 /// The PyTorch release that `tch` 0.24.0 is built against.
 pub const TORCH_VERSION: &str = "2.11.0";
-/// What the bootstrap venv holds: torch for libtorch, and TensorBoard's reader and safetensors,
-/// with which trainmon's tests read back the event files and checkpoints it writes.
-pub const REQUIREMENTS: [&str; 3] = ["torch==2.11.0", "tensorboard==2.21.0", "safetensors==0.7.0"];
+/// What the bootstrap venv holds: torch for libtorch, and TensorBoard's reader, safetensors and
+/// pandas, with which trainmon's tests read back the event files, checkpoints and histories it
+/// writes.
+pub const REQUIREMENTS: [&str; 4] = [
+    "torch==2.11.0",
+    "tensorboard==2.21.0",
+    "safetensors==0.7.0",
+    "pandas==3.1.1",
+];
 
 /// A libtorch found or installed.
 #[derive(Debug, Clone)]

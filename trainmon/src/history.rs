@@ -8,18 +8,87 @@ use std::time::Duration;
 /// the history keeps them: its metrics by name (`loss`, `accuracy`, metrics of your own, and
 /// with a validation set the same prefixed `val_`), its time and size.
 ///
-/// It serializes with serde (as the whole [`History`] does), every value exactly: NaN and the
-/// infinities as the strings `"NaN"`, `"inf"` and `"-inf"`.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+/// It serializes with serde (as the whole [`History`] does) as one flat record, a table's row:
+/// `{"epoch": 1, "loss": …, "accuracy": …, "val_loss": …, "lr": …, "time_s": …,
+/// "throughput": …, "batches": …, "samples": …}` — its metrics in their order between `epoch`
+/// and `lr`. Every metric value round-trips exactly: NaN and the infinities as the strings
+/// `"NaN"`, `"inf"` and `"-inf"`. (So a metric of your own named `epoch`, `lr`, `time_s`,
+/// `throughput`, `batches` or `samples` does not survive a round trip.)
+#[derive(Clone, Debug, PartialEq)]
 pub struct EpochLogs {
     pub(crate) epoch: usize,
     pub(crate) time: Duration,
     pub(crate) batches: usize,
     pub(crate) samples: usize,
-    #[serde(with = "float::pairs")]
     pub(crate) values: Vec<(String, f64)>,
-    #[serde(with = "float")]
     pub(crate) learning_rate: f64,
+}
+
+/// The record's own keys, beside the metrics.
+const RECORD_KEYS: [&str; 6] = ["epoch", "lr", "time_s", "throughput", "batches", "samples"];
+
+impl Serialize for EpochLogs {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut map = serializer.serialize_map(Some(self.values.len() + RECORD_KEYS.len()))?;
+        map.serialize_entry("epoch", &self.epoch)?;
+        for (name, value) in &self.values {
+            map.serialize_entry(name, &float::repr(*value))?;
+        }
+        map.serialize_entry("lr", &float::repr(self.learning_rate))?;
+        map.serialize_entry("time_s", &self.time.as_secs_f64())?;
+        map.serialize_entry("throughput", &float::repr(self.throughput()))?;
+        map.serialize_entry("batches", &self.batches)?;
+        map.serialize_entry("samples", &self.samples)?;
+        map.end()
+    }
+}
+
+impl<'de> Deserialize<'de> for EpochLogs {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Record;
+        impl<'de> serde::de::Visitor<'de> for Record {
+            type Value = EpochLogs;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("an epoch's record")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<EpochLogs, A::Error> {
+                use serde::de::Error;
+                let mut logs = EpochLogs {
+                    epoch: 0,
+                    time: Duration::ZERO,
+                    batches: 0,
+                    samples: 0,
+                    values: Vec::new(),
+                    learning_rate: f64::NAN,
+                };
+                let mut epoch = None;
+                // In the document's order: the metrics keep theirs.
+                while let Some(key) = map.next_key::<String>()? {
+                    match key.as_str() {
+                        "epoch" => epoch = Some(map.next_value()?),
+                        "lr" => logs.learning_rate = float::value(map.next_value()?)?,
+                        "time_s" => {
+                            let seconds: f64 = map.next_value()?;
+                            logs.time = Duration::try_from_secs_f64(seconds).map_err(A::Error::custom)?;
+                        }
+                        "throughput" => {
+                            map.next_value::<serde::de::IgnoredAny>()?;
+                        }
+                        "batches" => logs.batches = map.next_value()?,
+                        "samples" => logs.samples = map.next_value()?,
+                        _ => {
+                            let value = float::value(map.next_value()?)?;
+                            logs.values.push((key, value));
+                        }
+                    }
+                }
+                logs.epoch = epoch.ok_or_else(|| A::Error::missing_field("epoch"))?;
+                Ok(logs)
+            }
+        }
+        deserializer.deserialize_map(Record)
+    }
 }
 
 impl EpochLogs {
@@ -118,20 +187,109 @@ impl std::fmt::Display for StopReason {
 }
 
 /// Every finished epoch of a fit, and why it stopped; what [`crate::Trainer::fit`] returns.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+///
+/// It serializes with serde as `history.json` is best read: `epochs`, a list of flat records
+/// ([`EpochLogs`]: `pandas.json_normalize(h["epochs"])` is the table); the stop as plain fields
+/// (`stop_reason`, `stop_hook`, `stop_event` — the attribute's name, `on_epoch_end` —,
+/// `stop_epoch`; `null` when every epoch ran); `elapsed_s`; then `hook_costs`, `skipped`,
+/// `logged`.
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct History {
     pub(crate) epochs: Vec<EpochLogs>,
     pub(crate) stop: Option<StopReason>,
     pub(crate) elapsed: Duration,
     /// What each hook of the fit cost, the costliest first.
-    #[serde(default)]
     pub(crate) hook_costs: Vec<HookCost>,
     /// The batches a rollback skipped, in order.
-    #[serde(default)]
     pub(crate) skipped: Vec<Skipped>,
     /// What hooks logged ([`crate::HookContext::log`]), in order.
-    #[serde(default)]
     pub(crate) logged: Vec<Logged>,
+}
+
+/// [`History`] as it serializes (see there), read back.
+#[derive(Deserialize)]
+struct HistoryRecord {
+    epochs: Vec<EpochLogs>,
+    stop_reason: Option<String>,
+    stop_hook: Option<String>,
+    stop_event: Option<String>,
+    stop_epoch: Option<usize>,
+    elapsed_s: f64,
+    #[serde(default)]
+    hook_costs: Vec<HookCost>,
+    #[serde(default)]
+    skipped: Vec<Skipped>,
+    #[serde(default)]
+    logged: Vec<Logged>,
+}
+
+/// [`HistoryRecord`] borrowing what it writes (a resume point writes the history often).
+#[derive(Serialize)]
+struct HistoryRecordRef<'h> {
+    epochs: &'h [EpochLogs],
+    stop_reason: Option<&'h str>,
+    stop_hook: Option<&'h str>,
+    stop_event: Option<&'static str>,
+    stop_epoch: Option<usize>,
+    elapsed_s: f64,
+    hook_costs: &'h [HookCost],
+    skipped: &'h [Skipped],
+    logged: &'h [Logged],
+}
+
+impl Serialize for History {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let stop = self.stop.as_ref();
+        HistoryRecordRef {
+            epochs: &self.epochs,
+            stop_reason: stop.map(|s| s.reason.as_str()),
+            stop_hook: stop.map(|s| s.hook.as_str()),
+            stop_event: stop.map(|s| s.event.attribute()),
+            stop_epoch: stop.map(|s| s.epoch),
+            elapsed_s: self.elapsed.as_secs_f64(),
+            hook_costs: &self.hook_costs,
+            skipped: &self.skipped,
+            logged: &self.logged,
+        }
+        .serialize(serializer)
+    }
+}
+
+impl<'de> Deserialize<'de> for History {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        use serde::de::Error;
+        let record = HistoryRecord::deserialize(deserializer)?;
+        let stop = match (
+            record.stop_reason,
+            record.stop_hook,
+            record.stop_event,
+            record.stop_epoch,
+        ) {
+            (Some(reason), Some(hook), Some(event), Some(epoch)) => Some(StopReason {
+                reason,
+                hook,
+                event: Event::ALL
+                    .into_iter()
+                    .find(|e| e.attribute() == event)
+                    .ok_or_else(|| D::Error::custom(format!("`{event}` is not an event")))?,
+                epoch,
+            }),
+            (None, None, None, None) => None,
+            _ => {
+                return Err(D::Error::custom(
+                    "a stop needs stop_reason, stop_hook, stop_event and stop_epoch",
+                ))
+            }
+        };
+        Ok(History {
+            epochs: record.epochs,
+            stop,
+            elapsed: Duration::try_from_secs_f64(record.elapsed_s).map_err(D::Error::custom)?,
+            hook_costs: record.hook_costs,
+            skipped: record.skipped,
+            logged: record.logged,
+        })
+    }
 }
 
 /// A value a hook logged at an optimizer step ([`crate::HookContext::log`],
@@ -482,12 +640,12 @@ pub(crate) mod float {
 
     #[derive(Serialize, Deserialize)]
     #[serde(untagged)]
-    enum Repr<'a> {
+    pub(crate) enum Repr<'a> {
         Number(f64),
         Text(std::borrow::Cow<'a, str>),
     }
 
-    fn repr(value: f64) -> Repr<'static> {
+    pub(crate) fn repr(value: f64) -> Repr<'static> {
         match value {
             v if v.is_finite() => Repr::Number(v),
             v if v.is_nan() => Repr::Text("NaN".into()),
@@ -496,7 +654,7 @@ pub(crate) mod float {
         }
     }
 
-    fn value<E: serde::de::Error>(repr: Repr<'_>) -> Result<f64, E> {
+    pub(crate) fn value<E: serde::de::Error>(repr: Repr<'_>) -> Result<f64, E> {
         match repr {
             Repr::Number(v) => Ok(v),
             Repr::Text(text) => match &*text {
@@ -526,22 +684,6 @@ pub(crate) mod float {
 
         pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<f64>, D::Error> {
             Option::<Repr<'_>>::deserialize(deserializer)?.map(value).transpose()
-        }
-    }
-
-    /// For `(name, value)` lists.
-    pub mod pairs {
-        use super::*;
-
-        pub fn serialize<S: Serializer>(pairs: &[(String, f64)], serializer: S) -> Result<S::Ok, S::Error> {
-            serializer.collect_seq(pairs.iter().map(|(name, v)| (name, repr(*v))))
-        }
-
-        pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<(String, f64)>, D::Error> {
-            Vec::<(String, Repr<'_>)>::deserialize(deserializer)?
-                .into_iter()
-                .map(|(name, repr)| Ok((name, value(repr)?)))
-                .collect()
         }
     }
 }
@@ -608,6 +750,23 @@ mod tests {
             logged: Vec::new(),
         };
         let json = serde_json::to_string(&history).unwrap();
+        // Flat records, keys in order; the stop as plain fields.
+        assert!(
+            json.starts_with(
+                r#"{"epochs":[{"epoch":1,"loss":0.30000000000000004,"accuracy":0.3333333333333333,"val_loss":"NaN","#
+            ),
+            "{json}"
+        );
+        assert!(
+            json.contains(
+                r#""lr":0.001,"time_s":1.234567891,"throughput":810.0000067149001,"batches":32,"samples":1000}]"#
+            ),
+            "{json}"
+        );
+        assert!(
+            json.contains(r#""stop_reason":"patience","stop_hook":"EarlyStopping","stop_event":"on_epoch_end","stop_epoch":1,"elapsed_s":1.5"#),
+            "{json}"
+        );
         let back: History = serde_json::from_str(&json).unwrap();
         let bits = |h: &History| -> Vec<u64> { h.epochs[0].values.iter().map(|(_, v)| v.to_bits()).collect() };
         assert_eq!(bits(&back), bits(&history), "{json}");

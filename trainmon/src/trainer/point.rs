@@ -24,7 +24,7 @@ pub(crate) const FILE_NAME: &str = "resume.safetensors";
 /// The name of the tensor holding the JSON document.
 const DOCUMENT: &str = "__trainmon__";
 /// The document's format; a point of another format is refused.
-const FORMAT: u32 = 2;
+const FORMAT: u32 = 3;
 
 /// Where training is, in a resume point.
 #[derive(Serialize, Deserialize)]
