@@ -348,3 +348,35 @@ fn consecutive_bad_batches_are_each_skipped_once() {
     assert_eq!(rolled, reference, "bit-identical to training without batches 6 and 7");
     assert_eq!(epochs(&history), epochs(&clean.unwrap()));
 }
+
+#[test]
+fn a_learning_rate_set_at_the_bad_batch_stays_after_the_rollback() {
+    let (x, planted, y) = data();
+    let bad = TensorDataset::new(planted.shallow_clone(), y.shallow_clone()).unwrap();
+    // At the 6th batch of epoch 1 a hook raises the learning rate. There batch 6 is bad: the
+    // rollback goes back to a snapshot taken before, at the old rate; the rate the hook set
+    // must still apply from batch 7 on, as in the fit whose 6th batch is the next one.
+    let rollback = Rollback::new().spike(6.0, 10).give_up_after(10, 1000);
+    let (history, rolled) = train(&bad, 1, Some(rollback), raise_at_batch_6);
+    let history = history.unwrap();
+    assert_eq!(history.skipped().len(), 2, "batches 6 and 21");
+    assert_eq!(history.epochs()[0].learning_rate(), 5e-2);
+    let (clean, reference) = train(&without_bad_batches(&x, &y), 1, None, raise_at_batch_6);
+    assert_eq!(epochs(&history), epochs(&clean.unwrap()));
+    assert_eq!(
+        rolled, reference,
+        "bit-identical: the raised rate from the same batch on"
+    );
+}
+
+/// A hook raising the learning rate at the 6th batch of epoch 1.
+fn raise_at_batch_6(trainer: Trainer<'_>) -> Trainer<'_> {
+    trainer.add_hook(
+        HookSpec::new(Event::BatchBegin, "raise").filter(trainmon::Filter::ALWAYS.once(&[6][..])),
+        |lr: trainmon::LearningRate, state: &trainmon::TrainState| {
+            if state.epoch() == 1 {
+                lr.set(5e-2)
+            }
+        },
+    )
+}

@@ -213,3 +213,11 @@ impl<'a> HookContext<'a> {
         }
     }
 }
+
+/// The variables of `vs` by name, sorted: the same order in every process (resume points,
+/// snapshots, optimizers, weight files).
+pub(crate) fn variables_by_name(vs: &VarStore) -> Vec<(String, tch::Tensor)> {
+    let mut variables: Vec<(String, tch::Tensor)> = vs.variables().into_iter().collect();
+    variables.sort_by(|a, b| a.0.cmp(&b.0));
+    variables
+}

@@ -78,9 +78,7 @@ struct Param {
 /// The variables of `vs`, by name (sorted: the same order in every process). Frozen ones too:
 /// they have no gradient, so a step leaves them alone, until they are unfrozen.
 fn params(vs: &VarStore) -> Vec<Param> {
-    let mut named: Vec<(String, Tensor)> = vs.variables().into_iter().collect();
-    named.sort_by(|a, b| a.0.cmp(&b.0));
-    named
+    crate::context::variables_by_name(vs)
         .into_iter()
         .map(|(name, var)| Param {
             name,
@@ -122,6 +120,17 @@ fn failed(what: &str) -> impl Fn(TchError) -> Error + '_ {
     move |e| Error::torch(format!("the optimizer's {what}"), e)
 }
 
+impl<R: Rule> Stateful<R> {
+    /// The plain part of the state: the algorithm, the learning rate, each variable's steps.
+    fn saved(&self) -> SavedState {
+        SavedState {
+            kind: self.kind(),
+            lr: self.lr,
+            steps: self.params.iter().map(|p| (p.name.clone(), p.steps)).collect(),
+        }
+    }
+}
+
 impl<R: Rule> Optimizer for Stateful<R> {
     fn zero_grad(&mut self) -> Result<()> {
         self.unset.zero_grad();
@@ -157,45 +166,31 @@ impl<R: Rule> Optimizer for Stateful<R> {
                 tensors.push((format!("{}.{slot}", param.name), copy));
             }
         }
-        let saved = SavedState {
-            kind: self.kind(),
-            lr: self.lr,
-            steps: self.params.iter().map(|p| (p.name.clone(), p.steps)).collect(),
-        };
-        let mut state = HookState::new(saved).map_err(|e| Error::Config(format!("the optimizer state: {e}")))?;
+        let mut state = HookState::new(self.saved()).map_err(|e| Error::Config(format!("the optimizer state: {e}")))?;
         state.tensors = tensors;
         Ok(state)
     }
 
     fn snapshot(&self, snapshot: &mut Option<HookState>) -> Result<()> {
-        let slots = self
-            .params
-            .iter()
-            .flat_map(|p| p.slots.iter().map(move |(slot, t)| (p, slot, t)));
+        // The variables are fixed for the optimizer's life and their slots, once made, stay:
+        // the previous snapshot's tensors fit when there are as many, of the same shapes and
+        // kinds, in the same (sorted) order.
+        let slots = || self.params.iter().flat_map(|p| p.slots.values());
         let reusable = snapshot.as_ref().is_some_and(|kept| {
-            kept.tensors.len() == self.params.iter().map(|p| p.slots.len()).sum::<usize>()
-                && kept
-                    .tensors
-                    .iter()
-                    .zip(slots.clone())
-                    .all(|((name, kept), (param, slot, t))| {
-                        *name == format!("{}.{slot}", param.name) && kept.size() == t.size() && kept.kind() == t.kind()
-                    })
+            kept.tensors.len() == slots().count()
+                && (kept.tensors.iter().zip(slots()))
+                    .all(|((_, kept), t)| kept.size() == t.size() && kept.kind() == t.kind())
         });
         let Some(kept) = snapshot.as_mut().filter(|_| reusable) else {
             *snapshot = Some(self.state()?);
             return Ok(());
         };
         let _no_grad = tch::no_grad_guard();
-        for ((_, into), (_, _, t)) in kept.tensors.iter_mut().zip(slots) {
+        for ((_, into), t) in kept.tensors.iter_mut().zip(slots()) {
             into.f_copy_(t).map_err(failed("snapshot"))?;
         }
-        let saved = SavedState {
-            kind: self.kind(),
-            lr: self.lr,
-            steps: self.params.iter().map(|p| (p.name.clone(), p.steps)).collect(),
-        };
-        kept.value = serde_json::to_value(saved).map_err(|e| Error::Config(format!("the optimizer state: {e}")))?;
+        kept.value =
+            serde_json::to_value(self.saved()).map_err(|e| Error::Config(format!("the optimizer state: {e}")))?;
         Ok(())
     }
 

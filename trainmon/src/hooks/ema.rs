@@ -1,7 +1,7 @@
 //! An exponential moving average of the weights (timm's `ModelEmaV2`/`ModelEmaV3`, Lightning's
 //! EMA callbacks).
 
-use crate::context::HookContext;
+use crate::context::{variables_by_name, HookContext};
 use crate::control::Control;
 use crate::error::{BoxError, Error};
 use crate::event::Event;
@@ -181,8 +181,7 @@ impl Ema {
         if self.every == 0 {
             return Err("an Ema must update every 1 or more optimizer steps (`every`), got 0".into());
         }
-        let mut named: Vec<(String, Tensor)> = ctx.var_store().variables().into_iter().collect();
-        named.sort_by(|a, b| a.0.cmp(&b.0));
+        let named = variables_by_name(ctx.var_store());
         let _no_grad = tch::no_grad_guard();
         let mut average = Vec::with_capacity(named.len());
         for (_, variable) in &named {
@@ -464,8 +463,7 @@ impl Averaged {
     /// [`Error::Config`] that says which and leaves the weights as they were.
     pub fn copy_to(&self, vs: &VarStore) -> crate::Result<()> {
         let shadow = self.ready_shadow("copied into a model")?;
-        let mut named: Vec<(String, Tensor)> = vs.variables().into_iter().collect();
-        named.sort_by(|a, b| a.0.cmp(&b.0));
+        let mut named = variables_by_name(vs);
         let saved: Vec<(String, Tensor)> = shadow
             .names
             .iter()

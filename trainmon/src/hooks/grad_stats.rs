@@ -1,6 +1,6 @@
 //! Gradient and weight statistics, logged every few optimizer steps.
 
-use crate::context::HookContext;
+use crate::context::{variables_by_name, HookContext};
 use crate::control::Control;
 use crate::error::BoxError;
 use crate::event::Event;
@@ -63,9 +63,7 @@ impl GradStats {
     /// Before the step: gradient and weight norms, histograms, and a copy of the weights.
     fn before_step(&mut self, ctx: &HookContext<'_>) -> Result<(), BoxError> {
         let _no_grad = tch::no_grad_guard();
-        let mut variables: Vec<(String, Tensor)> = ctx.var_store().variables().into_iter().collect();
-        variables.sort_by(|a, b| a.0.cmp(&b.0));
-        let with_grad: Vec<(String, Tensor, Tensor)> = variables
+        let with_grad: Vec<(String, Tensor, Tensor)> = variables_by_name(ctx.var_store())
             .into_iter()
             .filter_map(|(name, var)| {
                 let grad = var.grad();

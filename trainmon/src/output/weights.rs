@@ -81,8 +81,7 @@ pub(crate) type Metadata = BTreeMap<String, String>;
 
 /// Writes the model's variables to `path` atomically and durably, with `metadata`.
 pub(crate) fn save(vs: &tch::nn::VarStore, path: &Path, metadata: &Metadata) -> Result<(), BoxError> {
-    let mut variables: Vec<(String, tch::Tensor)> = vs.variables().into_iter().collect();
-    variables.sort_by(|a, b| a.0.cmp(&b.0));
+    let variables = crate::context::variables_by_name(vs);
     let named: Vec<(&str, &tch::Tensor)> = variables.iter().map(|(n, t)| (n.as_str(), t)).collect();
     save_tensors(&named, path, metadata)?;
     Ok(())

@@ -116,9 +116,7 @@ pub(crate) fn write(
     let torch = |e| Error::torch(format!("writing the resume point {}", path.display()), e);
     let on_cpu = |t: &Tensor| t.f_to_device(Device::Cpu).and_then(|t| t.f_contiguous()).map_err(torch);
     let mut tensors: Vec<(String, Tensor)> = Vec::new();
-    let mut variables: Vec<_> = vs.variables().into_iter().collect();
-    variables.sort_by(|a, b| a.0.cmp(&b.0));
-    for (name, variable) in variables {
+    for (name, variable) in crate::context::variables_by_name(vs) {
         tensors.push((format!("model/{name}"), on_cpu(&variable)?));
     }
     let (optimizer_tensors, optimizer) = optimizer;

@@ -148,9 +148,7 @@ pub(crate) struct Guard {
 
 impl Guard {
     pub fn new(config: Rollback, vs: &VarStore) -> Result<Self> {
-        let mut variables: Vec<(String, Tensor)> = vs.variables().into_iter().collect();
-        variables.sort_by(|a, b| a.0.cmp(&b.0));
-        let weights = variables
+        let weights = crate::context::variables_by_name(vs)
             .into_iter()
             .map(|(_, var)| {
                 let copy = var
