@@ -78,6 +78,28 @@ impl<'a> HookContext<'a> {
     /// files). The step: in a training batch before its optimizer step (`on_batch_begin` to
     /// `on_before_optimizer_step`), the step the batch trains toward; elsewhere the last step
     /// taken.
+    ///
+    /// ```
+    /// use trainmon::{Event, Filter, HookContext, HookSpec, TensorDataset, Trainer};
+    /// # let vs = tch::nn::VarStore::new(tch::Device::Cpu);
+    /// # let model = tch::nn::linear(vs.root() / "fc1", 20, 2, Default::default());
+    /// # let data = TensorDataset::new(
+    /// #     tch::Tensor::randn([64, 20], tch::kind::FLOAT_CPU),
+    /// #     tch::Tensor::zeros([64], tch::kind::INT64_CPU),
+    /// # ).unwrap();
+    /// let history = Trainer::new(&vs, &model)
+    ///     .optimizer(tch::nn::Adam::default(), 1e-3)
+    ///     .add_hook(
+    ///         HookSpec::new(Event::BeforeOptimizerStep, "fc1_grad").filter(Filter::ALWAYS.every(2)),
+    ///         |ctx: &HookContext| {
+    ///             let grad = ctx.var_store().variables()["fc1.weight"].grad();
+    ///             ctx.log("fc1_grad_max", grad.abs().max().double_value(&[]))
+    ///         },
+    ///     )
+    ///     .fit(&data)?;
+    /// assert_eq!(history.logged("fc1_grad_max").len(), 1, "batch 2 of 2");
+    /// # Ok::<(), trainmon::Error>(())
+    /// ```
     pub fn log(&self, name: impl Into<String>, value: f64) {
         self.logged.borrow_mut().push(Logged {
             step: self.step(),
