@@ -482,19 +482,44 @@ impl std::fmt::Display for Skipped {
 /// kept on the device (the running loss or accuracy under lazy reads, a metric's sum) is a
 /// host synchronisation: the host waits for the device's queued work. What a hook reads of
 /// its own tensors (`double_value` on the weights, say) goes past trainmon and is not counted.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+///
+/// It serializes as `name`, `location`, `calls`, `total_s`, `mean_s` (derived), `device_reads`,
+/// `share`.
+#[derive(Clone, Debug, PartialEq, Deserialize)]
 pub struct HookCost {
     pub(crate) name: String,
     pub(crate) location: String,
     pub(crate) calls: u64,
-    #[serde(rename = "total_s", with = "seconds")]
+    #[serde(rename = "total_s", deserialize_with = "seconds")]
     pub(crate) total: Duration,
-    /// Its mean time per call (kept, so that `history.json` has it as a column).
-    #[serde(rename = "mean_s", with = "seconds", default)]
-    pub(crate) mean: Duration,
     pub(crate) device_reads: u64,
     /// Its total over the fit's wall time.
     pub(crate) share: f64,
+}
+
+impl Serialize for HookCost {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        #[derive(Serialize)]
+        struct Record<'c> {
+            name: &'c str,
+            location: &'c str,
+            calls: u64,
+            total_s: f64,
+            mean_s: f64,
+            device_reads: u64,
+            share: f64,
+        }
+        Record {
+            name: &self.name,
+            location: &self.location,
+            calls: self.calls,
+            total_s: self.total.as_secs_f64(),
+            mean_s: self.mean().as_secs_f64(),
+            device_reads: self.device_reads,
+            share: self.share,
+        }
+        .serialize(serializer)
+    }
 }
 
 impl HookCost {
@@ -520,7 +545,7 @@ impl HookCost {
 
     /// Its mean time per call.
     pub fn mean(&self) -> Duration {
-        self.mean
+        self.total / u32::try_from(self.calls.max(1)).unwrap_or(u32::MAX)
     }
 
     /// Its share of the fit's wall time (0 to 1). After a resume the wall time counts the
@@ -552,19 +577,10 @@ impl std::fmt::Display for HookCost {
     }
 }
 
-/// Serde for a `Duration` as seconds (a plain number).
-mod seconds {
-    use serde::{Deserialize, Deserializer, Serializer};
-    use std::time::Duration;
-
-    pub fn serialize<S: Serializer>(value: &Duration, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.serialize_f64(value.as_secs_f64())
-    }
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Duration, D::Error> {
-        let seconds = f64::deserialize(deserializer)?;
-        Duration::try_from_secs_f64(seconds).map_err(serde::de::Error::custom)
-    }
+/// A `Duration` read from seconds (a plain number).
+fn seconds<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Duration, D::Error> {
+    let seconds = f64::deserialize(deserializer)?;
+    Duration::try_from_secs_f64(seconds).map_err(serde::de::Error::custom)
 }
 
 impl History {
@@ -742,7 +758,6 @@ mod tests {
                 location: "src/main.rs:12".into(),
                 calls: 3,
                 total: Duration::from_nanos(1_500_000_001),
-                mean: Duration::from_nanos(500_000_000),
                 device_reads: 2,
                 share: 0.25,
             }],

@@ -229,7 +229,6 @@ impl<'h> Dispatch<'h> {
                     location: entry.info.location().to_string(),
                     calls: entry.calls,
                     total,
-                    mean: total / u32::try_from(entry.calls).unwrap_or(u32::MAX),
                     device_reads: entry.device_reads,
                     share: total.as_secs_f64() / elapsed.as_secs_f64().max(f64::MIN_POSITIVE),
                 }
