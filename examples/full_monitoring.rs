@@ -1,8 +1,8 @@
 //! Every built-in hook at once, with a validation set: logging, progress bars, Ctrl-C handling, NaN and time guards, early
 //! stopping with the best weights restored, checkpoints, a learning-rate schedule and monitor,
-//! throughput, CSV/JSONL metric files, TensorBoard event files and plots — all written into one
-//! run directory, with the final weights (`final.safetensors`) and the history
-//! (`history.json`).
+//! throughput, CSV/JSONL metric files (with `status.json`, which `cargo trainmon watch` reads
+//! live), TensorBoard event files and plots — all written into one run directory, with the
+//! final weights (`final.safetensors`) and the history (`history.json`).
 //!
 //! With `--resume DIR` the run directory is `DIR` and training is resumable: kill the process
 //! (even with SIGKILL) and run the same command again, and it goes on from the end of the last
@@ -104,7 +104,11 @@ fn main() -> Result<()> {
         .with(LrScheduler::cosine(args.epochs, 1e-4))
         .with(LrMonitor)
         .with(Throughput::new().every(0))
-        .with(MetricFiles::new(run.path().join("metrics")).steps(10))
+        .with(
+            MetricFiles::new(run.path().join("metrics"))
+                .steps(10)
+                .monitor("val_loss"),
+        )
         .with(TensorBoard::new(run.path().join("tensorboard")).steps(10))
         .with(Plots::new(run.path().join("plots")).svg(true))
         .with(Summary::new().monitor("val_loss").outputs(run.path()));
@@ -113,6 +117,7 @@ fn main() -> Result<()> {
             .resumable(run.path().join("resume"))
             .resumable_steps(args.resume_steps);
     }
+    tracing::info!("Watch it live: cargo trainmon watch {}", run.path().display());
     let history = trainer.fit(&data)?;
     vs.save(run.path().join("final.safetensors"))?;
     std::fs::write(run.path().join("history.json"), serde_json::to_string_pretty(&history)?)?;

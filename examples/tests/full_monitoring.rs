@@ -44,8 +44,12 @@ fn the_run_directory_holds_every_output() {
     };
     assert_eq!(
         files("metrics"),
-        ["epochs.csv", "epochs.jsonl", "steps.csv", "steps.jsonl"]
+        ["epochs.csv", "epochs.jsonl", "status.json", "steps.csv", "steps.jsonl"]
     );
+    let status: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(run.join("metrics/status.json")).unwrap()).unwrap();
+    assert_eq!(status["state"], "finished", "{status}");
+    assert_eq!(status["monitor"]["metric"], "val_loss", "{status}");
     let events = files("tensorboard");
     assert!(
         events.len() == 1 && events[0].starts_with("events.out.tfevents."),

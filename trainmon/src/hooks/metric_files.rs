@@ -1,5 +1,7 @@
 //! Metric files: CSV and JSON Lines, a line per epoch and per logged step.
 
+use super::early_stopping::Mode;
+use super::run_status::StatusFile;
 use crate::context::HookContext;
 use crate::control::Control;
 use crate::error::{BoxError, Error};
@@ -32,6 +34,12 @@ use std::path::{Path, PathBuf};
 /// ```
 ///
 /// JSON Lines keys come in the CSV's column order.
+///
+/// It also keeps `status.json` there: where the fit is (epoch, batch, running values, learning
+/// rate, rate, the stop reason or error), replaced atomically at the fit's start, each epoch's
+/// begin and end, at most every 0.5 s at a batch's end, and when the fit ends or fails. That
+/// is what `cargo trainmon watch DIR` shows live, from any process; a reader costs the training
+/// nothing. [`MetricFiles::monitor`] names the metric whose best it shows.
 #[derive(Debug)]
 pub struct MetricFiles {
     dir: PathBuf,
@@ -48,6 +56,10 @@ pub struct MetricFiles {
     skipped_written: usize,
     /// The files' lengths in the resume point a fit resumes from.
     resumed: Option<Written>,
+    /// Whether to keep `status.json`, and the metric whose best it names.
+    status: bool,
+    monitor: Option<(String, Mode)>,
+    status_file: Option<StatusFile>,
 }
 
 /// How much of each file was written, as a resume point keeps it.
@@ -82,7 +94,24 @@ impl MetricFiles {
             logged_seen: 0,
             skipped_written: 0,
             resumed: None,
+            status: true,
+            monitor: None,
+            status_file: None,
         }
+    }
+
+    /// Whether to keep `status.json` (default `true`).
+    pub fn status(mut self, status: bool) -> Self {
+        self.status = status;
+        self
+    }
+
+    /// The metric `status.json` names as monitored (mode auto: higher is better for an
+    /// accuracy), whose best value and epoch `cargo trainmon watch` shows; without it, the
+    /// dashboard picks `val_loss`, or `loss`.
+    pub fn monitor(mut self, metric: impl Into<String>) -> Self {
+        self.monitor = Some((metric.into(), Mode::Auto));
+        self
     }
 
     /// Whether to write the CSV files (default `true`).
@@ -117,6 +146,7 @@ impl MetricFiles {
         };
         self.logged_seen = resumed.logged_seen;
         self.skipped_written = 0;
+        self.status_file = self.status.then(|| StatusFile::new(&self.dir, self.monitor.clone()));
         Ok(())
     }
 
@@ -302,7 +332,10 @@ impl Hook for MetricFiles {
         match ctx.event() {
             Event::TrainBegin => self.begin()?,
             Event::BatchEnd => {
-                if let (Some(files), Some(batch)) = (&mut self.steps, ctx.batch()) {
+                let line = ctx
+                    .batch()
+                    .filter(|b| self.every > 0 && b.number() as u64 % self.every == 0);
+                if let (Some(files), Some(batch)) = (&mut self.steps, line) {
                     let counters = [
                         ("epoch", state.epoch().into()),
                         ("batch", batch.number().into()),
@@ -325,8 +358,11 @@ impl Hook for MetricFiles {
                 }
                 self.write_logged(ctx)?;
             }
-            Event::TrainEnd => self.write_logged(ctx)?,
+            Event::TrainEnd | Event::Exception => self.write_logged(ctx)?,
             _ => {}
+        }
+        if let Some(status) = &mut self.status_file {
+            status.update(ctx)?;
         }
         Ok(Control::Continue)
     }
@@ -336,7 +372,11 @@ impl Plugin for MetricFiles {
     fn specs(&self) -> Vec<HookSpec> {
         let at = |event| HookSpec::new(event, "MetricFiles").priority(priority::LOGGING);
         let mut specs = vec![at(Event::TrainBegin), at(Event::EpochEnd), at(Event::TrainEnd)];
-        if self.every > 0 {
+        if self.status {
+            // `status.json` follows every batch (writing at most every 0.5 s); step lines are
+            // picked in `call`.
+            specs.extend([at(Event::EpochBegin), at(Event::BatchEnd), at(Event::Exception)]);
+        } else if self.every > 0 {
             specs.push(at(Event::BatchEnd).filter(Filter::ALWAYS.every(self.every)));
         }
         specs

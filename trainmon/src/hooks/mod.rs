@@ -23,6 +23,7 @@ mod logger;
 mod metric_files;
 mod plots;
 mod progress;
+mod run_status;
 mod schedulers;
 mod summary;
 mod tensorboard;

@@ -78,7 +78,7 @@ impl Hook for Summary {
         let seconds = history.elapsed().as_secs_f64();
         let samples: usize = history.epochs().iter().map(|e| e.samples()).sum();
         let stopped = match (ctx.error(), history.stop_reason()) {
-            (Some(error), _) => format!("failed: {error}"),
+            (Some(error), _) => format!("failed: {error:#}"),
             (None, Some(stop)) => format!("stopped: {stop}"),
             (None, None) => "all epochs run".to_owned(),
         };

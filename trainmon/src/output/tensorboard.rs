@@ -10,7 +10,6 @@ use prost::Message;
 use std::fs::File;
 use std::io::{BufWriter, Seek, Write};
 use std::path::{Path, PathBuf};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 /// `tensorflow.Event`, the fields scalars need.
 #[derive(Clone, PartialEq, prost::Message)]
@@ -87,12 +86,8 @@ impl EventWriter {
     pub fn create(dir: impl AsRef<Path>) -> Result<Self> {
         let dir = dir.as_ref();
         std::fs::create_dir_all(dir).map_err(Error::io("create the TensorBoard directory", dir))?;
-        let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
-            .map(|h| h.trim().to_owned())
-            .ok()
-            .filter(|h| !h.is_empty())
-            .unwrap_or_else(|| "localhost".into());
-        let seconds = now().floor() as u64;
+        let host = super::host_name();
+        let seconds = super::unix_now().floor() as u64;
         let path = dir.join(format!("events.out.tfevents.{seconds}.{host}.{}", std::process::id()));
         let file = File::create(&path).map_err(Error::io("create", &path))?;
         let mut writer = EventWriter {
@@ -100,7 +95,7 @@ impl EventWriter {
             file: BufWriter::new(file),
         };
         writer.write(Event {
-            wall_time: now(),
+            wall_time: super::unix_now(),
             step: 0,
             what: Some(What::FileVersion("brain.Event:2".into())),
         })?;
@@ -156,7 +151,7 @@ impl EventWriter {
             })
             .collect();
         self.write(Event {
-            wall_time: now(),
+            wall_time: super::unix_now(),
             step: step as i64,
             what: Some(What::Summary(Summary { value })),
         })
@@ -184,7 +179,7 @@ impl EventWriter {
             })
             .collect();
         self.write(Event {
-            wall_time: now(),
+            wall_time: super::unix_now(),
             step: step as i64,
             what: Some(What::Summary(Summary { value })),
         })
@@ -210,13 +205,6 @@ impl EventWriter {
 fn masked_crc(data: &[u8]) -> u32 {
     let crc = crc32c::crc32c(data);
     crc.rotate_right(15).wrapping_add(0xa282_ead8)
-}
-
-fn now() -> f64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs_f64())
-        .unwrap_or(0.0)
 }
 
 #[cfg(test)]
