@@ -643,21 +643,30 @@ fn metric_files_options_table() {
     let (vs, model) = tutorial_model(2);
     type Make = fn(std::path::PathBuf) -> MetricFiles;
     // (why, the hook on a directory, the files it writes)
-    let cases: [(&str, Make, &[&str]); 4] = [
+    let cases: [(&str, Make, &[&str]); 5] = [
         (
             "both formats, epochs only",
             MetricFiles::new,
-            &["epochs.csv", "epochs.jsonl"],
+            &["epochs.csv", "epochs.jsonl", "status.json"],
         ),
         (
             "CSV only, with steps",
             |d| MetricFiles::new(d).jsonl(false).steps(5),
-            &["epochs.csv", "steps.csv"],
+            &["epochs.csv", "status.json", "steps.csv"],
         ),
-        ("JSONL only", |d| MetricFiles::new(d).csv(false), &["epochs.jsonl"]),
+        (
+            "JSONL only",
+            |d| MetricFiles::new(d).csv(false),
+            &["epochs.jsonl", "status.json"],
+        ),
         (
             "everything",
             |d| MetricFiles::new(d).steps(1),
+            &["epochs.csv", "epochs.jsonl", "status.json", "steps.csv", "steps.jsonl"],
+        ),
+        (
+            "no status",
+            |d| MetricFiles::new(d).status(false).steps(1),
             &["epochs.csv", "epochs.jsonl", "steps.csv", "steps.jsonl"],
         ),
     ];

@@ -102,3 +102,158 @@ pub fn weights(vs: &nn::VarStore) -> Vec<f32> {
         .flat_map(|(_, t)| Vec::<f32>::try_from(t.flatten(0, -1).to_kind(Kind::Float)).unwrap())
         .collect()
 }
+
+/// The `bin/` directory of the MLflow venv (`mlflow`, `python` with MLflow's client):
+/// `TRAINMON_MLFLOW`, which `cargo xtask test` sets after installing it.
+pub fn mlflow_bin() -> std::path::PathBuf {
+    match std::env::var_os("TRAINMON_MLFLOW") {
+        Some(dir) if !dir.is_empty() => dir.into(),
+        _ => panic!(
+            "TRAINMON_MLFLOW is not set: run the tests through `cargo xtask test`, which installs MLflow (or \
+             `eval \"$(cargo xtask env)\"` first, which installs it too and prints the variable)"
+        ),
+    }
+}
+
+/// Runs a Python `script` with MLflow's Python (`sys.argv[1:]` = `args`); returns the JSON it
+/// prints. Fails the test with Python's error when it fails.
+pub fn mlflow_python(script: &str, args: &[&str]) -> serde_json::Value {
+    let out = std::process::Command::new(mlflow_bin().join("python"))
+        .args(["-c", script])
+        .args(args)
+        .output()
+        .expect("run MLflow's python");
+    assert!(
+        out.status.success(),
+        "the Python script failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "the script prints no JSON ({e}): {}",
+            String::from_utf8_lossy(&out.stdout)
+        )
+    })
+}
+
+/// A free TCP port of 127.0.0.1 (free when asked: nothing listens on it until someone binds it).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port()
+}
+
+/// A real `mlflow server` of its own, for a test: its SQLite store (`mlflow.db`) and artifacts
+/// (`artifacts/`) in a directory, on a free port of 127.0.0.1, one worker, no job runner. It is
+/// killed — with the processes it started — when dropped.
+pub struct MlflowServer {
+    child: std::process::Child,
+    /// `http://127.0.0.1:<port>`.
+    pub uri: String,
+    log: std::path::PathBuf,
+    killed: bool,
+}
+
+/// How long a server may take to answer `/health` (a few seconds alone, more beside others).
+const MLFLOW_START_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(120);
+
+impl MlflowServer {
+    /// Starts a server keeping its data in `dir` (created if need be; a server started again on
+    /// the same directory has the first one's runs), and waits until it answers.
+    pub fn start(dir: &std::path::Path) -> Self {
+        Self::start_with(dir, &[])
+    }
+
+    /// As [`MlflowServer::start`], with more arguments for `mlflow server`.
+    pub fn start_with(dir: &std::path::Path, args: &[&str]) -> Self {
+        use std::os::unix::process::CommandExt;
+        std::fs::create_dir_all(dir).expect("create the server's directory");
+        let port = free_port();
+        let log = dir.join(format!("server-{port}.log"));
+        let out = std::fs::File::create(&log).expect("create the server's log");
+        let child = std::process::Command::new(mlflow_bin().join("mlflow"))
+            .arg("server")
+            .arg("--backend-store-uri")
+            .arg(format!("sqlite:///{}", dir.join("mlflow.db").display()))
+            .arg("--artifacts-destination")
+            .arg(dir.join("artifacts"))
+            .args(["--host", "127.0.0.1", "--port", &port.to_string(), "--workers", "1"])
+            .args(args)
+            // The job runner (a dozen consumer processes for LLM features) is not needed.
+            .env("MLFLOW_SERVER_ENABLE_JOB_EXECUTION", "false")
+            .stdout(out.try_clone().expect("the log"))
+            .stderr(out)
+            // Its own process group, so that the uvicorn worker it starts goes with it.
+            .process_group(0)
+            .spawn()
+            .expect("start `mlflow server`");
+        let mut server = MlflowServer {
+            child,
+            uri: format!("http://127.0.0.1:{port}"),
+            log,
+            killed: false,
+        };
+        server.wait_until_healthy(port);
+        server
+    }
+
+    fn wait_until_healthy(&mut self, port: u16) {
+        let started = std::time::Instant::now();
+        loop {
+            if health(port) {
+                return;
+            }
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!(
+                    "`mlflow server` exited ({status}) before answering:\n{}",
+                    self.log_text()
+                );
+            }
+            if started.elapsed() > MLFLOW_START_TIMEOUT {
+                panic!(
+                    "`mlflow server` did not answer /health on port {port} within {MLFLOW_START_TIMEOUT:?}:\n{}",
+                    self.log_text()
+                );
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+    }
+
+    /// What the server wrote (its stdout and stderr).
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Kills the server and its processes at once (SIGKILL to its process group), and waits
+    /// for it.
+    pub fn kill(&mut self) {
+        if std::mem::replace(&mut self.killed, true) {
+            return;
+        }
+        // The whole group, even when the server itself is gone: a worker it left dies too.
+        // SAFETY: kill(2) with a negative pid signals the process group the server leads.
+        unsafe { libc::kill(-(self.child.id() as i32), libc::SIGKILL) };
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for MlflowServer {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Whether the server on `port` answers `GET /health` with 200.
+fn health(port: u16) -> bool {
+    use std::io::{Read, Write};
+    let Ok(mut stream) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
+        return false;
+    };
+    let _ = stream.set_read_timeout(Some(std::time::Duration::from_secs(5)));
+    let request = format!("GET /health HTTP/1.0\r\nHost: 127.0.0.1:{port}\r\n\r\n");
+    let mut answer = String::new();
+    stream.write_all(request.as_bytes()).is_ok()
+        && stream.read_to_string(&mut answer).is_ok()
+        && answer.starts_with("HTTP/1.1 200")
+}

@@ -85,7 +85,9 @@ fn while_training_it_follows_the_batches_at_most_twice_a_second() {
                     std::thread::sleep(Duration::from_millis(300));
                 }
                 if batch.number() <= 4 {
-                    keep.lock().unwrap().push((batch.number(), batch.loss(), read(&dir)));
+                    let mut status = read(&dir);
+                    status["raw"] = std::fs::read_to_string(dir.join("status.json")).unwrap().into();
+                    keep.lock().unwrap().push((batch.number(), batch.loss(), status));
                 }
             },
         )
@@ -104,6 +106,9 @@ fn while_training_it_follows_the_batches_at_most_twice_a_second() {
     assert_eq!(status["batch"], 3, "{status}");
     assert_eq!(status["running"]["loss"].as_f64(), Some(*loss));
     assert!(status["running"]["accuracy"].is_f64(), "{status}");
+    // In the logs' order, `loss` first (serde_json's map would sort them).
+    let text = status.get("raw").and_then(Value::as_str).unwrap();
+    assert!(text.contains(r#""running":{"loss":"#), "{text}");
     assert!(status["epoch_elapsed_s"].as_f64().unwrap() >= 0.6, "{status}");
     // 32 samples a batch over at least 0.6 s.
     assert!(status["samples_per_s"].as_f64().unwrap() <= 96.0 / 0.6, "{status}");

@@ -7,15 +7,23 @@
 //! cargo trainmon setup        in your crate: libtorch, and .cargo/config.toml merged
 //! cargo trainmon new NAME     a new project: a training binary and a crate of hooks, set up
 //! cargo trainmon env          shell exports to run a binary built elsewhere (LD_LIBRARY_PATH)
+//! cargo trainmon watch DIR    a live dashboard of a training run, from the files it writes
 //! ```
+//!
+//! The same commands come as a plain `trainmon` binary too (`trainmon watch DIR`).
 //!
 //! The library is what the binary and trainmon's own `cargo xtask` share: [`libtorch`] finds
 //! or bootstraps libtorch 2.11.0, [`config`] merges a crate's `.cargo/config.toml`,
-//! [`scaffold`] writes a new project. It does not depend on tch: it runs before libtorch exists.
+//! [`scaffold`] writes a new project, [`watch`] draws the dashboard, [`cli`] is the binaries'
+//! command line. It does not depend on tch: it runs before libtorch exists, and `watch` only
+//! reads files.
 
+pub mod cli;
 pub mod config;
 pub mod libtorch;
 pub mod scaffold;
+pub mod tools;
+pub mod watch;
 
 use anyhow::{bail, Context, Result};
 use libtorch::{Libtorch, Search};

@@ -244,7 +244,9 @@ impl Bootstrap {
     }
 }
 
-fn which_python() -> Result<PathBuf> {
+/// A Python 3.9 or newer with `venv` and `pip` on `PATH` (`python3`, else `python`): the one
+/// the bootstrap makes its venvs with ([`crate::tools`]' too).
+pub(crate) fn which_python() -> Result<PathBuf> {
     for name in ["python3", "python"] {
         let ok = Command::new(name)
             .args(["-c", "import sys, venv, ensurepip; assert sys.version_info >= (3, 9)"])

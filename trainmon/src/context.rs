@@ -6,7 +6,7 @@ use crate::event::Event;
 use crate::history::{EpochLogs, Histogram, History, Logged, LoggedValue};
 use crate::metrics::BatchLogs;
 use crate::resource::Resources;
-use crate::state::TrainState;
+use crate::state::{Settings, TrainState};
 use std::cell::{Cell, RefCell};
 use tch::nn::VarStore;
 
@@ -15,6 +15,7 @@ use tch::nn::VarStore;
 pub struct HookContext<'a> {
     pub(crate) event: Event,
     pub(crate) state: &'a TrainState,
+    pub(crate) settings: &'a Settings,
     pub(crate) batch: Option<&'a BatchLogs>,
     pub(crate) epoch: Option<&'a EpochLogs>,
     pub(crate) history: &'a History,
@@ -35,6 +36,34 @@ impl<'a> HookContext<'a> {
     /// Where training is: epoch, batch, global step, elapsed time, device.
     pub fn state(&self) -> &'a TrainState {
         self.state
+    }
+
+    /// How the trainer was set up for this fit: batch size, optimizer, loss, seed, clipping…
+    /// (what an experiment tracker records as the run's parameters).
+    ///
+    /// ```
+    /// use trainmon::{Event, HookContext, HookSpec, TensorDataset, Trainer};
+    /// # let vs = tch::nn::VarStore::new(tch::Device::Cpu);
+    /// # let model = tch::nn::linear(vs.root(), 20, 2, Default::default());
+    /// # let data = TensorDataset::new(
+    /// #     tch::Tensor::randn([64, 20], tch::kind::FLOAT_CPU),
+    /// #     tch::Tensor::zeros([64], tch::kind::INT64_CPU),
+    /// # ).unwrap();
+    /// Trainer::new(&vs, &model)
+    ///     .optimizer(tch::nn::Sgd::default(), 0.1)
+    ///     .batch_size(16)
+    ///     .validation_split(0.25)
+    ///     .add_hook(HookSpec::new(Event::TrainBegin, "settings"), |ctx: &HookContext| {
+    ///         let s = ctx.settings();
+    ///         assert_eq!((s.batch_size(), s.batches_per_epoch(), s.learning_rate()), (16, 3, 0.1));
+    ///         assert_eq!((s.samples(), s.validation_samples(), s.validation_split()), (48, 16, Some(0.25)));
+    ///         assert!(s.optimizer().starts_with("Sgd"));
+    ///     })
+    ///     .fit(&data)?;
+    /// # Ok::<(), trainmon::Error>(())
+    /// ```
+    pub fn settings(&self) -> &'a Settings {
+        self.settings
     }
 
     /// The running logs of the batch just trained or validated (`on_batch_end`,
@@ -170,6 +199,8 @@ impl std::fmt::Debug for LearningRate<'_> {
 /// [`crate::testing::Harness`] and the dispatch benchmark each hold one.
 pub(crate) struct Scene {
     pub(crate) state: TrainState,
+    /// How the trainer was set up (the builder's defaults outside a fit).
+    pub(crate) settings: Settings,
     pub(crate) history: History,
     /// The learning rate as hooks see and set it; the loop applies a change after each event.
     pub(crate) learning_rate: Cell<f64>,
@@ -182,6 +213,7 @@ impl Scene {
         Scene {
             learning_rate: Cell::new(state.learning_rate),
             state,
+            settings: Settings::default(),
             history: History::default(),
             logged: RefCell::new(Vec::new()),
         }
@@ -206,6 +238,7 @@ impl Scene {
         HookContext {
             event,
             state: &self.state,
+            settings: &self.settings,
             batch: None,
             epoch,
             history: &self.history,

@@ -361,7 +361,7 @@ pub use registry::{registrations, Hooks, Registration};
 pub use resource::{Requirement, Res};
 pub use saved::HookState;
 pub use spec::{HookInfo, HookLocation, HookSpec};
-pub use state::TrainState;
+pub use state::{Settings, TrainState};
 pub use trainer::{NanPolicy, Rollback, Trainer};
 
 macro_rules! reexport_attributes {

@@ -21,3 +21,6 @@ pub const SCHEDULER: i32 = -150;
 pub const CHECKPOINT: i32 = -200;
 /// Built-in outputs written from the history (plots, summaries): last.
 pub const OUTPUTS: i32 = -300;
+/// Built-in experiment trackers (MLflow) at the end of training: after the outputs (and the
+/// summary, at `OUTPUTS - 100`), which they upload.
+pub const TRACKING: i32 = -500;

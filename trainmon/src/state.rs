@@ -57,3 +57,138 @@ impl TrainState {
         self.learning_rate
     }
 }
+
+/// How the trainer was set up for this fit, read-only: what an experiment tracker records as a
+/// run's parameters ([`crate::HookContext::settings`]). Where training is — the epoch, the
+/// batches per epoch, the device, the learning rate in force — is [`TrainState`]'s.
+///
+/// The [`crate::testing::Harness`] shows the builder's defaults, with no optimizer and no
+/// samples.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    pub(crate) epochs: usize,
+    pub(crate) batch_size: usize,
+    pub(crate) batches: usize,
+    pub(crate) optimizer: String,
+    pub(crate) learning_rate: f64,
+    pub(crate) seed: Option<u64>,
+    pub(crate) loss: String,
+    pub(crate) device: Device,
+    pub(crate) shuffle: bool,
+    pub(crate) drop_last: bool,
+    pub(crate) accumulate: usize,
+    pub(crate) clip_norm: Option<f64>,
+    pub(crate) clip_value: Option<f64>,
+    pub(crate) validation_split: Option<f64>,
+    pub(crate) samples: usize,
+    pub(crate) validation_samples: usize,
+}
+
+impl Default for Settings {
+    /// The builder's defaults ([`crate::Trainer::new`]), without an optimizer or data.
+    fn default() -> Self {
+        Settings {
+            epochs: 1,
+            batch_size: 32,
+            batches: 0,
+            optimizer: String::new(),
+            learning_rate: f64::NAN,
+            seed: None,
+            loss: "CrossEntropy".into(),
+            device: Device::Cpu,
+            shuffle: true,
+            drop_last: false,
+            accumulate: 1,
+            clip_norm: None,
+            clip_value: None,
+            validation_split: None,
+            samples: 0,
+            validation_samples: 0,
+        }
+    }
+}
+
+impl Settings {
+    /// Epochs planned ([`crate::Trainer::epochs`]).
+    pub fn epochs(&self) -> usize {
+        self.epochs
+    }
+
+    /// Samples per batch ([`crate::Trainer::batch_size`]).
+    pub fn batch_size(&self) -> usize {
+        self.batch_size
+    }
+
+    /// Training batches per epoch, the last partial one included unless `drop_last`.
+    pub fn batches_per_epoch(&self) -> usize {
+        self.batches
+    }
+
+    /// The optimizer's algorithm and its settings, as a resume point names it
+    /// (`"Adam { beta1: 0.9, beta2: 0.999, wd: 0.0, eps: 1e-8, amsgrad: false }"`); empty
+    /// without one.
+    pub fn optimizer(&self) -> &str {
+        &self.optimizer
+    }
+
+    /// The learning rate the optimizer was given (schedulers change the one in force,
+    /// [`TrainState::learning_rate`]).
+    pub fn learning_rate(&self) -> f64 {
+        self.learning_rate
+    }
+
+    /// The seed given with [`crate::Trainer::seed`], if one was.
+    pub fn seed(&self) -> Option<u64> {
+        self.seed
+    }
+
+    /// The loss minimised: `"CrossEntropy"`, `"Mse"` or `"Custom"`.
+    pub fn loss(&self) -> &str {
+        &self.loss
+    }
+
+    /// The device the model trains on.
+    pub fn device(&self) -> Device {
+        self.device
+    }
+
+    /// Whether the samples are shuffled every epoch.
+    pub fn shuffle(&self) -> bool {
+        self.shuffle
+    }
+
+    /// Whether the last batch of an epoch is left out when smaller than the batch size.
+    pub fn drop_last(&self) -> bool {
+        self.drop_last
+    }
+
+    /// Batches whose gradients add up per optimizer step (1: none accumulated).
+    pub fn accumulate_gradients(&self) -> usize {
+        self.accumulate
+    }
+
+    /// The gradients' global L2 norm is clipped to this ([`crate::Trainer::clip_grad_norm`]).
+    pub fn clip_grad_norm(&self) -> Option<f64> {
+        self.clip_norm
+    }
+
+    /// Every gradient value is clamped to ± this ([`crate::Trainer::clip_grad_value`]).
+    pub fn clip_grad_value(&self) -> Option<f64> {
+        self.clip_value
+    }
+
+    /// The fraction of the data held out for validation ([`crate::Trainer::validation_split`]).
+    pub fn validation_split(&self) -> Option<f64> {
+        self.validation_split
+    }
+
+    /// Training samples.
+    pub fn samples(&self) -> usize {
+        self.samples
+    }
+
+    /// Validation samples (0: no validation).
+    pub fn validation_samples(&self) -> usize {
+        self.validation_samples
+    }
+}

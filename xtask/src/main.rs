@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! cargo xtask run  [cargo run args]    bootstrap libtorch, then `cargo run …`
-//! cargo xtask test [cargo test args]   bootstrap libtorch, then `cargo test --workspace …`
+//! cargo xtask test [cargo test args]   bootstrap libtorch and MLflow, then `cargo test --workspace …`
 //! cargo xtask bench [--rounds N] [--workloads seed,tiny,mlp]
 //!                                      the training-loop benchmark against a hand-written loop
 //! cargo xtask bootstrap                only make sure libtorch is there
@@ -13,6 +13,10 @@
 //! pip-installed `torch` package directory), `LIBTORCH_USE_PYTORCH=1` (the `torch` of `python3`),
 //! a `.libtorch` directory placed in the workspace root by hand, or the bootstrap: a Python venv
 //! in the cache directory with `torch==2.11.0` from the Python package index, linked as `.libtorch`.
+//!
+//! The tests of the `Mlflow` hook run a real MLflow server: `test` and `env` install it once per
+//! machine, in a venv of its own in the same cache directory (`trainmon_setup::tools`), and pass
+//! its `bin/` directory on as `TRAINMON_MLFLOW`.
 
 use anyhow::{bail, Context, Result};
 use std::ffi::OsString;
@@ -59,6 +63,8 @@ fn run() -> Result<ExitCode> {
             if let Some(python) = &torch.python {
                 println!("export TRAINMON_PYTHON={}", shell_quote(python.as_os_str()));
             }
+            let mlflow = trainmon_setup::tools::mlflow()?;
+            println!("export TRAINMON_MLFLOW={}", shell_quote(mlflow.as_os_str()));
             Ok(ExitCode::SUCCESS)
         }
         Some("help" | "-h" | "--help") | None => {
@@ -73,12 +79,14 @@ const USAGE: &str = "
 usage: cargo xtask <task> [args…]
 
   run  [args]   bootstrap libtorch, then `cargo run [args]`
-  test [args]   bootstrap libtorch, then `cargo test --workspace [args]`
+  test [args]   bootstrap libtorch and MLflow (the tests' tracking server), then
+                `cargo test --workspace [args]`
   bench [--rounds N] [--workloads seed,tiny,mlp]
                 the training-loop benchmark: trainmon against a hand-written tch loop
                 (and PyTorch's plain loop, with the bootstrap's Python)
   bootstrap     only make sure libtorch is installed and linked
-  env           print shell exports (LD_LIBRARY_PATH) to run built binaries by hand
+  env           print shell exports (LD_LIBRARY_PATH, TRAINMON_PYTHON, TRAINMON_MLFLOW) to run
+                built binaries and tests by hand
 ";
 
 /// Runs cargo with the library path set, passing its exit code through.
@@ -90,6 +98,10 @@ fn cargo(sub: &[&str], rest: Vec<OsString>) -> Result<ExitCode> {
     cmd.env("LD_LIBRARY_PATH", torch.library_path()?);
     if let Some(python) = &torch.python {
         cmd.env("TRAINMON_PYTHON", python);
+    }
+    if sub.first() == Some(&"test") {
+        // The `Mlflow` hook's tests start MLflow's server and read back with its client.
+        cmd.env("TRAINMON_MLFLOW", trainmon_setup::tools::mlflow()?);
     }
     let status = cmd.status().context("could not start cargo")?;
     Ok(match status.code() {

@@ -10,6 +10,9 @@ use crate::spec::HookSpec;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
+/// The stop reason of a fit an interrupt stopped.
+pub(crate) const INTERRUPTED: &str = "interrupted";
+
 /// Exit status after a second signal: 128 + SIGINT, as shells report an interrupted program.
 const EXIT_ON_SECOND_SIGNAL: i32 = 130;
 
@@ -61,7 +64,7 @@ impl Interrupt {
 impl Hook for Interrupt {
     fn call(&mut self, _: &HookContext<'_>) -> Result<Control, BoxError> {
         Ok(if self.signalled() {
-            Control::stop("interrupted")
+            Control::stop(INTERRUPTED)
         } else {
             Control::Continue
         })

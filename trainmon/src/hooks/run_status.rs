@@ -51,7 +51,9 @@ struct Status<'a> {
     samples_per_s: Option<f64>,
     #[serde(serialize_with = "finite")]
     lr: f64,
-    running: serde_json::Map<String, serde_json::Value>,
+    /// In the logs' order (a JSON map would sort them).
+    #[serde(serialize_with = "in_order")]
+    running: Vec<(String, serde_json::Value)>,
     monitor: Option<Monitor<'a>>,
     stop_reason: Option<&'a str>,
     error: Option<String>,
@@ -67,6 +69,11 @@ struct Monitor<'a> {
 /// A number, or `null` when it is not finite (JSON has no NaN).
 fn finite<S: serde::Serializer>(value: &f64, serializer: S) -> Result<S::Ok, S::Error> {
     number(*value).serialize(serializer)
+}
+
+/// Pairs as a JSON object, in their order.
+fn in_order<S: serde::Serializer>(pairs: &[(String, serde_json::Value)], serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.collect_map(pairs.iter().map(|(k, v)| (k, v)))
 }
 
 fn number(value: f64) -> serde_json::Value {

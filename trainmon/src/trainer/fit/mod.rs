@@ -11,7 +11,7 @@ mod step;
 
 use super::dispatch::Dispatch;
 use super::rollback::Guard;
-use super::{HookSetup, Trainer};
+use super::{Clip, DataSetup, HookSetup, Settings, Trainer, Validation};
 use crate::context::Scene;
 use crate::data::Dataset;
 use crate::error::{Error, Result};
@@ -50,6 +50,15 @@ impl Trainer<'_> {
             device,
             learning_rate,
         };
+        let mut scene = Scene::new(state);
+        scene.settings = seen_settings(
+            &self.settings,
+            &self.data,
+            &plan,
+            optimizer.kind(),
+            learning_rate,
+            device,
+        );
         let mut run = Loop {
             model: self.model,
             vs: self.vs,
@@ -58,7 +67,7 @@ impl Trainer<'_> {
             settings: &self.settings,
             resources: &self.resources,
             dispatch,
-            scene: Scene::new(state),
+            scene,
             batches: plan.batches,
             samples: plan.train.len(),
             shuffling: Shuffling::new(plan.seed, plan.seeded),
@@ -82,6 +91,43 @@ impl Trainer<'_> {
             "fit starts"
         );
         run.train(&plan, &mut logs)
+    }
+}
+
+/// The settings as hooks see them ([`crate::HookContext::settings`]).
+fn seen_settings(
+    settings: &Settings,
+    data: &DataSetup<'_>,
+    plan: &Plan<'_>,
+    optimizer: String,
+    learning_rate: f64,
+    device: tch::Device,
+) -> crate::state::Settings {
+    let clip = |norm: bool| match settings.clip {
+        Some(Clip::Norm(max)) if norm => Some(max),
+        Some(Clip::Value(max)) if !norm => Some(max),
+        _ => None,
+    };
+    crate::state::Settings {
+        epochs: settings.epochs,
+        batch_size: settings.batch_size,
+        batches: plan.batches,
+        optimizer,
+        learning_rate,
+        seed: settings.seed,
+        loss: format!("{:?}", data.loss),
+        device,
+        shuffle: settings.shuffle,
+        drop_last: settings.drop_last,
+        accumulate: settings.accumulate,
+        clip_norm: clip(true),
+        clip_value: clip(false),
+        validation_split: match data.validation {
+            Validation::Split(fraction) => Some(fraction),
+            _ => None,
+        },
+        samples: plan.train.len(),
+        validation_samples: plan.valid.as_ref().map_or(0, |valid| valid.len()),
     }
 }
 
