@@ -68,7 +68,16 @@ impl Libtorch {
                 return Self::at(dir.to_owned(), "a .libtorch directory in the workspace", None);
             }
         }
-        let venv = Bootstrap::new()?.ensure()?;
+        let venv = cache_dir()?.join(format!("torch-{TORCH_VERSION}"));
+        crate::tools::ensure_venv(
+            &venv,
+            &REQUIREMENTS,
+            &crate::tools::Install {
+                what: "libtorch",
+                size: "about 4.6 GB with torch's CUDA libraries; a few minutes",
+                otherwise: &format!(", or point LIBTORCH at a libtorch {TORCH_VERSION}"),
+            },
+        )?;
         let python = venv.join("bin/python");
         let dir = torch_package_dir(&python)?;
         Self::at(dir, "the trainmon cache", Some(python))
@@ -148,99 +157,6 @@ pub fn cache_dir() -> Result<PathBuf> {
         Ok(home.join(".cache").join("trainmon"))
     } else {
         bail!("no cache directory: set TRAINMON_CACHE_DIR (or HOME) so the bootstrap knows where to install torch")
-    }
-}
-
-/// The venv in the cache directory.
-struct Bootstrap {
-    venv: PathBuf,
-}
-
-impl Bootstrap {
-    fn new() -> Result<Self> {
-        Ok(Self {
-            venv: cache_dir()?.join(format!("torch-{TORCH_VERSION}")),
-        })
-    }
-
-    fn marker(&self) -> PathBuf {
-        self.venv.join(".trainmon-complete")
-    }
-
-    /// Installs the requirements into the venv unless a previous run finished doing so; a venv
-    /// made for other requirements is brought up to date. Returns the venv.
-    fn ensure(self) -> Result<PathBuf> {
-        let wanted = REQUIREMENTS.join(" ");
-        if let Ok(installed) = std::fs::read_to_string(self.marker()) {
-            if installed.trim() == wanted {
-                return Ok(self.venv);
-            }
-            eprintln!(
-                "trainmon: libtorch venv at {} updating to: {wanted}",
-                self.venv.display()
-            );
-            self.pip_install()?;
-            std::fs::write(self.marker(), &wanted).context("could not write the bootstrap marker")?;
-            return Ok(self.venv);
-        }
-        let python3 = which_python()?;
-        if self.venv.exists() {
-            // An earlier install stopped half way: start over.
-            std::fs::remove_dir_all(&self.venv)
-                .with_context(|| format!("could not remove the unfinished venv {}", self.venv.display()))?;
-        }
-        if let Some(parent) = self.venv.parent() {
-            std::fs::create_dir_all(parent)
-                .with_context(|| format!("could not create the cache directory {}", parent.display()))?;
-        }
-        eprintln!(
-            "trainmon: libtorch [1/2] creating a Python venv at {}",
-            self.venv.display()
-        );
-        let status = Command::new(&python3)
-            .args(["-m", "venv"])
-            .arg(&self.venv)
-            .status()
-            .with_context(|| format!("could not run {}", python3.display()))?;
-        if !status.success() {
-            let _ = std::fs::remove_dir_all(&self.venv);
-            bail!(
-                "`{} -m venv` failed ({status}); on Debian/Ubuntu install the `python3-venv` package, \
-                 or point LIBTORCH at a libtorch {TORCH_VERSION}",
-                python3.display()
-            );
-        }
-        eprintln!(
-            "trainmon: libtorch [2/2] pip install {wanted} (about 4.6 GB with torch's CUDA libraries; a few minutes, once)"
-        );
-        if let Err(err) = self.pip_install() {
-            let _ = std::fs::remove_dir_all(&self.venv);
-            return Err(err.context("the unfinished venv was removed; the next run tries again"));
-        }
-        std::fs::write(self.marker(), &wanted).context("could not write the bootstrap marker")?;
-        Ok(self.venv)
-    }
-
-    fn pip_install(&self) -> Result<()> {
-        let status = Command::new(self.venv.join("bin/python"))
-            .args([
-                "-m",
-                "pip",
-                "install",
-                "--quiet",
-                "--disable-pip-version-check",
-                "--no-input",
-            ])
-            .args(REQUIREMENTS)
-            .status()
-            .context("could not run pip in the venv")?;
-        if !status.success() {
-            bail!(
-                "`pip install {}` failed ({status}); pip's message is above",
-                REQUIREMENTS.join(" ")
-            );
-        }
-        Ok(())
     }
 }
 

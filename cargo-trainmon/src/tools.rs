@@ -1,6 +1,7 @@
-//! Python tools that trainmon's tests run beside libtorch, each installed once per machine in
-//! a venv of its own in the bootstrap's cache directory ([`crate::libtorch::cache_dir`]) — not
-//! in the torch venv, whose pins theirs could conflict with.
+//! Python venvs in the bootstrap's cache directory ([`crate::libtorch::cache_dir`]), each
+//! installed once per machine and marked complete ([`ensure_venv`]): the torch bootstrap's
+//! ([`crate::libtorch`]), and one for each Python tool trainmon's tests run — not in the torch
+//! venv, whose pins theirs could conflict with:
 //!
 //! - [`mlflow`]: MLflow's tracking server and client (`mlflow server`, `MlflowClient`), with
 //!   which the tests of the `Mlflow` hook log to a real server and read back.
@@ -20,21 +21,25 @@ const MARKER: &str = ".trainmon-complete";
 /// The `bin/` directory of a venv with `mlflow==`[`MLFLOW_VERSION`] (`mlflow`, `python`),
 /// `<cache>/mlflow-<version>`, installed first if need be (about a minute, once).
 pub fn mlflow() -> Result<PathBuf> {
-    let venv = mlflow_venv()?;
+    let venv = cache_dir()?.join(format!("mlflow-{MLFLOW_VERSION}"));
     let requirement = format!("mlflow=={MLFLOW_VERSION}");
-    ensure_venv(&venv, &[requirement.as_str()], "MLflow")?;
+    let install = Install {
+        what: "MLflow",
+        size: "about 850 MB; a minute or so",
+        otherwise: "",
+    };
+    ensure_venv(&venv, &[requirement.as_str()], &install)?;
     Ok(venv.join("bin"))
 }
 
-/// The `bin/` directory of the MLflow venv if it is installed, without installing it.
-pub fn installed_mlflow() -> Option<PathBuf> {
-    let venv = mlflow_venv().ok()?;
-    let requirement = format!("mlflow=={MLFLOW_VERSION}");
-    complete(&venv, &[requirement.as_str()]).then(|| venv.join("bin"))
-}
-
-fn mlflow_venv() -> Result<PathBuf> {
-    Ok(cache_dir()?.join(format!("mlflow-{MLFLOW_VERSION}")))
+/// How [`ensure_venv`] speaks of an install.
+pub(crate) struct Install<'a> {
+    /// What is installed, for messages: `libtorch`, `MLflow`.
+    pub what: &'a str,
+    /// How big and long the install is.
+    pub size: &'a str,
+    /// What else the user may do when no venv can be made (`, or …`).
+    pub otherwise: &'a str,
 }
 
 /// Whether `venv` was finished with `requirements` (its marker says so, its Python is there).
@@ -43,11 +48,21 @@ fn complete(venv: &Path, requirements: &[&str]) -> bool {
     marker.trim() == requirements.join(" ") && venv.join("bin/python").exists()
 }
 
-/// Makes `venv` a venv with `requirements` unless a previous run finished doing so; one
-/// half made (no marker, another marker) starts over. `what` names it in messages.
-fn ensure_venv(venv: &Path, requirements: &[&str], what: &str) -> Result<()> {
+/// Makes `venv` a venv with `requirements` unless a previous run finished doing so (its marker
+/// file holds the requirements). One finished with other requirements is brought up to date in
+/// place (pip keeps what is already right: torch is not downloaded again); one half made (no
+/// marker) starts over.
+pub(crate) fn ensure_venv(venv: &Path, requirements: &[&str], install: &Install<'_>) -> Result<()> {
     if complete(venv, requirements) {
         return Ok(());
+    }
+    let wanted = requirements.join(" ");
+    let what = install.what;
+    if venv.join(MARKER).exists() && venv.join("bin/python").exists() {
+        eprintln!("trainmon: {what} venv at {} updating to: {wanted}", venv.display());
+        pip_install(venv, requirements)?;
+        return std::fs::write(venv.join(MARKER), &wanted)
+            .with_context(|| format!("could not write the marker of {}", venv.display()));
     }
     let python3 = which_python()?;
     if venv.exists() {
@@ -58,7 +73,6 @@ fn ensure_venv(venv: &Path, requirements: &[&str], what: &str) -> Result<()> {
         std::fs::create_dir_all(parent)
             .with_context(|| format!("could not create the cache directory {}", parent.display()))?;
     }
-    let wanted = requirements.join(" ");
     eprintln!("trainmon: {what} [1/2] creating a Python venv at {}", venv.display());
     let status = Command::new(&python3)
         .args(["-m", "venv"])
@@ -68,19 +82,19 @@ fn ensure_venv(venv: &Path, requirements: &[&str], what: &str) -> Result<()> {
     if !status.success() {
         let _ = std::fs::remove_dir_all(venv);
         bail!(
-            "`{} -m venv {}` failed ({status}); on Debian/Ubuntu install the `python3-venv` package",
+            "`{} -m venv {}` failed ({status}); on Debian/Ubuntu install the `python3-venv` package{}",
             python3.display(),
-            venv.display()
+            venv.display(),
+            install.otherwise
         );
     }
-    eprintln!("trainmon: {what} [2/2] pip install {wanted} (a minute or so, once)");
+    eprintln!("trainmon: {what} [2/2] pip install {wanted} ({}, once)", install.size);
     if let Err(err) = pip_install(venv, requirements) {
         let _ = std::fs::remove_dir_all(venv);
         return Err(err.context("the unfinished venv was removed; the next run tries again"));
     }
     std::fs::write(venv.join(MARKER), &wanted)
-        .with_context(|| format!("could not write the marker of {}", venv.display()))?;
-    Ok(())
+        .with_context(|| format!("could not write the marker of {}", venv.display()))
 }
 
 fn pip_install(venv: &Path, requirements: &[&str]) -> Result<()> {
