@@ -220,6 +220,8 @@ fn a_fit_is_read_back_with_mlflows_client() {
         ("validation", "split 0.2"),
         ("samples", "800"),
         ("validation_samples", "200"),
+        ("precision", "fp32"),
+        ("grad_scaler", "none"),
         ("model", "linear"),
         ("width", "20"),
         ("classes", "2"),

@@ -11,6 +11,15 @@
 //!   library path of the binaries it runs, so this package's (and `examples/`'s, `tests/`'s)
 //!   get an rpath to libtorch's directory. A user's crate gets its rpath from its
 //!   `.cargo/config.toml`, which `cargo trainmon setup` writes.
+//! - **trainmon's own C++** (`csrc/*.cpp`, trainmon's package only): what libtorch has and tch
+//!   does not bind (autocast on the CPU…), compiled against libtorch's headers as torch-sys
+//!   compiles its own, called through `src/native.rs`.
+//! - **c10d** (`csrc/c10d/`, trainmon's package only): PyTorch's distributed engine
+//!   (`src/dist.rs`), compiled where gloo's headers are found — `TRAINMON_GLOO_INCLUDE` (which
+//!   this workspace's `.cargo/config.toml` points at the `.gloo` link `cargo xtask` makes), or
+//!   `/usr/include` with Debian's `libgloo-dev` — and then flagged `cfg(trainmon_c10d)`; the
+//!   torch wheel ships c10d's headers and gloo's code, but not gloo's headers. Without them
+//!   `ProcessGroup` says what is missing.
 
 use std::path::PathBuf;
 
@@ -22,10 +31,82 @@ fn main() {
     };
     let lib = PathBuf::from(lib);
     println!("cargo:rustc-link-arg=-Wl,-rpath,{}", lib.display());
-    let cuda = lib.join("libtorch_cuda.so").exists();
-    if cuda && std::env::var("CARGO_PKG_NAME").as_deref() == Ok("trainmon") {
+    let trainmon = std::env::var("CARGO_PKG_NAME").as_deref() == Ok("trainmon");
+    println!("cargo:rustc-check-cfg=cfg(trainmon_c10d)");
+    if trainmon {
+        compile_native(&lib);
+        compile_c10d(&lib);
+    }
+    if trainmon && lib.join("libtorch_cuda.so").exists() {
         link_cuda_anchor();
     }
+}
+
+/// Where gloo's headers are: a directory holding `gloo/algorithm.h`.
+fn gloo_include() -> Option<PathBuf> {
+    println!("cargo:rerun-if-env-changed=TRAINMON_GLOO_INCLUDE");
+    let candidates = std::env::var_os("TRAINMON_GLOO_INCLUDE")
+        .map(PathBuf::from)
+        .into_iter()
+        .chain([PathBuf::from("/usr/include")]);
+    // Only paths that exist are watched: cargo runs a build script again at every build while
+    // a watched path is missing.
+    candidates.into_iter().find(|dir| {
+        let header = dir.join("gloo/algorithm.h");
+        let found = header.exists();
+        if found {
+            println!("cargo:rerun-if-changed={}", header.display());
+        }
+        found
+    })
+}
+
+/// Compiles `csrc/c10d/*.cpp` where gloo's headers are, and sets `cfg(trainmon_c10d)`.
+fn compile_c10d(lib: &std::path::Path) {
+    println!("cargo:rerun-if-changed=csrc/c10d");
+    let Some(gloo) = gloo_include() else {
+        return;
+    };
+    let include = lib.parent().expect("libtorch's lib/ has a parent").join("include");
+    cc::Build::new()
+        .cpp(true)
+        .file("csrc/c10d/c10d.cpp")
+        .include(&gloo)
+        .include(&include)
+        .include(include.join("torch/csrc/api/include"))
+        .flag("-std=c++17")
+        .flag("-D_GLIBCXX_USE_CXX11_ABI=1")
+        .flag("-DGLOG_USE_GLOG_EXPORT")
+        .define("USE_C10D_GLOO", None)
+        .warnings(false)
+        .compile("trainmon_c10d");
+    println!("cargo:rustc-cfg=trainmon_c10d");
+}
+
+/// Compiles `csrc/*.cpp` into a static library linked into trainmon, with libtorch's headers
+/// (`lib/../include`) and flags as torch-sys uses them.
+fn compile_native(lib: &std::path::Path) {
+    let include = lib.parent().expect("libtorch's lib/ has a parent").join("include");
+    let mut sources: Vec<PathBuf> = std::fs::read_dir("csrc")
+        .expect("read trainmon's csrc/")
+        .map(|e| e.expect("read csrc/").path())
+        .filter(|p| p.extension().is_some_and(|e| e == "cpp"))
+        .collect();
+    sources.sort();
+    println!("cargo:rerun-if-changed=csrc");
+    for source in &sources {
+        println!("cargo:rerun-if-changed={}", source.display());
+    }
+    cc::Build::new()
+        .cpp(true)
+        .files(&sources)
+        .include(&include)
+        .include(include.join("torch/csrc/api/include"))
+        .flag("-std=c++17")
+        .flag("-D_GLIBCXX_USE_CXX11_ABI=1")
+        .flag("-DGLOG_USE_GLOG_EXPORT")
+        .warnings(false)
+        .compile("trainmon_native");
 }
 
 /// `at::cuda::warp_size()`: a plain function that `libtorch_cuda` exports.

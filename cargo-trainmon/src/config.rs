@@ -6,6 +6,8 @@
 //! - an rpath to libtorch's `lib/` in `rustflags` and `rustdocflags`: every binary, test, example,
 //!   bench and doctest finds libtorch when it starts, from any directory, with no
 //!   `LD_LIBRARY_PATH`. (`libtorch_cuda` needs nothing here: trainmon itself keeps it linked.)
+//! - `[env] TRAINMON_GLOO_INCLUDE` (also `force = false`), where gloo's headers are found: the
+//!   headers trainmon's c10d shim (distributed training) compiles against.
 //!
 //! Everything else in the file is left as it was, comments and order included; a value the setup
 //! wrote before for another libtorch is replaced, and running it again changes nothing.
@@ -22,6 +24,8 @@ pub struct Wanted {
     pub libtorch: PathBuf,
     /// libtorch's `lib/`, for the rpath.
     pub lib: PathBuf,
+    /// gloo's headers ([`crate::tools::gloo_headers`]), if found.
+    pub gloo: Option<PathBuf>,
 }
 
 impl From<&Libtorch> for Wanted {
@@ -29,6 +33,7 @@ impl From<&Libtorch> for Wanted {
         Wanted {
             libtorch: torch.dir.clone(),
             lib: torch.lib.clone(),
+            gloo: None,
         }
     }
 }
@@ -73,6 +78,23 @@ pub fn merge(existing: &str, wanted: &Wanted) -> Result<(String, Vec<String>)> {
         });
     }
 
+    // [env] TRAINMON_GLOO_INCLUDE
+    if let Some(gloo) = &wanted.gloo {
+        let value = gloo.display().to_string();
+        let now = match env.get("TRAINMON_GLOO_INCLUDE") {
+            Some(Item::Value(Value::InlineTable(t))) => t.get("value").and_then(|v| v.as_str()).map(str::to_owned),
+            Some(item) => item.as_str().map(str::to_owned),
+            None => None,
+        };
+        if now.as_deref() != Some(value.as_str()) {
+            let mut entry = InlineTable::new();
+            entry.insert("value", value.clone().into());
+            entry.insert("force", false.into());
+            env.insert("TRAINMON_GLOO_INCLUDE", Item::Value(Value::InlineTable(entry)));
+            changes.push(format!("[env] TRAINMON_GLOO_INCLUDE = {value}"));
+        }
+    }
+
     // The rpath, in rustflags and rustdocflags.
     let flag = rpath_flag(&wanted.lib);
     // A flag written for a libtorch the file named before goes.
@@ -100,6 +122,7 @@ pub fn check(existing: &str) -> Result<()> {
         &Wanted {
             libtorch: "/".into(),
             lib: "/lib".into(),
+            gloo: None,
         },
     )
     .map(drop)
@@ -236,6 +259,7 @@ mod tests {
         Wanted {
             libtorch: dir.into(),
             lib: Path::new(dir).join("lib"),
+            gloo: None,
         }
     }
 
@@ -250,6 +274,30 @@ mod tests {
         assert_eq!(doc["build"]["rustflags"][0].as_str(), Some(flag));
         assert_eq!(doc["build"]["rustdocflags"][0].as_str(), Some(flag));
         assert!(text.contains("cargo trainmon setup"), "{text}");
+    }
+
+    #[test]
+    fn gloos_headers_go_into_env_once() {
+        let with_gloo = Wanted {
+            gloo: Some("/cache/gloo/usr/include".into()),
+            ..wanted("/opt/torch")
+        };
+        let (text, changes) = merge("", &with_gloo).unwrap();
+        assert!(
+            changes.contains(&"[env] TRAINMON_GLOO_INCLUDE = /cache/gloo/usr/include".to_owned()),
+            "{changes:?}"
+        );
+        let doc: DocumentMut = text.parse().unwrap();
+        assert_eq!(
+            doc["env"]["TRAINMON_GLOO_INCLUDE"]["value"].as_str(),
+            Some("/cache/gloo/usr/include")
+        );
+        assert_eq!(doc["env"]["TRAINMON_GLOO_INCLUDE"]["force"].as_bool(), Some(false));
+        let (again, changes) = merge(&text, &with_gloo).unwrap();
+        assert_eq!((again, changes), (text.clone(), Vec::<String>::new()));
+        // Without headers found, an entry there stays as it is.
+        let (without, changes) = merge(&text, &wanted("/opt/torch")).unwrap();
+        assert_eq!((without, changes), (text, Vec::<String>::new()));
     }
 
     #[test]

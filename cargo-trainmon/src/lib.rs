@@ -55,8 +55,14 @@ pub fn setup(dir: &Path) -> Result<Setup> {
     // Refuse a file that cannot be merged before the long part.
     config::check(&existing).with_context(|| format!("{}: nothing was changed", file.display()))?;
     let libtorch = Libtorch::locate(&Search::default())?;
-    let (text, changes) = config::merge(&existing, &(&libtorch).into())
-        .with_context(|| format!("{}: nothing was changed", file.display()))?;
+    let mut wanted = config::Wanted::from(&libtorch);
+    // Distributed training's headers; without them trainmon builds without it.
+    match tools::gloo_headers() {
+        Ok(include) => wanted.gloo = Some(include),
+        Err(err) => eprintln!("trainmon: warning: no gloo headers, so no distributed training: {err:#}"),
+    }
+    let (text, changes) =
+        config::merge(&existing, &wanted).with_context(|| format!("{}: nothing was changed", file.display()))?;
     if !changes.is_empty() {
         config::write(&file, &text)?;
     }

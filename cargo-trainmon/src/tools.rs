@@ -5,6 +5,9 @@
 //!
 //! - [`mlflow`]: MLflow's tracking server and client (`mlflow server`, `MlflowClient`), with
 //!   which the tests of the `Mlflow` hook log to a real server and read back.
+//!
+//! And [`gloo_headers`]: the headers trainmon's c10d shim compiles against, which the torch
+//! wheel lacks (Debian's `libgloo-dev`, unpacked into the cache).
 
 use crate::libtorch::{cache_dir, which_python};
 use anyhow::{bail, Context, Result};
@@ -30,6 +33,60 @@ pub fn mlflow() -> Result<PathBuf> {
     };
     ensure_venv(&venv, &[requirement.as_str()], &install)?;
     Ok(venv.join("bin"))
+}
+
+/// A directory holding gloo's headers (`gloo/algorithm.h`), for trainmon's c10d shim
+/// (distributed training): the system's (`/usr/include`, Debian's or Ubuntu's `libgloo-dev`
+/// installed), else Debian's `libgloo-dev` package fetched with `apt-get download` and unpacked
+/// with `dpkg -x` into `<cache>/gloo`, once (headers only: gloo's code is inside libtorch).
+/// An error says what is missing where there is no `apt-get`.
+pub fn gloo_headers() -> Result<PathBuf> {
+    let system = Path::new("/usr/include");
+    if system.join("gloo/algorithm.h").exists() {
+        return Ok(system.to_owned());
+    }
+    let dir = cache_dir()?.join("gloo");
+    let include = dir.join("usr/include");
+    if dir.join(MARKER).exists() && include.join("gloo/algorithm.h").exists() {
+        return Ok(include);
+    }
+    if dir.exists() {
+        std::fs::remove_dir_all(&dir).with_context(|| format!("could not remove the unfinished {}", dir.display()))?;
+    }
+    let download = dir.join("download");
+    std::fs::create_dir_all(&download).with_context(|| format!("could not create {}", download.display()))?;
+    eprintln!("trainmon: gloo's headers (for distributed training): apt-get download libgloo-dev, once");
+    let run = |program: &str, args: &[&std::ffi::OsStr], cwd: &Path| -> Result<()> {
+        let out = Command::new(program)
+            .args(args)
+            .current_dir(cwd)
+            .output()
+            .with_context(|| format!("could not run `{program}` (gloo's headers come from Debian's libgloo-dev)"))?;
+        if !out.status.success() {
+            bail!(
+                "`{program}` failed ({}): {}",
+                out.status,
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
+        }
+        Ok(())
+    };
+    run("apt-get", &["download".as_ref(), "libgloo-dev".as_ref()], &download)?;
+    let deb = std::fs::read_dir(&download)?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .find(|p| p.extension().is_some_and(|e| e == "deb"))
+        .context("apt-get download left no .deb")?;
+    run("dpkg", &["-x".as_ref(), deb.as_os_str(), dir.as_os_str()], &dir)?;
+    if !include.join("gloo/algorithm.h").exists() {
+        bail!("{} holds no gloo/algorithm.h", deb.display());
+    }
+    let _ = std::fs::remove_dir_all(&download);
+    std::fs::write(
+        dir.join(MARKER),
+        deb.file_name().unwrap_or_default().to_string_lossy().as_bytes(),
+    )
+    .with_context(|| format!("could not write the marker of {}", dir.display()))?;
+    Ok(include)
 }
 
 /// How [`ensure_venv`] speaks of an install.

@@ -175,6 +175,11 @@ fn the_readme_section_trains_a_crate_outside_the_workspace_with_plain_cargo() {
         "the setup says what it changed: {said}"
     );
     let config = std::fs::read_to_string(project.join(".cargo/config.toml")).unwrap();
+    // gloo's headers for trainmon's c10d shim (distributed training), fetched by the setup.
+    assert!(
+        said.contains("[env] TRAINMON_GLOO_INCLUDE = ") && config.contains("TRAINMON_GLOO_INCLUDE"),
+        "{said}\n{config}"
+    );
 
     // A second setup changes nothing.
     let again = stdout(&sh.run("cargo trainmon setup", &project));

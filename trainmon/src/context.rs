@@ -25,6 +25,8 @@ pub struct HookContext<'a> {
     pub(crate) resources: &'a Resources,
     /// What hooks log at this event, until the loop moves it into the history.
     pub(crate) logged: &'a RefCell<Vec<Logged>>,
+    /// The gradient scaler's scale, on the device, when the fit scales.
+    pub(crate) grad_scale: Option<&'a tch::Tensor>,
 }
 
 impl<'a> HookContext<'a> {
@@ -95,6 +97,18 @@ impl<'a> HookContext<'a> {
     /// The error that ended training (`on_exception` only).
     pub fn error(&self) -> Option<&'a Error> {
         self.error
+    }
+
+    /// The gradient scaler's scale in force ([`crate::Trainer::grad_scaler`]): what the loss
+    /// is multiplied by before the backward pass; `None` when the fit does not scale. Read from
+    /// the device when asked (on CUDA, a synchronisation). In `on_after_backward` at a window's
+    /// last batch and later, the gradients are unscaled already; at a window's earlier batches
+    /// they are still multiplied by it. After a step the scaler skipped, it is the backed-off one.
+    pub fn grad_scale(&self) -> Option<f64> {
+        self.grad_scale.map(|scale| {
+            crate::metrics::count_device_read();
+            scale.double_value(&[])
+        })
     }
 
     /// The value of type `T` the trainer was given with [`crate::Trainer::resource`].
@@ -206,6 +220,8 @@ pub(crate) struct Scene {
     pub(crate) learning_rate: Cell<f64>,
     /// What hooks logged at the event under way; moved into the history after it.
     pub(crate) logged: RefCell<Vec<Logged>>,
+    /// The gradient scaler's scale (shared with the scaler, which updates it in place).
+    pub(crate) grad_scale: Option<tch::Tensor>,
 }
 
 impl Scene {
@@ -216,6 +232,7 @@ impl Scene {
             settings: Settings::default(),
             history: History::default(),
             logged: RefCell::new(Vec::new()),
+            grad_scale: None,
         }
     }
 
@@ -247,6 +264,7 @@ impl Scene {
             error: None,
             resources,
             logged: &self.logged,
+            grad_scale: self.grad_scale.as_ref(),
         }
     }
 }

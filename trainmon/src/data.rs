@@ -1,7 +1,8 @@
 //! Datasets: the samples `fit` trains and validates on.
 
 use crate::error::{Error, Result};
-use tch::Tensor;
+use std::sync::Arc;
+use tch::{Device, Tensor};
 
 /// Samples a [`crate::Trainer`] can train on: a length, and batches by sample indices. Bring
 /// your own data by implementing it, as the tutorial subclasses PyTorch's `Dataset`.
@@ -31,7 +32,14 @@ pub trait Dataset {
     fn len(&self) -> usize;
 
     /// The samples at `indices` (0-based, each below [`Dataset::len`]): features and targets,
-    /// stacked along a first batch dimension. The loop moves them to the training device.
+    /// stacked along a first batch dimension of `indices.len()`. The loop moves them to the
+    /// training device. An error (or a panic) ends the fit with an [`Error::Batch`] naming the
+    /// samples.
+    ///
+    /// For a fit to be reproducible, and the same with a [`crate::Loader`]'s workers as
+    /// without, a batch must depend only on its indices: no state changed from call to call, no
+    /// random generator shared between calls (libtorch's global one included; seed any
+    /// augmentation from the indices).
     fn batch(&self, indices: &[i64]) -> Result<(Tensor, Tensor)>;
 
     /// Whether there is no sample.
@@ -43,6 +51,85 @@ pub trait Dataset {
     /// once and cuts batches out of them, instead of asking for each batch.
     fn tensors(&self) -> Option<(Tensor, Tensor)> {
         None
+    }
+
+    /// Refuses settings of the dataset that cannot work; called when a fit starts, before any
+    /// hook runs (a [`crate::Loader`] with prefetch and no worker). The default accepts.
+    fn check(&self) -> Result<()> {
+        Ok(())
+    }
+
+    /// The batches of an epoch, built ahead of the loop (on worker threads, as
+    /// [`crate::Loader`] does), or `None` (the default): the loop then asks [`Dataset::batch`]
+    /// for each batch when it needs it.
+    ///
+    /// The iterator yields, in order, what `self.batch(epoch.indices(b))` returns for each batch
+    /// `b` from [`EpochBatches::first`] to the epoch's last. The loop asks for it on the training
+    /// thread at the start of each epoch (and validation pass), and drops it when the epoch ends
+    /// or stops early (a hook's stop, an error): dropping it must stop the work.
+    fn prefetched(&self, epoch: &EpochBatches) -> Result<Option<Prefetched<'_>>> {
+        let _ = epoch;
+        Ok(None)
+    }
+}
+
+/// Batches built ahead of the loop, in an epoch's order: what [`Dataset::prefetched`] returns.
+pub type Prefetched<'a> = Box<dyn Iterator<Item = Result<(Tensor, Tensor)>> + 'a>;
+
+/// An epoch's batches as the loop takes them, for [`Dataset::prefetched`]: the sample indices
+/// in the epoch's order cut into batches, the batch the loop starts at, and the device it moves
+/// the batches to.
+#[derive(Clone, Debug)]
+pub struct EpochBatches {
+    order: Arc<[i64]>,
+    batch_size: usize,
+    batches: usize,
+    first: usize,
+    device: Device,
+}
+
+impl EpochBatches {
+    /// `batches` batches of `batch_size` samples of `order` (the last one shorter, if `order`
+    /// runs out), taken from batch `first` (0-based) on.
+    pub(crate) fn new(order: Arc<[i64]>, batch_size: usize, batches: usize, first: usize, device: Device) -> Self {
+        debug_assert!(batches <= order.len().div_ceil(batch_size) && first <= batches);
+        EpochBatches {
+            order,
+            batch_size,
+            batches,
+            first,
+            device,
+        }
+    }
+
+    /// Batches in the epoch, those before [`EpochBatches::first`] included.
+    pub fn batches(&self) -> usize {
+        self.batches
+    }
+
+    /// The first batch the loop takes (0-based): 0, or where a fit resumed within the epoch
+    /// goes on.
+    pub fn first(&self) -> usize {
+        self.first
+    }
+
+    /// The sample indices of batch `batch` (0-based, below [`EpochBatches::batches`]).
+    pub fn indices(&self, batch: usize) -> &[i64] {
+        let start = batch * self.batch_size;
+        &self.order[start..(start + self.batch_size).min(self.order.len())]
+    }
+
+    /// The device the loop moves the batches to: a loader pins their memory for CUDA.
+    pub fn device(&self) -> Device {
+        self.device
+    }
+
+    /// The same batches with every index moved by `by` (a subset's samples in its dataset).
+    fn shifted(&self, by: i64) -> Self {
+        EpochBatches {
+            order: self.order.iter().map(|i| i + by).collect(),
+            ..self.clone()
+        }
     }
 }
 
@@ -56,6 +143,12 @@ impl<D: Dataset + ?Sized> Dataset for &D {
     fn tensors(&self) -> Option<(Tensor, Tensor)> {
         (**self).tensors()
     }
+    fn check(&self) -> Result<()> {
+        (**self).check()
+    }
+    fn prefetched(&self, epoch: &EpochBatches) -> Result<Option<Prefetched<'_>>> {
+        (**self).prefetched(epoch)
+    }
 }
 
 impl<D: Dataset + ?Sized> Dataset for Box<D> {
@@ -67,6 +160,12 @@ impl<D: Dataset + ?Sized> Dataset for Box<D> {
     }
     fn tensors(&self) -> Option<(Tensor, Tensor)> {
         (**self).tensors()
+    }
+    fn check(&self) -> Result<()> {
+        (**self).check()
+    }
+    fn prefetched(&self, epoch: &EpochBatches) -> Result<Option<Prefetched<'_>>> {
+        (**self).prefetched(epoch)
     }
 }
 
@@ -157,6 +256,14 @@ impl Dataset for Subset<'_> {
         let (x, y) = self.data.tensors()?;
         let cut = |t: Tensor| t.f_narrow(0, self.start as i64, self.len as i64).ok();
         Some((cut(x)?, cut(y)?))
+    }
+
+    fn check(&self) -> Result<()> {
+        self.data.check()
+    }
+
+    fn prefetched(&self, epoch: &EpochBatches) -> Result<Option<Prefetched<'_>>> {
+        self.data.prefetched(&epoch.shifted(self.start as i64))
     }
 }
 

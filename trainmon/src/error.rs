@@ -54,12 +54,24 @@ pub enum Error {
         /// What is wrong with it.
         message: String,
     },
+    /// Training across processes failed: the group could not be joined (the store at its
+    /// address did not answer within the timeout), a collective failed (a rank died), or the
+    /// ranks disagree (on the model…); the message names the address, the operation or the rank.
+    Distributed(String),
     /// A plot could not be drawn.
     Plot {
         /// The plot's file.
         path: PathBuf,
         /// What the plotting backend said.
         message: String,
+    },
+    /// The dataset could not build a batch: [`crate::Dataset::batch`] returned an error or
+    /// panicked, on the training thread or on a [`crate::Loader`]'s worker.
+    Batch {
+        /// The batch's sample indices, in its order.
+        indices: Vec<i64>,
+        /// The dataset's error, or the panic's message.
+        source: BoxError,
     },
 }
 
@@ -107,6 +119,12 @@ impl std::fmt::Display for Error {
                 write!(f, "checkpoint {} cannot be loaded: {message}", path.display())?
             }
             Error::Plot { path, message } => write!(f, "could not draw the plot {}: {message}", path.display())?,
+            Error::Batch { indices, .. } => write!(
+                f,
+                "the dataset could not build the batch of samples {}",
+                samples(indices)
+            )?,
+            Error::Distributed(message) => write!(f, "distributed training: {message}")?,
         }
         if f.alternate() {
             let mut cause = std::error::Error::source(self);
@@ -125,6 +143,7 @@ impl std::error::Error for Error {
             Error::Torch { source, .. } => Some(source),
             Error::Hook { source, .. } => Some(&**source),
             Error::Io { source, .. } => Some(source),
+            Error::Batch { source, .. } => Some(&**source),
             _ => None,
         }
     }
@@ -174,6 +193,43 @@ impl Error {
     }
 }
 
+impl Error {
+    /// The dataset's error on the batch of `indices`, as an [`Error::Batch`] (unless it is one).
+    pub(crate) fn batch(indices: &[i64], err: Error) -> Self {
+        match err {
+            Error::Batch { .. } => err,
+            other => Error::Batch {
+                indices: indices.to_vec(),
+                source: Box::new(other),
+            },
+        }
+    }
+
+    /// A panic of the dataset while it built the batch of `indices`; `thread` says on which
+    /// thread ("", " on loader worker 2").
+    pub(crate) fn batch_panic(indices: &[i64], panic: &str, thread: &str) -> Self {
+        Error::Batch {
+            indices: indices.to_vec(),
+            source: format!("panicked{thread}: {panic}").into(),
+        }
+    }
+}
+
+/// A batch's sample indices for a message: the first few, and how many.
+/// `[3, 17, 42, 8, 11, 90, …] (32 samples)`
+pub(crate) fn samples(indices: &[i64]) -> String {
+    const SHOWN: usize = 6;
+    let mut list: Vec<String> = indices.iter().take(SHOWN).map(i64::to_string).collect();
+    if indices.len() > SHOWN {
+        list.push("…".into());
+    }
+    let count = match indices.len() {
+        1 => "1 sample".to_owned(),
+        n => format!("{n} samples"),
+    };
+    format!("[{}] ({count})", list.join(", "))
+}
+
 /// libtorch's messages go on with "Exception raised from …" and a C++ stack: keep the cause.
 fn first_line(message: &str) -> &str {
     message.lines().next().unwrap_or(message).trim()
@@ -205,5 +261,27 @@ mod tests {
         for (panic, want, why) in cases {
             assert_eq!(format!("{:#}", Error::torch_panic("ctx", panic)), want, "{why}");
         }
+    }
+
+    #[test]
+    fn batch_errors_name_their_samples_and_cause() {
+        let indices: Vec<i64> = (10..42).rev().collect();
+        let err = Error::batch(&indices, Error::Data("file 7 is truncated".into()));
+        assert_eq!(
+            format!("{err:#}"),
+            "the dataset could not build the batch of samples [41, 40, 39, 38, 37, 36, …] (32 samples): invalid \
+             dataset: file 7 is truncated"
+        );
+        let again = Error::batch(&[1], err);
+        assert!(
+            matches!(&again, Error::Batch { indices, .. } if indices.len() == 32),
+            "not wrapped twice"
+        );
+        let panic = Error::batch_panic(&[5], "boom", " on loader worker 2");
+        assert_eq!(
+            format!("{panic:#}"),
+            "the dataset could not build the batch of samples [5] (1 sample): panicked on loader worker 2: boom"
+        );
+        assert_eq!(samples(&[1, 2]), "[1, 2] (2 samples)");
     }
 }

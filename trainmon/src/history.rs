@@ -191,8 +191,8 @@ impl std::fmt::Display for StopReason {
 /// It serializes with serde as `history.json` is best read: `epochs`, a list of flat records
 /// ([`EpochLogs`]: `pandas.json_normalize(h["epochs"])` is the table); the stop as plain fields
 /// (`stop_reason`, `stop_hook`, `stop_event` — the attribute's name, `on_epoch_end` —,
-/// `stop_epoch`; `null` when every epoch ran); `elapsed_s`; then `hook_costs`, `skipped`,
-/// `logged`.
+/// `stop_epoch`; `null` when every epoch ran); `elapsed_s`; `scaler_skipped_steps`, a plain
+/// number; then `hook_costs`, `skipped`, `logged`.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct History {
     pub(crate) epochs: Vec<EpochLogs>,
@@ -204,6 +204,8 @@ pub struct History {
     pub(crate) skipped: Vec<Skipped>,
     /// What hooks logged ([`crate::HookContext::log`]), in order.
     pub(crate) logged: Vec<Logged>,
+    /// Optimizer steps the gradient scaler skipped (gradients not finite).
+    pub(crate) scaler_skipped_steps: u64,
 }
 
 /// [`History`] as it serializes (see there), read back.
@@ -215,6 +217,8 @@ struct HistoryRecord {
     stop_event: Option<String>,
     stop_epoch: Option<usize>,
     elapsed_s: f64,
+    #[serde(default)]
+    scaler_skipped_steps: u64,
     #[serde(default)]
     hook_costs: Vec<HookCost>,
     #[serde(default)]
@@ -232,6 +236,7 @@ struct HistoryRecordRef<'h> {
     stop_event: Option<&'static str>,
     stop_epoch: Option<usize>,
     elapsed_s: f64,
+    scaler_skipped_steps: u64,
     hook_costs: &'h [HookCost],
     skipped: &'h [Skipped],
     logged: &'h [Logged],
@@ -247,6 +252,7 @@ impl Serialize for History {
             stop_event: stop.map(|s| s.event.attribute()),
             stop_epoch: stop.map(|s| s.epoch),
             elapsed_s: self.elapsed.as_secs_f64(),
+            scaler_skipped_steps: self.scaler_skipped_steps,
             hook_costs: &self.hook_costs,
             skipped: &self.skipped,
             logged: &self.logged,
@@ -288,6 +294,7 @@ impl<'de> Deserialize<'de> for History {
             hook_costs: record.hook_costs,
             skipped: record.skipped,
             logged: record.logged,
+            scaler_skipped_steps: record.scaler_skipped_steps,
         })
     }
 }
@@ -647,6 +654,13 @@ impl History {
     pub fn skipped(&self) -> &[Skipped] {
         &self.skipped
     }
+
+    /// Optimizer steps the gradient scaler skipped because their gradients were not finite
+    /// ([`crate::GradScaler`]; 0 without one). Kept up to date during the fit: a batch hook sees
+    /// the step just skipped counted.
+    pub fn scaler_skipped_steps(&self) -> u64 {
+        self.scaler_skipped_steps
+    }
 }
 
 /// Serde for `f64` values that may be NaN or infinite, which JSON numbers cannot be: those are
@@ -763,6 +777,7 @@ mod tests {
             }],
             skipped: Vec::new(),
             logged: Vec::new(),
+            scaler_skipped_steps: 3,
         };
         let json = serde_json::to_string(&history).unwrap();
         // Flat records, keys in order; the stop as plain fields.
@@ -779,7 +794,7 @@ mod tests {
             "{json}"
         );
         assert!(
-            json.contains(r#""stop_reason":"patience","stop_hook":"EarlyStopping","stop_event":"on_epoch_end","stop_epoch":1,"elapsed_s":1.5"#),
+            json.contains(r#""stop_reason":"patience","stop_hook":"EarlyStopping","stop_event":"on_epoch_end","stop_epoch":1,"elapsed_s":1.5,"scaler_skipped_steps":3,"#),
             "{json}"
         );
         let back: History = serde_json::from_str(&json).unwrap();
@@ -797,6 +812,14 @@ mod tests {
         older.as_object_mut().unwrap().remove("hook_costs").unwrap();
         let older: History = serde_json::from_value(older).unwrap();
         assert!(older.hook_costs.is_empty() && older.epochs.len() == 1);
+        assert_eq!(back.scaler_skipped_steps, 3);
+        let mut older: serde_json::Value = serde_json::from_str(&json).unwrap();
+        older.as_object_mut().unwrap().remove("scaler_skipped_steps").unwrap();
+        let older: History = serde_json::from_value(older).unwrap();
+        assert_eq!(
+            older.scaler_skipped_steps, 0,
+            "a history written before the scaler reads back"
+        );
         assert!(json.contains(r#""NaN""#) && json.contains(r#""-inf""#), "{json}");
         // Every finite value, not only friendly ones: 100 000 bit patterns from a fixed sequence.
         let mut bits = 0x9E37_79B9_7F4A_7C15u64;

@@ -325,8 +325,11 @@ mod event;
 mod filter;
 mod guard;
 mod history;
+mod loader;
 mod loss;
 mod metrics;
+mod native;
+mod precision;
 pub mod priority;
 mod resource;
 mod saved;
@@ -337,6 +340,7 @@ mod hook;
 mod param;
 mod registry;
 // 3. The engine: optimizers, files, the trainer and its loop.
+pub mod dist;
 pub mod optim;
 pub mod output;
 mod trainer;
@@ -348,15 +352,17 @@ pub mod testing;
 
 pub use context::{HookContext, LearningRate};
 pub use control::{Control, IntoControl};
-pub use data::{Dataset, TensorDataset};
+pub use data::{Dataset, EpochBatches, Prefetched, TensorDataset};
 pub use error::{BoxError, Error, Result};
 pub use event::{events, Event, Occurs};
 pub use filter::{Counter, Filter};
 pub use history::{EpochLogs, Histogram, History, HookCost, Logged, LoggedValue, Skipped, StopReason};
 pub use hook::{Hook, IntoHook, Plugin};
+pub use loader::Loader;
 pub use loss::{Loss, LossFn};
 pub use metrics::{Accuracy, BatchLogs, Metric};
 pub use param::{HookParam, Local};
+pub use precision::{GradScaler, Precision};
 pub use registry::{registrations, Hooks, Registration};
 pub use resource::{Requirement, Res};
 pub use saved::HookState;
@@ -380,7 +386,8 @@ pub mod prelude {
     }
     trainmon_events::for_each_event!(attributes);
     pub use crate::{
-        BatchLogs, Control, EpochLogs, History, LearningRate, Local, Res, TensorDataset, TrainState, Trainer,
+        BatchLogs, Control, EpochLogs, GradScaler, History, LearningRate, Loader, Local, Precision, Res, TensorDataset,
+        TrainState, Trainer,
     };
     pub use tch::nn::VarStore;
 }

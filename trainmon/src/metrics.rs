@@ -93,6 +93,11 @@ pub(crate) fn device_reads() -> u64 {
     DEVICE_READS.get()
 }
 
+/// Counts a read of a value kept on the device made elsewhere (the gradient scaler's scale).
+pub(crate) fn count_device_read() {
+    DEVICE_READS.set(DEVICE_READS.get() + 1);
+}
+
 /// A running sum of scalar tensors: on the host (read at every add) or on the device (read when
 /// asked).
 #[derive(Debug)]

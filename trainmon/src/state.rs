@@ -1,5 +1,6 @@
 //! Where training is, as hooks see it.
 
+use crate::precision::{GradScaler, Precision};
 use std::time::{Duration, Instant};
 use tch::Device;
 
@@ -82,6 +83,8 @@ pub struct Settings {
     pub(crate) validation_split: Option<f64>,
     pub(crate) samples: usize,
     pub(crate) validation_samples: usize,
+    pub(crate) precision: Precision,
+    pub(crate) grad_scaler: Option<GradScaler>,
 }
 
 impl Default for Settings {
@@ -104,6 +107,8 @@ impl Default for Settings {
             validation_split: None,
             samples: 0,
             validation_samples: 0,
+            precision: Precision::Fp32,
+            grad_scaler: None,
         }
     }
 }
@@ -190,5 +195,16 @@ impl Settings {
     /// Validation samples (0: no validation).
     pub fn validation_samples(&self) -> usize {
         self.validation_samples
+    }
+
+    /// The precision of the forward pass and the loss ([`crate::Trainer::precision`]).
+    pub fn precision(&self) -> Precision {
+        self.precision
+    }
+
+    /// The gradient scaler's settings, if the fit scales: the one given with
+    /// [`crate::Trainer::grad_scaler`], or `Fp16Mixed`'s default.
+    pub fn grad_scaler(&self) -> Option<GradScaler> {
+        self.grad_scaler
     }
 }

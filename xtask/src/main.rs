@@ -125,6 +125,12 @@ fn locate() -> Result<Libtorch> {
     if torch.source == "the trainmon cache" {
         link_to(&torch.dir, &link)?;
     }
+    // Distributed training's shim compiles against gloo's headers (`.cargo/config.toml` points
+    // TRAINMON_GLOO_INCLUDE at `.gloo`); without them, trainmon builds without it.
+    match trainmon_setup::tools::gloo_headers() {
+        Ok(include) => link_to(&include, &workspace_root().join(".gloo"))?,
+        Err(err) => eprintln!("xtask: warning: no gloo headers, so no distributed training: {err:#}"),
+    }
     Ok(torch)
 }
 

@@ -42,7 +42,7 @@ const ERROR_TAG: &str = "trainmon.error";
 /// - **parameters**: the trainer's settings ([`crate::HookContext::settings`]: `epochs`,
 ///   `batch_size`, `batches_per_epoch`, `optimizer`, `lr`, `seed`, `loss`, `device`, `shuffle`,
 ///   `drop_last`, `accumulate_gradients`, `clip`, `validation`, `samples`,
-///   `validation_samples`), then yours ([`Mlflow::param`], which win over a setting of the same
+///   `validation_samples`, `precision`, `grad_scaler`), then yours ([`Mlflow::param`], which win over a setting of the same
 ///   name);
 /// - **metrics**: every epoch's values (`loss`, `accuracy`, `val_*`, your metrics, `lr`,
 ///   `time_s`, `throughput`) at step = the epoch; with [`Mlflow::steps`], the running values as
@@ -593,6 +593,7 @@ impl Mlflow {
             (None, 0) => "none".to_owned(),
             (None, _) => "dataset".to_owned(),
         };
+        let scaler = s.grad_scaler().map_or("none".to_owned(), |scaler| scaler.to_string());
         let settings = [
             ("epochs", s.epochs().to_string()),
             ("batch_size", s.batch_size().to_string()),
@@ -609,6 +610,8 @@ impl Mlflow {
             ("validation", validation),
             ("samples", s.samples().to_string()),
             ("validation_samples", s.validation_samples().to_string()),
+            ("precision", s.precision().to_string()),
+            ("grad_scaler", scaler),
         ];
         let mut params: Vec<(String, String)> = Vec::new();
         let given = settings

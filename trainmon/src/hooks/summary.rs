@@ -12,8 +12,9 @@ use std::path::{Path, PathBuf};
 
 /// Logs a summary when training ends — or fails —, after every other output is written: epochs
 /// run, why it stopped (or the error), the best value of a monitored metric and its epoch, total
-/// time and throughput, the batches rollbacks skipped ([`crate::History::skipped`]), the three
-/// costliest hooks ([`crate::History::hook_costs`]), and what the run directory holds.
+/// time and throughput, the batches rollbacks skipped ([`crate::History::skipped`]), the
+/// optimizer steps the gradient scaler skipped ([`crate::History::scaler_skipped_steps`]), the
+/// three costliest hooks ([`crate::History::hook_costs`]), and what the run directory holds.
 ///
 /// ```text
 /// summary: 10 of 30 epochs in 0.35 s, 91429 samples/s; stopped: `val_loss` did not improve …
@@ -108,6 +109,13 @@ impl Hook for Summary {
                 "summary: {} rollbacks skipped {batches} batches: {}",
                 skipped.len(),
                 listed.join("; ")
+            );
+        }
+        let scaler_skipped = history.scaler_skipped_steps();
+        if scaler_skipped > 0 {
+            let steps = ctx.state().global_step();
+            tracing::info!(
+                "summary: the gradient scaler skipped {scaler_skipped} of {steps} optimizer steps (gradients not finite)"
             );
         }
         let costs = history.hook_costs();

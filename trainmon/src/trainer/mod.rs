@@ -4,6 +4,7 @@ pub(crate) mod dispatch;
 mod fit;
 mod point;
 mod rollback;
+mod scaler;
 
 pub use rollback::Rollback;
 
@@ -11,6 +12,7 @@ use crate::data::Dataset;
 use crate::hook::{Hook, IntoHook, Plugin};
 use crate::loss::Loss;
 use crate::metrics::Metric;
+use crate::precision::{GradScaler, Precision};
 use crate::registry::Hooks;
 use crate::resource::Resources;
 use crate::spec::HookSpec;
@@ -67,6 +69,21 @@ struct Settings {
     resume_steps: u64,
     /// Rolling back over bad batches, if asked for.
     rollback: Option<Rollback>,
+    /// The precision of the forward pass and the loss.
+    precision: Precision,
+    /// A gradient scaler set with `grad_scaler` (`Fp16Mixed` has one without).
+    grad_scaler: Option<GradScaler>,
+}
+
+impl Settings {
+    /// The gradient scaler of the fit: the one given, or fp16's default.
+    fn scaler(&self) -> Option<GradScaler> {
+        match (self.grad_scaler, self.precision) {
+            (Some(scaler), _) => Some(scaler),
+            (None, Precision::Fp16Mixed) => Some(GradScaler::new()),
+            (None, _) => None,
+        }
+    }
 }
 
 /// What is measured: the validation data, the loss, the metrics of your own.
@@ -151,6 +168,8 @@ impl<'a> Trainer<'a> {
                 resume: None,
                 resume_steps: 0,
                 rollback: None,
+                precision: Precision::Fp32,
+                grad_scaler: None,
             },
             data: DataSetup {
                 validation: Validation::None,
@@ -272,6 +291,42 @@ impl<'a> Trainer<'a> {
     /// a synchronisation; eagerly on the CPU, where it costs nothing (measured in the README).
     pub fn lazy_reads(mut self, lazy: bool) -> Self {
         self.settings.lazy_reads = Some(lazy);
+        self
+    }
+
+    /// Trains in mixed precision ([`Precision`]; default fp32): the forward pass and the loss,
+    /// in training and validation, run under autocast on the model's device type (as
+    /// `torch.autocast(device_type, dtype)`), the outputs cast back to fp32 for the loss and the
+    /// metrics; the weights, their gradients and the optimizer stay fp32. `Fp16Mixed` (CUDA
+    /// only: on the CPU it is an error when `fit` starts) also scales the gradients with
+    /// [`GradScaler::new`] unless [`Trainer::grad_scaler`] gives one.
+    ///
+    /// ```
+    /// use trainmon::prelude::*;
+    /// # let vs = tch::nn::VarStore::new(tch::Device::Cpu);
+    /// # let model = tch::nn::linear(vs.root(), 2, 2, Default::default());
+    /// let trainer = Trainer::new(&vs, &model).precision(Precision::Bf16Mixed);
+    /// # let _ = trainer;
+    /// ```
+    pub fn precision(mut self, precision: Precision) -> Self {
+        self.settings.precision = precision;
+        self
+    }
+
+    /// Scales the loss for the backward pass and unscales the gradients before each optimizer
+    /// step, skipping steps whose gradients overflow ([`GradScaler`]), whatever the precision
+    /// (`Fp16Mixed` has one by default; this replaces it).
+    ///
+    /// With a scaler, at an optimizer step (an accumulation window's last batch): the backward
+    /// pass on `loss × scale`, the gradients unscaled and checked for inf/NaN, the
+    /// `on_after_backward` hooks (unscaled gradients), clipping, the `on_before_optimizer_step`
+    /// hooks, then the step — or none, when the check found inf or NaN (counted in
+    /// [`crate::History::scaler_skipped_steps`]; the global step counts it all the same) — and
+    /// the scale's update. The `on_after_backward` hooks of a window's earlier batches see the
+    /// gradients summed so far still multiplied by the scale ([`crate::HookContext::grad_scale`]):
+    /// they are unscaled once per window.
+    pub fn grad_scaler(mut self, scaler: GradScaler) -> Self {
+        self.settings.grad_scaler = Some(scaler);
         self
     }
 

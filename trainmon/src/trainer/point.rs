@@ -3,8 +3,8 @@
 //! One safetensors file, `resume.safetensors`, replaced atomically at the end of every epoch:
 //! the model's variables (`model/<name>`), the optimizer's state tensors (`optimizer/<name>`),
 //! the hooks' tensors (`hooks/<n>/<i>`), and a JSON document (the `__trainmon__` tensor, UTF-8
-//! bytes) with the counters, the shuffling generator, the learning rate, the history and every
-//! hook's state.
+//! bytes) with the counters, the shuffling generator, the learning rate, the history, every
+//! hook's state and the gradient scaler's.
 
 use crate::error::{Error, Result};
 use crate::history::{float, History, StopReason};
@@ -55,6 +55,10 @@ pub(crate) struct Position<'h> {
     /// The rollback guard's losses and recent rollbacks, when the fit rolls back.
     #[serde(default)]
     pub rollback: Option<crate::trainer::rollback::GuardState>,
+    /// The gradient scaler's scale and count of good steps, when the fit scales (a point
+    /// written before trainmon had one reads as without).
+    #[serde(default)]
+    pub grad_scaler: Option<crate::trainer::scaler::ScalerState>,
 }
 
 /// Where a resume point taken within an epoch is in it.

@@ -11,6 +11,7 @@ mod step;
 
 use super::dispatch::Dispatch;
 use super::rollback::Guard;
+use super::scaler::Scaler;
 use super::{Clip, DataSetup, HookSetup, Settings, Trainer, Validation};
 use crate::context::Scene;
 use crate::data::Dataset;
@@ -50,7 +51,9 @@ impl Trainer<'_> {
             device,
             learning_rate,
         };
+        let scaler = self.settings.scaler().map(|scaler| Scaler::new(scaler, device));
         let mut scene = Scene::new(state);
+        scene.grad_scale = scaler.as_ref().map(Scaler::scale_tensor);
         scene.settings = seen_settings(
             &self.settings,
             &self.data,
@@ -79,6 +82,8 @@ impl Trainer<'_> {
                 .clone()
                 .map(|rollback| Guard::new(rollback, self.vs))
                 .transpose()?,
+            autocast: self.settings.precision.autocast_kind(),
+            scaler,
         };
         if let Some(dir) = &self.settings.resume {
             run.resume_from(dir, &mut logs.train)?;
@@ -128,6 +133,8 @@ fn seen_settings(
         },
         samples: plan.train.len(),
         validation_samples: plan.valid.as_ref().map_or(0, |valid| valid.len()),
+        precision: settings.precision,
+        grad_scaler: settings.scaler(),
     }
 }
 

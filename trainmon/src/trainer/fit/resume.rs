@@ -59,6 +59,16 @@ impl Loop<'_, '_> {
         };
         self.optimizer.restore(state).map_err(|e| refused(e.to_string()))?;
         self.dispatch.restore(hooks)?;
+        match (&mut self.scaler, &position.grad_scaler) {
+            (Some(scaler), Some(state)) => scaler.restore(state)?,
+            (Some(_), None) => tracing::warn!(
+                "the resume point was made without a gradient scaler: the scaler starts at its initial scale"
+            ),
+            (None, Some(_)) => tracing::warn!(
+                "the resume point was made with a gradient scaler, this fit has none: its scale is left out"
+            ),
+            (None, None) => {}
+        }
         if let Some(within) = &position.within {
             // The epoch's running loss and metrics so far.
             logs.reset();
@@ -153,6 +163,7 @@ impl Loop<'_, '_> {
             stop: self.dispatch.stop().cloned(),
             disabled: self.dispatch.disabled(),
             rollback: self.guard.as_ref().map(|guard| guard.state()),
+            grad_scaler: self.scaler.as_ref().map(|scaler| scaler.state()).transpose()?,
         };
         let optimizer = self.optimizer.state()?;
         let optimizer = (optimizer.tensors, optimizer.value);

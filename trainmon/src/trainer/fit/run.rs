@@ -3,7 +3,7 @@
 
 use super::setup::{Logs, Plan};
 use super::source::Source;
-use super::step::{clip_gradients, compute_loss, forward};
+use super::step::{clip_gradients, forward_loss};
 use crate::context::Scene;
 use crate::error::{Error, Result};
 use crate::event::Event;
@@ -15,13 +15,14 @@ use crate::optim::Optimizer;
 use crate::resource::Resources;
 use crate::trainer::dispatch::Dispatch;
 use crate::trainer::rollback::{Guard, Mark};
+use crate::trainer::scaler::Scaler;
 use crate::trainer::Settings;
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use std::time::{Duration, Instant};
 use tch::nn::{ModuleT, VarStore};
-use tch::Tensor;
+use tch::{Kind, Tensor};
 
 /// One fit under way: the model and its optimizer, the hooks, what they see, and where the
 /// loop is.
@@ -44,6 +45,10 @@ pub(super) struct Loop<'a, 'h> {
     pub profile: Profile,
     /// Rolling back over bad batches, when the fit does.
     pub guard: Option<Guard>,
+    /// The type the forward pass and the loss are autocast to, in mixed precision.
+    pub autocast: Option<Kind>,
+    /// The gradient scaler, when the fit scales.
+    pub scaler: Option<Scaler>,
 }
 
 /// A training step done, or found bad before its backward pass.
@@ -275,7 +280,7 @@ impl Loop<'_, '_> {
         let order = self.shuffling.order(self.settings.shuffle, train.len());
         // A rollback names the samples it skips.
         let indices = self.guard.as_ref().and(order.clone());
-        let order = train.epoch(order, self.settings.batch_size)?;
+        let mut order = train.epoch(order, self.settings.batch_size)?;
         let epoch = self.scene.state.epoch;
         let device = self.scene.state.device;
         let batch_size = self.settings.batch_size;
@@ -287,6 +292,8 @@ impl Loop<'_, '_> {
                 1
             }
         };
+        // A dataset that builds batches ahead (a `Loader`) starts on this epoch's, from `first`.
+        order.prefetch(first - 1, self.batches, batch_size, device)?;
         if let Some(guard) = &mut self.guard {
             let mark = Mark {
                 batch: first - 1,
@@ -406,15 +413,17 @@ impl Loop<'_, '_> {
         Ok(false)
     }
 
-    /// One training step on a batch, with its events: forward, loss, backward (gradients zeroed
-    /// at the start of an accumulation window), clipping and the optimizer step (at a window's
-    /// end). A guard reads the loss first: a bad one ends the step there.
+    /// One training step on a batch, with its events: forward, loss (under autocast in mixed
+    /// precision), backward (gradients zeroed at the start of an accumulation window), clipping
+    /// and the optimizer step (at a window's end). A guard reads the loss first: a bad one ends
+    /// the step there. With a gradient scaler, the backward pass is on the scaled loss, and at a
+    /// window's end the gradients are unscaled and checked before the `on_after_backward` hooks;
+    /// the step is skipped when they are not finite, and the scale updated.
     fn step(&mut self, x: &Tensor, y: &Tensor, count: Count) -> Result<Step> {
         let (batch, epoch) = (count.own as usize, self.scene.state.epoch);
         let accumulate = self.settings.accumulate;
         let at = || format!("batch {batch} of epoch {epoch}");
-        let outputs = forward(self.model, x, true, &at)?;
-        let loss = compute_loss(self.loss, &outputs, y, &at)?;
+        let (outputs, loss) = forward_loss(self.model, self.loss, (x, y), true, self.autocast, &at)?;
         let value = match &self.guard {
             Some(guard) => {
                 let value = loss
@@ -435,20 +444,48 @@ impl Loop<'_, '_> {
             self.optimizer.zero_grad()?;
         }
         self.fire(Event::BeforeBackward, count, None)?;
-        let backward = if accumulate > 1 {
-            loss.f_div_scalar(accumulate as f64)
-                .and_then(|scaled| scaled.f_backward())
-        } else {
-            loss.f_backward()
+        let backward = match (&self.scaler, accumulate > 1) {
+            (None, false) => loss.f_backward(),
+            (None, true) => loss
+                .f_div_scalar(accumulate as f64)
+                .and_then(|scaled| scaled.f_backward()),
+            // As `scaler.scale(loss / k).backward()`.
+            (Some(scaler), _) => {
+                let loss = if accumulate > 1 {
+                    loss.f_div_scalar(accumulate as f64)
+                } else {
+                    Ok(loss.shallow_clone())
+                };
+                loss.and_then(|loss| scaler.scale(&loss))
+                    .and_then(|scaled| scaled.f_backward())
+            }
         };
         backward.map_err(|e| Error::torch(format!("the backward pass failed on {}", at()), e))?;
+        // Unscaled once per window, before its last batch's hooks see the gradients.
+        if let (Some(scaler), true) = (&mut self.scaler, window_end) {
+            scaler.unscale(self.vs)?;
+        }
         self.fire(Event::AfterBackward, count, None)?;
         if window_end {
             if let Some(clip) = self.settings.clip {
                 clip_gradients(self.vs, clip).map_err(|e| Error::torch("clipping the gradients", e))?;
             }
             self.fire(Event::BeforeOptimizerStep, count, None)?;
-            self.optimizer.step()?;
+            match &mut self.scaler {
+                None => self.optimizer.step()?,
+                Some(scaler) => {
+                    if scaler.found_inf()? {
+                        self.scene.history.scaler_skipped_steps += 1;
+                        tracing::debug!(
+                            "step {}: gradients not finite, the gradient scaler skips it",
+                            count.global
+                        );
+                    } else {
+                        self.optimizer.step()?;
+                    }
+                    scaler.update()?;
+                }
+            }
             self.scene.state.global_step = count.global;
         }
         Ok(Step::Done {
@@ -483,16 +520,16 @@ impl Loop<'_, '_> {
     fn validate(&mut self, valid: &Source<'_>, epoch: usize, logs: &mut BatchLogs) -> Result<()> {
         self.fire(Event::ValidationBegin, Count::epoch(epoch), None)?;
         let _no_grad = tch::no_grad_guard();
-        let order = valid.epoch(None, self.settings.batch_size)?;
+        let mut order = valid.epoch(None, self.settings.batch_size)?;
         let device = self.scene.state.device;
         let batch_size = self.settings.batch_size;
+        order.prefetch(0, valid.len().div_ceil(batch_size), batch_size, device)?;
         logs.reset();
         for batch in 1..=valid.len().div_ceil(batch_size) {
             let start = (batch - 1) * batch_size;
             let (x, y) = order.batch(start, batch_size.min(valid.len() - start), device, self.loss)?;
             let at = || format!("validation batch {batch} of epoch {epoch}");
-            let outputs = forward(self.model, &x, false, &at)?;
-            let loss = compute_loss(self.loss, &outputs, &y, &at)?;
+            let (outputs, loss) = forward_loss(self.model, self.loss, (&x, &y), false, self.autocast, &at)?;
             logs.update(&loss, &outputs, &y)?;
             self.fire(Event::ValidationBatchEnd, Count::batch(batch, batch as u64), Some(logs))?;
         }

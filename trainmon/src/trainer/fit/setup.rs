@@ -25,7 +25,7 @@ pub(super) struct Plan<'d> {
 
 impl<'d> Plan<'d> {
     pub fn new(settings: &Settings, setup: &DataSetup<'d>, data: &'d dyn Dataset, device: Device) -> Result<Self> {
-        check(settings)?;
+        check(settings, device)?;
         let (train, valid) = sources(data, setup, device, settings)?;
         let batch_size = settings.batch_size;
         let batches = if settings.drop_last {
@@ -98,7 +98,7 @@ impl OptimizerSetting {
 }
 
 /// Settings that cannot train, found before any work is done.
-fn check(settings: &Settings) -> Result<()> {
+fn check(settings: &Settings, device: Device) -> Result<()> {
     if settings.epochs == 0 {
         return Err(Error::Config(
             "epochs must be at least 1, got 0 (to run only the setup and the `on_train_begin` hooks, stop there with \
@@ -123,6 +123,10 @@ fn check(settings: &Settings) -> Result<()> {
     }
     if let Some(rollback) = &settings.rollback {
         rollback.check().map_err(Error::Config)?;
+    }
+    settings.precision.check(device).map_err(Error::Config)?;
+    if let Some(scaler) = &settings.grad_scaler {
+        scaler.check().map_err(Error::Config)?;
     }
     Ok(())
 }

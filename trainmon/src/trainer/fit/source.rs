@@ -1,10 +1,13 @@
 //! Where a fit's samples come from: the dataset as tensors on the device (batches cut out of
-//! them) or asked for each batch; the order of each epoch; the NaN check.
+//! them) or asked for each batch (or for an epoch's batches ahead: a loader's workers); the
+//! order of each epoch; the NaN check.
 
-use crate::data::Dataset;
-use crate::error::{Error, Result};
+use crate::data::{Dataset, EpochBatches, Prefetched};
+use crate::error::{samples, Error, Result};
+use crate::guard;
 use crate::loss::Loss;
 use crate::trainer::NanPolicy;
+use std::sync::Arc;
 use tch::{Device, Tensor};
 
 /// Where a fit's samples come from.
@@ -13,7 +16,8 @@ pub(super) enum Source<'d> {
     /// when shuffling, after one gather per epoch, or each gathered by itself for wide rows
     /// (see [`Source::epoch`]).
     Tensors { x: Tensor, y: Tensor, len: usize },
-    /// A dataset asked for each batch, which the loop moves to the device.
+    /// A dataset asked for each batch (or for each epoch's batches ahead), which the loop
+    /// moves to the device.
     Batches { data: Box<dyn Dataset + 'd>, len: usize },
 }
 
@@ -26,11 +30,19 @@ pub(super) enum Epoch<'s, 'd> {
         y: Tensor,
         index: Option<Tensor>,
     },
-    /// The dataset, and the sample indices in this epoch's order (`None`: in order).
+    /// The dataset, the sample indices in this epoch's order, and the batches it builds
+    /// ahead, if it does (see [`Epoch::prefetch`]).
     Batches {
         data: &'s (dyn Dataset + 'd),
-        order: Option<Vec<i64>>,
+        order: Arc<[i64]>,
+        ahead: Option<Ahead<'s>>,
     },
+}
+
+/// An epoch's batches built ahead by the dataset, and the first sample of the next one due.
+pub(super) struct Ahead<'s> {
+    batches: Prefetched<'s>,
+    next: usize,
 }
 
 impl<'d> Source<'d> {
@@ -41,6 +53,7 @@ impl<'d> Source<'d> {
         nan: NanPolicy,
         what: &str,
     ) -> Result<Self> {
+        data.check()?;
         let len = data.len();
         if len == 0 {
             return Err(Error::Data(format!("the {what} set is empty: 0 samples")));
@@ -108,7 +121,11 @@ impl<'d> Source<'d> {
                     index: None,
                 })
             }
-            Source::Batches { data, .. } => Ok(Epoch::Batches { data: &**data, order }),
+            Source::Batches { data, len } => Ok(Epoch::Batches {
+                data: &**data,
+                order: order.map_or_else(|| (0..*len as i64).collect(), Into::into),
+                ahead: None,
+            }),
         }
     }
 }
@@ -119,10 +136,26 @@ impl<'d> Source<'d> {
 const GATHER_PER_BATCH: usize = 64 * 1024;
 
 impl Epoch<'_, '_> {
-    /// The samples `start..start + len` of this epoch's order, on `device`.
-    pub(super) fn batch(&self, start: usize, len: usize, device: Device, loss: &Loss) -> Result<(Tensor, Tensor)> {
-        let (data, order) = match self {
+    /// Asks a dataset for the epoch's `batches` batches of `batch_size` ahead, from batch
+    /// `first` (0-based) on, for `device`; [`Epoch::batch`] then takes them in order. A dataset
+    /// that does not build batches ahead ([`Dataset::prefetched`] is `None`) is asked for each.
+    pub(super) fn prefetch(&mut self, first: usize, batches: usize, batch_size: usize, device: Device) -> Result<()> {
+        if let Epoch::Batches { data, order, ahead } = self {
+            let epoch = EpochBatches::new(Arc::clone(order), batch_size, batches, first, device);
+            *ahead = data.prefetched(&epoch)?.map(|batches| Ahead {
+                batches,
+                next: first * batch_size,
+            });
+        }
+        Ok(())
+    }
+
+    /// The samples `start..start + len` of this epoch's order, on `device`. Batches built
+    /// ahead are taken in order: `start` is where the previous batch ended.
+    pub(super) fn batch(&mut self, start: usize, len: usize, device: Device, loss: &Loss) -> Result<(Tensor, Tensor)> {
+        let (data, order, ahead) = match self {
             Epoch::Tensors { x, y, index } => {
+                let (x, y, index) = (&*x, &*y, &*index);
                 let batch = || -> std::result::Result<(Tensor, Tensor), tch::TchError> {
                     match index {
                         Some(index) => {
@@ -137,28 +170,71 @@ impl Epoch<'_, '_> {
                 };
                 return batch().map_err(|e| Error::torch("batching", e));
             }
-            Epoch::Batches { data, order } => (data, order),
+            Epoch::Batches { data, order, ahead } => (data, order, ahead),
         };
-        let indices: Vec<i64> = match order {
-            Some(order) => order[start..start + len].to_vec(),
-            None => (start as i64..(start + len) as i64).collect(),
-        };
-        let (x, y) = data.batch(&indices)?;
-        for (what, t) in [("features", &x), ("targets", &y)] {
-            if t.size().first().copied() != Some(len as i64) {
-                return Err(Error::Data(format!(
-                    "the dataset returned {what} of shape {:?} for a batch of {len} indices",
-                    t.size()
-                )));
+        let indices = &order[start..start + len];
+        let built = match ahead {
+            Some(ahead) => {
+                if start != ahead.next {
+                    return Err(Error::Config(format!(
+                        "the loop asked for the batch at sample {start} of the epoch's order, but the batches built \
+                         ahead go on at sample {}",
+                        ahead.next
+                    )));
+                }
+                ahead.next = start + len;
+                ahead.batches.next().unwrap_or_else(|| {
+                    Err(Error::Data(format!(
+                        "the batches built ahead ended before the batch of samples {}",
+                        samples(indices)
+                    )))
+                })
             }
-        }
+            None => guard::caught(|| data.batch(indices))
+                .unwrap_or_else(|panic| Err(Error::batch_panic(indices, &panic, ""))),
+        };
+        let (x, y) = built.map_err(|err| Error::batch(indices, err))?;
+        check_batch(&x, &y, indices)?;
+        // Batches built ahead are pinned for CUDA (see `Loader`): their copy need not block.
+        let non_blocking = ahead.is_some() && device.is_cuda();
         let to_device = |t: &Tensor| {
-            t.f_to_device(device)
-                .map_err(|e| Error::torch(format!("moving a batch to {device:?}"), e))
+            let moved = match non_blocking {
+                true => t.f_to_device_(device, t.kind(), true, false),
+                false => t.f_to_device(device),
+            };
+            moved.map_err(|e| Error::torch(format!("moving a batch to {device:?}"), e))
         };
         let y = loss.targets(to_device(&y)?).map_err(Error::Data)?;
         Ok((to_device(&x)?, y))
     }
+}
+
+/// Refuses a batch from a dataset whose features and targets do not have a first dimension of
+/// one row per index.
+fn check_batch(x: &Tensor, y: &Tensor, indices: &[i64]) -> Result<()> {
+    let (x, y) = (x.size(), y.size());
+    let at = || format!("the batch of samples {}", samples(indices));
+    let problem = match (x.first(), y.first()) {
+        (None, _) | (_, None) => {
+            let what = if x.is_empty() { "features" } else { "targets" };
+            format!(
+                "{} has scalar {what}: features of shape {x:?}, targets of shape {y:?}",
+                at()
+            )
+        }
+        (Some(rows), Some(targets)) if rows != targets => format!(
+            "{} has features and targets that differ in their first dimension: {rows} (features of shape {x:?}) and \
+             {targets} (targets of shape {y:?})",
+            at()
+        ),
+        (Some(&rows), _) if rows != indices.len() as i64 => format!(
+            "{} has {rows} rows (features of shape {x:?}, targets of shape {y:?}) for {} indices",
+            at(),
+            indices.len()
+        ),
+        _ => return Ok(()),
+    };
+    Err(Error::Data(problem))
 }
 
 /// Looks for NaN in a set's features, once, and acts as `policy` says.

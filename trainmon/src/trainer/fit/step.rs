@@ -1,12 +1,45 @@
 //! The parts of a training step that can fail on the model or the data: the forward pass, the
-//! loss, gradient clipping; each failure an error naming the batch and the shapes.
+//! loss (under autocast in mixed precision), gradient clipping; each failure an error naming the
+//! batch and the shapes.
 
 use crate::error::{Error, Result};
 use crate::guard;
 use crate::loss::Loss;
+use crate::native;
 use crate::trainer::Clip;
 use tch::nn::{ModuleT, VarStore};
-use tch::Tensor;
+use tch::{Kind, Tensor};
+
+/// The forward pass and the loss of a batch: `(outputs, loss)`. With `autocast` (mixed
+/// precision), both run under autocast to that type on the features' device type, as in
+/// `with torch.autocast(device_type, dtype): loss = loss_fn(model(x), y)`; outputs of a 16-bit
+/// type are cast back to fp32 first, so that the loss, the running loss and the metrics are
+/// computed in fp32 (the cast is differentiable: the gradients reach the weights as fp32), and
+/// so is a 16-bit loss (a custom loss with a matmul of its own).
+pub(super) fn forward_loss(
+    model: &dyn ModuleT,
+    loss: &Loss,
+    (x, y): (&Tensor, &Tensor),
+    train: bool,
+    autocast: Option<Kind>,
+    at: &dyn Fn() -> String,
+) -> Result<(Tensor, Tensor)> {
+    let fp32 = |t: Tensor, what: &str| match t.kind() {
+        Kind::Half | Kind::BFloat16 => t
+            .f_to_kind(Kind::Float)
+            .map_err(|e| Error::torch(format!("casting {what} to fp32 on {}", at()), e)),
+        _ => Ok(t),
+    };
+    let run = || {
+        let outputs = fp32(forward(model, x, train, at)?, "the model's outputs")?;
+        let value = fp32(compute_loss(loss, &outputs, y, at)?, "the loss")?;
+        Ok((outputs, value))
+    };
+    match autocast {
+        Some(kind) => native::with_autocast(x.device(), kind, run),
+        None => run(),
+    }
+}
 
 /// The model's forward pass; a libtorch failure (tch panics) becomes an error with the shapes.
 pub(super) fn forward(model: &dyn ModuleT, x: &Tensor, train: bool, at: &dyn Fn() -> String) -> Result<Tensor> {

@@ -1,0 +1,121 @@
+// PyTorch's distributed engine (c10d) for trainmon: a TCPStore rendezvous and a Gloo process
+// group, and the collectives the data-parallel loop needs, on tch's tensors in place (a tch
+// Tensor is a `torch::Tensor*`). Compiled only where gloo's headers are found (the torch wheel
+// ships c10d's headers and gloo's code inside libtorch_cpu, not gloo's headers); called from
+// trainmon/src/dist.rs. Every function catches what libtorch throws and writes its message.
+#include <torch/csrc/distributed/c10d/PrefixStore.hpp>
+#include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
+#include <torch/csrc/distributed/c10d/TCPStore.hpp>
+
+#include <chrono>
+#include <cstring>
+#include <exception>
+#include <string>
+#include <vector>
+
+namespace {
+
+struct Group {
+  c10::intrusive_ptr<c10d::Store> store;
+  c10::intrusive_ptr<c10d::Backend> backend;
+};
+
+void fail(char *err, size_t len, const char *what) {
+  if (len == 0) return;
+  std::strncpy(err, what, len - 1);
+  err[len - 1] = '\0';
+}
+
+std::vector<at::Tensor> tensors_of(at::Tensor **tensors, size_t n) {
+  std::vector<at::Tensor> out;
+  out.reserve(n);
+  for (size_t i = 0; i < n; ++i) out.push_back(*tensors[i]);
+  return out;
+}
+
+}  // namespace
+
+#define TRY(err, len, body)                     \
+  try {                                         \
+    body                                        \
+  } catch (const std::exception &e) {           \
+    fail(err, len, e.what());                   \
+    return 1;                                   \
+  }
+
+extern "C" {
+
+// Joins the group: connects to (or, with `host_store`, hosts) the TCPStore at `host:port`,
+// under `prefix` when not empty (torchrun's agent store), then makes the Gloo group bound to
+// `bind` (this machine's address the other ranks reach). Null and `err` on failure.
+void *trainmon_c10d_new(const char *host, int port, int rank, int size, int host_store, const char *prefix,
+                        const char *bind, long timeout_ms, char *err, size_t len) {
+  try {
+    auto timeout = std::chrono::milliseconds(timeout_ms);
+    c10d::TCPStoreOptions options;
+    options.port = static_cast<std::uint16_t>(port);
+    options.isServer = host_store != 0;
+    options.numWorkers = host_store ? std::optional<std::size_t>(size) : std::nullopt;
+    options.waitWorkers = false;
+    options.timeout = timeout;
+    c10::intrusive_ptr<c10d::Store> store = c10::make_intrusive<c10d::TCPStore>(host, options);
+    if (prefix[0] != '\0') store = c10::make_intrusive<c10d::PrefixStore>(prefix, store);
+    auto gloo = c10d::ProcessGroupGloo::Options::create(timeout);
+    gloo->devices.push_back(c10d::ProcessGroupGloo::createDeviceForHostname(bind));
+    auto backend = c10::make_intrusive<c10d::ProcessGroupGloo>(store, rank, size, gloo);
+    return new Group{store, backend};
+  } catch (const std::exception &e) {
+    fail(err, len, e.what());
+    return nullptr;
+  }
+}
+
+void trainmon_c10d_free(void *group) { delete static_cast<Group *>(group); }
+
+// Sums `tensors` over the ranks, in place.
+int trainmon_c10d_all_reduce_sum(void *group, at::Tensor **tensors, size_t n, char *err, size_t len) {
+  TRY(err, len, {
+    auto list = tensors_of(tensors, n);
+    static_cast<Group *>(group)->backend->allreduce(list)->wait();
+    return 0;
+  })
+}
+
+// Copies rank `root`'s `tensors` into every rank's, in place.
+int trainmon_c10d_broadcast(void *group, at::Tensor **tensors, size_t n, int root, char *err, size_t len) {
+  TRY(err, len, {
+    auto list = tensors_of(tensors, n);
+    c10d::BroadcastOptions options;
+    options.rootRank = root;
+    static_cast<Group *>(group)->backend->broadcast(list, options)->wait();
+    return 0;
+  })
+}
+
+int trainmon_c10d_barrier(void *group, char *err, size_t len) {
+  TRY(err, len, {
+    static_cast<Group *>(group)->backend->barrier()->wait();
+    return 0;
+  })
+}
+
+// Sets `key` in the group's store.
+int trainmon_c10d_store_set(void *group, const char *key, const uint8_t *value, size_t n, char *err, size_t len) {
+  TRY(err, len, {
+    static_cast<Group *>(group)->store->set(key, std::vector<uint8_t>(value, value + n));
+    return 0;
+  })
+}
+
+// Gets `key` from the group's store, waiting for it up to the store's timeout; the value is
+// written to `out` (up to `cap` bytes) and its whole length to `*n`.
+int trainmon_c10d_store_get(void *group, const char *key, uint8_t *out, size_t cap, size_t *n, char *err,
+                            size_t len) {
+  TRY(err, len, {
+    auto value = static_cast<Group *>(group)->store->get(key);
+    *n = value.size();
+    std::memcpy(out, value.data(), std::min(cap, value.size()));
+    return 0;
+  })
+}
+}

@@ -1,0 +1,561 @@
+//! Training across processes on PyTorch's own distributed engine, c10d: a TCPStore rendezvous
+//! and a Gloo process group (`csrc/c10d/`), joined from the environment that `torchrun`,
+//! Kubernetes' PyTorchJob or SLURM set, with the collectives data-parallel training needs —
+//! on tch's tensors, in place, without copies.
+//!
+//! ```no_run
+//! # fn main() -> trainmon::Result<()> {
+//! // torchrun --no-python --nproc-per-node 2 target/release/my_training
+//! let group = trainmon::dist::ProcessGroup::from_env()?;
+//! let grads = tch::Tensor::ones([4], tch::kind::FLOAT_CPU) * (group.rank() + 1) as f64;
+//! group.all_reduce_mean(&[&grads])?; // every rank: 1.5 (2 ranks)
+//! # Ok(())
+//! # }
+//! ```
+
+use crate::error::{Error, Result};
+use std::time::Duration;
+use tch::Tensor;
+
+/// How long joining the group and each collective may take, unless
+/// `TRAINMON_DIST_TIMEOUT_S` or [`Rendezvous::timeout`] says otherwise (PyTorch's default for
+/// Gloo is 30 minutes; a rank that died should fail the others much sooner).
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// Where and as which rank a process joins its group.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Rendezvous {
+    /// The store's host (`MASTER_ADDR`).
+    pub master_addr: String,
+    /// The store's port (`MASTER_PORT`).
+    pub master_port: u16,
+    /// This process's rank, 0-based (`RANK`, `SLURM_PROCID`).
+    pub rank: usize,
+    /// The number of processes (`WORLD_SIZE`, `SLURM_NTASKS`).
+    pub world_size: usize,
+    /// This process's rank on its machine (`LOCAL_RANK`, `SLURM_LOCALID`): the GPU it uses.
+    pub local_rank: usize,
+    /// Whether this process hosts the store (rank 0, unless torchrun's agent hosts it).
+    pub host_store: bool,
+    /// The store's key prefix (torchrun's agent store: `/worker/attempt_N`), or empty.
+    pub prefix: String,
+    /// The address of this machine that the other ranks reach (`TRAINMON_GLOO_HOST`; by
+    /// default loopback when the master is, else this machine's host name).
+    pub bind: String,
+    /// How long joining and each collective may take.
+    pub timeout: Duration,
+}
+
+/// Reads `name`, if set.
+fn var(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.is_empty())
+}
+
+fn number<T: std::str::FromStr>(name: &str, value: &str) -> Result<T> {
+    value
+        .parse()
+        .map_err(|_| Error::Config(format!("{name} is `{value}`, not a number")))
+}
+
+impl Rendezvous {
+    /// The rendezvous the launcher set in the environment: torchrun's (and PyTorchJob's)
+    /// `RANK`, `WORLD_SIZE`, `LOCAL_RANK`, `MASTER_ADDR`, `MASTER_PORT` — with
+    /// `TORCHELASTIC_USE_AGENT_STORE=True`, the agent's store under
+    /// `/worker/attempt_{TORCHELASTIC_RESTART_COUNT}` —, or SLURM's `SLURM_PROCID`,
+    /// `SLURM_NTASKS`, `SLURM_LOCALID` with a given `MASTER_ADDR`/`MASTER_PORT`.
+    pub fn from_env() -> Result<Rendezvous> {
+        let (rank_var, size_var, local_var) = if var("RANK").is_some() || var("SLURM_PROCID").is_none() {
+            ("RANK", "WORLD_SIZE", "LOCAL_RANK")
+        } else {
+            ("SLURM_PROCID", "SLURM_NTASKS", "SLURM_LOCALID")
+        };
+        let missing: Vec<&str> = [rank_var, size_var, "MASTER_ADDR", "MASTER_PORT"]
+            .into_iter()
+            .filter(|v| var(v).is_none())
+            .collect();
+        if !missing.is_empty() {
+            return Err(Error::Config(format!(
+                "no distributed launch: {} not set; start the processes with `torchrun --no-python \
+                 --nproc-per-node N <binary>` (or set RANK, WORLD_SIZE, MASTER_ADDR, MASTER_PORT)",
+                missing.join(", ")
+            )));
+        }
+        let get = |name: &str| var(name).unwrap_or_default();
+        let rank: usize = number(rank_var, &get(rank_var))?;
+        let world_size: usize = number(size_var, &get(size_var))?;
+        let local_rank = match var(local_var) {
+            Some(v) => number(local_var, &v)?,
+            None => 0,
+        };
+        let agent = var("TORCHELASTIC_USE_AGENT_STORE").is_some_and(|v| v.eq_ignore_ascii_case("true"));
+        let prefix = if agent {
+            format!(
+                "/worker/attempt_{}",
+                var("TORCHELASTIC_RESTART_COUNT").unwrap_or_else(|| "0".into())
+            )
+        } else {
+            String::new()
+        };
+        let timeout = match var("TRAINMON_DIST_TIMEOUT_S") {
+            Some(v) => Duration::from_secs_f64(number("TRAINMON_DIST_TIMEOUT_S", &v)?),
+            None => DEFAULT_TIMEOUT,
+        };
+        let mut rendezvous = Rendezvous::new(
+            get("MASTER_ADDR"),
+            number("MASTER_PORT", &get("MASTER_PORT"))?,
+            rank,
+            world_size,
+        )?;
+        rendezvous.local_rank = local_rank;
+        rendezvous.host_store = !agent && rank == 0;
+        rendezvous.prefix = prefix;
+        rendezvous.timeout = timeout;
+        if let Some(bind) = var("TRAINMON_GLOO_HOST") {
+            rendezvous.bind = bind;
+        }
+        Ok(rendezvous)
+    }
+
+    /// Rank `rank` of `world_size`, meeting at the store `master_addr:master_port`, which rank 0
+    /// hosts.
+    pub fn new(master_addr: impl Into<String>, master_port: u16, rank: usize, world_size: usize) -> Result<Rendezvous> {
+        let master_addr = master_addr.into();
+        if world_size == 0 || rank >= world_size {
+            return Err(Error::Config(format!(
+                "rank {rank} of a world of {world_size}: ranks go from 0 to the world size − 1"
+            )));
+        }
+        let loopback = master_addr == "localhost" || master_addr.starts_with("127.") || master_addr == "::1";
+        let bind = if loopback {
+            "127.0.0.1".to_owned()
+        } else {
+            crate::output::host_name()
+        };
+        Ok(Rendezvous {
+            master_addr,
+            master_port,
+            rank,
+            world_size,
+            local_rank: 0,
+            host_store: rank == 0,
+            prefix: String::new(),
+            bind,
+            timeout: DEFAULT_TIMEOUT,
+        })
+    }
+
+    /// How long joining and each collective may take.
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+}
+
+/// A group of processes training together, on c10d's Gloo backend: collectives on CPU tensors,
+/// in place. Dropping it leaves the group.
+pub struct ProcessGroup {
+    rendezvous: Rendezvous,
+    raw: imp::Raw,
+}
+
+impl std::fmt::Debug for ProcessGroup {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ProcessGroup")
+            .field("rank", &self.rendezvous.rank)
+            .field("world_size", &self.rendezvous.world_size)
+            .finish()
+    }
+}
+
+impl ProcessGroup {
+    /// Joins the group the launcher set up ([`Rendezvous::from_env`]).
+    pub fn from_env() -> Result<ProcessGroup> {
+        ProcessGroup::join(Rendezvous::from_env()?)
+    }
+
+    /// Joins the group: connects to the store (hosting it, for rank 0) and waits, up to the
+    /// timeout, for every rank.
+    pub fn join(rendezvous: Rendezvous) -> Result<ProcessGroup> {
+        let raw = imp::Raw::join(&rendezvous)?;
+        Ok(ProcessGroup { rendezvous, raw })
+    }
+
+    /// This process's rank, 0-based.
+    pub fn rank(&self) -> usize {
+        self.rendezvous.rank
+    }
+
+    /// The number of processes.
+    pub fn world_size(&self) -> usize {
+        self.rendezvous.world_size
+    }
+
+    /// This process's rank on its machine.
+    pub fn local_rank(&self) -> usize {
+        self.rendezvous.local_rank
+    }
+
+    /// How the group was joined.
+    pub fn rendezvous(&self) -> &Rendezvous {
+        &self.rendezvous
+    }
+
+    /// Sums each tensor over the ranks, in place. The tensors must be on the CPU, contiguous,
+    /// and of the same shapes and kinds on every rank; one collective runs for each kind among
+    /// them (Gloo reduces one kind at a time).
+    pub fn all_reduce_sum(&self, tensors: &[&Tensor]) -> Result<()> {
+        check(tensors, "all-reduce")?;
+        let mut kinds: Vec<tch::Kind> = Vec::new();
+        for t in tensors {
+            if !kinds.contains(&t.kind()) {
+                kinds.push(t.kind());
+            }
+        }
+        for kind in kinds {
+            let of_kind: Vec<&Tensor> = tensors.iter().copied().filter(|t| t.kind() == kind).collect();
+            self.raw
+                .all_reduce_sum(&of_kind)
+                .map_err(|e| self.failed("an all-reduce", e))?;
+        }
+        Ok(())
+    }
+
+    /// Averages each tensor over the ranks, in place (a sum, then a division: Gloo has no mean).
+    pub fn all_reduce_mean(&self, tensors: &[&Tensor]) -> Result<()> {
+        self.all_reduce_sum(tensors)?;
+        let ranks = self.world_size() as f64;
+        for t in tensors {
+            let mut t = (*t).shallow_clone();
+            let _ = t
+                .f_div_scalar_(ranks)
+                .map_err(|e| Error::torch("averaging an all-reduce", e))?;
+        }
+        Ok(())
+    }
+
+    /// Copies rank `root`'s tensors into every rank's, in place.
+    pub fn broadcast(&self, tensors: &[&Tensor], root: usize) -> Result<()> {
+        check(tensors, "broadcast")?;
+        self.raw
+            .broadcast(tensors, root)
+            .map_err(|e| self.failed(&format!("a broadcast from rank {root}"), e))
+    }
+
+    /// Waits until every rank is here.
+    pub fn barrier(&self) -> Result<()> {
+        self.raw.barrier().map_err(|e| self.failed("a barrier", e))
+    }
+
+    /// Checks that every rank has the same `value` of `what` (e.g. the model's variables and
+    /// shapes): an error on every rank that names the first rank whose value differs from rank
+    /// 0's, and the first line where they differ. Each call of a group must come in the same
+    /// order on every rank.
+    pub fn agree(&self, what: &str, value: &str) -> Result<()> {
+        let round = self.raw.next_round();
+        let key = |rank: usize| format!("trainmon/agree/{round}/{what}/{rank}");
+        self.raw
+            .set(&key(self.rank()), value.as_bytes())
+            .map_err(|e| self.failed(&format!("sharing {what}"), e))?;
+        let theirs = self
+            .raw
+            .get(&key(0))
+            .map_err(|e| self.failed(&format!("reading rank 0's {what}"), e))?;
+        let rank0 = String::from_utf8_lossy(&theirs);
+        for rank in 1..self.world_size() {
+            let other = self
+                .raw
+                .get(&key(rank))
+                .map_err(|e| self.failed(&format!("reading rank {rank}'s {what}"), e))?;
+            let other = String::from_utf8_lossy(&other);
+            if other != rank0 {
+                let (a, b) = first_difference(&rank0, &other);
+                return Err(Error::Distributed(format!(
+                    "the ranks disagree on {what}: rank 0 has `{a}` where rank {rank} has `{b}`"
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    fn failed(&self, what: &str, message: String) -> Error {
+        let r = &self.rendezvous;
+        Error::Distributed(format!(
+            "{what} failed on rank {} of {} (store {}:{}, timeout {:?}): {message}",
+            r.rank, r.world_size, r.master_addr, r.master_port, r.timeout
+        ))
+    }
+}
+
+/// The first line where `a` and `b` differ (`<none>` past the end of one).
+fn first_difference<'s>(a: &'s str, b: &'s str) -> (&'s str, &'s str) {
+    let mut la = a.lines();
+    let mut lb = b.lines();
+    loop {
+        match (la.next(), lb.next()) {
+            (Some(x), Some(y)) if x == y => continue,
+            (None, None) => return ("", ""),
+            (x, y) => return (x.unwrap_or("<none>"), y.unwrap_or("<none>")),
+        }
+    }
+}
+
+fn check(tensors: &[&Tensor], what: &str) -> Result<()> {
+    for (i, t) in tensors.iter().enumerate() {
+        if t.device() != tch::Device::Cpu || !t.is_contiguous() {
+            return Err(Error::Config(format!(
+                "a {what} over Gloo takes contiguous CPU tensors; tensor {i} is on {:?}{}",
+                t.device(),
+                if t.is_contiguous() { "" } else { ", not contiguous" }
+            )));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(trainmon_c10d)]
+mod imp {
+    use super::Rendezvous;
+    use crate::error::{Error, Result};
+    use std::ffi::{c_char, c_int, c_long, c_void, CString};
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use tch::Tensor;
+
+    type Tensors = *const *mut torch_sys::C_tensor;
+
+    extern "C" {
+        fn trainmon_c10d_new(
+            host: *const c_char,
+            port: c_int,
+            rank: c_int,
+            size: c_int,
+            host_store: c_int,
+            prefix: *const c_char,
+            bind: *const c_char,
+            timeout_ms: c_long,
+            err: *mut c_char,
+            len: usize,
+        ) -> *mut c_void;
+        fn trainmon_c10d_free(group: *mut c_void);
+        fn trainmon_c10d_all_reduce_sum(
+            group: *mut c_void,
+            t: Tensors,
+            n: usize,
+            err: *mut c_char,
+            len: usize,
+        ) -> c_int;
+        fn trainmon_c10d_broadcast(
+            group: *mut c_void,
+            t: Tensors,
+            n: usize,
+            root: c_int,
+            err: *mut c_char,
+            len: usize,
+        ) -> c_int;
+        fn trainmon_c10d_barrier(group: *mut c_void, err: *mut c_char, len: usize) -> c_int;
+        fn trainmon_c10d_store_set(
+            group: *mut c_void,
+            key: *const c_char,
+            value: *const u8,
+            n: usize,
+            err: *mut c_char,
+            len: usize,
+        ) -> c_int;
+        fn trainmon_c10d_store_get(
+            group: *mut c_void,
+            key: *const c_char,
+            out: *mut u8,
+            cap: usize,
+            n: *mut usize,
+            err: *mut c_char,
+            len: usize,
+        ) -> c_int;
+    }
+
+    /// Room for libtorch's messages.
+    const ERR: usize = 2048;
+
+    fn message(buffer: &[u8]) -> String {
+        let end = buffer.iter().position(|b| *b == 0).unwrap_or(buffer.len());
+        let text = String::from_utf8_lossy(&buffer[..end]);
+        // libtorch's messages go on with a C++ stack: the first lines say it.
+        text.lines()
+            .take_while(|l| !l.starts_with("Exception raised from"))
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+
+    fn c_string(what: &str, s: &str) -> Result<CString> {
+        CString::new(s).map_err(|_| Error::Config(format!("{what} `{s}` holds a NUL byte")))
+    }
+
+    pub(super) struct Raw {
+        group: *mut c_void,
+        rounds: AtomicU64,
+    }
+
+    // SAFETY: the group is a c10d backend and its store, which c10d uses from any thread; the
+    // pointer is only freed in `drop`.
+    unsafe impl Send for Raw {}
+    unsafe impl Sync for Raw {}
+
+    impl Raw {
+        pub(super) fn join(r: &Rendezvous) -> Result<Raw> {
+            let host = c_string("MASTER_ADDR", &r.master_addr)?;
+            let prefix = c_string("the store prefix", &r.prefix)?;
+            let bind = c_string("the address to bind", &r.bind)?;
+            let mut err = vec![0u8; ERR];
+            let timeout_ms = c_long::try_from(r.timeout.as_millis()).unwrap_or(c_long::MAX);
+            // SAFETY: valid C strings and an error buffer of `ERR` bytes; a null result says
+            // it failed.
+            let group = unsafe {
+                trainmon_c10d_new(
+                    host.as_ptr(),
+                    c_int::from(r.master_port),
+                    r.rank as c_int,
+                    r.world_size as c_int,
+                    c_int::from(r.host_store),
+                    prefix.as_ptr(),
+                    bind.as_ptr(),
+                    timeout_ms,
+                    err.as_mut_ptr().cast(),
+                    ERR,
+                )
+            };
+            if group.is_null() {
+                return Err(Error::Distributed(format!(
+                    "rank {} of {} could not join the group at the store {}:{}{} within {:?}: {}",
+                    r.rank,
+                    r.world_size,
+                    r.master_addr,
+                    r.master_port,
+                    if r.prefix.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" (prefix {})", r.prefix)
+                    },
+                    r.timeout,
+                    message(&err)
+                )));
+            }
+            Ok(Raw {
+                group,
+                rounds: AtomicU64::new(0),
+            })
+        }
+
+        pub(super) fn next_round(&self) -> u64 {
+            self.rounds.fetch_add(1, Ordering::Relaxed)
+        }
+
+        fn call(&self, f: impl FnOnce(*mut c_char) -> c_int) -> std::result::Result<(), String> {
+            let mut err = vec![0u8; ERR];
+            match f(err.as_mut_ptr().cast()) {
+                0 => Ok(()),
+                _ => Err(message(&err)),
+            }
+        }
+
+        fn pointers(tensors: &[&Tensor]) -> Vec<*mut torch_sys::C_tensor> {
+            tensors.iter().map(|t| t.as_ptr() as *mut _).collect()
+        }
+
+        pub(super) fn all_reduce_sum(&self, tensors: &[&Tensor]) -> std::result::Result<(), String> {
+            let ptrs = Self::pointers(tensors);
+            // SAFETY: live tensors (borrowed for the call); c10d writes into their storage.
+            self.call(|err| unsafe { trainmon_c10d_all_reduce_sum(self.group, ptrs.as_ptr(), ptrs.len(), err, ERR) })
+        }
+
+        pub(super) fn broadcast(&self, tensors: &[&Tensor], root: usize) -> std::result::Result<(), String> {
+            let ptrs = Self::pointers(tensors);
+            // SAFETY: as in `all_reduce_sum`.
+            self.call(|err| unsafe {
+                trainmon_c10d_broadcast(self.group, ptrs.as_ptr(), ptrs.len(), root as c_int, err, ERR)
+            })
+        }
+
+        pub(super) fn barrier(&self) -> std::result::Result<(), String> {
+            // SAFETY: the group is live.
+            self.call(|err| unsafe { trainmon_c10d_barrier(self.group, err, ERR) })
+        }
+
+        pub(super) fn set(&self, key: &str, value: &[u8]) -> std::result::Result<(), String> {
+            let key = CString::new(key).map_err(|e| e.to_string())?;
+            // SAFETY: a C string and a byte slice, read during the call.
+            self.call(|err| unsafe {
+                trainmon_c10d_store_set(self.group, key.as_ptr(), value.as_ptr(), value.len(), err, ERR)
+            })
+        }
+
+        pub(super) fn get(&self, key: &str) -> std::result::Result<Vec<u8>, String> {
+            let key = CString::new(key).map_err(|e| e.to_string())?;
+            let mut out = vec![0u8; 4096];
+            loop {
+                let mut n = 0usize;
+                let cap = out.len();
+                // SAFETY: `out` has `cap` bytes; the whole length comes back in `n`.
+                self.call(|err| unsafe {
+                    trainmon_c10d_store_get(self.group, key.as_ptr(), out.as_mut_ptr(), cap, &mut n, err, ERR)
+                })?;
+                if n <= cap {
+                    out.truncate(n);
+                    return Ok(out);
+                }
+                out.resize(n, 0);
+            }
+        }
+    }
+
+    impl Drop for Raw {
+        fn drop(&mut self) {
+            // SAFETY: made by `trainmon_c10d_new`, freed once.
+            unsafe { trainmon_c10d_free(self.group) }
+        }
+    }
+}
+
+#[cfg(not(trainmon_c10d))]
+mod imp {
+    use super::Rendezvous;
+    use crate::error::{Error, Result};
+    use tch::Tensor;
+
+    /// trainmon was compiled without c10d: joining says why.
+    pub(super) enum Raw {}
+
+    impl Raw {
+        pub(super) fn join(_: &Rendezvous) -> Result<Raw> {
+            Err(Error::Config(
+                "this trainmon was built without PyTorch's distributed engine: gloo's headers were not \
+                 found when it was compiled (the torch wheel does not ship them). Run `cargo xtask \
+                 bootstrap` in trainmon's workspace or `cargo trainmon setup` in your crate (they fetch \
+                 Debian's libgloo-dev headers and set TRAINMON_GLOO_INCLUDE), or install libgloo-dev, \
+                 then build again"
+                    .into(),
+            ))
+        }
+
+        pub(super) fn next_round(&self) -> u64 {
+            match *self {}
+        }
+
+        pub(super) fn all_reduce_sum(&self, _: &[&Tensor]) -> std::result::Result<(), String> {
+            match *self {}
+        }
+
+        pub(super) fn broadcast(&self, _: &[&Tensor], _: usize) -> std::result::Result<(), String> {
+            match *self {}
+        }
+
+        pub(super) fn barrier(&self) -> std::result::Result<(), String> {
+            match *self {}
+        }
+
+        pub(super) fn set(&self, _: &str, _: &[u8]) -> std::result::Result<(), String> {
+            match *self {}
+        }
+
+        pub(super) fn get(&self, _: &str) -> std::result::Result<Vec<u8>, String> {
+            match *self {}
+        }
+    }
+}

@@ -1,0 +1,176 @@
+//! The gradient scaler at work ([`GradScaler`]'s settings): its scale and count of good steps
+//! on the device, as `torch.amp.GradScaler` keeps them, so that scaling the loss, unscaling the
+//! gradients and updating the scale read nothing to the host; only the decision to skip a step
+//! reads one value, once per optimizer step.
+
+use crate::error::{Error, Result};
+use crate::native;
+use crate::precision::GradScaler;
+use serde::{Deserialize, Serialize};
+use tch::nn::VarStore;
+use tch::{Device, Kind, Tensor};
+
+/// A gradient scaler during a fit.
+pub(crate) struct Scaler {
+    settings: GradScaler,
+    /// The scale: a one-element fp32 tensor on the training device, updated in place (a hook
+    /// context holds a shallow copy of it).
+    scale: Tensor,
+    /// Good steps in a row since the scale last changed: a one-element int32 tensor.
+    growth_tracker: Tensor,
+    /// Whether the last unscale found inf or NaN (1) or not (0): a one-element fp32 tensor.
+    found_inf: Tensor,
+}
+
+/// The scaler's state in a resume point: the scale (exact: an fp32 value in an f64) and the
+/// good steps since it last changed.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub(crate) struct ScalerState {
+    #[serde(with = "crate::history::float")]
+    pub scale: f64,
+    pub growth_tracker: i64,
+}
+
+fn failed(what: &'static str) -> impl Fn(tch::TchError) -> Error {
+    move |e| Error::torch(format!("the gradient scaler {what}"), e)
+}
+
+impl Scaler {
+    /// A scaler at its initial scale on `device` (the settings are checked already).
+    pub fn new(settings: GradScaler, device: Device) -> Self {
+        Scaler {
+            settings,
+            scale: Tensor::full([], settings.init_scale, (Kind::Float, device)),
+            growth_tracker: Tensor::zeros([], (Kind::Int, device)),
+            found_inf: Tensor::zeros([], (Kind::Float, device)),
+        }
+    }
+
+    /// The scale tensor, shared (a shallow copy: it follows the updates).
+    pub fn scale_tensor(&self) -> Tensor {
+        self.scale.shallow_clone()
+    }
+
+    /// `loss × scale`, for the backward pass (on the device).
+    pub fn scale(&self, loss: &Tensor) -> std::result::Result<Tensor, tch::TchError> {
+        loss.f_mul(&self.scale)
+    }
+
+    /// Divides the gradients of the trainable variables by the scale, in place, and records
+    /// whether any is inf or NaN — on the device, in one fused call.
+    pub fn unscale(&mut self, vs: &VarStore) -> Result<()> {
+        let _no_grad = tch::no_grad_guard();
+        let grads: Vec<Tensor> = vs
+            .trainable_variables()
+            .iter()
+            .map(|v| v.grad())
+            .filter(|g| g.defined())
+            .collect();
+        let _ = self.found_inf.f_zero_().map_err(failed("could not reset its check"))?;
+        if grads.is_empty() {
+            return Ok(());
+        }
+        // As PyTorch: the reciprocal in double, then fp32.
+        let inv_scale = (self.scale.f_to_kind(Kind::Double))
+            .and_then(|s| s.f_reciprocal())
+            .and_then(|s| s.f_to_kind(Kind::Float))
+            .map_err(failed("could not invert its scale"))?;
+        native::amp_unscale(&grads, &mut self.found_inf, &inv_scale).map_err(failed("could not unscale the gradients"))
+    }
+
+    /// Whether the last unscale found inf or NaN: the one value read to the host, per step.
+    pub fn found_inf(&self) -> Result<bool> {
+        let found = self
+            .found_inf
+            .f_double_value(&[])
+            .map_err(failed("could not read its check"))?;
+        Ok(found != 0.0)
+    }
+
+    /// After a step (taken or skipped): backs the scale off if the last unscale found inf or
+    /// NaN, or grows it after `growth_interval` good steps in a row — on the device.
+    pub fn update(&mut self) -> Result<()> {
+        let s = &self.settings;
+        let _ = self
+            .scale
+            .f_internal_amp_update_scale_(
+                &self.growth_tracker,
+                &self.found_inf,
+                s.growth_factor,
+                s.backoff_factor,
+                i64::from(s.growth_interval),
+            )
+            .map_err(failed("could not update its scale"))?;
+        Ok(())
+    }
+
+    /// The state, for a resume point (two reads to the host).
+    pub fn state(&self) -> Result<ScalerState> {
+        Ok(ScalerState {
+            scale: self
+                .scale
+                .f_double_value(&[])
+                .map_err(failed("could not read its scale"))?,
+            growth_tracker: (self.growth_tracker.f_int64_value(&[])).map_err(failed("could not read its count"))?,
+        })
+    }
+
+    /// Takes a state back, into the same tensors (the hook contexts' copy follows).
+    pub fn restore(&mut self, state: &ScalerState) -> Result<()> {
+        let _no_grad = tch::no_grad_guard();
+        let _ = self
+            .scale
+            .f_fill_(state.scale)
+            .map_err(failed("could not restore its scale"))?;
+        let _ = (self.growth_tracker.f_fill_(state.growth_tracker)).map_err(failed("could not restore its count"))?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The scale after each step, given whether its gradients were finite.
+    fn scales(settings: GradScaler, finite: &[bool]) -> Vec<f64> {
+        let vs = VarStore::new(Device::Cpu);
+        let w = vs.root().var("w", &[2], tch::nn::Init::Const(1.0));
+        let mut scaler = Scaler::new(settings, Device::Cpu);
+        let mut out = Vec::new();
+        for &ok in finite {
+            let loss = (&w * if ok { 1.0 } else { f64::INFINITY }).sum(Kind::Float);
+            scaler.scale(&loss).unwrap().backward();
+            scaler.unscale(&vs).unwrap();
+            assert_eq!(scaler.found_inf().unwrap(), !ok);
+            if ok {
+                assert_eq!(Vec::<f32>::try_from(w.grad()).unwrap(), [1.0, 1.0], "unscaled");
+            }
+            scaler.update().unwrap();
+            out.push(scaler.state().unwrap().scale);
+            let _ = w.grad().zero_();
+        }
+        out
+    }
+
+    #[test]
+    fn the_scale_backs_off_at_overflow_and_grows_after_the_interval() {
+        let settings = GradScaler::new().init_scale(1024.0).growth_interval(2);
+        assert_eq!(
+            scales(settings, &[false, true, true, true, false, true]),
+            [512.0, 512.0, 1024.0, 1024.0, 512.0, 512.0]
+        );
+    }
+
+    #[test]
+    fn a_state_comes_back_into_the_shared_tensor() {
+        let mut scaler = Scaler::new(GradScaler::new(), Device::Cpu);
+        let shared = scaler.scale_tensor();
+        let state = ScalerState {
+            scale: 2f64.powi(-3),
+            growth_tracker: 7,
+        };
+        scaler.restore(&state).unwrap();
+        assert_eq!(scaler.state().unwrap(), state);
+        assert_eq!(shared.double_value(&[]), 0.125);
+    }
+}
