@@ -18,21 +18,24 @@ fn free_port() -> u16 {
         .port()
 }
 
-/// This binary as a child running [`child`] with `role` and extra environment.
+/// The arguments that run this binary's [`rank_process`] alone.
+const RANK_PROCESS: [&str; 6] = [
+    "--ignored",
+    "--exact",
+    "rank_process",
+    "--nocapture",
+    "--test-threads",
+    "1",
+];
+
+/// This binary as a child running [`rank_process`] with `role` and extra environment.
 fn child(role: &str, envs: &[(&str, String)]) -> Command {
     let mut cmd = Command::new(std::env::current_exe().unwrap());
-    cmd.args([
-        "--ignored",
-        "--exact",
-        "rank_process",
-        "--nocapture",
-        "--test-threads",
-        "1",
-    ])
-    .env("TRAINMON_TEST_ROLE", role)
-    .env("OMP_NUM_THREADS", "1")
-    .stdout(Stdio::piped())
-    .stderr(Stdio::piped());
+    cmd.args(RANK_PROCESS)
+        .env("TRAINMON_TEST_ROLE", role)
+        .env("OMP_NUM_THREADS", "1")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
     for (k, v) in envs {
         cmd.env(k, v);
     }
@@ -250,14 +253,7 @@ fn torchrun_launches_the_ranks() {
     cmd.args(["--no-python", "--nproc-per-node", "2", "--master-port"])
         .arg(free_port().to_string())
         .arg(&exe)
-        .args([
-            "--ignored",
-            "--exact",
-            "rank_process",
-            "--nocapture",
-            "--test-threads",
-            "1",
-        ])
+        .args(RANK_PROCESS)
         .env("TRAINMON_TEST_ROLE", "collectives")
         .env("OMP_NUM_THREADS", "1")
         .env("TRAINMON_DIST_TIMEOUT_S", "30")

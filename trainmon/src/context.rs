@@ -287,6 +287,15 @@ impl<'a> HookContext<'a> {
     }
 }
 
+/// The gradients the trainable variables of `vs` have (clipping, the gradient scaler).
+pub(crate) fn defined_grads(vs: &VarStore) -> Vec<tch::Tensor> {
+    vs.trainable_variables()
+        .iter()
+        .map(|v| v.grad())
+        .filter(|g| g.defined())
+        .collect()
+}
+
 /// The variables of `vs` by name, sorted: the same order in every process (resume points,
 /// snapshots, optimizers, weight files).
 pub(crate) fn variables_by_name(vs: &VarStore) -> Vec<(String, tch::Tensor)> {

@@ -60,12 +60,7 @@ impl Scaler {
     /// whether any is inf or NaN — on the device, in one fused call.
     pub fn unscale(&mut self, vs: &VarStore) -> Result<()> {
         let _no_grad = tch::no_grad_guard();
-        let grads: Vec<Tensor> = vs
-            .trainable_variables()
-            .iter()
-            .map(|v| v.grad())
-            .filter(|g| g.defined())
-            .collect();
+        let grads = crate::context::defined_grads(vs);
         let _ = self.found_inf.f_zero_().map_err(failed("could not reset its check"))?;
         if grads.is_empty() {
             return Ok(());

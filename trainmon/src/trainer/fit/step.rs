@@ -74,12 +74,7 @@ pub(super) fn compute_loss(loss: &Loss, outputs: &Tensor, y: &Tensor, at: &dyn F
 /// Clips the gradients on the device: no value is read to the host.
 pub(super) fn clip_gradients(vs: &VarStore, clip: Clip) -> std::result::Result<(), tch::TchError> {
     let _no_grad = tch::no_grad_guard();
-    let grads: Vec<Tensor> = vs
-        .trainable_variables()
-        .iter()
-        .map(|v| v.grad())
-        .filter(|g| g.defined())
-        .collect();
+    let grads = crate::context::defined_grads(vs);
     if grads.is_empty() {
         return Ok(());
     }
