@@ -201,23 +201,13 @@ impl ProcessGroup {
     }
 
     /// Sums each tensor over the ranks, in place. The tensors must be on the CPU, contiguous,
-    /// and of the same shapes and kinds on every rank; one collective runs for each kind among
-    /// them (Gloo reduces one kind at a time).
+    /// and of the same shapes and kinds on every rank; tensors of one kind go in one collective
+    /// (flattened into one buffer, then copied back).
     pub fn all_reduce_sum(&self, tensors: &[&Tensor]) -> Result<()> {
         check(tensors, "all-reduce")?;
-        let mut kinds: Vec<tch::Kind> = Vec::new();
-        for t in tensors {
-            if !kinds.contains(&t.kind()) {
-                kinds.push(t.kind());
-            }
-        }
-        for kind in kinds {
-            let of_kind: Vec<&Tensor> = tensors.iter().copied().filter(|t| t.kind() == kind).collect();
-            self.raw
-                .all_reduce_sum(&of_kind)
-                .map_err(|e| self.failed("an all-reduce", e))?;
-        }
-        Ok(())
+        fused(tensors, |t| {
+            self.raw.all_reduce_sum(t).map_err(|e| self.failed("an all-reduce", e))
+        })
     }
 
     /// Averages each tensor over the ranks, in place (a sum, then a division: Gloo has no mean).
@@ -233,12 +223,14 @@ impl ProcessGroup {
         Ok(())
     }
 
-    /// Copies rank `root`'s tensors into every rank's, in place.
+    /// Copies rank `root`'s tensors into every rank's, in place (one collective per kind).
     pub fn broadcast(&self, tensors: &[&Tensor], root: usize) -> Result<()> {
         check(tensors, "broadcast")?;
-        self.raw
-            .broadcast(tensors, root)
-            .map_err(|e| self.failed(&format!("a broadcast from rank {root}"), e))
+        fused(tensors, |t| {
+            self.raw
+                .broadcast(t, root)
+                .map_err(|e| self.failed(&format!("a broadcast from rank {root}"), e))
+        })
     }
 
     /// Waits until every rank is here.
@@ -284,6 +276,41 @@ impl ProcessGroup {
             r.rank, r.world_size, r.master_addr, r.master_port, r.timeout
         ))
     }
+}
+
+/// Runs `collective` once per kind of `tensors`: on the tensor itself when it is the only one
+/// of its kind, else on one buffer of them all, flattened, copied back after. (Gloo takes a list
+/// of tensors as copies of one on several devices: they must match in shape.)
+fn fused(tensors: &[&Tensor], collective: impl Fn(&[&Tensor]) -> Result<()>) -> Result<()> {
+    let mut kinds: Vec<tch::Kind> = Vec::new();
+    for t in tensors {
+        if !kinds.contains(&t.kind()) {
+            kinds.push(t.kind());
+        }
+    }
+    let failed = |e| Error::torch("gathering tensors into one buffer for a collective", e);
+    for kind in kinds {
+        let of_kind: Vec<&Tensor> = tensors.iter().copied().filter(|t| t.kind() == kind).collect();
+        if let [one] = of_kind[..] {
+            collective(&[one])?;
+            continue;
+        }
+        let _no_grad = tch::no_grad_guard();
+        let flats: Vec<Tensor> = of_kind.iter().map(|t| t.reshape([-1])).collect();
+        let buffer = Tensor::f_cat(&flats, 0).map_err(failed)?;
+        collective(&[&buffer])?;
+        let mut offset = 0;
+        for t in of_kind {
+            let n = t.numel() as i64;
+            let part = buffer
+                .f_narrow(0, offset, n)
+                .and_then(|p| p.f_view_as(t))
+                .map_err(failed)?;
+            t.shallow_clone().f_copy_(&part).map_err(failed)?;
+            offset += n;
+        }
+    }
+    Ok(())
 }
 
 /// The first line where `a` and `b` differ (`<none>` past the end of one).

@@ -132,6 +132,7 @@ impl Registration {
             name: Cow::Borrowed(self.name),
             module_path: Cow::Borrowed(self.module_path),
             location: self.location,
+            rank_zero: false,
         }
     }
 

@@ -19,6 +19,8 @@ pub struct HookInfo {
     pub(crate) name: Cow<'static, str>,
     pub(crate) module_path: Cow<'static, str>,
     pub(crate) location: HookLocation,
+    /// Whether, in a data-parallel fit, only rank 0 runs it (a hook that writes outputs).
+    pub(crate) rank_zero: bool,
 }
 
 impl HookInfo {
@@ -110,7 +112,16 @@ impl HookSpec {
                 line: caller.line(),
                 column: caller.column(),
             },
+            rank_zero: false,
         })
+    }
+
+    /// In a data-parallel fit ([`crate::Trainer::data_parallel`]), runs on rank 0 only: for a
+    /// hook that writes outputs (files, log lines, a tracker), which the other ranks would
+    /// write again. The built-in outputs are such hooks.
+    pub fn rank_zero(mut self) -> Self {
+        self.0.rank_zero = true;
+        self
     }
 
     /// Runs only where `filter` fires (checked when `fit` starts).

@@ -412,7 +412,11 @@ impl Hook for ModelCheckpoint {
 
 impl Plugin for ModelCheckpoint {
     fn specs(&self) -> Vec<HookSpec> {
-        let at = |event| HookSpec::new(event, "ModelCheckpoint").priority(priority::CHECKPOINT);
+        let at = |event| {
+            HookSpec::new(event, "ModelCheckpoint")
+                .priority(priority::CHECKPOINT)
+                .rank_zero()
+        };
         let mut specs = vec![at(Event::TrainBegin)];
         if self.every_epochs > 0 {
             specs.push(at(Event::EpochEnd).filter(Filter::ALWAYS.every(self.every_epochs)));

@@ -137,6 +137,7 @@ impl Plugin for GradStats {
             HookSpec::new(event, "GradStats")
                 .filter(Filter::ALWAYS.every(self.every).counter(Counter::GlobalStep))
                 .priority(priority::LOGGING + 1)
+                .rank_zero()
         };
         vec![at(Event::BeforeOptimizerStep), at(Event::BatchEnd)]
     }

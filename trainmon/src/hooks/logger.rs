@@ -126,7 +126,7 @@ impl Hook for Logger {
 
 impl Plugin for Logger {
     fn specs(&self) -> Vec<HookSpec> {
-        let at = |event| HookSpec::new(event, "Logger").priority(priority::LOGGING);
+        let at = |event| HookSpec::new(event, "Logger").priority(priority::LOGGING).rank_zero();
         let mut specs = vec![at(Event::EpochEnd)];
         if self.tutorial {
             specs.push(at(Event::EpochBegin));

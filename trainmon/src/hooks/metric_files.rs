@@ -370,7 +370,11 @@ impl Hook for MetricFiles {
 
 impl Plugin for MetricFiles {
     fn specs(&self) -> Vec<HookSpec> {
-        let at = |event| HookSpec::new(event, "MetricFiles").priority(priority::LOGGING);
+        let at = |event| {
+            HookSpec::new(event, "MetricFiles")
+                .priority(priority::LOGGING)
+                .rank_zero()
+        };
         let mut specs = vec![at(Event::TrainBegin), at(Event::EpochEnd), at(Event::TrainEnd)];
         if self.status {
             // `status.json` follows every batch (writing at most every 0.5 s); step lines are

@@ -954,10 +954,12 @@ impl Hook for Mlflow {
 
 impl Plugin for Mlflow {
     fn specs(&self) -> Vec<HookSpec> {
-        let at = |event| HookSpec::new(event, "Mlflow").priority(priority::TRACKING);
+        let at = |event| HookSpec::new(event, "Mlflow").priority(priority::TRACKING).rank_zero();
         vec![
             // First: a server it cannot reach fails the fit before any other hook starts.
-            HookSpec::new(Event::TrainBegin, "Mlflow").priority(i32::MAX),
+            HookSpec::new(Event::TrainBegin, "Mlflow")
+                .priority(i32::MAX)
+                .rank_zero(),
             // Every batch: values hooks log are stamped close to when they were.
             at(Event::BatchEnd),
             at(Event::EpochEnd),

@@ -131,7 +131,7 @@ impl Hook for Plots {
 impl Plugin for Plots {
     fn specs(&self) -> Vec<HookSpec> {
         // Also when training fails: the plots of what was trained.
-        let at = |event| HookSpec::new(event, "Plots").priority(priority::OUTPUTS);
+        let at = |event| HookSpec::new(event, "Plots").priority(priority::OUTPUTS).rank_zero();
         let mut specs = vec![at(Event::TrainBegin), at(Event::TrainEnd), at(Event::Exception)];
         if self.every > 0 {
             specs.push(at(Event::BatchEnd).filter(Filter::ALWAYS.every(self.every).counter(Counter::GlobalStep)));

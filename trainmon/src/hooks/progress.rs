@@ -209,7 +209,7 @@ impl Plugin for Progress {
             Event::TrainEnd,
         ]
         .into_iter()
-        .map(|event| HookSpec::new(event, "Progress").priority(priority::LOGGING))
+        .map(|event| HookSpec::new(event, "Progress").priority(priority::LOGGING).rank_zero())
         .collect()
     }
 }

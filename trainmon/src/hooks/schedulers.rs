@@ -277,7 +277,9 @@ impl Hook for LrMonitor {
 
 impl Plugin for LrMonitor {
     fn specs(&self) -> Vec<HookSpec> {
-        vec![HookSpec::new(Event::EpochBegin, "LrMonitor").priority(priority::METRICS)]
+        vec![HookSpec::new(Event::EpochBegin, "LrMonitor")
+            .priority(priority::METRICS)
+            .rank_zero()]
     }
 }
 

@@ -136,7 +136,11 @@ impl Plugin for Summary {
         // Also when training fails: what it got to, and why it failed.
         [Event::TrainEnd, Event::Exception]
             .into_iter()
-            .map(|event| HookSpec::new(event, "Summary").priority(priority::OUTPUTS - 100))
+            .map(|event| {
+                HookSpec::new(event, "Summary")
+                    .priority(priority::OUTPUTS - 100)
+                    .rank_zero()
+            })
             .collect()
     }
 }

@@ -158,7 +158,11 @@ impl TensorBoard {
 
 impl Plugin for TensorBoard {
     fn specs(&self) -> Vec<HookSpec> {
-        let at = |event| HookSpec::new(event, "TensorBoard").priority(priority::LOGGING);
+        let at = |event| {
+            HookSpec::new(event, "TensorBoard")
+                .priority(priority::LOGGING)
+                .rank_zero()
+        };
         let mut specs = vec![at(Event::TrainBegin), at(Event::EpochEnd), at(Event::TrainEnd)];
         if self.every > 0 {
             specs.push(at(Event::BatchEnd).filter(Filter::ALWAYS.every(self.every).counter(Counter::GlobalStep)));

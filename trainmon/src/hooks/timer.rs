@@ -107,7 +107,11 @@ impl Hook for Throughput {
 
 impl Plugin for Throughput {
     fn specs(&self) -> Vec<HookSpec> {
-        let at = |event| HookSpec::new(event, "Throughput").priority(priority::LOGGING);
+        let at = |event| {
+            HookSpec::new(event, "Throughput")
+                .priority(priority::LOGGING)
+                .rank_zero()
+        };
         let mut specs = vec![at(Event::EpochBegin), at(Event::EpochEnd)];
         if self.every > 0 {
             specs.push(at(Event::BatchEnd).filter(Filter::ALWAYS.every(self.every)));

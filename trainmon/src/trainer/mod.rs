@@ -2,6 +2,7 @@
 
 pub(crate) mod dispatch;
 mod fit;
+mod parallel;
 mod point;
 mod rollback;
 mod scaler;
@@ -49,6 +50,8 @@ pub struct Trainer<'a> {
     data: DataSetup<'a>,
     hooks: HookSetup,
     resources: Resources,
+    /// The group this trainer trains with, data-parallel, if any.
+    group: Option<crate::dist::ProcessGroup>,
 }
 
 /// How to train: the plain settings of the builder.
@@ -183,7 +186,41 @@ impl<'a> Trainer<'a> {
                 refused: Vec::new(),
             },
             resources: Default::default(),
+            group: None,
         }
+    }
+
+    /// Trains data-parallel with `group`, as PyTorch's `DistributedDataParallel`: every rank of
+    /// the group runs this fit on a replica of the model. Before the first batch the ranks
+    /// agree on the model's variables (an error names the first that differs) and take rank
+    /// 0's weights; each epoch's order (the same on every rank: the same seed) is shared out as
+    /// `DistributedSampler` does (every `world`-th sample, padded to equal shares); the
+    /// gradients are averaged over the ranks after the `on_after_backward` hooks (which see this
+    /// rank's own) and before clipping and `on_before_optimizer_step`, in buckets of about
+    /// 25 MB, only at optimizer steps under gradient accumulation; each epoch's training
+    /// metrics are averaged over the ranks, so every rank's epoch hooks see the same values
+    /// (validation runs on the whole validation set on every rank); and a stop on any rank —
+    /// a hook's, early stopping, a time limit — stops every rank at the same batch or epoch
+    /// boundary. The running values hooks see within an epoch are this rank's own.
+    ///
+    /// ```no_run
+    /// # fn main() -> trainmon::Result<()> {
+    /// # let vs = tch::nn::VarStore::new(tch::Device::Cpu);
+    /// # let model = tch::nn::linear(vs.root(), 20, 2, Default::default());
+    /// # let data = trainmon::TensorDataset::new(tch::Tensor::zeros([4, 20], tch::kind::FLOAT_CPU), tch::Tensor::zeros([4], tch::kind::INT64_CPU))?;
+    /// // torchrun --no-python --nproc-per-node 2 target/release/my_training
+    /// let group = trainmon::dist::ProcessGroup::from_env()?;
+    /// let history = trainmon::Trainer::new(&vs, &model)
+    ///     .optimizer(tch::nn::Adam::default(), 1e-3)
+    ///     .seed(0)
+    ///     .data_parallel(group)
+    ///     .fit(&data)?;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn data_parallel(mut self, group: crate::dist::ProcessGroup) -> Self {
+        self.group = Some(group);
+        self
     }
 
     /// The optimizer over the trainable variables of `vs`, with learning rate `lr`:

@@ -10,6 +10,7 @@ mod source;
 mod step;
 
 use super::dispatch::Dispatch;
+use super::parallel::Parallel;
 use super::rollback::Guard;
 use super::scaler::Scaler;
 use super::{Clip, DataSetup, HookSetup, Settings, Trainer, Validation};
@@ -37,9 +38,29 @@ impl Trainer<'_> {
     pub fn fit(&mut self, data: &impl Dataset) -> Result<History> {
         let (optimizer, learning_rate) = self.optimizer.ready()?;
         let device = self.vs.device();
-        let plan = Plan::new(&self.settings, &self.data, data, device)?;
+        let mut plan = Plan::new(&self.settings, &self.data, data, device)?;
+        let parallel = self.group.as_ref().map(|group| Parallel { group });
+        if let Some(parallel) = &parallel {
+            let not_yet = [
+                (self.settings.resume.is_some(), "resume points (`resumable`)"),
+                (self.settings.rollback.is_some(), "rollbacks (`rollback`)"),
+                (
+                    self.settings.scaler().is_some(),
+                    "a gradient scaler (`grad_scaler`, `Precision::Fp16Mixed`)",
+                ),
+            ];
+            if let Some((_, what)) = not_yet.iter().find(|(set, _)| *set) {
+                return Err(Error::Config(format!(
+                    "data-parallel training does not take {what} yet: every rank would keep its own"
+                )));
+            }
+            // Each rank trains on its share of every epoch.
+            plan.batches = setup::batches(parallel.share(plan.train.len()), &self.settings)?;
+            parallel.prepare(self.vs)?;
+        }
         let mut registered = self.hooks.registered();
-        let dispatch = self.hooks.dispatch(&mut registered, &self.resources)?;
+        let rank = self.group.as_ref().map_or(0, |group| group.rank());
+        let dispatch = self.hooks.dispatch(&mut registered, &self.resources, rank)?;
         let mut logs = Logs::new(&self.data, plan.lazy, plan.valid.is_some());
         let state = TrainState {
             epoch: 0,
@@ -84,6 +105,7 @@ impl Trainer<'_> {
                 .transpose()?,
             autocast: self.settings.precision.autocast_kind(),
             scaler,
+            parallel,
         };
         if let Some(dir) = &self.settings.resume {
             run.resume_from(dir, &mut logs.train)?;
@@ -161,18 +183,25 @@ impl HookSetup {
         &'h mut self,
         registered: &'h mut [(HookInfo, Box<dyn Hook>)],
         resources: &Resources,
+        rank: usize,
     ) -> Result<Dispatch<'h>> {
         if let Some(refused) = self.refused.first() {
             return Err(Error::Config(refused.clone()));
         }
+        // Data-parallel, the other ranks leave out the hooks that write outputs.
+        let runs_here = |info: &HookInfo| rank == 0 || !info.rank_zero;
         let registered = registered
             .iter_mut()
+            .filter(|(info, _)| runs_here(info))
             .map(|(info, hook)| (vec![info.clone()], &mut **hook as &mut dyn Hook));
-        let added = self.added.iter_mut().map(|added| {
-            (
-                added.specs.iter().map(|spec| spec.0.clone()).collect(),
-                &mut *added.hook as &mut dyn Hook,
-            )
+        let added = self.added.iter_mut().filter_map(|added| {
+            let specs: Vec<HookInfo> = added
+                .specs
+                .iter()
+                .map(|spec| spec.0.clone())
+                .filter(runs_here)
+                .collect();
+            (!specs.is_empty()).then_some((specs, &mut *added.hook as &mut dyn Hook))
         });
         let dispatch = Dispatch::new(registered.chain(added), &self.tolerated)?;
         dispatch.check_requirements(resources)?;

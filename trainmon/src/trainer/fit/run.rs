@@ -14,6 +14,7 @@ use crate::metrics::BatchLogs;
 use crate::optim::Optimizer;
 use crate::resource::Resources;
 use crate::trainer::dispatch::Dispatch;
+use crate::trainer::parallel::Parallel;
 use crate::trainer::rollback::{Guard, Mark};
 use crate::trainer::scaler::Scaler;
 use crate::trainer::Settings;
@@ -49,6 +50,8 @@ pub(super) struct Loop<'a, 'h> {
     pub autocast: Option<Kind>,
     /// The gradient scaler, when the fit scales.
     pub scaler: Option<Scaler>,
+    /// The group, when the fit is data-parallel.
+    pub parallel: Option<Parallel<'a>>,
 }
 
 /// A training step done, or found bad before its backward pass.
@@ -167,6 +170,28 @@ impl Loop<'_, '_> {
         }
     }
 
+    /// Whether training stops after the hooks of `event`: a hook asked to — or, data-parallel,
+    /// one on any rank did (every rank asks the others, so all stop at the same boundary).
+    fn stopped(&mut self, event: Event) -> Result<bool> {
+        let here = self.dispatch.stopped();
+        let Some(parallel) = &self.parallel else {
+            return Ok(here);
+        };
+        match parallel.who_stopped(here)? {
+            Some(rank) if !here => {
+                self.dispatch.stop_with(StopReason {
+                    reason: format!("rank {rank} of {} stopped", parallel.world()),
+                    hook: "data_parallel".into(),
+                    event,
+                    epoch: self.scene.state.epoch,
+                });
+                Ok(true)
+            }
+            Some(_) => Ok(true),
+            None => Ok(false),
+        }
+    }
+
     /// Runs the hooks of `event` at `count`, then applies a learning rate a hook set.
     fn fire(&mut self, event: Event, count: Count, batch: Option<&BatchLogs>) -> Result<()> {
         let ctx = self.scene.context(event, self.vs, self.resources);
@@ -193,7 +218,7 @@ impl Loop<'_, '_> {
     fn run(&mut self, train: &Source<'_>, valid: Option<&Source<'_>>, logs: &mut Logs) -> Result<()> {
         self.fire(Event::TrainBegin, Count::ONCE, None)?;
         for epoch in self.scene.state.epoch + 1..=self.scene.state.epochs {
-            if self.dispatch.stopped() {
+            if self.stopped(Event::EpochEnd)? {
                 break;
             }
             self.scene.state.epoch = epoch;
@@ -208,7 +233,7 @@ impl Loop<'_, '_> {
                     self.shuffling.reseed(epoch, 0);
                     let started = Instant::now();
                     self.fire(Event::EpochBegin, Count::epoch(epoch), None)?;
-                    if self.dispatch.stopped() {
+                    if self.stopped(Event::EpochBegin)? {
                         break;
                     }
                     started
@@ -219,6 +244,10 @@ impl Loop<'_, '_> {
                 break;
             }
             let mut values = logs.train.values();
+            if let Some(parallel) = &self.parallel {
+                // Every rank's epoch hooks see the same training metrics.
+                parallel.average_values(&mut values)?;
+            }
             if let (Some(valid), Some(val_logs)) = (valid, logs.valid.as_mut()) {
                 self.validate(valid, epoch, val_logs)?;
                 values.extend(
@@ -277,7 +306,17 @@ impl Loop<'_, '_> {
     /// `started`: when the epoch started (in the interrupted process, for a resumed epoch).
     fn train_epoch(&mut self, train: &Source<'_>, logs: &mut BatchLogs, started: Instant) -> Result<()> {
         let epoch_rng = self.shuffling.rng.get_word_pos();
-        let order = self.shuffling.order(self.settings.shuffle, train.len());
+        let mut order = self.shuffling.order(self.settings.shuffle, train.len());
+        // Data-parallel: this rank's share of the epoch's order.
+        let len = match &self.parallel {
+            Some(parallel) => {
+                let share = parallel.shard(order.take(), train.len());
+                let len = share.len();
+                order = Some(share);
+                len
+            }
+            None => train.len(),
+        };
         // A rollback names the samples it skips.
         let indices = self.guard.as_ref().and(order.clone());
         let mut order = train.epoch(order, self.settings.batch_size)?;
@@ -312,11 +351,11 @@ impl Loop<'_, '_> {
             // Timed only over the first batches of the fit, to find slow hooks.
             let batch_started = (self.profile.batches < PROFILED_BATCHES).then(Instant::now);
             self.fire(Event::BatchBegin, count, None)?;
-            if self.dispatch.stopped() {
+            if self.stopped(Event::BatchBegin)? {
                 break;
             }
             let start = (batch - 1) * batch_size;
-            let (x, y) = order.batch(start, batch_size.min(train.len() - start), device, self.loss)?;
+            let (x, y) = order.batch(start, batch_size.min(len - start), device, self.loss)?;
             let (loss, outputs, window_end, value) = match self.step(&x, &y, count)? {
                 Step::Done {
                     loss,
@@ -327,7 +366,7 @@ impl Loop<'_, '_> {
                 Step::Anomaly(reason) => {
                     let indices = indices.as_deref();
                     let samples = |b: usize| {
-                        let positions = (b - 1) * batch_size..(b * batch_size).min(train.len());
+                        let positions = (b - 1) * batch_size..(b * batch_size).min(len);
                         positions.map(move |p| indices.map_or(p as i64, |order| order[p]))
                     };
                     if self.rolled_back(logs, batch, count, reason, samples)? {
@@ -344,7 +383,7 @@ impl Loop<'_, '_> {
             if let Some(batch_started) = batch_started {
                 self.profiled(batch_started.elapsed());
             }
-            if self.dispatch.stopped() {
+            if self.stopped(Event::BatchEnd)? {
                 break;
             }
             let steps = self.settings.resume_steps;
@@ -466,6 +505,9 @@ impl Loop<'_, '_> {
             scaler.unscale(self.vs)?;
         }
         self.fire(Event::AfterBackward, count, None)?;
+        if let (Some(parallel), true) = (&self.parallel, window_end) {
+            parallel.average_gradients(self.vs)?;
+        }
         if window_end {
             if let Some(clip) = self.settings.clip {
                 clip_gradients(self.vs, clip).map_err(|e| Error::torch("clipping the gradients", e))?;

@@ -27,18 +27,7 @@ impl<'d> Plan<'d> {
     pub fn new(settings: &Settings, setup: &DataSetup<'d>, data: &'d dyn Dataset, device: Device) -> Result<Self> {
         check(settings, device)?;
         let (train, valid) = sources(data, setup, device, settings)?;
-        let batch_size = settings.batch_size;
-        let batches = if settings.drop_last {
-            train.len() / batch_size
-        } else {
-            train.len().div_ceil(batch_size)
-        };
-        if batches == 0 {
-            return Err(Error::Config(format!(
-                "`drop_last` with batches of {batch_size} leaves no batch of the {} training samples",
-                train.len()
-            )));
-        }
+        let batches = batches(train.len(), settings)?;
         if settings.resume.is_none() && settings.resume_steps > 0 {
             return Err(Error::Config(
                 "`resumable_steps` keeps resume points in the directory of `resumable(dir)`, which is not set".into(),
@@ -58,6 +47,22 @@ impl<'d> Plan<'d> {
             seeded: settings.seed.is_some(),
         })
     }
+}
+
+/// Training batches per epoch over `len` samples.
+pub(super) fn batches(len: usize, settings: &Settings) -> Result<usize> {
+    let batch_size = settings.batch_size;
+    let batches = if settings.drop_last {
+        len / batch_size
+    } else {
+        len.div_ceil(batch_size)
+    };
+    if batches == 0 {
+        return Err(Error::Config(format!(
+            "`drop_last` with batches of {batch_size} leaves no batch of the {len} training samples"
+        )));
+    }
+    Ok(batches)
 }
 
 /// The running logs of the training batches, and of the validation batches if any.
