@@ -71,7 +71,15 @@ pub fn gloo_headers() -> Result<PathBuf> {
         }
         Ok(())
     };
-    run("apt-get", &["download".as_ref(), "libgloo-dev".as_ref()], &download)?;
+    let fetch = || run("apt-get", &["download".as_ref(), "libgloo-dev".as_ref()], &download);
+    if let Err(first) = fetch() {
+        // A machine whose package lists were never fetched: fetch them (as root), then again.
+        let updated = Command::new("apt-get").args(["update", "-qq"]).status();
+        if !updated.is_ok_and(|s| s.success()) {
+            return Err(first);
+        }
+        fetch()?;
+    }
     let deb = std::fs::read_dir(&download)?
         .filter_map(|e| e.ok().map(|e| e.path()))
         .find(|p| p.extension().is_some_and(|e| e == "deb"))

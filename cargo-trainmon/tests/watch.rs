@@ -447,7 +447,8 @@ fn unreadable_lines_and_a_cut_status_are_said_and_the_rest_shown() {
     steps[13] = "garbage".into();
     steps[15] = "{\"epoch\":4,\"batch\":10,\"step\":160,\"loss\":\"high\"}".into();
     fixture.write("steps.jsonl", &(steps.join("\n") + "\n"));
-    let full = status(json!({}));
+    // A fixed pid and host: the cut (and the column the error names) is the same in every run.
+    let full = status(json!({"pid": 4242, "host": "elsewhere"}));
     fixture.write("status.json", &full[..full.len() / 2]);
     let app = App::new(vec![fixture.open("runs/mnist/version_4")]);
     let run = &app.runs[0];
