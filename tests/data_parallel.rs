@@ -4,6 +4,7 @@
 //! built-in outputs from rank 0 only.
 
 use std::process::{Command, Output, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use tch::nn;
 use trainmon::dist::{ProcessGroup, Rendezvous};
 use trainmon::hooks::MetricFiles;
@@ -73,6 +74,14 @@ fn trainer<'a>(vs: &'a nn::VarStore, model: &'a nn::Linear, batch_size: usize, s
         .hooks(Hooks::none())
 }
 
+/// Epoch ends the `rank = 0` hook saw in this process.
+static RANK_ZERO_CALLS: AtomicUsize = AtomicUsize::new(0);
+
+#[on_epoch_end(rank = 0, group = "rank_zero")]
+fn on_rank_zero_only() {
+    RANK_ZERO_CALLS.fetch_add(1, Ordering::SeqCst);
+}
+
 /// What each child process does, by `TRAINMON_TEST_ROLE`; a test starts it, it is not one.
 #[test]
 #[ignore = "a rank of the tests below, started by them"]
@@ -93,6 +102,7 @@ fn rank_process() {
     let trainer = match role.as_str() {
         "train" => trainer(&vs, &model, 16, true).with(MetricFiles::new(&out)),
         "in_order" | "mismatch" => trainer(&vs, &model, 16, false),
+        "attribute" => trainer(&vs, &model, 16, true).hooks(Hooks::groups(["rank_zero"])),
         "stop" => trainer(&vs, &model, 16, true).add_hook(
             HookSpec::new(Event::BatchEnd, "stops_on_rank_1"),
             move |state: &TrainState| {
@@ -121,6 +131,7 @@ fn rank_process() {
             "loss": history.metric("loss"),
             "epochs": history.len(),
             "stop": history.stop_reason().map(|s| s.reason.clone()),
+            "rank_zero_calls": RANK_ZERO_CALLS.load(Ordering::SeqCst),
         }),
         Err(e) => serde_json::json!({ "rank": rank, "error": format!("{e:#}") }),
     };
@@ -181,6 +192,27 @@ fn a_rank_that_dies_fails_the_other_with_an_error() {
     let error = result(&outs[0])["error"].as_str().unwrap().to_owned();
     assert!(error.starts_with("distributed training: "), "{error}");
     assert!(error.contains("failed on rank 0 of 2"), "{error}");
+}
+
+#[test]
+fn a_hook_with_rank_0_runs_on_rank_0_alone() {
+    let out = tempfile::tempdir().unwrap();
+    let results: Vec<_> = two_ranks("attribute", out.path()).iter().map(result).collect();
+    assert_eq!(results[0]["rank_zero_calls"], 2, "{}", results[0]);
+    assert_eq!(results[1]["rank_zero_calls"], 0, "{}", results[1]);
+    // Outside a data-parallel fit (rank 0 of none), the hook runs as any other.
+    let data = tutorial_data(1);
+    let (vs, model) = tutorial_model(1);
+    let before = RANK_ZERO_CALLS.load(Ordering::SeqCst);
+    trainer(&vs, &model, 16, true)
+        .hooks(Hooks::groups(["rank_zero"]))
+        .fit(&data)
+        .unwrap();
+    assert_eq!(
+        RANK_ZERO_CALLS.load(Ordering::SeqCst),
+        before + 2,
+        "a fit of one process runs it"
+    );
 }
 
 #[test]

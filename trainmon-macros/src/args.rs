@@ -35,6 +35,8 @@ pub struct Args {
     pub priority: Opt<TokenStream>,
     /// `group = "name"`: for selecting hooks at run time.
     pub group: Opt<String>,
+    /// `rank = 0`: in a data-parallel fit, only rank 0 runs the hook.
+    pub rank_zero: Opt<bool>,
     /// `crate = "path"`: where `trainmon` is, for a renamed dependency.
     pub krate: Opt<syn::Path>,
     /// The span of each count option's value (`every = 0`: the `0`), for rules about values.
@@ -133,17 +135,29 @@ impl Args {
                     };
                     set(&mut args.group, group, &meta, &mut errors);
                 }
+                "rank" => {
+                    let value = meta.value()?.parse::<Expr>()?;
+                    let rank = match integer::<u64>(&value, "rank") {
+                        Ok(0) => Ok(true),
+                        Ok(_) | Err(_) => Err(syn::Error::new_spanned(
+                            &value,
+                            "`rank` takes only `0`: the hook runs on rank 0 alone in a data-parallel fit (without \
+                             the option, every rank runs it)",
+                        )),
+                    };
+                    set(&mut args.rank_zero, rank, &meta, &mut errors);
+                }
                 "crate" => {
                     let value = meta.value()?.parse::<LitStr>()?;
                     set(&mut args.krate, value.parse::<syn::Path>(), &meta, &mut errors);
                 }
                 _ => {
                     let valid = if event.is_training_batch() {
-                        "`every`, `once`, `after`, `before`, `when`, `counter`, `priority`, `group`, `crate`"
+                        "`every`, `once`, `after`, `before`, `when`, `counter`, `priority`, `group`, `rank`, `crate`"
                     } else if event.repeats() {
-                        "`every`, `once`, `after`, `before`, `when`, `priority`, `group`, `crate`"
+                        "`every`, `once`, `after`, `before`, `when`, `priority`, `group`, `rank`, `crate`"
                     } else {
-                        "`priority`, `group`, `crate`"
+                        "`priority`, `group`, `rank`, `crate`"
                     };
                     errors.push(meta.error(format!(
                         "unknown option `{}` for `#[{attr}]`; valid options are {valid}",

@@ -140,6 +140,9 @@ fn register(event: Event, args: &Args, func: &ItemFn) -> TokenStream {
     if let Some((group, _)) = &args.group {
         options.push(quote!(.group(#group)));
     }
+    if let Some((true, _)) = &args.rank_zero {
+        options.push(quote!(.rank_zero()));
+    }
     let cfgs = func.attrs.iter().filter(|a| a.path().is_ident("cfg"));
 
     let params: Vec<(&syn::Type, String)> = func

@@ -24,6 +24,7 @@ pub struct Registration {
     counter: Counter,
     priority: i32,
     group: &'static str,
+    rank_zero: bool,
     module_path: &'static str,
     location: HookLocation,
 }
@@ -46,6 +47,7 @@ impl Registration {
             counter: Counter::Event,
             priority: 0,
             group: "",
+            rank_zero: false,
             module_path: "",
             location: HookLocation {
                 file: "",
@@ -103,6 +105,12 @@ impl Registration {
         self
     }
 
+    /// `rank = 0`.
+    pub const fn rank_zero(mut self) -> Self {
+        self.rank_zero = true;
+        self
+    }
+
     /// Where the function is: `module_path!()`, `file!()`, and the line and column of its name.
     pub const fn defined_at(mut self, module_path: &'static str, file: &'static str, line: u32, column: u32) -> Self {
         self.module_path = module_path;
@@ -132,7 +140,7 @@ impl Registration {
             name: Cow::Borrowed(self.name),
             module_path: Cow::Borrowed(self.module_path),
             location: self.location,
-            rank_zero: false,
+            rank_zero: self.rank_zero,
         }
     }
 
