@@ -3,64 +3,19 @@
 //! together, refuse a model that differs, fail — not hang — when a rank dies, and write the
 //! built-in outputs from rank 0 only.
 
-use std::process::{Command, Output, Stdio};
+use std::process::Output;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use tch::nn;
 use trainmon::dist::{ProcessGroup, Rendezvous};
 use trainmon::hooks::MetricFiles;
 use trainmon::prelude::*;
 use trainmon::{Event, HookSpec, Hooks};
+use trainmon_tests::ranks::{free_port, result, world};
 use trainmon_tests::{tutorial_data, tutorial_model, weights};
 
-/// The arguments that run this binary's [`rank_process`] alone.
-const RANK_PROCESS: [&str; 6] = [
-    "--ignored",
-    "--exact",
-    "rank_process",
-    "--nocapture",
-    "--test-threads",
-    "1",
-];
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// Two ranks of `role`, each with `out` as its `OUT`; their outputs.
+/// Two ranks of `role`; each writes under `OUT/rank<N>` (`out`).
 fn two_ranks(role: &str, out: &std::path::Path) -> Vec<Output> {
-    let port = free_port();
-    let children: Vec<_> = (0..2)
-        .map(|rank| {
-            Command::new(std::env::current_exe().unwrap())
-                .args(RANK_PROCESS)
-                .env("TRAINMON_TEST_ROLE", role)
-                .env("OUT", out.join(format!("rank{rank}")))
-                .env("OMP_NUM_THREADS", "1")
-                .env("RANK", rank.to_string())
-                .env("WORLD_SIZE", "2")
-                .env("MASTER_ADDR", "127.0.0.1")
-                .env("MASTER_PORT", port.to_string())
-                .env("TRAINMON_DIST_TIMEOUT_S", "20")
-                .stdout(Stdio::piped())
-                .stderr(Stdio::piped())
-                .spawn()
-                .unwrap()
-        })
-        .collect();
-    children.into_iter().map(|c| c.wait_with_output().unwrap()).collect()
-}
-
-fn result(out: &Output) -> serde_json::Value {
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let json = stdout
-        .lines()
-        .find_map(|l| l.split_once("RESULT ").map(|(_, json)| json))
-        .unwrap_or_else(|| panic!("no result: {stdout}\n{}", String::from_utf8_lossy(&out.stderr)));
-    serde_json::from_str(json).unwrap()
+    world(role, 2, &[("OUT", out.display().to_string())])
 }
 
 /// The tutorial fit, SGD, batches of `batch_size`, in order or shuffled.
@@ -87,9 +42,9 @@ fn on_rank_zero_only() {
 #[ignore = "a rank of the tests below, started by them"]
 fn rank_process() {
     let role = std::env::var("TRAINMON_TEST_ROLE").unwrap();
-    let out = std::path::PathBuf::from(std::env::var("OUT").unwrap());
     let group = ProcessGroup::from_env().unwrap();
     let rank = group.rank();
+    let out = std::path::PathBuf::from(std::env::var("OUT").unwrap()).join(format!("rank{rank}"));
     let data = tutorial_data(1);
     // Each rank starts from other weights: rank 0's are broadcast.
     let (vs, model) = if role == "mismatch" && rank == 1 {

@@ -3,74 +3,11 @@
 //! collectives; a rank that dies, a store nobody hosts and ranks that disagree end in errors
 //! that name them, never a hang.
 
-use std::io::BufRead;
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 use tch::{Kind, Tensor};
 use trainmon::dist::{ProcessGroup, Rendezvous};
-
-/// A port nobody listens on now.
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// The arguments that run this binary's [`rank_process`] alone.
-const RANK_PROCESS: [&str; 6] = [
-    "--ignored",
-    "--exact",
-    "rank_process",
-    "--nocapture",
-    "--test-threads",
-    "1",
-];
-
-/// This binary as a child running [`rank_process`] with `role` and extra environment.
-fn child(role: &str, envs: &[(&str, String)]) -> Command {
-    let mut cmd = Command::new(std::env::current_exe().unwrap());
-    cmd.args(RANK_PROCESS)
-        .env("TRAINMON_TEST_ROLE", role)
-        .env("OMP_NUM_THREADS", "1")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    for (k, v) in envs {
-        cmd.env(k, v);
-    }
-    cmd
-}
-
-/// The `RESULT …` line a child printed, parsed.
-fn result(out: &Output) -> serde_json::Value {
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let line = stdout
-        .lines()
-        // The line may follow libtest's "test rank_process ... " on the same line.
-        .find_map(|l| l.split_once("RESULT ").map(|(_, json)| json))
-        .unwrap_or_else(|| panic!("no result: {stdout}\n{}", String::from_utf8_lossy(&out.stderr)));
-    serde_json::from_str(line).unwrap()
-}
-
-/// Ranks 0..n of `role`, by hand: each its RANK, WORLD_SIZE and MASTER_*.
-fn ranks(role: &str, n: usize, extra: &[(&str, String)]) -> Vec<Output> {
-    let port = free_port();
-    let children: Vec<_> = (0..n)
-        .map(|rank| {
-            let mut envs = vec![
-                ("RANK", rank.to_string()),
-                ("WORLD_SIZE", n.to_string()),
-                ("MASTER_ADDR", "127.0.0.1".to_owned()),
-                ("MASTER_PORT", port.to_string()),
-                ("TRAINMON_DIST_TIMEOUT_S", "20".to_owned()),
-            ];
-            envs.extend(extra.iter().cloned());
-            child(role, &envs).spawn().unwrap()
-        })
-        .collect();
-    children.into_iter().map(|c| c.wait_with_output().unwrap()).collect()
-}
+use trainmon_tests::ranks::{child, free_port, result, results, world, RANK_PROCESS};
 
 fn values(t: &Tensor) -> Vec<f64> {
     Vec::<f64>::try_from(t.to_kind(Kind::Double)).unwrap()
@@ -131,7 +68,7 @@ fn rank_process() {
 
 #[test]
 fn two_ranks_reduce_broadcast_and_agree() {
-    let outs = ranks("collectives", 2, &[]);
+    let outs = world("collectives", 2, &[]);
     for (rank, out) in outs.iter().enumerate() {
         let r = result(out);
         assert_eq!(r["rank"], rank, "{r}");
@@ -147,7 +84,7 @@ fn two_ranks_reduce_broadcast_and_agree() {
 
 #[test]
 fn ranks_that_disagree_on_the_model_are_told_where() {
-    for (rank, out) in ranks("disagree", 2, &[]).iter().enumerate() {
+    for (rank, out) in world("disagree", 2, &[]).iter().enumerate() {
         let r = result(out);
         assert_eq!(r["rank"], rank);
         let error = r["error"].as_str().unwrap();
@@ -160,7 +97,7 @@ fn ranks_that_disagree_on_the_model_are_told_where() {
 
 #[test]
 fn a_rank_that_dies_fails_the_others_with_an_error_not_a_hang() {
-    let outs = ranks("dies", 2, &[]);
+    let outs = world("dies", 2, &[]);
     assert_eq!(outs[1].status.code(), Some(3));
     let r = result(&outs[0]);
     let error = r["error"].as_str().unwrap();
@@ -263,12 +200,7 @@ fn torchrun_launches_the_ranks() {
         .output()
         .unwrap_or_else(|e| panic!("run {}: {e}", torchrun.display()));
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let results: Vec<serde_json::Value> = out
-        .stdout
-        .lines()
-        .map_while(Result::ok)
-        .filter_map(|l| l.split_once("RESULT ").map(|(_, j)| serde_json::from_str(j).unwrap()))
-        .collect();
+    let results = results(&out.stdout);
     assert_eq!(results.len(), 2, "{}", String::from_utf8_lossy(&out.stdout));
     let mut seen: Vec<u64> = results.iter().map(|r| r["rank"].as_u64().unwrap()).collect();
     seen.sort();

@@ -42,17 +42,28 @@ pub fn bootstrap_python() -> std::path::PathBuf {
 /// Runs a Python `script` of the bootstrap's Python on `arg` (`sys.argv[1]`); returns the JSON it
 /// prints. Fails the test with Python's error when it fails.
 pub fn python_json(script: &str, arg: &std::path::Path) -> serde_json::Value {
-    let out = std::process::Command::new(bootstrap_python())
+    run_python_json(&bootstrap_python(), script, &[arg.as_os_str()])
+}
+
+/// Runs `script` with `python` (`sys.argv[1:]` = `args`); the JSON it prints. Fails the test
+/// with Python's error when the script fails, or with what it printed when that is not JSON.
+fn run_python_json(python: &std::path::Path, script: &str, args: &[&std::ffi::OsStr]) -> serde_json::Value {
+    let out = std::process::Command::new(python)
         .args(["-c", script])
-        .arg(arg)
+        .args(args)
         .output()
-        .expect("run python");
+        .unwrap_or_else(|e| panic!("run {}: {e}", python.display()));
     assert!(
         out.status.success(),
         "the Python script failed: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    serde_json::from_slice(&out.stdout).expect("the script prints JSON")
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "the script prints no JSON ({e}): {}",
+            String::from_utf8_lossy(&out.stdout)
+        )
+    })
 }
 
 /// Runs `f` with a tracing subscriber that records what is logged; returns `f`'s result and
@@ -118,22 +129,8 @@ pub fn mlflow_bin() -> std::path::PathBuf {
 /// Runs a Python `script` with MLflow's Python (`sys.argv[1:]` = `args`); returns the JSON it
 /// prints. Fails the test with Python's error when it fails.
 pub fn mlflow_python(script: &str, args: &[&str]) -> serde_json::Value {
-    let out = std::process::Command::new(mlflow_bin().join("python"))
-        .args(["-c", script])
-        .args(args)
-        .output()
-        .expect("run MLflow's python");
-    assert!(
-        out.status.success(),
-        "the Python script failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
-        panic!(
-            "the script prints no JSON ({e}): {}",
-            String::from_utf8_lossy(&out.stdout)
-        )
-    })
+    let args: Vec<&std::ffi::OsStr> = args.iter().map(std::ffi::OsStr::new).collect();
+    run_python_json(&mlflow_bin().join("python"), script, &args)
 }
 
 /// A free TCP port of 127.0.0.1 (free when asked: nothing listens on it until someone binds it).
@@ -256,4 +253,87 @@ fn health(port: u16) -> bool {
     stream.write_all(request.as_bytes()).is_ok()
         && stream.read_to_string(&mut answer).is_ok()
         && answer.starts_with("HTTP/1.1 200")
+}
+
+/// Tests that run ranks of a process group as child processes of their own test binary: the
+/// binary's `rank_process` test (ignored by default) does what `TRAINMON_TEST_ROLE` says and
+/// prints its outcome as a `RESULT {json}` line.
+pub mod ranks {
+    use std::process::{Command, Output, Stdio};
+
+    /// The arguments that run the binary's `rank_process` alone.
+    pub const RANK_PROCESS: [&str; 6] = [
+        "--ignored",
+        "--exact",
+        "rank_process",
+        "--nocapture",
+        "--test-threads",
+        "1",
+    ];
+
+    /// A port nobody listens on now.
+    pub fn free_port() -> u16 {
+        std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port()
+    }
+
+    /// This binary as a child running `rank_process` with `role` and extra environment.
+    pub fn child(role: &str, envs: &[(&str, String)]) -> Command {
+        let mut cmd = Command::new(std::env::current_exe().unwrap());
+        cmd.args(RANK_PROCESS)
+            .env("TRAINMON_TEST_ROLE", role)
+            .env("OMP_NUM_THREADS", "1")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        for (k, v) in envs {
+            cmd.env(k, v);
+        }
+        cmd
+    }
+
+    /// Ranks 0..n of `role`, launched by hand (RANK, WORLD_SIZE, MASTER_* on a free port, a
+    /// 20 s timeout), each with `extra` too; their outputs, in rank order.
+    pub fn world(role: &str, n: usize, extra: &[(&str, String)]) -> Vec<Output> {
+        let port = free_port();
+        let children: Vec<_> = (0..n)
+            .map(|rank| {
+                let mut envs = vec![
+                    ("RANK", rank.to_string()),
+                    ("WORLD_SIZE", n.to_string()),
+                    ("MASTER_ADDR", "127.0.0.1".to_owned()),
+                    ("MASTER_PORT", port.to_string()),
+                    ("TRAINMON_DIST_TIMEOUT_S", "20".to_owned()),
+                ];
+                envs.extend(extra.iter().cloned());
+                child(role, &envs).spawn().unwrap()
+            })
+            .collect();
+        children.into_iter().map(|c| c.wait_with_output().unwrap()).collect()
+    }
+
+    /// Every `RESULT …` line of `stdout`, parsed (a line may follow libtest's
+    /// "test rank_process ... " on the same line).
+    pub fn results(stdout: &[u8]) -> Vec<serde_json::Value> {
+        String::from_utf8_lossy(stdout)
+            .lines()
+            .filter_map(|l| {
+                l.split_once("RESULT ")
+                    .map(|(_, json)| serde_json::from_str(json).unwrap())
+            })
+            .collect()
+    }
+
+    /// The `RESULT …` line a child printed, parsed.
+    pub fn result(out: &Output) -> serde_json::Value {
+        results(&out.stdout).into_iter().next().unwrap_or_else(|| {
+            panic!(
+                "no result: {}\n{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            )
+        })
+    }
 }

@@ -289,9 +289,8 @@ impl Files {
         }
         if let Some((path, jsonl)) = &mut self.jsonl {
             // The keys in the CSV's column order (a JSON map would sort them).
-            let number = |v: f64| serde_json::Number::from_f64(v).map_or(serde_json::Value::Null, Into::into);
             let fields = (counters.iter().map(|(n, v)| (*n, v.clone())))
-                .chain(values.iter().map(|(n, v)| (n.as_str(), number(*v))));
+                .chain(values.iter().map(|(n, v)| (n.as_str(), super::run_status::number(*v))));
             let mut line = String::from("{");
             for (i, (name, value)) in fields.enumerate() {
                 if i > 0 {

@@ -76,7 +76,8 @@ fn in_order<S: serde::Serializer>(pairs: &[(String, serde_json::Value)], seriali
     serializer.collect_map(pairs.iter().map(|(k, v)| (k, v)))
 }
 
-fn number(value: f64) -> serde_json::Value {
+/// A number as JSON: `null` when it is not finite (the metric files' lines too).
+pub(super) fn number(value: f64) -> serde_json::Value {
     serde_json::Number::from_f64(value).map_or(serde_json::Value::Null, Into::into)
 }
 
