@@ -1,16 +1,18 @@
 //! `Trainer::data_parallel`: ranks of this test binary (child processes, Gloo over loopback)
-//! train replicas that stay identical, match one process over the same samples, stop
-//! together, refuse a model that differs, fail — not hang — when a rank dies, and write the
-//! built-in outputs from rank 0 only.
+//! train replicas that stay identical, match one process over the same samples (running values
+//! too), stop together, refuse a model that differs, fail — not hang — when a rank dies or
+//! errs, naming it, write the built-in outputs from rank 0 only, and resume, under the real
+//! `torchrun --max-restarts`, after a rank was killed, to the bit.
 
-use std::process::Output;
+use std::process::{Command, Output, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
 use tch::nn;
 use trainmon::dist::{ProcessGroup, Rendezvous};
 use trainmon::hooks::MetricFiles;
 use trainmon::prelude::*;
 use trainmon::{Event, HookSpec, Hooks};
-use trainmon_tests::ranks::{free_port, result, world};
+use trainmon_tests::ranks::{free_port, result, world, RANK_PROCESS};
 use trainmon_tests::{tutorial_data, tutorial_model, weights};
 
 /// Two ranks of `role`; each writes under `OUT/rank<N>` (`out`).
@@ -37,6 +39,14 @@ fn on_rank_zero_only() {
     RANK_ZERO_CALLS.fetch_add(1, Ordering::SeqCst);
 }
 
+/// The running loss and samples the `train` role's hooks saw at each batch end, and the rank
+/// and world size a `Dist` parameter gave them.
+static RUNNING: Mutex<Vec<(f64, usize)>> = Mutex::new(Vec::new());
+static DIST: Mutex<Option<Dist>> = Mutex::new(None);
+
+/// The global step of the first batch this process trained (a resumed fit's is past 1).
+static FIRST_STEP: Mutex<Option<u64>> = Mutex::new(None);
+
 /// What each child process does, by `TRAINMON_TEST_ROLE`; a test starts it, it is not one.
 #[test]
 #[ignore = "a rank of the tests below, started by them"]
@@ -55,8 +65,19 @@ fn rank_process() {
         tutorial_model(10 + rank as i64)
     };
     let trainer = match role.as_str() {
-        "train" => trainer(&vs, &model, 16, true).with(MetricFiles::new(&out)),
-        "in_order" | "mismatch" => trainer(&vs, &model, 16, false),
+        "train" => trainer(&vs, &model, 16, true)
+            .with(MetricFiles::new(&out))
+            .add_hook(
+                HookSpec::new(Event::BatchEnd, "running"),
+                |logs: &BatchLogs, dist: Dist| {
+                    RUNNING.lock().unwrap().push((logs.loss(), logs.samples()));
+                    *DIST.lock().unwrap() = Some(dist);
+                },
+            ),
+        "in_order" | "mismatch" => trainer(&vs, &model, 16, false).add_hook(
+            HookSpec::new(Event::BatchEnd, "running"),
+            |logs: &BatchLogs| RUNNING.lock().unwrap().push((logs.loss(), logs.samples())),
+        ),
         "attribute" => trainer(&vs, &model, 16, true).hooks(Hooks::groups(["rank_zero"])),
         "stop" => trainer(&vs, &model, 16, true).add_hook(
             HookSpec::new(Event::BatchEnd, "stops_on_rank_1"),
@@ -76,21 +97,71 @@ fn rank_process() {
                 }
             },
         ),
+        "hook_fails" => {
+            let failing: usize = std::env::var("FAILING_RANK").unwrap().parse().unwrap();
+            trainer(&vs, &model, 16, true).add_hook(
+                HookSpec::new(Event::BatchEnd, "breaks"),
+                move |state: &TrainState| -> Result<(), trainmon::BoxError> {
+                    if rank == failing && state.batch() == 3 {
+                        return Err(format!("rank {rank}'s disk is full").into());
+                    }
+                    Ok(())
+                },
+            )
+        }
+        // Under torchrun --max-restarts: rank 1 of the first attempt kills itself (SIGKILL) at
+        // step `KILL_AT_STEP`, when set; the restarted group goes on from the resume point.
+        "resume" => {
+            let kill_at: Option<u64> = std::env::var("KILL_AT_STEP").ok().map(|s| s.parse().unwrap());
+            let first_attempt = std::env::var("TORCHELASTIC_RESTART_COUNT").as_deref() == Ok("0");
+            trainer(&vs, &model, 16, true)
+                .epochs(3)
+                .resumable(std::path::PathBuf::from(std::env::var("OUT").unwrap()).join("points"))
+                .resumable_steps(10)
+                .add_hook(HookSpec::new(Event::BatchBegin, "first_step"), |state: &TrainState| {
+                    FIRST_STEP.lock().unwrap().get_or_insert(state.global_step() + 1);
+                })
+                .add_hook(
+                    HookSpec::new(Event::BatchEnd, "killed"),
+                    move |state: &TrainState| {
+                        if rank == 1 && first_attempt && Some(state.global_step()) == kill_at {
+                            let pid = std::process::id().to_string();
+                            let _ = Command::new("kill").args(["-KILL", &pid]).status();
+                            std::thread::sleep(std::time::Duration::from_secs(60));
+                        }
+                    },
+                )
+        }
         other => panic!("unknown role {other}"),
     };
     let outcome = trainer.data_parallel(group).fit(&data);
     let json = match outcome {
         Ok(history) => serde_json::json!({
             "rank": rank,
+            "restart": std::env::var("TORCHELASTIC_RESTART_COUNT").ok(),
             "weights": weights(&vs),
             "loss": history.metric("loss"),
+            "accuracy": history.metric("accuracy"),
+            "samples": history.epochs().iter().map(|e| e.samples()).collect::<Vec<_>>(),
             "epochs": history.len(),
             "stop": history.stop_reason().map(|s| s.reason.clone()),
             "rank_zero_calls": RANK_ZERO_CALLS.load(Ordering::SeqCst),
+            "running": *RUNNING.lock().unwrap(),
+            "dist": DIST.lock().unwrap().map(|d| [d.rank(), d.world_size(), d.local_rank()]),
+            "first_step": *FIRST_STEP.lock().unwrap(),
         }),
-        Err(e) => serde_json::json!({ "rank": rank, "error": format!("{e:#}") }),
+        Err(e) => serde_json::json!({
+            "rank": rank,
+            "restart": std::env::var("TORCHELASTIC_RESTART_COUNT").ok(),
+            "error": format!("{e:#}"),
+        }),
     };
     println!("RESULT {json}");
+    // Under torchrun the ranks share one stdout, where long lines interleave: a file too.
+    if let Ok(restart) = std::env::var("TORCHELASTIC_RESTART_COUNT") {
+        let file = out.parent().unwrap().join(format!("result-{restart}-{rank}.json"));
+        std::fs::write(file, json.to_string()).unwrap();
+    }
 }
 
 #[test]
@@ -106,6 +177,17 @@ fn two_ranks_end_with_the_same_weights_and_only_rank_0_writes() {
         "rank 0 writes its metric files"
     );
     assert!(!out.path().join("rank1").exists(), "rank 1 writes none");
+    // A `Dist` parameter tells each hook its rank.
+    assert_eq!(results[0]["dist"], serde_json::json!([0, 2, 0]));
+    assert_eq!(results[1]["dist"], serde_json::json!([1, 2, 0]));
+    // The running values are those of both ranks' batches: the same on both, 32 samples a
+    // batch (the last one's 2 × 4); an epoch counts all 1000 samples.
+    assert_eq!(results[0]["running"], results[1]["running"]);
+    let running = results[0]["running"].as_array().unwrap();
+    assert_eq!(running.len(), 2 * 32);
+    assert_eq!(running[0][1], 32);
+    assert_eq!(running[31][1], 1000);
+    assert_eq!(results[0]["samples"], serde_json::json!([1000, 1000]));
 }
 
 /// Two ranks × batches of 16, in order, average their gradients: the same steps as one process
@@ -124,6 +206,30 @@ fn two_ranks_of_16_match_one_process_of_32() {
         assert_eq!(theirs.len(), alone.len());
         for (a, b) in theirs.iter().zip(&alone) {
             assert!((a - *b as f64).abs() < 1e-5, "{a} against {b}: {r}");
+        }
+    }
+    // And the metrics, running and per epoch, are those of the batches of 32.
+    RUNNING.lock().unwrap().clear();
+    let (vs, model) = tutorial_model(10);
+    let history = trainer(&vs, &model, 32, false)
+        .add_hook(
+            HookSpec::new(Event::BatchEnd, "running"),
+            |logs: &BatchLogs| RUNNING.lock().unwrap().push((logs.loss(), logs.samples())),
+        )
+        .fit(&data)
+        .unwrap();
+    let close = |a: &serde_json::Value, b: f64| (a.as_f64().unwrap() - b).abs() < 1e-5;
+    let running = RUNNING.lock().unwrap().clone();
+    for r in &results {
+        let theirs = r["running"].as_array().unwrap();
+        assert_eq!(theirs.len(), running.len());
+        for (t, (loss, samples)) in theirs.iter().zip(&running) {
+            assert!(close(&t[0], *loss), "running loss {} against {loss}", t[0]);
+            assert_eq!(t[1], *samples);
+        }
+        for (name, mine) in [("loss", history.metric("loss")), ("accuracy", history.metric("accuracy"))] {
+            let theirs = r[name].as_array().unwrap();
+            assert!(theirs.iter().zip(&mine).all(|(t, m)| close(t, *m)), "{name}: {theirs:?} against {mine:?}");
         }
     }
 }
@@ -146,7 +252,86 @@ fn a_rank_that_dies_fails_the_other_with_an_error() {
     assert_eq!(outs[1].status.code(), Some(7));
     let error = result(&outs[0])["error"].as_str().unwrap().to_owned();
     assert!(error.starts_with("distributed training: "), "{error}");
+    assert!(
+        error.contains("rank 1 of 2 stopped answering (killed, or its machine or network lost)"),
+        "{error}"
+    );
     assert!(error.contains("failed on rank 0 of 2"), "{error}");
+}
+
+/// A hook that fails on one rank ends the other with that rank's error — rank 1's, and rank
+/// 0's (the store's host, which keeps the store up until rank 1 has read it).
+#[test]
+fn a_hook_error_on_one_rank_ends_the_other_with_it() {
+    for failing in [1, 0] {
+        let out = tempfile::tempdir().unwrap();
+        let started = std::time::Instant::now();
+        let outs = world("hook_fails", 2, &[("OUT", out.path().display().to_string()), ("FAILING_RANK", failing.to_string())]);
+        let results: Vec<_> = outs.iter().map(result).collect();
+        let own = results[failing]["error"].as_str().unwrap();
+        assert!(own.contains(&format!("rank {failing}'s disk is full")), "{own}");
+        let other = results[1 - failing]["error"].as_str().unwrap();
+        assert!(
+            other.starts_with(&format!("distributed training: rank {failing} of 2 failed: hook `breaks`")),
+            "{other}"
+        );
+        assert!(other.contains(&format!("rank {failing}'s disk is full")), "{other}");
+        // At once, not at the 20 s timeout.
+        assert!(started.elapsed().as_secs() < 15, "{:?}", started.elapsed());
+    }
+}
+
+/// Both ranks under the real `torchrun` with `--max-restarts 1`, in `out`, with `extra`
+/// environment; the results of attempt `attempt` (torchrun's restart count), in rank order.
+fn under_torchrun(role: &str, out: &std::path::Path, extra: &[(&str, &str)], attempt: &str) -> Vec<serde_json::Value> {
+    let torchrun = trainmon_tests::bootstrap_python().with_file_name("torchrun");
+    let mut cmd = Command::new(&torchrun);
+    cmd.args(["--no-python", "--nproc-per-node", "2", "--max-restarts", "1", "--monitor-interval", "0.1"])
+        .arg("--master-port")
+        .arg(free_port().to_string())
+        .arg(std::env::current_exe().unwrap())
+        .args(RANK_PROCESS)
+        .env("TRAINMON_TEST_ROLE", role)
+        .env("OUT", out)
+        .env("OMP_NUM_THREADS", "1")
+        .env("TRAINMON_DIST_TIMEOUT_S", "30")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    for (k, v) in extra {
+        cmd.env(k, v);
+    }
+    let run = cmd.output().unwrap_or_else(|e| panic!("run {}: {e}", torchrun.display()));
+    let log = format!("{}\n{}", String::from_utf8_lossy(&run.stdout), String::from_utf8_lossy(&run.stderr));
+    assert!(run.status.success(), "{log}");
+    (0..2)
+        .map(|rank| {
+            let file = out.join(format!("result-{attempt}-{rank}.json"));
+            let text = std::fs::read_to_string(&file).unwrap_or_else(|e| panic!("{}: {e}\n{log}", file.display()));
+            serde_json::from_str(&text).unwrap()
+        })
+        .collect()
+}
+
+/// `torchrun --max-restarts 1`: rank 1 is killed (SIGKILL) at step 45, past the resume point
+/// of step 40 (within epoch 2); torchrun restarts the group, which goes on from the point and
+/// ends with the weights and history of a run never interrupted, to the bit.
+#[test]
+fn killed_under_torchrun_the_group_restarts_from_the_resume_point_to_the_bit() {
+    let out = tempfile::tempdir().unwrap();
+    let killed = under_torchrun("resume", out.path(), &[("KILL_AT_STEP", "45")], "1");
+    let whole = tempfile::tempdir().unwrap();
+    let uninterrupted = under_torchrun("resume", whole.path(), &[], "0");
+    for (k, u) in killed.iter().zip(&uninterrupted) {
+        assert!(k.get("error").is_none(), "{k}");
+        assert_eq!(k["first_step"], 41, "the restarted group went on after the point of step 40: {k}");
+        assert_eq!(u["first_step"], 1);
+        assert_eq!(k["weights"], u["weights"], "rank {}: the weights differ", k["rank"]);
+        for name in ["loss", "accuracy", "samples", "epochs"] {
+            assert_eq!(k[name], u[name], "{name}");
+        }
+    }
+    assert_eq!(killed[0]["weights"], killed[1]["weights"]);
+    assert_eq!(killed[0]["epochs"], 3);
 }
 
 #[test]
@@ -183,29 +368,31 @@ fn ranks_with_other_models_are_refused_naming_the_difference() {
 }
 
 /// A world of one, in this process: the settings data-parallel training does not take yet are
-/// refused, and otherwise it trains as one process does.
+/// refused, and otherwise it trains as one process does (a `Dist` parameter: rank 0 of 1).
 #[test]
 fn settings_it_does_not_take_yet_are_refused() {
     let data = tutorial_data(1);
     let (vs, model) = tutorial_model(1);
-    let out = tempfile::tempdir().unwrap();
     let group = || ProcessGroup::join(Rendezvous::new("127.0.0.1", free_port(), 0, 1).unwrap()).unwrap();
     let err = trainer(&vs, &model, 16, true)
-        .resumable(out.path())
+        .rollback(trainmon::Rollback::default())
         .data_parallel(group())
         .fit(&data)
         .unwrap_err();
-    assert!(
-        err.to_string()
-            .contains("does not take resume points (`resumable`) yet"),
-        "{err}"
-    );
+    assert!(err.to_string().contains("does not take rollbacks (`rollback`) yet"), "{err}");
     // A world of one trains as one process does.
     let before = weights(&vs);
+    let seen = std::sync::Arc::new(Mutex::new(None));
+    let record = seen.clone();
     let history = trainer(&vs, &model, 16, true)
+        .add_hook(HookSpec::new(Event::TrainBegin, "dist"), move |dist: Dist| {
+            *record.lock().unwrap() = Some(dist)
+        })
         .data_parallel(group())
         .fit(&data)
         .unwrap();
+    let dist = seen.lock().unwrap().unwrap();
+    assert_eq!((dist.rank(), dist.world_size(), dist.is_main()), (0, 1, true));
     let (vs2, model2) = tutorial_model(1);
     let alone = trainer(&vs2, &model2, 16, true).fit(&data).unwrap();
     assert_ne!(weights(&vs), before);

@@ -14,7 +14,8 @@
 //! ```
 
 use crate::error::{Error, Result};
-use std::time::Duration;
+use std::sync::{Mutex, PoisonError};
+use std::time::{Duration, Instant};
 use tch::Tensor;
 
 /// How long joining the group and each collective may take, unless
@@ -151,11 +152,45 @@ impl Rendezvous {
     }
 }
 
+/// How long a rank whose collective failed looks in the store for another rank's reason
+/// before it names the ranks that said nothing as gone.
+const HEARD_WITHIN: Duration = Duration::from_secs(2);
+/// How long the store's host, leaving after a failure, keeps the store up for the other ranks
+/// to read why.
+const LINGER: Duration = Duration::from_secs(10);
+
+/// The store key under which rank `rank` says why it failed.
+fn failed_key(rank: usize) -> String {
+    format!("trainmon/failed/{rank}")
+}
+
+/// The store key under which rank `rank` says that a collective failed under it.
+fn lost_key(rank: usize) -> String {
+    format!("trainmon/lost/{rank}")
+}
+
 /// A group of processes training together, on c10d's Gloo backend: collectives on CPU tensors,
 /// in place. Dropping it leaves the group.
+///
+/// When a rank fails, the others learn why: a rank that ends with an error of its own leaves
+/// the group with it ([`ProcessGroup::leave_after`], which a data-parallel fit does), and the
+/// others' collectives with it fail at once with an error that names the rank and gives its
+/// error; a rank that dies without a word (killed) is named as gone.
 pub struct ProcessGroup {
     rendezvous: Rendezvous,
     raw: imp::Raw,
+    failure: Mutex<Failure>,
+}
+
+/// What this rank knows of a failure in the group.
+#[derive(Default)]
+struct Failure {
+    /// A collective failed under this rank (it told the others so).
+    lost: bool,
+    /// This rank left the group.
+    left: bool,
+    /// The ranks found gone: they said nothing after a collective failed.
+    gone: Vec<usize>,
 }
 
 impl std::fmt::Debug for ProcessGroup {
@@ -177,7 +212,11 @@ impl ProcessGroup {
     /// timeout, for every rank.
     pub fn join(rendezvous: Rendezvous) -> Result<ProcessGroup> {
         let raw = imp::Raw::join(&rendezvous)?;
-        Ok(ProcessGroup { rendezvous, raw })
+        Ok(ProcessGroup {
+            rendezvous,
+            raw,
+            failure: Mutex::default(),
+        })
     }
 
     /// This process's rank, 0-based.
@@ -269,12 +308,100 @@ impl ProcessGroup {
         Ok(())
     }
 
+    /// Leaves the group after `error` ended this rank's training, so that the other ranks end
+    /// too, with it: the error goes into the store (unless a collective failed under this rank:
+    /// then it has nothing of its own to tell), the Gloo group closes (the others' collectives
+    /// with this rank fail at once instead of at the timeout), and the store's host keeps the
+    /// store up, for up to 10 s, until every other rank still there has read why. Collectives
+    /// after this fail.
+    pub fn leave_after(&self, error: &Error) {
+        let mut failure = self.failure.lock().unwrap_or_else(PoisonError::into_inner);
+        if failure.left {
+            return;
+        }
+        failure.left = true;
+        if !failure.lost {
+            if let Err(e) = self.raw.set(&failed_key(self.rank()), format!("{error:#}").as_bytes()) {
+                tracing::warn!("could not tell the other ranks why rank {} failed: {e}", self.rank());
+            }
+        }
+        self.raw.close();
+        if !self.rendezvous.host_store {
+            return;
+        }
+        let waited_for: Vec<usize> = (0..self.world_size())
+            .filter(|r| *r != self.rank() && !failure.gone.contains(r))
+            .collect();
+        let deadline = Instant::now() + LINGER.min(self.rendezvous.timeout);
+        while Instant::now() < deadline {
+            let heard = |r: &usize| {
+                [failed_key(*r), lost_key(*r)]
+                    .iter()
+                    .any(|key| self.raw.check(key).unwrap_or(true))
+            };
+            if waited_for.iter().all(heard) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// The error of a collective (or a store access) `what` that failed with `message`: why,
+    /// as the store tells — a rank that failed with an error of its own (the first found), or
+    /// the ranks gone without a word.
     fn failed(&self, what: &str, message: String) -> Error {
         let r = &self.rendezvous;
-        Error::Distributed(format!(
+        let here = format!(
             "{what} failed on rank {} of {} (store {}:{}, timeout {:?}): {message}",
             r.rank, r.world_size, r.master_addr, r.master_port, r.timeout
-        ))
+        );
+        let mut failure = self.failure.lock().unwrap_or_else(PoisonError::into_inner);
+        if failure.left {
+            return Error::Distributed(here);
+        }
+        failure.lost = true;
+        if self.raw.set(&lost_key(r.rank), message.as_bytes()).is_err() {
+            let host = if r.prefix.is_empty() {
+                "rank 0"
+            } else {
+                "torchrun's agent"
+            };
+            return Error::Distributed(format!("{here}; the store is gone too: its host, {host}, ended"));
+        }
+        let others: Vec<usize> = (0..r.world_size).filter(|k| *k != r.rank).collect();
+        let deadline = Instant::now() + HEARD_WITHIN.min(r.timeout);
+        loop {
+            for &k in &others {
+                if self.raw.check(&failed_key(k)) == Ok(true) {
+                    let theirs = self.raw.get(&failed_key(k)).unwrap_or_default();
+                    return Error::Distributed(format!(
+                        "rank {k} of {} failed: {}",
+                        r.world_size,
+                        String::from_utf8_lossy(&theirs)
+                    ));
+                }
+            }
+            if Instant::now() >= deadline {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        failure.gone = others
+            .into_iter()
+            .filter(|k| self.raw.check(&lost_key(*k)) == Ok(false))
+            .collect();
+        match &failure.gone[..] {
+            [] => Error::Distributed(here),
+            gone => {
+                let names: Vec<String> = gone.iter().map(usize::to_string).collect();
+                Error::Distributed(format!(
+                    "rank{} {} of {} stopped answering (killed, or its machine or network lost): {here}",
+                    if gone.len() > 1 { "s" } else { "" },
+                    names.join(", "),
+                    r.world_size
+                ))
+            }
+        }
     }
 }
 
@@ -363,6 +490,8 @@ mod imp {
             len: usize,
         ) -> *mut c_void;
         fn trainmon_c10d_free(group: *mut c_void);
+        fn trainmon_c10d_close(group: *mut c_void);
+        fn trainmon_c10d_store_check(group: *mut c_void, key: *const c_char, err: *mut c_char, len: usize) -> c_int;
         fn trainmon_c10d_all_reduce_sum(
             group: *mut c_void,
             t: Tensors,
@@ -513,6 +642,24 @@ mod imp {
             })
         }
 
+        /// Leaves the Gloo group; the store stays.
+        pub(super) fn close(&self) {
+            // SAFETY: the group is live; closing twice is harmless.
+            unsafe { trainmon_c10d_close(self.group) }
+        }
+
+        /// Whether `key` is in the store now.
+        pub(super) fn check(&self, key: &str) -> std::result::Result<bool, String> {
+            let key = CString::new(key).map_err(|e| e.to_string())?;
+            let mut err = vec![0u8; ERR];
+            // SAFETY: a C string and an error buffer of `ERR` bytes.
+            match unsafe { trainmon_c10d_store_check(self.group, key.as_ptr(), err.as_mut_ptr().cast(), ERR) } {
+                1 => Ok(true),
+                0 => Ok(false),
+                _ => Err(message(&err)),
+            }
+        }
+
         pub(super) fn get(&self, key: &str) -> std::result::Result<Vec<u8>, String> {
             let key = CString::new(key).map_err(|e| e.to_string())?;
             let mut out = vec![0u8; 4096];
@@ -578,6 +725,14 @@ mod imp {
         }
 
         pub(super) fn set(&self, _: &str, _: &[u8]) -> std::result::Result<(), String> {
+            match *self {}
+        }
+
+        pub(super) fn close(&self) {
+            match *self {}
+        }
+
+        pub(super) fn check(&self, _: &str) -> std::result::Result<bool, String> {
             match *self {}
         }
 

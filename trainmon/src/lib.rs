@@ -367,7 +367,7 @@ pub use registry::{registrations, Hooks, Registration};
 pub use resource::{Requirement, Res};
 pub use saved::HookState;
 pub use spec::{HookInfo, HookLocation, HookSpec};
-pub use state::{Settings, TrainState};
+pub use state::{Dist, Settings, TrainState};
 pub use trainer::{NanPolicy, Rollback, Trainer};
 
 macro_rules! reexport_attributes {
@@ -386,7 +386,7 @@ pub mod prelude {
     }
     trainmon_events::for_each_event!(attributes);
     pub use crate::{
-        BatchLogs, Control, EpochLogs, GradScaler, History, LearningRate, Loader, Local, Precision, Res, TensorDataset,
+        BatchLogs, Control, Dist, EpochLogs, GradScaler, History, LearningRate, Loader, Local, Precision, Res, TensorDataset,
         TrainState, Trainer,
     };
     pub use tch::nn::VarStore;

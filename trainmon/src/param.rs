@@ -8,7 +8,7 @@ use crate::history::{EpochLogs, History};
 use crate::metrics::BatchLogs;
 use crate::resource::{Requirement, Res};
 use crate::saved::HookState;
-use crate::state::TrainState;
+use crate::state::{Dist, TrainState};
 use std::ops::{Deref, DerefMut};
 use tch::nn::VarStore;
 
@@ -23,6 +23,7 @@ use tch::nn::VarStore;
 /// | `Local<T>` | state private to the hook, kept across its calls (`T: Default + Send + 'static`) | all |
 /// | `&VarStore` | the model's variables (weights; gradients after the backward pass) | all |
 /// | `LearningRate` | the optimizer's learning rate: read it, set it | all |
+/// | `Dist` | this process's rank and the world size in a data-parallel fit ([`Dist`]) | all |
 /// | `Res<T>` | a value the trainer was given with `.resource(value)` ([`Res`]) | all |
 /// | `&Error` | the error that ended training | `on_exception` |
 /// | `&HookContext` | all of the above, as optional values | all |
@@ -33,7 +34,7 @@ use tch::nn::VarStore;
 #[diagnostic::on_unimplemented(
     message = "`{Self}` is not a hook parameter",
     label = "not a hook parameter",
-    note = "a hook takes, in any order: `&TrainState`, `&BatchLogs`, `&EpochLogs`, `&History`, `Local<T>`, `Res<T>`, `&VarStore`, `LearningRate`, `&Error`, `&HookContext`"
+    note = "a hook takes, in any order: `&TrainState`, `&BatchLogs`, `&EpochLogs`, `&History`, `Local<T>`, `Res<T>`, `&VarStore`, `LearningRate`, `Dist`, `&Error`, `&HookContext`"
 )]
 pub trait HookParam {
     /// State kept by the hook instance for this parameter (`()` unless it is a `Local`).
@@ -268,6 +269,17 @@ pub trait PersistNothing {
 impl<P: ?Sized> PersistNothing for Persist<P> {
     fn save<S>(&self, _: &S, _: &str, _: &mut HookState) {}
     fn load<S>(&self, _: &mut S, _: &str, _: &mut HookState) {}
+}
+
+impl HookParam for Dist {
+    type State = ();
+    type Item<'a> = Dist;
+    type Scope = scope::AnyEvent;
+    fn init_state() {}
+    #[inline]
+    fn fetch<'a>(_: &'a mut (), ctx: &'a HookContext<'_>) -> Option<Dist> {
+        Some(ctx.settings.dist)
+    }
 }
 
 impl HookParam for LearningRate<'_> {

@@ -85,6 +85,7 @@ pub struct Settings {
     pub(crate) validation_samples: usize,
     pub(crate) precision: Precision,
     pub(crate) grad_scaler: Option<GradScaler>,
+    pub(crate) dist: Dist,
 }
 
 impl Default for Settings {
@@ -109,6 +110,7 @@ impl Default for Settings {
             validation_samples: 0,
             precision: Precision::Fp32,
             grad_scaler: None,
+            dist: Dist::ALONE,
         }
     }
 }
@@ -206,5 +208,60 @@ impl Settings {
     /// [`crate::Trainer::grad_scaler`], or `Fp16Mixed`'s default.
     pub fn grad_scaler(&self) -> Option<GradScaler> {
         self.grad_scaler
+    }
+
+    /// This process's place in a data-parallel fit ([`crate::Trainer::data_parallel`]); rank
+    /// 0 of 1 otherwise.
+    pub fn dist(&self) -> Dist {
+        self.dist
+    }
+}
+
+/// A process's place among the ranks of a data-parallel fit ([`crate::Trainer::data_parallel`]);
+/// rank 0 of a world of 1 in a fit of one process. A hook parameter, at every event:
+///
+/// ```
+/// use trainmon::prelude::*;
+///
+/// #[on_train_begin]
+/// fn hello(dist: Dist) {
+///     println!("rank {} of {} (GPU {} of its machine)", dist.rank(), dist.world_size(), dist.local_rank());
+/// }
+/// ```
+///
+/// A hook that must run once for all ranks takes the attribute option `rank = 0` instead.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Dist {
+    pub(crate) rank: usize,
+    pub(crate) world_size: usize,
+    pub(crate) local_rank: usize,
+}
+
+impl Dist {
+    /// A fit of one process.
+    pub(crate) const ALONE: Dist = Dist {
+        rank: 0,
+        world_size: 1,
+        local_rank: 0,
+    };
+
+    /// This process's rank, 0-based.
+    pub fn rank(&self) -> usize {
+        self.rank
+    }
+
+    /// The number of processes training together.
+    pub fn world_size(&self) -> usize {
+        self.world_size
+    }
+
+    /// This process's rank on its machine (the GPU it uses).
+    pub fn local_rank(&self) -> usize {
+        self.local_rank
+    }
+
+    /// Whether this is rank 0, the one that writes the outputs.
+    pub fn is_main(&self) -> bool {
+        self.rank == 0
     }
 }

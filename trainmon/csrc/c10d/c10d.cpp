@@ -10,6 +10,7 @@
 #include <chrono>
 #include <cstring>
 #include <exception>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -72,11 +73,23 @@ void *trainmon_c10d_new(const char *host, int port, int rank, int size, int host
 
 void trainmon_c10d_free(void *group) { delete static_cast<Group *>(group); }
 
+// Leaves the Gloo group, keeping the store: the other ranks' collectives with this one fail
+// at once (its connections close) while they can still read in the store why.
+void trainmon_c10d_close(void *group) { static_cast<Group *>(group)->backend.reset(); }
+
+namespace {
+c10d::Backend &backend_of(void *group) {
+  auto &backend = static_cast<Group *>(group)->backend;
+  if (!backend) throw std::runtime_error("this rank left the group after a failure");
+  return *backend;
+}
+}  // namespace
+
 // Sums `tensors` over the ranks, in place.
 int trainmon_c10d_all_reduce_sum(void *group, at::Tensor **tensors, size_t n, char *err, size_t len) {
   TRY(err, len, {
     auto list = tensors_of(tensors, n);
-    static_cast<Group *>(group)->backend->allreduce(list)->wait();
+    backend_of(group).allreduce(list)->wait();
     return 0;
   })
 }
@@ -87,14 +100,14 @@ int trainmon_c10d_broadcast(void *group, at::Tensor **tensors, size_t n, int roo
     auto list = tensors_of(tensors, n);
     c10d::BroadcastOptions options;
     options.rootRank = root;
-    static_cast<Group *>(group)->backend->broadcast(list, options)->wait();
+    backend_of(group).broadcast(list, options)->wait();
     return 0;
   })
 }
 
 int trainmon_c10d_barrier(void *group, char *err, size_t len) {
   TRY(err, len, {
-    static_cast<Group *>(group)->backend->barrier()->wait();
+    backend_of(group).barrier()->wait();
     return 0;
   })
 }
@@ -105,6 +118,16 @@ int trainmon_c10d_store_set(void *group, const char *key, const uint8_t *value, 
     static_cast<Group *>(group)->store->set(key, std::vector<uint8_t>(value, value + n));
     return 0;
   })
+}
+
+// Whether `key` is in the group's store now: 1 if it is, 0 if not, -1 and `err` on failure.
+int trainmon_c10d_store_check(void *group, const char *key, char *err, size_t len) {
+  try {
+    return static_cast<Group *>(group)->store->check({key}) ? 1 : 0;
+  } catch (const std::exception &e) {
+    fail(err, len, e.what());
+    return -1;
+  }
 }
 
 // Gets `key` from the group's store, waiting for it up to the store's timeout; the value is

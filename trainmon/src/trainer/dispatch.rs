@@ -275,7 +275,9 @@ impl<'h> Dispatch<'h> {
 
     /// Gives each hook its state from a resume point. A state no hook of this fit claims is
     /// ignored with a warning (a hook removed since); a hook without one keeps its own.
-    pub(crate) fn restore(&mut self, mut saved: BTreeMap<String, HookState>) -> Result<()> {
+    /// `all_here`: whether every hook of the point should be here (a rank other than 0 of a
+    /// data-parallel fit leaves rank 0's own out, and says nothing of them).
+    pub(crate) fn restore(&mut self, mut saved: BTreeMap<String, HookState>, all_here: bool) -> Result<()> {
         for Entry { hook, info, key, .. } in &mut self.hooks {
             let Some(state) = saved.remove(key.as_str()) else {
                 continue;
@@ -287,7 +289,7 @@ impl<'h> Dispatch<'h> {
             };
             restored.map_err(|err| hook_error(info, format!("its saved state cannot be restored: {err}").into()))?;
         }
-        if !saved.is_empty() {
+        if all_here && !saved.is_empty() {
             let keys: Vec<_> = saved.into_keys().collect();
             tracing::warn!(
                 "the resume point keeps the state of hooks this fit does not run, which is ignored: {}",

@@ -191,17 +191,28 @@ impl<'a> Trainer<'a> {
     }
 
     /// Trains data-parallel with `group`, as PyTorch's `DistributedDataParallel`: every rank of
-    /// the group runs this fit on a replica of the model. Before the first batch the ranks
-    /// agree on the model's variables (an error names the first that differs) and take rank
-    /// 0's weights; each epoch's order (the same on every rank: the same seed) is shared out as
-    /// `DistributedSampler` does (every `world`-th sample, padded to equal shares); the
-    /// gradients are averaged over the ranks after the `on_after_backward` hooks (which see this
-    /// rank's own) and before clipping and `on_before_optimizer_step`, in buckets of about
-    /// 25 MB, only at optimizer steps under gradient accumulation; each epoch's training
-    /// metrics are averaged over the ranks, so every rank's epoch hooks see the same values
-    /// (validation runs on the whole validation set on every rank); and a stop on any rank —
-    /// a hook's, early stopping, a time limit — stops every rank at the same batch or epoch
-    /// boundary. The running values hooks see within an epoch are this rank's own.
+    /// the group runs this fit on a replica of the model.
+    ///
+    /// - **Start**: the ranks agree on the model's variables (an error names the first that
+    ///   differs) and take rank 0's weights.
+    /// - **Data**: each epoch's order (the same on every rank: the same seed) is shared out as
+    ///   `DistributedSampler` does (every `world`-th sample, padded to equal shares).
+    /// - **Gradients**: averaged over the ranks after the `on_after_backward` hooks (which see
+    ///   this rank's own) and before clipping and `on_before_optimizer_step`, in buckets of
+    ///   about 25 MB; under gradient accumulation, only at optimizer steps.
+    /// - **Metrics**: the running values and the epoch's metrics are those of every rank's
+    ///   batches together (each batch's loss, outputs and targets are gathered), so every
+    ///   rank's hooks see the same values and take the same decisions. Validation runs on the
+    ///   whole validation set on every rank.
+    /// - **Stops**: a stop on any rank — a hook's, early stopping, a time limit — stops every
+    ///   rank at the same batch or epoch boundary.
+    /// - **Failures**: a rank that fails ends the others, within the timeout, with an error
+    ///   naming it and giving its error (one killed: naming it as gone).
+    /// - **Hooks**: a [`crate::Dist`] parameter tells a hook its rank; the built-in outputs,
+    ///   and hooks with `rank = 0`, run on rank 0 alone.
+    /// - **Resume points** ([`Trainer::resumable`]): written by rank 0 after a barrier, read
+    ///   by every rank. Under `torchrun --max-restarts N`, a group restarted after a rank died
+    ///   goes on from the last one, to the bit.
     ///
     /// ```no_run
     /// # fn main() -> trainmon::Result<()> {

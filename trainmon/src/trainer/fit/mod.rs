@@ -35,14 +35,25 @@ impl Trainer<'_> {
     /// [`crate::Control::Stop`] (see its docs for where). It fails with an [`Error`] naming the
     /// cause when the setup, the data, the model or a hook cannot go on; the `on_exception`
     /// hooks run first.
+    ///
+    /// Data-parallel ([`Trainer::data_parallel`]), a rank that fails leaves the group with its
+    /// error ([`crate::dist::ProcessGroup::leave_after`]): the other ranks end with an error
+    /// naming it.
     pub fn fit(&mut self, data: &impl Dataset) -> Result<History> {
+        let fitted = self.fit_here(data);
+        if let (Err(err), Some(group)) = (&fitted, &self.group) {
+            group.leave_after(err);
+        }
+        fitted
+    }
+
+    fn fit_here(&mut self, data: &impl Dataset) -> Result<History> {
         let (optimizer, learning_rate) = self.optimizer.ready()?;
         let device = self.vs.device();
         let mut plan = Plan::new(&self.settings, &self.data, data, device)?;
         let parallel = self.group.as_ref().map(|group| Parallel { group });
         if let Some(parallel) = &parallel {
             let not_yet = [
-                (self.settings.resume.is_some(), "resume points (`resumable`)"),
                 (self.settings.rollback.is_some(), "rollbacks (`rollback`)"),
                 (
                     self.settings.scaler().is_some(),
@@ -82,6 +93,11 @@ impl Trainer<'_> {
             optimizer.kind(),
             learning_rate,
             device,
+            self.group.as_ref().map_or(crate::state::Dist::ALONE, |group| crate::state::Dist {
+                rank: group.rank(),
+                world_size: group.world_size(),
+                local_rank: group.local_rank(),
+            }),
         );
         let mut run = Loop {
             model: self.model,
@@ -129,6 +145,7 @@ fn seen_settings(
     optimizer: String,
     learning_rate: f64,
     device: tch::Device,
+    dist: crate::state::Dist,
 ) -> crate::state::Settings {
     let clip = |norm: bool| match settings.clip {
         Some(Clip::Norm(max)) if norm => Some(max),
@@ -157,6 +174,7 @@ fn seen_settings(
         validation_samples: plan.valid.as_ref().map_or(0, |valid| valid.len()),
         precision: settings.precision,
         grad_scaler: settings.scaler(),
+        dist,
     }
 }
 

@@ -58,7 +58,8 @@ impl Loop<'_, '_> {
             tensors: tensors.into_iter().collect(),
         };
         self.optimizer.restore(state).map_err(|e| refused(e.to_string()))?;
-        self.dispatch.restore(hooks)?;
+        let rank = self.parallel.as_ref().map_or(0, |parallel| parallel.rank());
+        self.dispatch.restore(hooks, rank == 0)?;
         match (&mut self.scaler, &position.grad_scaler) {
             (Some(scaler), Some(state)) => scaler.restore(state)?,
             (Some(_), None) => tracing::warn!(
@@ -133,7 +134,18 @@ impl Loop<'_, '_> {
     }
     /// Writes a resume point: at the end of an epoch (after all its hooks ran), or — `within`
     /// — after a batch, with where in the epoch and its running logs.
+    ///
+    /// Data-parallel, rank 0 writes it once every rank is there (a barrier), for all: the
+    /// replicas' weights and optimizers are the same, and so are the running logs
+    /// ([`crate::trainer::parallel::Parallel::gather_batch`]) and the shuffling generator;
+    /// every rank reads it when the group starts again.
     pub(super) fn save_point(&mut self, dir: &Path, within: Option<(InEpoch, LogsState)>) -> Result<()> {
+        if let Some(parallel) = &self.parallel {
+            parallel.group.barrier()?;
+            if parallel.rank() != 0 {
+                return Ok(());
+            }
+        }
         let state = &self.scene.state;
         let (within, metrics) = match within {
             Some((within, logs)) => {

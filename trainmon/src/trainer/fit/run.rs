@@ -243,11 +243,8 @@ impl Loop<'_, '_> {
             if logs.train.number() == 0 {
                 break;
             }
+            // Data-parallel, the running logs are the global ones already (`gather_batch`).
             let mut values = logs.train.values();
-            if let Some(parallel) = &self.parallel {
-                // Every rank's epoch hooks see the same training metrics.
-                parallel.average_values(&mut values)?;
-            }
             if let (Some(valid), Some(val_logs)) = (valid, logs.valid.as_mut()) {
                 self.validate(valid, epoch, val_logs)?;
                 values.extend(
@@ -375,7 +372,14 @@ impl Loop<'_, '_> {
                     continue;
                 }
             };
-            logs.update(&loss, &outputs, &y)?;
+            match &self.parallel {
+                None => logs.update(&loss, &outputs, &y)?,
+                // Every rank's hooks see the running values of all ranks' batches.
+                Some(parallel) => {
+                    let (loss, outputs, y) = parallel.gather_batch(&loss, &outputs, &y)?;
+                    logs.update(&loss, &outputs, &y)?;
+                }
+            }
             if let (Some(guard), Some(value)) = (&mut self.guard, value) {
                 guard.keep(value);
             }
