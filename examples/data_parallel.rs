@@ -1,6 +1,7 @@
-//! Data-parallel training on PyTorch's own distributed engine (c10d, Gloo): every process
-//! trains a replica of an MLP on its share of each epoch, the gradients averaged over the
-//! processes at every step. Rank 0 writes the outputs and prints its run directory last.
+//! Data-parallel training on PyTorch's own distributed engine (c10d: Gloo on the CPU, NCCL on
+//! GPUs, one per process): every process trains a replica of an MLP on its share of each epoch,
+//! the gradients averaged over the processes at every step. Rank 0 writes the outputs and
+//! prints its run directory last.
 //!
 //! ```text
 //! torchrun --no-python --nproc-per-node 2 target/release/examples/data_parallel
@@ -21,7 +22,7 @@ use trainmon::output::RunDir;
 use trainmon::prelude::*;
 
 #[derive(Parser)]
-#[command(about = "Data-parallel training of an MLP on c10d (Gloo), launched by torchrun")]
+#[command(about = "Data-parallel training of an MLP on c10d (Gloo, NCCL), launched by torchrun")]
 struct Args {
     /// Launch this many processes with torchrun (when not launched by it already).
     #[arg(long)]
@@ -59,7 +60,8 @@ fn main() -> Result<()> {
 
     // Rank 0's initial weights are broadcast to the others when the fit starts.
     tch::manual_seed(rank as i64 + 1);
-    let vs = nn::VarStore::new(Device::Cpu);
+    // Its local rank's GPU where there are GPUs, else the CPU.
+    let vs = nn::VarStore::new(group.device());
     let model = nn::seq()
         .add(nn::linear(vs.root() / "fc1", 256, 1024, Default::default()))
         .add_fn(|x| x.relu())

@@ -216,3 +216,19 @@ fn torchrun_launches_the_ranks() {
         assert_eq!(r["broadcast"], serde_json::json!([1.0, 7.0]), "{r}");
     }
 }
+
+/// Where libtorch has CUDA (the bootstrap's has), trainmon is built with NCCL too, for
+/// collectives on CUDA tensors: c10d's NCCL headers compiled, its process group linked from
+/// `libtorch_cuda` (this binary would not link otherwise). Without a GPU it cannot run here.
+#[test]
+fn built_with_nccl_where_libtorch_has_cuda() {
+    let _ = Tensor::zeros([1], tch::kind::FLOAT_CPU);
+    let maps = std::fs::read_to_string("/proc/self/maps").unwrap();
+    let has_cuda = maps.contains("/libtorch_cuda.so");
+    assert_eq!(trainmon::dist::has_nccl(), has_cuda, "libtorch has CUDA: {has_cuda}");
+    if !tch::Cuda::is_available() {
+        // No GPU: every rank trains on the CPU, over Gloo.
+        let group = ProcessGroup::join(Rendezvous::new("127.0.0.1", free_port(), 0, 1).unwrap()).unwrap();
+        assert_eq!(group.device(), tch::Device::Cpu);
+    }
+}

@@ -19,7 +19,9 @@
 //!   this workspace's `.cargo/config.toml` points at the `.gloo` link `cargo xtask` makes), or
 //!   `/usr/include` with Debian's `libgloo-dev` — and then flagged `cfg(trainmon_c10d)`; the
 //!   torch wheel ships c10d's headers and gloo's code, but not gloo's headers. Without them
-//!   `ProcessGroup` says what is missing.
+//!   `ProcessGroup` says what is missing. Where libtorch has CUDA and CUDA's and NCCL's headers
+//!   are found ([`cuda_includes`]), it is compiled with NCCL too, for CUDA tensors, and
+//!   flagged `cfg(trainmon_nccl)`.
 
 use std::path::PathBuf;
 
@@ -33,6 +35,7 @@ fn main() {
     println!("cargo:rustc-link-arg=-Wl,-rpath,{}", lib.display());
     let trainmon = std::env::var("CARGO_PKG_NAME").as_deref() == Ok("trainmon");
     println!("cargo:rustc-check-cfg=cfg(trainmon_c10d)");
+    println!("cargo:rustc-check-cfg=cfg(trainmon_nccl)");
     if trainmon {
         compile_native(&lib);
         compile_c10d(&lib);
@@ -68,7 +71,8 @@ fn compile_c10d(lib: &std::path::Path) {
         return;
     };
     let include = lib.parent().expect("libtorch's lib/ has a parent").join("include");
-    cc::Build::new()
+    let mut build = cc::Build::new();
+    build
         .cpp(true)
         .file("csrc/c10d/c10d.cpp")
         .include(&gloo)
@@ -78,9 +82,49 @@ fn compile_c10d(lib: &std::path::Path) {
         .flag("-D_GLIBCXX_USE_CXX11_ABI=1")
         .flag("-DGLOG_USE_GLOG_EXPORT")
         .define("USE_C10D_GLOO", None)
-        .warnings(false)
-        .compile("trainmon_c10d");
+        .warnings(false);
+    let nccl = lib.join("libtorch_cuda.so").exists() && include.join("torch/csrc/distributed/c10d/ProcessGroupNCCL.hpp").exists();
+    let cuda = nccl.then(|| cuda_includes(lib)).flatten();
+    if let Some(dirs) = &cuda {
+        build.includes(dirs).define("USE_C10D_NCCL", None);
+    }
+    build.compile("trainmon_c10d");
     println!("cargo:rustc-cfg=trainmon_c10d");
+    if cuda.is_some() {
+        println!("cargo:rustc-cfg=trainmon_nccl");
+    }
+}
+
+/// CUDA's and NCCL's headers, which c10d's NCCL headers include: those of the `nvidia-*` wheels
+/// beside a pip-installed torch (`site-packages/nvidia/cu*/include`, `nvidia/nccl/include`;
+/// the bootstrap installs `nvidia-cuda-crt` and `nvidia-cuda-cccl` there, which torch does not
+/// bring), else `$CUDA_HOME/include` or `/usr/local/cuda/include` with NCCL's in
+/// `/usr/include`. `None` where any is missing.
+fn cuda_includes(lib: &std::path::Path) -> Option<Vec<PathBuf>> {
+    println!("cargo:rerun-if-env-changed=CUDA_HOME");
+    let nvidia = std::fs::canonicalize(lib).ok()?.parent()?.parent()?.join("nvidia");
+    let wheels = std::fs::read_dir(&nvidia)
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e.ok().map(|e| e.path().join("include")))
+        .filter(|dir| dir.join("cuda_runtime_api.h").exists());
+    let toolkits = std::env::var_os("CUDA_HOME")
+        .map(|home| PathBuf::from(home).join("include"))
+        .into_iter()
+        .chain([PathBuf::from("/usr/local/cuda/include")]);
+    let is_whole = |dir: &PathBuf| {
+        ["cuda_runtime_api.h", "crt/host_config.h", "nv/target"]
+            .iter()
+            .all(|header| dir.join(header).exists())
+    };
+    let cuda = wheels.chain(toolkits).find(is_whole)?;
+    let nccl = [nvidia.join("nccl/include"), PathBuf::from("/usr/include")]
+        .into_iter()
+        .find(|dir| dir.join("nccl.h").exists())?;
+    for found in [cuda.join("crt/host_config.h"), nccl.join("nccl.h")] {
+        println!("cargo:rerun-if-changed={}", found.display());
+    }
+    Some(vec![cuda, nccl])
 }
 
 /// Compiles `csrc/*.cpp` into a static library linked into trainmon, with libtorch's headers

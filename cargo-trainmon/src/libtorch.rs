@@ -14,14 +14,18 @@ use std::process::Command;
 
 /// The PyTorch release that `tch` 0.24.0 is built against.
 pub const TORCH_VERSION: &str = "2.11.0";
-/// What the bootstrap venv holds: torch for libtorch, and TensorBoard's reader, safetensors and
-/// pandas, with which trainmon's tests read back the event files, checkpoints and histories it
-/// writes.
-pub const REQUIREMENTS: [&str; 4] = [
+/// What the bootstrap venv holds: torch for libtorch (and CUDA's headers that its CUDA wheels
+/// lack), and TensorBoard's reader, safetensors and pandas, with which trainmon's tests read
+/// back the event files, checkpoints and histories it writes.
+pub const REQUIREMENTS: [&str; 6] = [
     "torch==2.11.0",
     "tensorboard==2.21.0",
     "safetensors==0.7.0",
     "pandas==3.1.1",
+    // CUDA's headers that c10d's NCCL headers include and torch's CUDA wheels do not bring
+    // (trainmon's data-parallel training on CUDA compiles against them).
+    "nvidia-cuda-crt==13.0.88",
+    "nvidia-cuda-cccl==13.0.85",
 ];
 
 /// A libtorch found or installed.

@@ -1,5 +1,6 @@
-//! Training across processes on PyTorch's own distributed engine, c10d: a TCPStore rendezvous
-//! and a Gloo process group (`csrc/c10d/`), joined from the environment that `torchrun`,
+//! Training across processes on PyTorch's own distributed engine, c10d: a TCPStore rendezvous,
+//! a Gloo process group for CPU tensors and an NCCL one for CUDA tensors ([`has_nccl`]; made at
+//! the first collective on them) (`csrc/c10d/`), joined from the environment that `torchrun`,
 //! Kubernetes' PyTorchJob or SLURM set, with the collectives data-parallel training needs —
 //! on tch's tensors, in place, without copies.
 //!
@@ -234,6 +235,16 @@ impl ProcessGroup {
         self.rendezvous.local_rank
     }
 
+    /// The device this rank trains on: the GPU of its local rank (`cuda:LOCAL_RANK`, one rank
+    /// per GPU) where CUDA is available, else the CPU. Make the model's variables there.
+    pub fn device(&self) -> tch::Device {
+        if tch::Cuda::is_available() {
+            tch::Device::Cuda(self.local_rank())
+        } else {
+            tch::Device::Cpu
+        }
+    }
+
     /// How the group was joined.
     pub fn rendezvous(&self) -> &Rendezvous {
         &self.rendezvous
@@ -453,15 +464,35 @@ fn first_difference<'s>(a: &'s str, b: &'s str) -> (&'s str, &'s str) {
     }
 }
 
+/// Whether this trainmon has NCCL, for collectives on CUDA tensors (it was built against a
+/// libtorch with CUDA, with CUDA's and NCCL's headers at hand). Gloo, for CPU tensors, is there
+/// wherever [`ProcessGroup`] is.
+pub fn has_nccl() -> bool {
+    imp::has_nccl()
+}
+
+/// The tensors of one collective: contiguous, on one device — the CPU (Gloo), or a GPU where
+/// trainmon has NCCL.
 fn check(tensors: &[&Tensor], what: &str) -> Result<()> {
+    let Some(first) = tensors.first() else {
+        return Ok(());
+    };
+    let device = first.device();
     for (i, t) in tensors.iter().enumerate() {
-        if t.device() != tch::Device::Cpu || !t.is_contiguous() {
+        if !t.is_contiguous() {
+            return Err(Error::Config(format!("a {what} takes contiguous tensors; tensor {i} is not")));
+        }
+        if t.device() != device {
             return Err(Error::Config(format!(
-                "a {what} over Gloo takes contiguous CPU tensors; tensor {i} is on {:?}{}",
-                t.device(),
-                if t.is_contiguous() { "" } else { ", not contiguous" }
+                "a {what} takes tensors on one device; tensor 0 is on {device:?}, tensor {i} on {:?}",
+                t.device()
             )));
         }
+    }
+    if device != tch::Device::Cpu && !has_nccl() {
+        return Err(Error::Config(format!(
+            "a {what} on {device:?} needs NCCL, and this trainmon was built without it: it is built with NCCL              where libtorch has CUDA and CUDA's and NCCL's headers are found (the bootstrap's venv has them)"
+        )));
     }
     Ok(())
 }
@@ -491,6 +522,7 @@ mod imp {
         ) -> *mut c_void;
         fn trainmon_c10d_free(group: *mut c_void);
         fn trainmon_c10d_close(group: *mut c_void);
+        fn trainmon_c10d_has_nccl() -> c_int;
         fn trainmon_c10d_store_check(group: *mut c_void, key: *const c_char, err: *mut c_char, len: usize) -> c_int;
         fn trainmon_c10d_all_reduce_sum(
             group: *mut c_void,
@@ -529,6 +561,11 @@ mod imp {
 
     /// Room for libtorch's messages.
     const ERR: usize = 2048;
+
+    pub(super) fn has_nccl() -> bool {
+        // SAFETY: reads a constant.
+        unsafe { trainmon_c10d_has_nccl() != 0 }
+    }
 
     fn message(buffer: &[u8]) -> String {
         let end = buffer.iter().position(|b| *b == 0).unwrap_or(buffer.len());
@@ -695,6 +732,10 @@ mod imp {
 
     /// trainmon was compiled without c10d: joining says why.
     pub(super) enum Raw {}
+
+    pub(super) fn has_nccl() -> bool {
+        false
+    }
 
     impl Raw {
         pub(super) fn join(_: &Rendezvous) -> Result<Raw> {

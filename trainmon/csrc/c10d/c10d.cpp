@@ -1,11 +1,16 @@
-// PyTorch's distributed engine (c10d) for trainmon: a TCPStore rendezvous and a Gloo process
-// group, and the collectives the data-parallel loop needs, on tch's tensors in place (a tch
+// PyTorch's distributed engine (c10d) for trainmon: a TCPStore rendezvous, a Gloo process
+// group for CPU tensors and, where built with NCCL (USE_C10D_NCCL), an NCCL one for CUDA
+// tensors, made at the first collective on them (every rank reaches it at the same point), and
+// the collectives the data-parallel loop needs, on tch's tensors in place (a tch
 // Tensor is a `torch::Tensor*`). Compiled only where gloo's headers are found (the torch wheel
 // ships c10d's headers and gloo's code inside libtorch_cpu, not gloo's headers); called from
 // trainmon/src/dist.rs. Every function catches what libtorch throws and writes its message.
 #include <torch/csrc/distributed/c10d/PrefixStore.hpp>
 #include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
 #include <torch/csrc/distributed/c10d/TCPStore.hpp>
+#ifdef USE_C10D_NCCL
+#include <torch/csrc/distributed/c10d/ProcessGroupNCCL.hpp>
+#endif
 
 #include <chrono>
 #include <cstring>
@@ -19,6 +24,12 @@ namespace {
 struct Group {
   c10::intrusive_ptr<c10d::Store> store;
   c10::intrusive_ptr<c10d::Backend> backend;
+  int rank;
+  int size;
+  std::chrono::milliseconds timeout;
+  // NCCL, for CUDA tensors: made at the first collective on one.
+  c10::intrusive_ptr<c10d::Backend> nccl;
+  bool left = false;
 };
 
 void fail(char *err, size_t len, const char *what) {
@@ -64,7 +75,7 @@ void *trainmon_c10d_new(const char *host, int port, int rank, int size, int host
     auto gloo = c10d::ProcessGroupGloo::Options::create(timeout);
     gloo->devices.push_back(c10d::ProcessGroupGloo::createDeviceForHostname(bind));
     auto backend = c10::make_intrusive<c10d::ProcessGroupGloo>(store, rank, size, gloo);
-    return new Group{store, backend};
+    return new Group{store, backend, rank, size, timeout};
   } catch (const std::exception &e) {
     fail(err, len, e.what());
     return nullptr;
@@ -75,21 +86,49 @@ void trainmon_c10d_free(void *group) { delete static_cast<Group *>(group); }
 
 // Leaves the Gloo group, keeping the store: the other ranks' collectives with this one fail
 // at once (its connections close) while they can still read in the store why.
-void trainmon_c10d_close(void *group) { static_cast<Group *>(group)->backend.reset(); }
+void trainmon_c10d_close(void *group) {
+  auto g = static_cast<Group *>(group);
+  g->left = true;
+  g->backend.reset();
+  g->nccl.reset();
+}
 
 namespace {
-c10d::Backend &backend_of(void *group) {
-  auto &backend = static_cast<Group *>(group)->backend;
-  if (!backend) throw std::runtime_error("this rank left the group after a failure");
-  return *backend;
+// The backend for `tensors`: NCCL for CUDA tensors, Gloo otherwise.
+c10d::Backend &backend_of(void *group, const std::vector<at::Tensor> &tensors = {}) {
+  auto g = static_cast<Group *>(group);
+  if (g->left) throw std::runtime_error("this rank left the group after a failure");
+  if (tensors.empty() || !tensors[0].is_cuda()) return *g->backend;
+#ifdef USE_C10D_NCCL
+  if (!g->nccl) {
+    auto options = c10d::ProcessGroupNCCL::Options::create();
+    options->timeout = g->timeout;
+    auto store = c10::make_intrusive<c10d::PrefixStore>("trainmon/nccl", g->store);
+    g->nccl = c10::make_intrusive<c10d::ProcessGroupNCCL>(store, g->rank, g->size, options);
+  }
+  return *g->nccl;
+#else
+  throw std::runtime_error(
+      "collectives on CUDA tensors need NCCL, and this trainmon was built without it (CUDA's and NCCL's "
+      "headers were not found beside libtorch when it was compiled)");
+#endif
 }
 }  // namespace
+
+// Whether this build has NCCL, for CUDA tensors.
+int trainmon_c10d_has_nccl() {
+#ifdef USE_C10D_NCCL
+  return 1;
+#else
+  return 0;
+#endif
+}
 
 // Sums `tensors` over the ranks, in place.
 int trainmon_c10d_all_reduce_sum(void *group, at::Tensor **tensors, size_t n, char *err, size_t len) {
   TRY(err, len, {
     auto list = tensors_of(tensors, n);
-    backend_of(group).allreduce(list)->wait();
+    backend_of(group, list).allreduce(list)->wait();
     return 0;
   })
 }
@@ -100,7 +139,7 @@ int trainmon_c10d_broadcast(void *group, at::Tensor **tensors, size_t n, int roo
     auto list = tensors_of(tensors, n);
     c10d::BroadcastOptions options;
     options.rootRank = root;
-    backend_of(group).broadcast(list, options)->wait();
+    backend_of(group, list).broadcast(list, options)->wait();
     return 0;
   })
 }

@@ -36,11 +36,22 @@ impl Parallel<'_> {
         self.group.agree("the model's variables", &described.join("\n"))?;
         let _no_grad = tch::no_grad_guard();
         let tensors: Vec<&Tensor> = variables.iter().map(|(_, t)| t).collect();
-        if tensors.iter().any(|t| t.device() != tch::Device::Cpu) {
-            return Err(Error::Config(
-                "data-parallel training runs on the CPU (Gloo) for now: NCCL, for a model on CUDA, is not built yet"
-                    .into(),
-            ));
+        let (local, device) = (self.group.local_rank(), vs.device());
+        if let tch::Device::Cuda(gpu) = device {
+            if gpu != local {
+                return Err(Error::Config(format!(
+                    "rank {} (local rank {local}) has its model on cuda:{gpu}: data-parallel training takes one rank \
+                     per GPU, the GPU of its local rank (cuda:{local}; `ProcessGroup::device()`)",
+                    self.rank()
+                )));
+            }
+            if !crate::dist::has_nccl() {
+                return Err(Error::Config(
+                    "the model is on CUDA, and this trainmon was built without NCCL: it is built with NCCL where \
+                     libtorch has CUDA and CUDA's and NCCL's headers are found (the bootstrap's venv has them)"
+                        .into(),
+                ));
+            }
         }
         self.group.broadcast(&tensors, 0)
     }
@@ -103,7 +114,8 @@ impl Parallel<'_> {
             .map_err(failed)?;
         let n = part.size()[0];
         let (world, rank) = (self.world() as i64, self.rank() as i64);
-        let buffer = Tensor::f_zeros([world, n], (Kind::Double, tch::Device::Cpu)).map_err(failed)?;
+        // On the training device: NCCL's, for a model on CUDA.
+        let buffer = Tensor::f_zeros([world, n], (Kind::Double, outputs.device())).map_err(failed)?;
         buffer.f_select(0, rank).and_then(|mut slot| slot.f_copy_(&part)).map_err(failed)?;
         self.group.all_reduce_sum(&[&buffer])?;
         let (outputs_n, targets_n) = (outputs.numel() as i64, targets.numel() as i64);
