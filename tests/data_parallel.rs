@@ -89,6 +89,17 @@ fn rank_process() {
                 }
             },
         ),
+        // A hook at `on_batch_begin` on rank 0 alone: rank 1 has none there, and still asks.
+        "stop_on_rank_0_alone" => trainer(&vs, &model, 16, true).add_hook(
+            HookSpec::new(Event::BatchBegin, "stops_on_rank_0").rank_zero(),
+            |state: &TrainState| {
+                if state.epoch() == 2 && state.batch() == 4 {
+                    Control::stop("rank 0 has seen enough")
+                } else {
+                    Control::Continue
+                }
+            },
+        ),
         "dies" => trainer(&vs, &model, 16, true).add_hook(
             HookSpec::new(Event::BatchEnd, "dies"),
             move |state: &TrainState| {
@@ -243,6 +254,20 @@ fn a_stop_on_rank_1_stops_both_at_the_same_batch() {
     // Both stopped after batch 5 of epoch 1: the same weights.
     assert_eq!(results[0]["weights"], results[1]["weights"]);
     assert_eq!(results[0]["epochs"], 1);
+}
+
+/// The ranks ask each other whether one stopped only after events where some rank has hooks:
+/// a hook on rank 0 alone is enough for rank 1 to ask.
+#[test]
+fn a_stop_by_a_hook_only_rank_0_runs_stops_both() {
+    let out = tempfile::tempdir().unwrap();
+    let results: Vec<_> = two_ranks("stop_on_rank_0_alone", out.path()).iter().map(result).collect();
+    assert_eq!(results[0]["stop"], "rank 0 has seen enough");
+    assert_eq!(results[1]["stop"], "rank 0 of 2 stopped");
+    assert_eq!(results[0]["weights"], results[1]["weights"]);
+    // Stopped in epoch 2, before its batch 4: the history ends with its first 3 batches.
+    assert_eq!(results[0]["epochs"], 2);
+    assert_eq!(results[1]["epochs"], 2);
 }
 
 #[test]

@@ -165,6 +165,11 @@ impl<'h> Dispatch<'h> {
     }
 
     /// Whether a hook asked to stop.
+    /// Whether any hook runs at `event`.
+    pub(crate) fn has_hooks(&self, event: Event) -> bool {
+        !self.by_event[event.index()].is_empty()
+    }
+
     pub(crate) fn stopped(&self) -> bool {
         self.stop.is_some()
     }

@@ -4,6 +4,7 @@
 
 use crate::dist::ProcessGroup;
 use crate::error::{Error, Result};
+use crate::event::{Event, EVENTS};
 use tch::nn::VarStore;
 use tch::{Kind, Tensor};
 
@@ -14,9 +15,19 @@ pub(crate) const BUCKET_BYTES: usize = 25 * 1024 * 1024;
 /// The loop's view of the group.
 pub(crate) struct Parallel<'g> {
     pub(crate) group: &'g ProcessGroup,
+    /// The events at which a hook runs on some rank (`Event::index`): only after those can a
+    /// rank have stopped, and the ranks ask each other.
+    hooked: [bool; EVENTS],
 }
 
-impl Parallel<'_> {
+impl<'g> Parallel<'g> {
+    pub(crate) fn new(group: &'g ProcessGroup) -> Self {
+        Parallel {
+            group,
+            hooked: [true; EVENTS],
+        }
+    }
+
     pub(crate) fn rank(&self) -> usize {
         self.group.rank()
     }
@@ -25,9 +36,17 @@ impl Parallel<'_> {
         self.group.world_size()
     }
 
-    /// Before the first batch: the ranks agree on the model (variable names, shapes, kinds) and
-    /// take rank 0's weights.
-    pub(crate) fn prepare(&self, vs: &VarStore) -> Result<()> {
+    /// Before the first batch: the ranks agree on the model (variable names, shapes, kinds),
+    /// take rank 0's weights, and learn at which events some rank runs hooks (`hooked_here`:
+    /// whether this one does, by `Event::index`).
+    pub(crate) fn prepare(&mut self, vs: &VarStore, hooked_here: [bool; EVENTS]) -> Result<()> {
+        let mask: Vec<f32> = hooked_here.iter().map(|h| f32::from(u8::from(*h))).collect();
+        let mask = Tensor::from_slice(&mask);
+        self.group.all_reduce_sum(&[&mask])?;
+        let mask = Vec::<f32>::try_from(&mask).map_err(|e| Error::torch("reading the ranks' hooked events", e))?;
+        for (hooked, ranks) in self.hooked.iter_mut().zip(mask) {
+            *hooked = ranks > 0.0;
+        }
         let variables = crate::context::variables_by_name(vs);
         let described: Vec<String> = variables
             .iter()
@@ -133,6 +152,12 @@ impl Parallel<'_> {
             Ok((loss, stacked(outputs, 1, outputs_n)?, stacked(targets, 1 + outputs_n, targets_n)?))
         })();
         gathered.map_err(failed)
+    }
+
+    /// Whether a hook runs at any of `events` on some rank: otherwise no rank can have stopped
+    /// there, and [`Self::who_stopped`] need not ask.
+    pub(crate) fn hooked(&self, events: &[Event]) -> bool {
+        events.iter().any(|e| self.hooked[e.index()])
     }
 
     /// Whether any rank stopped: every rank says whether it did; the lowest rank that did, if

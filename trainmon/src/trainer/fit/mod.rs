@@ -17,6 +17,7 @@ use super::{Clip, DataSetup, HookSetup, Settings, Trainer, Validation};
 use crate::context::Scene;
 use crate::data::Dataset;
 use crate::error::{Error, Result};
+use crate::event::Event;
 use crate::history::History;
 use crate::hook::Hook;
 use crate::registry::registrations;
@@ -51,7 +52,7 @@ impl Trainer<'_> {
         let (optimizer, learning_rate) = self.optimizer.ready()?;
         let device = self.vs.device();
         let mut plan = Plan::new(&self.settings, &self.data, data, device)?;
-        let parallel = self.group.as_ref().map(|group| Parallel { group });
+        let mut parallel = self.group.as_ref().map(Parallel::new);
         if let Some(parallel) = &parallel {
             let not_yet = [
                 (self.settings.rollback.is_some(), "rollbacks (`rollback`)"),
@@ -67,11 +68,17 @@ impl Trainer<'_> {
             }
             // Each rank trains on its share of every epoch.
             plan.batches = setup::batches(parallel.share(plan.train.len()), &self.settings)?;
-            parallel.prepare(self.vs)?;
         }
         let mut registered = self.hooks.registered();
         let rank = self.group.as_ref().map_or(0, |group| group.rank());
         let dispatch = self.hooks.dispatch(&mut registered, &self.resources, rank)?;
+        if let Some(parallel) = &mut parallel {
+            let mut hooked = [false; crate::event::EVENTS];
+            for event in Event::ALL {
+                hooked[event.index()] = dispatch.has_hooks(event);
+            }
+            parallel.prepare(self.vs, hooked)?;
+        }
         let mut logs = Logs::new(&self.data, plan.lazy, plan.valid.is_some());
         let state = TrainState {
             epoch: 0,

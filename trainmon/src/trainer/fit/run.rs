@@ -172,11 +172,28 @@ impl Loop<'_, '_> {
 
     /// Whether training stops after the hooks of `event`: a hook asked to — or, data-parallel,
     /// one on any rank did (every rank asks the others, so all stop at the same boundary).
+    ///
+    /// The ranks ask each other only where a rank can have stopped: after the events since the
+    /// last check at which some rank runs hooks (at the top of an epoch, always).
     fn stopped(&mut self, event: Event) -> Result<bool> {
         let here = self.dispatch.stopped();
         let Some(parallel) = &self.parallel else {
             return Ok(here);
         };
+        let since: &[Event] = match event {
+            Event::BatchBegin => &[Event::BatchBegin],
+            Event::BatchEnd => &[
+                Event::BeforeBackward,
+                Event::AfterBackward,
+                Event::BeforeOptimizerStep,
+                Event::BatchEnd,
+            ],
+            Event::EpochBegin => &[Event::EpochBegin],
+            _ => &Event::ALL,
+        };
+        if !parallel.hooked(since) {
+            return Ok(here);
+        }
         match parallel.who_stopped(here)? {
             Some(rank) if !here => {
                 self.dispatch.stop_with(StopReason {
