@@ -65,19 +65,17 @@ fn rank_process() {
         tutorial_model(10 + rank as i64)
     };
     let trainer = match role.as_str() {
-        "train" => trainer(&vs, &model, 16, true)
-            .with(MetricFiles::new(&out))
-            .add_hook(
-                HookSpec::new(Event::BatchEnd, "running"),
-                |logs: &BatchLogs, dist: Dist| {
-                    RUNNING.lock().unwrap().push((logs.loss(), logs.samples()));
-                    *DIST.lock().unwrap() = Some(dist);
-                },
-            ),
-        "in_order" | "mismatch" => trainer(&vs, &model, 16, false).add_hook(
+        "train" => trainer(&vs, &model, 16, true).with(MetricFiles::new(&out)).add_hook(
             HookSpec::new(Event::BatchEnd, "running"),
-            |logs: &BatchLogs| RUNNING.lock().unwrap().push((logs.loss(), logs.samples())),
+            |logs: &BatchLogs, dist: Dist| {
+                RUNNING.lock().unwrap().push((logs.loss(), logs.samples()));
+                *DIST.lock().unwrap() = Some(dist);
+            },
         ),
+        "in_order" | "mismatch" => trainer(&vs, &model, 16, false)
+            .add_hook(HookSpec::new(Event::BatchEnd, "running"), |logs: &BatchLogs| {
+                RUNNING.lock().unwrap().push((logs.loss(), logs.samples()))
+            }),
         "attribute" => trainer(&vs, &model, 16, true).hooks(Hooks::groups(["rank_zero"])),
         "stop" => trainer(&vs, &model, 16, true).add_hook(
             HookSpec::new(Event::BatchEnd, "stops_on_rank_1"),
@@ -120,6 +118,10 @@ fn rank_process() {
                 },
             )
         }
+        // Rank 1 looks for resume points where there are none (`OUT/rank1/points`).
+        "resume_elsewhere" => trainer(&vs, &model, 16, true)
+            .epochs(std::env::var("EPOCHS").unwrap().parse().unwrap())
+            .resumable(out.join("points")),
         // Under torchrun --max-restarts: rank 1 of the first attempt kills itself (SIGKILL) at
         // step `KILL_AT_STEP`, when set; the restarted group goes on from the resume point.
         "resume" => {
@@ -132,16 +134,13 @@ fn rank_process() {
                 .add_hook(HookSpec::new(Event::BatchBegin, "first_step"), |state: &TrainState| {
                     FIRST_STEP.lock().unwrap().get_or_insert(state.global_step() + 1);
                 })
-                .add_hook(
-                    HookSpec::new(Event::BatchEnd, "killed"),
-                    move |state: &TrainState| {
-                        if rank == 1 && first_attempt && Some(state.global_step()) == kill_at {
-                            let pid = std::process::id().to_string();
-                            let _ = Command::new("kill").args(["-KILL", &pid]).status();
-                            std::thread::sleep(std::time::Duration::from_secs(60));
-                        }
-                    },
-                )
+                .add_hook(HookSpec::new(Event::BatchEnd, "killed"), move |state: &TrainState| {
+                    if rank == 1 && first_attempt && Some(state.global_step()) == kill_at {
+                        let pid = std::process::id().to_string();
+                        let _ = Command::new("kill").args(["-KILL", &pid]).status();
+                        std::thread::sleep(std::time::Duration::from_secs(60));
+                    }
+                })
         }
         other => panic!("unknown role {other}"),
     };
@@ -223,10 +222,9 @@ fn two_ranks_of_16_match_one_process_of_32() {
     RUNNING.lock().unwrap().clear();
     let (vs, model) = tutorial_model(10);
     let history = trainer(&vs, &model, 32, false)
-        .add_hook(
-            HookSpec::new(Event::BatchEnd, "running"),
-            |logs: &BatchLogs| RUNNING.lock().unwrap().push((logs.loss(), logs.samples())),
-        )
+        .add_hook(HookSpec::new(Event::BatchEnd, "running"), |logs: &BatchLogs| {
+            RUNNING.lock().unwrap().push((logs.loss(), logs.samples()))
+        })
         .fit(&data)
         .unwrap();
     let close = |a: &serde_json::Value, b: f64| (a.as_f64().unwrap() - b).abs() < 1e-5;
@@ -238,9 +236,15 @@ fn two_ranks_of_16_match_one_process_of_32() {
             assert!(close(&t[0], *loss), "running loss {} against {loss}", t[0]);
             assert_eq!(t[1], *samples);
         }
-        for (name, mine) in [("loss", history.metric("loss")), ("accuracy", history.metric("accuracy"))] {
+        for (name, mine) in [
+            ("loss", history.metric("loss")),
+            ("accuracy", history.metric("accuracy")),
+        ] {
             let theirs = r[name].as_array().unwrap();
-            assert!(theirs.iter().zip(&mine).all(|(t, m)| close(t, *m)), "{name}: {theirs:?} against {mine:?}");
+            assert!(
+                theirs.iter().zip(&mine).all(|(t, m)| close(t, *m)),
+                "{name}: {theirs:?} against {mine:?}"
+            );
         }
     }
 }
@@ -261,7 +265,10 @@ fn a_stop_on_rank_1_stops_both_at_the_same_batch() {
 #[test]
 fn a_stop_by_a_hook_only_rank_0_runs_stops_both() {
     let out = tempfile::tempdir().unwrap();
-    let results: Vec<_> = two_ranks("stop_on_rank_0_alone", out.path()).iter().map(result).collect();
+    let results: Vec<_> = two_ranks("stop_on_rank_0_alone", out.path())
+        .iter()
+        .map(result)
+        .collect();
     assert_eq!(results[0]["stop"], "rank 0 has seen enough");
     assert_eq!(results[1]["stop"], "rank 0 of 2 stopped");
     assert_eq!(results[0]["weights"], results[1]["weights"]);
@@ -291,13 +298,22 @@ fn a_hook_error_on_one_rank_ends_the_other_with_it() {
     for failing in [1, 0] {
         let out = tempfile::tempdir().unwrap();
         let started = std::time::Instant::now();
-        let outs = world("hook_fails", 2, &[("OUT", out.path().display().to_string()), ("FAILING_RANK", failing.to_string())]);
+        let outs = world(
+            "hook_fails",
+            2,
+            &[
+                ("OUT", out.path().display().to_string()),
+                ("FAILING_RANK", failing.to_string()),
+            ],
+        );
         let results: Vec<_> = outs.iter().map(result).collect();
         let own = results[failing]["error"].as_str().unwrap();
         assert!(own.contains(&format!("rank {failing}'s disk is full")), "{own}");
         let other = results[1 - failing]["error"].as_str().unwrap();
         assert!(
-            other.starts_with(&format!("distributed training: rank {failing} of 2 failed: hook `breaks`")),
+            other.starts_with(&format!(
+                "distributed training: rank {failing} of 2 failed: hook `breaks`"
+            )),
             "{other}"
         );
         assert!(other.contains(&format!("rank {failing}'s disk is full")), "{other}");
@@ -311,22 +327,36 @@ fn a_hook_error_on_one_rank_ends_the_other_with_it() {
 fn under_torchrun(role: &str, out: &std::path::Path, extra: &[(&str, &str)], attempt: &str) -> Vec<serde_json::Value> {
     let torchrun = trainmon_tests::bootstrap_python().with_file_name("torchrun");
     let mut cmd = Command::new(&torchrun);
-    cmd.args(["--no-python", "--nproc-per-node", "2", "--max-restarts", "1", "--monitor-interval", "0.1"])
-        .arg("--master-port")
-        .arg(free_port().to_string())
-        .arg(std::env::current_exe().unwrap())
-        .args(RANK_PROCESS)
-        .env("TRAINMON_TEST_ROLE", role)
-        .env("OUT", out)
-        .env("OMP_NUM_THREADS", "1")
-        .env("TRAINMON_DIST_TIMEOUT_S", "30")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
+    cmd.args([
+        "--no-python",
+        "--nproc-per-node",
+        "2",
+        "--max-restarts",
+        "1",
+        "--monitor-interval",
+        "0.1",
+    ])
+    .arg("--master-port")
+    .arg(free_port().to_string())
+    .arg(std::env::current_exe().unwrap())
+    .args(RANK_PROCESS)
+    .env("TRAINMON_TEST_ROLE", role)
+    .env("OUT", out)
+    .env("OMP_NUM_THREADS", "1")
+    .env("TRAINMON_DIST_TIMEOUT_S", "30")
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped());
     for (k, v) in extra {
         cmd.env(k, v);
     }
-    let run = cmd.output().unwrap_or_else(|e| panic!("run {}: {e}", torchrun.display()));
-    let log = format!("{}\n{}", String::from_utf8_lossy(&run.stdout), String::from_utf8_lossy(&run.stderr));
+    let run = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("run {}: {e}", torchrun.display()));
+    let log = format!(
+        "{}\n{}",
+        String::from_utf8_lossy(&run.stdout),
+        String::from_utf8_lossy(&run.stderr)
+    );
     assert!(run.status.success(), "{log}");
     (0..2)
         .map(|rank| {
@@ -335,6 +365,33 @@ fn under_torchrun(role: &str, out: &std::path::Path, extra: &[(&str, &str)], att
             serde_json::from_str(&text).unwrap()
         })
         .collect()
+}
+
+/// Ranks that found different resume points (rank 1's directory, not shared, has none) are
+/// refused, naming where each would go on from.
+#[test]
+fn ranks_that_read_different_resume_points_are_refused() {
+    let out = tempfile::tempdir().unwrap();
+    let one = |epochs: &str| {
+        world(
+            "resume_elsewhere",
+            2,
+            &[("OUT", out.path().display().to_string()), ("EPOCHS", epochs.to_owned())],
+        )
+    };
+    for r in one("1").iter().map(result) {
+        assert!(r.get("error").is_none(), "{r}");
+    }
+    // Rank 0 wrote its point after epoch 1 (step 32); rank 1 wrote none.
+    assert!(out.path().join("rank0/points/resume.safetensors").exists());
+    assert!(!out.path().join("rank1/points/resume.safetensors").exists());
+    for r in one("2").iter().map(result) {
+        let error = r["error"].as_str().unwrap();
+        assert!(
+            error.contains("the ranks disagree on where to go on from (the resume point): rank 0 has `1 epochs done, step 32` where rank 1 has `0 epochs done, step 0`"),
+            "{error}"
+        );
+    }
 }
 
 /// `torchrun --max-restarts 1`: rank 1 is killed (SIGKILL) at step 45, past the resume point
@@ -348,7 +405,10 @@ fn killed_under_torchrun_the_group_restarts_from_the_resume_point_to_the_bit() {
     let uninterrupted = under_torchrun("resume", whole.path(), &[], "0");
     for (k, u) in killed.iter().zip(&uninterrupted) {
         assert!(k.get("error").is_none(), "{k}");
-        assert_eq!(k["first_step"], 41, "the restarted group went on after the point of step 40: {k}");
+        assert_eq!(
+            k["first_step"], 41,
+            "the restarted group went on after the point of step 40: {k}"
+        );
         assert_eq!(u["first_step"], 1);
         assert_eq!(k["weights"], u["weights"], "rank {}: the weights differ", k["rank"]);
         for name in ["loss", "accuracy", "samples", "epochs"] {
@@ -404,7 +464,10 @@ fn settings_it_does_not_take_yet_are_refused() {
         .data_parallel(group())
         .fit(&data)
         .unwrap_err();
-    assert!(err.to_string().contains("does not take rollbacks (`rollback`) yet"), "{err}");
+    assert!(
+        err.to_string().contains("does not take rollbacks (`rollback`) yet"),
+        "{err}"
+    );
     // A world of one trains as one process does.
     let before = weights(&vs);
     let seen = std::sync::Arc::new(Mutex::new(None));

@@ -102,10 +102,15 @@ fn a_rank_that_dies_fails_the_others_with_an_error_not_a_hang() {
     let r = result(&outs[0]);
     let error = r["error"].as_str().unwrap();
     assert!(
-        error.starts_with("distributed training: rank 1 of 2 stopped answering (killed, or its machine or network lost): "),
+        error.starts_with(
+            "distributed training: rank 1 of 2 stopped answering (killed, or its machine or network lost): "
+        ),
         "{error}"
     );
-    assert!(error.contains("an all-reduce failed on rank 0 of 2 (store 127.0.0.1:"), "{error}");
+    assert!(
+        error.contains("an all-reduce failed on rank 0 of 2 (store 127.0.0.1:"),
+        "{error}"
+    );
     // Gloo sees the peer's socket close: well within the 20 s timeout.
     assert!(r["seconds"].as_f64().unwrap() < 20.0, "{r}");
 }

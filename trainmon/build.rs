@@ -83,7 +83,10 @@ fn compile_c10d(lib: &std::path::Path) {
         .flag("-DGLOG_USE_GLOG_EXPORT")
         .define("USE_C10D_GLOO", None)
         .warnings(false);
-    let nccl = lib.join("libtorch_cuda.so").exists() && include.join("torch/csrc/distributed/c10d/ProcessGroupNCCL.hpp").exists();
+    let nccl = lib.join("libtorch_cuda.so").exists()
+        && include
+            .join("torch/csrc/distributed/c10d/ProcessGroupNCCL.hpp")
+            .exists();
     let cuda = nccl.then(|| cuda_includes(lib)).flatten();
     if let Some(dirs) = &cuda {
         build.includes(dirs).define("USE_C10D_NCCL", None);

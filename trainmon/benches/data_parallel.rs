@@ -8,8 +8,9 @@
 //!   processes of this binary (ranks of a group over loopback), the same fit with
 //!   `data_parallel` (each rank on half of every epoch: half the steps, each averaging the
 //!   gradients of 2 × 64 samples); `all_reduce` — in the same two processes, the mean of one
-//!   0.81 MB buffer, alone, 200 times, and of a 2-float flag (a collective's latency). Per step: an epoch's wall time (`EpochLogs::time`) over
-//!   its batches; medians over epochs and rounds.
+//!   0.81 MB buffer, alone, 200 times, and of a 2-float flag (a collective's latency). Per
+//!   step: an epoch's wall time (`EpochLogs::time`) over its batches; medians over epochs and
+//!   rounds.
 //! - **Figures**: µs per step of each; `all_reduce / single` (the collective's share of a
 //!   step); samples per second of both and their ratio (the scaling of 2 processes on this
 //!   machine's 2 cores); and, on paper, what a second machine adds: a ring all-reduce sends and
@@ -79,8 +80,8 @@ fn rank() {
         group.all_reduce_mean(&[&grads]).unwrap();
         reduces.push(started.elapsed().as_secs_f64() * 1e6);
     }
-    // A flag's worth: the latency of a collective (the loop's stop check after each batch's
-    // hooks is one).
+    // A flag's worth: the latency of a collective (the loop's stop check after a batch's hooks,
+    // where some rank has hooks, is one).
     let flag = Tensor::zeros([2], (Kind::Float, Device::Cpu));
     let mut tiny = Vec::new();
     for _ in 0..REDUCES {
@@ -165,7 +166,8 @@ fn main() {
         100.0 * all_reduce / single
     );
     eprintln!(
-        "  a collective's latency (a stop flag, 2 floats): {flag:.1} µs; the loop makes two a batch (after the batch's begin and end hooks)"
+        "  a collective's latency (a stop flag, 2 floats): {flag:.1} µs; beside the gradients' the loop makes one a batch (the batch's loss, outputs and targets gathered, {} doubles), and a stop check after the batch's begin and end hooks where some rank has hooks (none here)",
+        2 * (1 + BATCH * 11)
     );
     eprintln!(
         "  samples/s: 1 process {single_rate:.0}; 2 ranks {ranks_rate:.0} ({:.2}× on this machine's 2 cores)",

@@ -480,7 +480,9 @@ fn check(tensors: &[&Tensor], what: &str) -> Result<()> {
     let device = first.device();
     for (i, t) in tensors.iter().enumerate() {
         if !t.is_contiguous() {
-            return Err(Error::Config(format!("a {what} takes contiguous tensors; tensor {i} is not")));
+            return Err(Error::Config(format!(
+                "a {what} takes contiguous tensors; tensor {i} is not"
+            )));
         }
         if t.device() != device {
             return Err(Error::Config(format!(

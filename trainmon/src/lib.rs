@@ -386,8 +386,8 @@ pub mod prelude {
     }
     trainmon_events::for_each_event!(attributes);
     pub use crate::{
-        BatchLogs, Control, Dist, EpochLogs, GradScaler, History, LearningRate, Loader, Local, Precision, Res, TensorDataset,
-        TrainState, Trainer,
+        BatchLogs, Control, Dist, EpochLogs, GradScaler, History, LearningRate, Loader, Local, Precision, Res,
+        TensorDataset, TrainState, Trainer,
     };
     pub use tch::nn::VarStore;
 }

@@ -125,17 +125,36 @@ impl<'g> Parallel<'g> {
     ///
     /// One all-reduce: each rank writes its part, in double precision (exact for every float
     /// kind and for integer targets below 2^53), into its slot of a buffer of zeros.
-    pub(crate) fn gather_batch(&self, loss: &Tensor, outputs: &Tensor, targets: &Tensor) -> Result<(Tensor, Tensor, Tensor)> {
+    pub(crate) fn gather_batch(
+        &self,
+        loss: &Tensor,
+        outputs: &Tensor,
+        targets: &Tensor,
+    ) -> Result<(Tensor, Tensor, Tensor)> {
         let _no_grad = tch::no_grad_guard();
         let failed = |e| Error::torch("gathering the ranks' batches for the running metrics", e);
-        let flat = |t: &Tensor| t.f_detach().and_then(|t| t.f_reshape([-1])).and_then(|t| t.f_to_kind(Kind::Double));
-        let part = Tensor::f_cat(&[flat(loss).map_err(failed)?, flat(outputs).map_err(failed)?, flat(targets).map_err(failed)?], 0)
-            .map_err(failed)?;
+        let flat = |t: &Tensor| {
+            t.f_detach()
+                .and_then(|t| t.f_reshape([-1]))
+                .and_then(|t| t.f_to_kind(Kind::Double))
+        };
+        let part = Tensor::f_cat(
+            &[
+                flat(loss).map_err(failed)?,
+                flat(outputs).map_err(failed)?,
+                flat(targets).map_err(failed)?,
+            ],
+            0,
+        )
+        .map_err(failed)?;
         let n = part.size()[0];
         let (world, rank) = (self.world() as i64, self.rank() as i64);
         // On the training device: NCCL's, for a model on CUDA.
         let buffer = Tensor::f_zeros([world, n], (Kind::Double, outputs.device())).map_err(failed)?;
-        buffer.f_select(0, rank).and_then(|mut slot| slot.f_copy_(&part)).map_err(failed)?;
+        buffer
+            .f_select(0, rank)
+            .and_then(|mut slot| slot.f_copy_(&part))
+            .map_err(failed)?;
         self.group.all_reduce_sum(&[&buffer])?;
         let (outputs_n, targets_n) = (outputs.numel() as i64, targets.numel() as i64);
         let stacked = |t: &Tensor, from: i64, len: i64| -> std::result::Result<Tensor, tch::TchError> {
@@ -145,11 +164,18 @@ impl<'g> Parallel<'g> {
             } else {
                 shape = vec![world];
             }
-            buffer.f_narrow(1, from, len)?.f_reshape(shape.as_slice())?.f_to_kind(t.kind())
+            buffer
+                .f_narrow(1, from, len)?
+                .f_reshape(shape.as_slice())?
+                .f_to_kind(t.kind())
         };
         let gathered = (|| {
             let loss = buffer.f_select(1, 0)?.f_mean(Kind::Double)?.f_to_kind(loss.kind())?;
-            Ok((loss, stacked(outputs, 1, outputs_n)?, stacked(targets, 1 + outputs_n, targets_n)?))
+            Ok((
+                loss,
+                stacked(outputs, 1, outputs_n)?,
+                stacked(targets, 1 + outputs_n, targets_n)?,
+            ))
         })();
         gathered.map_err(failed)
     }

@@ -100,11 +100,13 @@ impl Trainer<'_> {
             optimizer.kind(),
             learning_rate,
             device,
-            self.group.as_ref().map_or(crate::state::Dist::ALONE, |group| crate::state::Dist {
-                rank: group.rank(),
-                world_size: group.world_size(),
-                local_rank: group.local_rank(),
-            }),
+            self.group
+                .as_ref()
+                .map_or(crate::state::Dist::ALONE, |group| crate::state::Dist {
+                    rank: group.rank(),
+                    world_size: group.world_size(),
+                    local_rank: group.local_rank(),
+                }),
         );
         let mut run = Loop {
             model: self.model,
@@ -132,6 +134,21 @@ impl Trainer<'_> {
         };
         if let Some(dir) = &self.settings.resume {
             run.resume_from(dir, &mut logs.train)?;
+            if let Some(parallel) = &run.parallel {
+                // Every rank must have read the same point (a directory not shared between the
+                // machines would give each its own).
+                let state = &run.scene.state;
+                let at = match &run.partway {
+                    Some(partway) => format!(
+                        "epoch {} batch {}, step {}",
+                        state.epoch + 1,
+                        partway.batch,
+                        state.global_step
+                    ),
+                    None => format!("{} epochs done, step {}", state.epoch, state.global_step),
+                };
+                parallel.group.agree("where to go on from (the resume point)", &at)?;
+            }
         }
         tracing::debug!(
             epochs = self.settings.epochs,
