@@ -67,6 +67,12 @@ fn with_error(item: TokenStream, errors: Errors) -> TokenStream {
 /// error that says what to do when trainmon is not a dependency of the crate at all (reached
 /// through another crate's re-export).
 fn default_crate(event: Event) -> Result<TokenStream, syn::Error> {
+    trainmon_path(&format!("`#[{}(crate = \"my_facade::trainmon\")]`", event.attribute()))
+}
+
+/// The path of `trainmon` in the calling crate, as [`default_crate`] finds it; `with_crate`
+/// shows how to say where trainmon is, for the error.
+pub fn trainmon_path(with_crate: &str) -> Result<TokenStream, syn::Error> {
     use proc_macro_crate::{crate_name, Error, FoundCrate};
     match crate_name("trainmon") {
         Ok(FoundCrate::Name(name)) => {
@@ -77,9 +83,8 @@ fn default_crate(event: Event) -> Result<TokenStream, syn::Error> {
             Span::call_site(),
             format!(
                 "`trainmon` is not a dependency in {}: add it (`cargo add trainmon`), or say where trainmon is \
-                 with `crate`, as in `#[{}(crate = \"my_facade::trainmon\")]`",
+                 with `crate`, as in {with_crate}",
                 path.display(),
-                event.attribute()
             ),
         )),
         // Trainmon's own tests and examples (`extern crate self as trainmon` in the library),

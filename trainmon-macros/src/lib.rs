@@ -7,6 +7,7 @@
 //! rules of their filters come from `trainmon-events`, which `trainmon` shares.
 
 mod args;
+mod batch;
 mod check;
 mod expand;
 
@@ -24,3 +25,12 @@ macro_rules! attributes {
 }
 
 trainmon_events::for_each_event!(attributes);
+
+/// Derives `trainmon::Batch` for a struct of batches (tensors, tuples, `Vec`s, maps of them):
+/// its fields are the batch's parts, by name. A field marked `#[batch(keep)]` is cloned as it is
+/// instead of moved to the device; `#[batch(crate = "path")]` on the struct says where
+/// trainmon is.
+#[proc_macro_derive(Batch, attributes(batch))]
+pub fn derive_batch(item: TokenStream) -> TokenStream {
+    batch::derive(item.into()).into()
+}

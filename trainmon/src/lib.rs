@@ -317,6 +317,7 @@ extern crate self as trainmon;
 // it in this list, and no import cycle exists (checked by `tests/architecture.rs`).
 //
 // 1. Vocabulary: what a fit is made of and what hooks see.
+pub mod batch;
 mod context;
 mod control;
 mod data;
@@ -350,6 +351,7 @@ pub mod hooks;
 pub mod logging;
 pub mod testing;
 
+pub use batch::Batch;
 pub use context::{HookContext, LearningRate};
 pub use control::{Control, IntoControl};
 pub use data::{Dataset, EpochBatches, Prefetched, TensorDataset};
@@ -369,6 +371,7 @@ pub use saved::HookState;
 pub use spec::{HookInfo, HookLocation, HookSpec};
 pub use state::{Dist, Settings, TrainState};
 pub use trainer::{NanPolicy, Rollback, Trainer};
+pub use trainmon_macros::Batch;
 
 macro_rules! reexport_attributes {
     ($($variant:ident $attribute:ident $occurs:ident $doc:literal $attr_doc:literal)*) => {
@@ -386,7 +389,7 @@ pub mod prelude {
     }
     trainmon_events::for_each_event!(attributes);
     pub use crate::{
-        BatchLogs, Control, Dist, EpochLogs, GradScaler, History, LearningRate, Loader, Local, Precision, Res,
+        Batch, BatchLogs, Control, Dist, EpochLogs, GradScaler, History, LearningRate, Loader, Local, Precision, Res,
         TensorDataset, TrainState, Trainer,
     };
     pub use tch::nn::VarStore;
@@ -395,6 +398,7 @@ pub mod prelude {
 /// Not public API: what the attributes' generated code refers to.
 #[doc(hidden)]
 pub mod __private {
+    pub use crate::batch::{part_name, Batch};
     pub use crate::bench::DispatchBench;
     pub use crate::control::IntoControl;
     pub use crate::event::{events, Event};
@@ -406,4 +410,5 @@ pub mod __private {
     pub use crate::registry::Registration;
     pub use crate::resource::Requirement;
     pub use inventory;
+    pub use tch::{Device, TchError, Tensor};
 }

@@ -1,0 +1,10 @@
+use tch::Tensor;
+use trainmon::Batch;
+
+#[derive(Batch)]
+struct LmBatch {
+    input_ids: Tensor,
+    lengths: Vec<usize>,
+}
+
+fn main() {}

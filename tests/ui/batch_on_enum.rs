@@ -1,0 +1,10 @@
+use tch::Tensor;
+use trainmon::Batch;
+
+#[derive(Batch)]
+enum Either {
+    Left(Tensor),
+    Right(Tensor),
+}
+
+fn main() {}
