@@ -11,7 +11,7 @@ use tch::nn;
 use trainmon::dist::{ProcessGroup, Rendezvous};
 use trainmon::hooks::MetricFiles;
 use trainmon::prelude::*;
-use trainmon::{Event, HookSpec, Hooks};
+use trainmon::{Event, HookSpec, Hooks, Loss};
 use trainmon_tests::ranks::{free_port, result, world, RANK_PROCESS};
 use trainmon_tests::{tutorial_data, tutorial_model, weights};
 
@@ -47,6 +47,11 @@ static DIST: Mutex<Option<Dist>> = Mutex::new(None);
 /// The global step of the first batch this process trained (a resumed fit's is past 1).
 static FIRST_STEP: Mutex<Option<u64>> = Mutex::new(None);
 
+/// Cross-entropy as a loss of one's own (which tracks no accuracy).
+fn cross_entropy(outputs: &tch::Tensor, targets: &tch::Tensor) -> Result<tch::Tensor, tch::TchError> {
+    outputs.f_cross_entropy_loss::<tch::Tensor>(targets, None, tch::Reduction::Mean, -100, 0.0)
+}
+
 /// What each child process does, by `TRAINMON_TEST_ROLE`; a test starts it, it is not one.
 #[test]
 #[ignore = "a rank of the tests below, started by them"]
@@ -76,6 +81,29 @@ fn rank_process() {
             .add_hook(HookSpec::new(Event::BatchEnd, "running"), |logs: &BatchLogs| {
                 RUNNING.lock().unwrap().push((logs.loss(), logs.samples()))
             }),
+        // Without metrics (a loss of one's own tracks none): only the loss is gathered.
+        "in_order_loss_only" => trainer(&vs, &model, 16, false)
+            .loss(Loss::custom(cross_entropy))
+            .add_hook(HookSpec::new(Event::BatchEnd, "running"), |logs: &BatchLogs| {
+                RUNNING.lock().unwrap().push((logs.loss(), logs.samples()))
+            }),
+        // Rank 1 stops in a validation hook, in epoch 1: only it knows the epoch was cut short.
+        "stop_in_validation" => trainer(&vs, &model, 16, true)
+            .validation_split(0.2)
+            .resumable(out.join("points"))
+            .add_hook(
+                HookSpec::new(Event::ValidationBatchEnd, "stops_on_rank_1"),
+                move |state: &TrainState| {
+                    if rank == 1 && state.epoch() == 1 {
+                        Control::stop("rank 1 stopped validating")
+                    } else {
+                        Control::Continue
+                    }
+                },
+            ),
+        // Both ranks read `OUT/points`.
+        "resume_shared" => trainer(&vs, &model, 16, true)
+            .resumable(std::path::PathBuf::from(std::env::var("OUT").unwrap()).join("points")),
         "attribute" => trainer(&vs, &model, 16, true).hooks(Hooks::groups(["rank_zero"])),
         "stop" => trainer(&vs, &model, 16, true).add_hook(
             HookSpec::new(Event::BatchEnd, "stops_on_rank_1"),
@@ -249,6 +277,117 @@ fn two_ranks_of_16_match_one_process_of_32() {
     }
 }
 
+/// Without metrics the ranks gather their losses alone: the running loss and samples are still
+/// those of one process with batches of 32.
+#[test]
+fn without_metrics_the_running_loss_is_still_global() {
+    let out = tempfile::tempdir().unwrap();
+    let results: Vec<_> = two_ranks("in_order_loss_only", out.path()).iter().map(result).collect();
+    RUNNING.lock().unwrap().clear();
+    let data = tutorial_data(1);
+    let (vs, model) = tutorial_model(10);
+    let history = trainer(&vs, &model, 32, false)
+        .loss(Loss::custom(cross_entropy))
+        .add_hook(HookSpec::new(Event::BatchEnd, "running"), |logs: &BatchLogs| {
+            RUNNING.lock().unwrap().push((logs.loss(), logs.samples()))
+        })
+        .fit(&data)
+        .unwrap();
+    assert!(history.metric("accuracy").is_empty(), "no metric is tracked");
+    let running = RUNNING.lock().unwrap().clone();
+    for r in &results {
+        let theirs = r["running"].as_array().unwrap();
+        assert_eq!(theirs.len(), running.len(), "{r}");
+        for (t, (loss, samples)) in theirs.iter().zip(&running) {
+            assert!(
+                (t[0].as_f64().unwrap() - loss).abs() < 1e-5,
+                "running loss {} against {loss}",
+                t[0]
+            );
+            assert_eq!(t[1], *samples);
+        }
+        let losses = r["loss"].as_array().unwrap();
+        for (t, m) in losses.iter().zip(history.metric("loss")) {
+            assert!((t.as_f64().unwrap() - m).abs() < 1e-5, "epoch loss {t} against {m}");
+        }
+    }
+}
+
+/// Rank 1 alone stops within its validation: every rank knows the epoch was not whole and
+/// takes no resume point of it (a rank taking one alone would wait for the other forever).
+#[test]
+fn a_stop_in_validation_on_one_rank_ends_both_without_a_point() {
+    let out = tempfile::tempdir().unwrap();
+    let started = std::time::Instant::now();
+    let results: Vec<_> = two_ranks("stop_in_validation", out.path()).iter().map(result).collect();
+    assert_eq!(results[1]["stop"], "rank 1 stopped validating", "{}", results[1]);
+    assert_eq!(results[0]["stop"], "rank 1 of 2 stopped", "{}", results[0]);
+    assert_eq!(results[0]["epochs"], 1);
+    assert_eq!(results[0]["weights"], results[1]["weights"]);
+    assert!(!out.path().join("rank0/points/resume.safetensors").exists());
+    assert!(started.elapsed().as_secs() < 15, "{:?}", started.elapsed());
+}
+
+/// A rank that fails while the others wait in the store for its value (here: its resume point
+/// is not one, and rank 0 waits to compare where they go on from) ends their wait at once, with
+/// its error, not at the timeout.
+#[test]
+fn a_rank_failing_before_the_ranks_agree_ends_the_others_wait() {
+    let out = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(out.path().join("rank1/points")).unwrap();
+    std::fs::write(
+        out.path().join("rank1/points/resume.safetensors"),
+        b"not a resume point",
+    )
+    .unwrap();
+    let started = std::time::Instant::now();
+    let outs = world(
+        "resume_elsewhere",
+        2,
+        &[("OUT", out.path().display().to_string()), ("EPOCHS", "1".into())],
+    );
+    let results: Vec<_> = outs.iter().map(result).collect();
+    let own = results[1]["error"].as_str().unwrap();
+    assert!(own.contains("resume.safetensors"), "{own}");
+    let other = results[0]["error"].as_str().unwrap();
+    assert!(
+        other.starts_with("distributed training: rank 1 of 2 failed: "),
+        "{other}"
+    );
+    assert!(other.contains("resume.safetensors"), "{other}");
+    // At once, not at the 20 s timeout.
+    assert!(started.elapsed().as_secs() < 15, "{:?}", started.elapsed());
+}
+
+/// A point taken within an epoch by one process is refused by two ranks: each rank's share of
+/// the epoch is not what the point's order was.
+#[test]
+fn a_point_within_an_epoch_is_refused_by_another_world_size() {
+    let out = tempfile::tempdir().unwrap();
+    let data = tutorial_data(1);
+    let (vs, model) = tutorial_model(10);
+    let history = trainer(&vs, &model, 16, true)
+        .resumable(out.path().join("points"))
+        .resumable_steps(10)
+        .add_hook(HookSpec::new(Event::BatchEnd, "stops"), |state: &TrainState| {
+            if state.global_step() == 15 {
+                Control::stop("interrupted")
+            } else {
+                Control::Continue
+            }
+        })
+        .fit(&data)
+        .unwrap();
+    assert!(history.stop_reason().is_some());
+    for r in two_ranks("resume_shared", out.path()).iter().map(result) {
+        let error = r["error"].as_str().unwrap();
+        assert!(
+            error.contains("it was taken within an epoch by 1 rank, and this fit has 2"),
+            "{error}"
+        );
+    }
+}
+
 #[test]
 fn a_stop_on_rank_1_stops_both_at_the_same_batch() {
     let out = tempfile::tempdir().unwrap();
@@ -285,7 +424,9 @@ fn a_rank_that_dies_fails_the_other_with_an_error() {
     let error = result(&outs[0])["error"].as_str().unwrap().to_owned();
     assert!(error.starts_with("distributed training: "), "{error}");
     assert!(
-        error.contains("rank 1 of 2 stopped answering (killed, or its machine or network lost)"),
+        error.contains(
+            "rank 1 of 2 said nothing within 2s of the failure (killed, its machine or network lost, or too busy to answer)"
+        ),
         "{error}"
     );
     assert!(error.contains("failed on rank 0 of 2"), "{error}");

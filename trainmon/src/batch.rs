@@ -155,7 +155,9 @@ impl<B: Batch> Batch for Option<B> {
     }
 
     fn to_device(&self, device: Device, non_blocking: bool) -> std::result::Result<Self, TchError> {
-        self.as_ref().map(|part| part.to_device(device, non_blocking)).transpose()
+        self.as_ref()
+            .map(|part| part.to_device(device, non_blocking))
+            .transpose()
     }
 }
 
@@ -214,7 +216,9 @@ mod tests {
     fn tensors_that_disagree_are_named() {
         let err = samples(&(t(&[4, 2]), t(&[5]))).unwrap_err().to_string();
         assert!(
-            err.contains("the batch's tensors disagree in their first dimension (the samples): `0` has 4, `1` has 5 ([5])"),
+            err.contains(
+                "the batch's tensors disagree in their first dimension (the samples): `0` has 4, `1` has 5 ([5])"
+            ),
             "{err}"
         );
         let mut map = BTreeMap::new();

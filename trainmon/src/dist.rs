@@ -170,13 +170,20 @@ fn lost_key(rank: usize) -> String {
     format!("trainmon/lost/{rank}")
 }
 
-/// A group of processes training together, on c10d's Gloo backend: collectives on CPU tensors,
-/// in place. Dropping it leaves the group.
+/// The store key under which rank `rank` says that it read why the group failed: the store's
+/// host, leaving, waits for it.
+fn heard_key(rank: usize) -> String {
+    format!("trainmon/heard/{rank}")
+}
+
+/// A group of processes training together, on c10d's backends: Gloo for collectives on CPU
+/// tensors, NCCL for CUDA tensors (where trainmon has it, [`has_nccl`]), in place. Dropping it
+/// leaves the group.
 ///
-/// When a rank fails, the others learn why: a rank that ends with an error of its own leaves
-/// the group with it ([`ProcessGroup::leave_after`], which a data-parallel fit does), and the
-/// others' collectives with it fail at once with an error that names the rank and gives its
-/// error; a rank that dies without a word (killed) is named as gone.
+/// When a rank fails, the others learn why (Gloo): a rank that ends with an error of its own
+/// leaves the group with it ([`ProcessGroup::leave_after`], which a data-parallel fit does), and
+/// the others' collectives with it fail at once with an error that names the rank and gives its
+/// error; a rank that says nothing within 2 s of the failure (killed) is named.
 pub struct ProcessGroup {
     rendezvous: Rendezvous,
     raw: imp::Raw,
@@ -190,8 +197,6 @@ struct Failure {
     lost: bool,
     /// This rank left the group.
     left: bool,
-    /// The ranks found gone: they said nothing after a collective failed.
-    gone: Vec<usize>,
 }
 
 impl std::fmt::Debug for ProcessGroup {
@@ -237,9 +242,13 @@ impl ProcessGroup {
 
     /// The device this rank trains on: the GPU of its local rank (`cuda:LOCAL_RANK`, one rank
     /// per GPU) where CUDA is available, else the CPU. Make the model's variables there.
+    ///
+    /// Where each process sees only its own GPUs (`CUDA_VISIBLE_DEVICES` set per process, as
+    /// SLURM does), the local rank counts modulo the GPUs it sees: one GPU, `cuda:0`.
     pub fn device(&self) -> tch::Device {
-        if tch::Cuda::is_available() {
-            tch::Device::Cuda(self.local_rank())
+        let gpus = tch::Cuda::device_count();
+        if tch::Cuda::is_available() && gpus > 0 {
+            tch::Device::Cuda(self.local_rank() % gpus as usize)
         } else {
             tch::Device::Cpu
         }
@@ -250,8 +259,9 @@ impl ProcessGroup {
         &self.rendezvous
     }
 
-    /// Sums each tensor over the ranks, in place. The tensors must be on the CPU, contiguous,
-    /// and of the same shapes and kinds on every rank; tensors of one kind go in one collective
+    /// Sums each tensor over the ranks, in place. The tensors must be on one device (the CPU,
+    /// or this rank's GPU where trainmon has NCCL), contiguous, and of the same shapes and kinds
+    /// on every rank; tensors of one kind go in one collective
     /// (flattened into one buffer, then copied back).
     pub fn all_reduce_sum(&self, tensors: &[&Tensor]) -> Result<()> {
         check(tensors, "all-reduce")?;
@@ -298,16 +308,10 @@ impl ProcessGroup {
         self.raw
             .set(&key(self.rank()), value.as_bytes())
             .map_err(|e| self.failed(&format!("sharing {what}"), e))?;
-        let theirs = self
-            .raw
-            .get(&key(0))
-            .map_err(|e| self.failed(&format!("reading rank 0's {what}"), e))?;
+        let theirs = self.wait_for(&key(0), 0, what)?;
         let rank0 = String::from_utf8_lossy(&theirs);
         for rank in 1..self.world_size() {
-            let other = self
-                .raw
-                .get(&key(rank))
-                .map_err(|e| self.failed(&format!("reading rank {rank}'s {what}"), e))?;
+            let other = self.wait_for(&key(rank), rank, what)?;
             let other = String::from_utf8_lossy(&other);
             if other != rank0 {
                 let (a, b) = first_difference(&rank0, &other);
@@ -323,8 +327,12 @@ impl ProcessGroup {
     /// too, with it: the error goes into the store (unless a collective failed under this rank:
     /// then it has nothing of its own to tell), the Gloo group closes (the others' collectives
     /// with this rank fail at once instead of at the timeout), and the store's host keeps the
-    /// store up, for up to 10 s, until every other rank still there has read why. Collectives
-    /// after this fail.
+    /// store up, for up to 10 s, until every other rank has said it read why. Collectives after
+    /// this fail.
+    ///
+    /// This is Gloo's protocol. On NCCL a collective whose peer left waits for NCCL's timeout
+    /// (the group's), and PyTorch's watchdog then ends the process: the other ranks end, without
+    /// this rank's error.
     pub fn leave_after(&self, error: &Error) {
         let mut failure = self.failure.lock().unwrap_or_else(PoisonError::into_inner);
         if failure.left {
@@ -336,20 +344,18 @@ impl ProcessGroup {
                 tracing::warn!("could not tell the other ranks why rank {} failed: {e}", self.rank());
             }
         }
+        // This rank has nothing more to read.
+        let _ = self.raw.set(&heard_key(self.rank()), b"");
         self.raw.close();
         if !self.rendezvous.host_store {
             return;
         }
-        let waited_for: Vec<usize> = (0..self.world_size())
-            .filter(|r| *r != self.rank() && !failure.gone.contains(r))
-            .collect();
+        // Every other rank, even one named gone: a rank only slow to answer reads why too.
+        let waited_for: Vec<usize> = (0..self.world_size()).filter(|r| *r != self.rank()).collect();
         let deadline = Instant::now() + LINGER.min(self.rendezvous.timeout);
         while Instant::now() < deadline {
-            let heard = |r: &usize| {
-                [failed_key(*r), lost_key(*r)]
-                    .iter()
-                    .any(|key| self.raw.check(key).unwrap_or(true))
-            };
+            // A store that cannot answer has no reader left to wait for.
+            let heard = |r: &usize| self.raw.check(&heard_key(*r)).unwrap_or(true);
             if waited_for.iter().all(heard) {
                 return;
             }
@@ -359,7 +365,11 @@ impl ProcessGroup {
 
     /// The error of a collective (or a store access) `what` that failed with `message`: why,
     /// as the store tells — a rank that failed with an error of its own (the first found), or
-    /// the ranks gone without a word.
+    /// the ranks that said nothing within [`HEARD_WITHIN`].
+    ///
+    /// This rank says at once that a collective failed under it (`lost`: it is alive, the
+    /// others do not name it), looks for a rank's own error, and says it is done reading
+    /// (`heard`: the store's host may go) only after it looked.
     fn failed(&self, what: &str, message: String) -> Error {
         let r = &self.rendezvous;
         let here = format!(
@@ -371,47 +381,92 @@ impl ProcessGroup {
             return Error::Distributed(here);
         }
         failure.lost = true;
-        if self.raw.set(&lost_key(r.rank), message.as_bytes()).is_err() {
+        let store_gone = || {
             let host = if r.prefix.is_empty() {
                 "rank 0"
             } else {
                 "torchrun's agent"
             };
-            return Error::Distributed(format!("{here}; the store is gone too: its host, {host}, ended"));
+            Error::Distributed(format!("{here}; the store is gone too: its host, {host}, ended"))
+        };
+        if self.raw.set(&lost_key(r.rank), message.as_bytes()).is_err() {
+            return store_gone();
         }
         let others: Vec<usize> = (0..r.world_size).filter(|k| *k != r.rank).collect();
-        let deadline = Instant::now() + HEARD_WITHIN.min(r.timeout);
+        let error = match self.first_failure(&others, HEARD_WITHIN.min(r.timeout)) {
+            Err(()) => return store_gone(),
+            Ok(Some(error)) => error,
+            Ok(None) => {
+                let gone: Vec<usize> = others
+                    .into_iter()
+                    .filter(|k| self.raw.check(&lost_key(*k)) == Ok(false))
+                    .collect();
+                match &gone[..] {
+                    [] => Error::Distributed(here),
+                    gone => {
+                        let names: Vec<String> = gone.iter().map(usize::to_string).collect();
+                        let s = if gone.len() > 1 { "s" } else { "" };
+                        Error::Distributed(format!(
+                            "rank{s} {} of {} said nothing within {HEARD_WITHIN:?} of the failure (killed, its \
+                             machine or network lost, or too busy to answer): {here}",
+                            names.join(", "),
+                            r.world_size,
+                        ))
+                    }
+                }
+            }
+        };
+        let _ = self.raw.set(&heard_key(r.rank), b"");
+        error
+    }
+
+    /// The error of the first of `ranks` that failed with one of its own, as soon as one says
+    /// (polling the store for up to `within`); `Err` when the store cannot answer.
+    fn first_failure(&self, ranks: &[usize], within: Duration) -> std::result::Result<Option<Error>, ()> {
+        let deadline = Instant::now() + within;
         loop {
-            for &k in &others {
-                if self.raw.check(&failed_key(k)) == Ok(true) {
-                    let theirs = self.raw.get(&failed_key(k)).unwrap_or_default();
-                    return Error::Distributed(format!(
+            for &k in ranks {
+                if self.raw.check(&failed_key(k)).map_err(|_| ())? {
+                    let theirs = self.raw.get(&failed_key(k)).map_err(|_| ())?;
+                    return Ok(Some(Error::Distributed(format!(
                         "rank {k} of {} failed: {}",
-                        r.world_size,
+                        self.world_size(),
                         String::from_utf8_lossy(&theirs)
-                    ));
+                    ))));
                 }
             }
             if Instant::now() >= deadline {
-                break;
+                return Ok(None);
             }
             std::thread::sleep(Duration::from_millis(20));
         }
-        failure.gone = others
-            .into_iter()
-            .filter(|k| self.raw.check(&lost_key(*k)) == Ok(false))
-            .collect();
-        match &failure.gone[..] {
-            [] => Error::Distributed(here),
-            gone => {
-                let names: Vec<String> = gone.iter().map(usize::to_string).collect();
-                Error::Distributed(format!(
-                    "rank{} {} of {} stopped answering (killed, or its machine or network lost): {here}",
-                    if gone.len() > 1 { "s" } else { "" },
-                    names.join(", "),
-                    r.world_size
-                ))
+    }
+
+    /// Reads rank `rank`'s value of `what` under `key`, waiting for it up to the timeout — and
+    /// failing with the error of a rank that failed meanwhile (it will never write it).
+    fn wait_for(&self, key: &str, rank: usize, what: &str) -> Result<Vec<u8>> {
+        let reading = format!("reading rank {rank}'s {what}");
+        let deadline = Instant::now() + self.rendezvous.timeout;
+        let others: Vec<usize> = (0..self.world_size()).filter(|k| *k != self.rank()).collect();
+        loop {
+            match self.raw.check(key) {
+                Ok(true) => return self.raw.get(key).map_err(|e| self.failed(&reading, e)),
+                Ok(false) => {}
+                Err(e) => return Err(self.failed(&reading, e)),
             }
+            match self.first_failure(&others, Duration::ZERO) {
+                Ok(None) => {}
+                Ok(Some(error)) => {
+                    let _ = self.raw.set(&heard_key(self.rank()), b"");
+                    self.failure.lock().unwrap_or_else(PoisonError::into_inner).lost = true;
+                    return Err(error);
+                }
+                Err(()) => return Err(self.failed(&reading, "the store does not answer".into())),
+            }
+            if Instant::now() >= deadline {
+                return Err(self.failed(&reading, format!("not there within {:?}", self.rendezvous.timeout)));
+            }
+            std::thread::sleep(Duration::from_millis(5));
         }
     }
 }
@@ -493,7 +548,8 @@ fn check(tensors: &[&Tensor], what: &str) -> Result<()> {
     }
     if device != tch::Device::Cpu && !has_nccl() {
         return Err(Error::Config(format!(
-            "a {what} on {device:?} needs NCCL, and this trainmon was built without it: it is built with NCCL              where libtorch has CUDA and CUDA's and NCCL's headers are found (the bootstrap's venv has them)"
+            "a {what} on {device:?} needs NCCL, and this trainmon was built without it: it is built with \
+             NCCL where libtorch has CUDA and CUDA's and NCCL's headers are found (the bootstrap's venv has them)"
         )));
     }
     Ok(())

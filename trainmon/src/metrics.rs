@@ -366,6 +366,18 @@ impl BatchLogs {
 
     /// Adds a batch: its mean loss, and its outputs against the targets for the metrics.
     pub(crate) fn update(&mut self, loss: &Tensor, outputs: &Tensor, targets: &Tensor) -> Result<()> {
+        let size = targets.size().first().copied().unwrap_or(0) as usize;
+        self.update_sized(loss, outputs, targets, size)
+    }
+
+    /// [`Self::update`] with a batch of `size` samples (data-parallel: every rank's).
+    pub(crate) fn update_sized(
+        &mut self,
+        loss: &Tensor,
+        outputs: &Tensor,
+        targets: &Tensor,
+        size: usize,
+    ) -> Result<()> {
         let _no_grad = self.needs_no_grad.then(tch::no_grad_guard);
         let read = |err| Error::torch("accumulating the batch's loss and metrics", err);
         self.loss.add(loss).map_err(read)?;
@@ -375,10 +387,15 @@ impl BatchLogs {
                 .map_err(|e| Error::torch(format!("updating the metric `{}`", metric.name()), e))?;
         }
         self.number += 1;
-        self.size = targets.size().first().copied().unwrap_or(0) as usize;
+        self.size = size;
         self.samples += self.size;
         self.cache.iter().for_each(|c| c.set(None));
         Ok(())
+    }
+
+    /// Whether some metric reads the outputs and targets (else the loss is all a batch adds).
+    pub(crate) fn has_metrics(&self) -> bool {
+        !self.metrics.is_empty()
     }
 
     /// The batch's 1-based number within its epoch (or validation run).
@@ -386,12 +403,13 @@ impl BatchLogs {
         self.number
     }
 
-    /// Samples in this batch (the last batch of an epoch may be smaller).
+    /// Samples in this batch (the last batch of an epoch may be smaller). Data-parallel, the
+    /// ranks' batches together: every rank's hooks see the global batch.
     pub fn size(&self) -> usize {
         self.size
     }
 
-    /// Samples so far in the epoch (or validation run).
+    /// Samples so far in the epoch (or validation run); data-parallel, over every rank.
     pub fn samples(&self) -> usize {
         self.samples
     }

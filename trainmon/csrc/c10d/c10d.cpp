@@ -82,15 +82,35 @@ void *trainmon_c10d_new(const char *host, int port, int rank, int size, int host
   }
 }
 
-void trainmon_c10d_free(void *group) { delete static_cast<Group *>(group); }
+// Ends the group: NCCL's communicators shut down first (destroying a ProcessGroupNCCL that was
+// not shut down leaks them, and PyTorch warns), then the store.
+void trainmon_c10d_free(void *group) {
+  auto g = static_cast<Group *>(group);
+  if (g->nccl) {
+    try {
+      g->nccl->shutdown();
+    } catch (const std::exception &) {
+      // Ending anyway: nothing to tell.
+    }
+  }
+  delete g;
+}
 
-// Leaves the Gloo group, keeping the store: the other ranks' collectives with this one fail
-// at once (its connections close) while they can still read in the store why.
+// Leaves the group after a failure, keeping the store: the other ranks' Gloo collectives with
+// this one fail at once (its connections close) while they can still read in the store why;
+// NCCL's communicators are aborted (ncclCommAbort: nothing in flight is waited for).
 void trainmon_c10d_close(void *group) {
   auto g = static_cast<Group *>(group);
   g->left = true;
   g->backend.reset();
-  g->nccl.reset();
+  if (g->nccl) {
+    try {
+      g->nccl->abort();
+    } catch (const std::exception &) {
+      // Leaving anyway.
+    }
+    g->nccl.reset();
+  }
 }
 
 namespace {

@@ -164,12 +164,12 @@ impl<'h> Dispatch<'h> {
         (step, slow)
     }
 
-    /// Whether a hook asked to stop.
     /// Whether any hook runs at `event`.
     pub(crate) fn has_hooks(&self, event: Event) -> bool {
         !self.by_event[event.index()].is_empty()
     }
 
+    /// Whether a hook asked to stop.
     pub(crate) fn stopped(&self) -> bool {
         self.stop.is_some()
     }

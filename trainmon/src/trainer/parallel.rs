@@ -55,13 +55,14 @@ impl<'g> Parallel<'g> {
         self.group.agree("the model's variables", &described.join("\n"))?;
         let _no_grad = tch::no_grad_guard();
         let tensors: Vec<&Tensor> = variables.iter().map(|(_, t)| t).collect();
-        let (local, device) = (self.group.local_rank(), vs.device());
-        if let tch::Device::Cuda(gpu) = device {
-            if gpu != local {
+        if let tch::Device::Cuda(gpu) = vs.device() {
+            let own = self.group.device();
+            if own != tch::Device::Cuda(gpu) {
                 return Err(Error::Config(format!(
-                    "rank {} (local rank {local}) has its model on cuda:{gpu}: data-parallel training takes one rank \
-                     per GPU, the GPU of its local rank (cuda:{local}; `ProcessGroup::device()`)",
-                    self.rank()
+                    "rank {} (local rank {}) has its model on cuda:{gpu}: data-parallel training takes one rank \
+                     per GPU, the GPU of its local rank ({own:?}: `ProcessGroup::device()`)",
+                    self.rank(),
+                    self.group.local_rank()
                 )));
             }
             if !crate::dist::has_nccl() {
@@ -117,11 +118,35 @@ impl<'g> Parallel<'g> {
         Ok(())
     }
 
+    /// The ranks' mean batch loss: the running loss of a fit without metrics is the global one
+    /// at the cost of one scalar's all-reduce (no outputs cross).
+    pub(crate) fn mean_loss(&self, loss: &Tensor) -> Result<Tensor> {
+        let _no_grad = tch::no_grad_guard();
+        let mean = loss
+            .f_detach()
+            .and_then(|l| l.f_to_kind(Kind::Double))
+            .and_then(|l| l.f_reshape([1]))
+            .map_err(|e| Error::torch("gathering the ranks' losses", e))?;
+        self.group.all_reduce_mean(&[&mean])?;
+        mean.f_to_kind(loss.kind())
+            .and_then(|l| l.f_reshape([]))
+            .map_err(|e| Error::torch("gathering the ranks' losses", e))
+    }
+
+    /// Whether `here` holds on every rank (one all-reduce): a decision every rank must take
+    /// alike, e.g. whether an epoch ended whole and gets a resume point.
+    pub(crate) fn all(&self, here: bool) -> Result<bool> {
+        let t = Tensor::from_slice(&[f32::from(u8::from(!here))]);
+        self.group.all_reduce_sum(&[&t])?;
+        let not = f32::try_from(&t).map_err(|e| Error::torch("reading the ranks' answers", e))?;
+        Ok(not == 0.0)
+    }
+
     /// Every rank's batch — its mean loss, outputs and targets — so that the running logs,
     /// updated with them, are the global ones, the same on every rank (and any metric sees the
     /// whole batch, as one process would). Returns the ranks' mean loss, and their outputs and
     /// targets concatenated in rank order. The ranks' batches are of one size (each rank's share
-    /// is; `DistributedSampler`'s padding sees to it).
+    /// is; `DistributedSampler`'s padding sees to it), and so are the classifier's outputs.
     ///
     /// One all-reduce: each rank writes its part, in double precision (exact for every float
     /// kind and for integer targets below 2^53), into its slot of a buffer of zeros.

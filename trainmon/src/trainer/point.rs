@@ -59,6 +59,14 @@ pub(crate) struct Position<'h> {
     /// written before trainmon had one reads as without).
     #[serde(default)]
     pub grad_scaler: Option<crate::trainer::scaler::ScalerState>,
+    /// The ranks that trained (1: one process): each trains on its share of an epoch, so a
+    /// point within an epoch goes on only with as many.
+    #[serde(default = "one")]
+    pub world_size: usize,
+}
+
+fn one() -> usize {
+    1
 }
 
 /// Where a resume point taken within an epoch is in it.

@@ -43,6 +43,16 @@ impl Loop<'_, '_> {
         };
         // Everything that can refuse the point comes before the weights change.
         weights::check(self.vs, &model, path)?;
+        let world = self.parallel.as_ref().map_or(1, |parallel| parallel.world());
+        if position.within.is_some() && position.world_size != world {
+            return Err(refused(format!(
+                "it was taken within an epoch by {} rank{}, and this fit has {world}: each rank's share of the epoch \
+                 differs, so the epoch cannot go on from where it was. Resume with {0} rank{1}, or from a point \
+                 taken at an epoch's end (`resumable`)",
+                position.world_size,
+                if position.world_size == 1 { "" } else { "s" },
+            )));
+        }
         // Within an epoch, the generator goes back to the epoch's start: the resumed fit
         // shuffles the epoch again as the interrupted one did.
         let word_pos = match &position.within {
@@ -138,7 +148,8 @@ impl Loop<'_, '_> {
     /// Data-parallel, rank 0 writes it once every rank is there (a barrier), for all: the
     /// replicas' weights and optimizers are the same, and so are the running logs
     /// ([`crate::trainer::parallel::Parallel::gather_batch`]) and the shuffling generator;
-    /// every rank reads it when the group starts again.
+    /// every rank reads it when the group starts again. The hooks' states in it are rank 0's
+    /// (a hook keeping state per rank, a `Local`, gets rank 0's back on every rank).
     pub(super) fn save_point(&mut self, dir: &Path, within: Option<(InEpoch, LogsState)>) -> Result<()> {
         if let Some(parallel) = &self.parallel {
             parallel.group.barrier()?;
@@ -176,6 +187,7 @@ impl Loop<'_, '_> {
             disabled: self.dispatch.disabled(),
             rollback: self.guard.as_ref().map(|guard| guard.state()),
             grad_scaler: self.scaler.as_ref().map(|scaler| scaler.state()).transpose()?,
+            world_size: self.parallel.as_ref().map_or(1, |parallel| parallel.world()),
         };
         let optimizer = self.optimizer.state()?;
         let optimizer = (optimizer.tensors, optimizer.value);

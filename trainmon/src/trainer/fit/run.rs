@@ -154,12 +154,17 @@ impl Count {
 }
 
 impl Loop<'_, '_> {
-    /// Runs the fit, then the `on_exception` hooks if it failed.
+    /// Runs the fit; if it failed, leaves the process group (data-parallel), then runs the
+    /// `on_exception` hooks.
     pub fn train(mut self, plan: &Plan<'_>, logs: &mut Logs) -> Result<History> {
         self.dispatch.profile(true);
         match self.run(&plan.train, plan.valid.as_ref(), logs) {
             Ok(()) => Ok(self.scene.history),
             Err(err) => {
+                // The other ranks learn why first: they need not wait for this rank's hooks.
+                if let Some(parallel) = &self.parallel {
+                    parallel.group.leave_after(&err);
+                }
                 let ctx = self
                     .scene
                     .context(Event::Exception, self.vs, self.resources)
@@ -285,8 +290,16 @@ impl Loop<'_, '_> {
                     .dispatch
                     .stop()
                     .is_none_or(|stop| matches!(stop.event, Event::ValidationEnd | Event::EpochEnd));
-            if let (Some(dir), true) = (&self.settings.resume, whole) {
-                self.save_point(dir, None)?;
+            if let Some(dir) = &self.settings.resume {
+                // Data-parallel, a rank stopped within the epoch (in a validation hook, say)
+                // can be alone in knowing it was cut short: the ranks save only if all say whole.
+                let whole = match &self.parallel {
+                    Some(parallel) => parallel.all(whole)?,
+                    None => whole,
+                };
+                if whole {
+                    self.save_point(dir, None)?;
+                }
             }
         }
         self.scene.history.stop = self.dispatch.take_stop();
@@ -393,8 +406,13 @@ impl Loop<'_, '_> {
                 None => logs.update(&loss, &outputs, &y)?,
                 // Every rank's hooks see the running values of all ranks' batches.
                 Some(parallel) => {
-                    let (loss, outputs, y) = parallel.gather_batch(&loss, &outputs, &y)?;
-                    logs.update(&loss, &outputs, &y)?;
+                    let size = y.size().first().copied().unwrap_or(0) as usize * parallel.world();
+                    if logs.has_metrics() {
+                        let (loss, outputs, y) = parallel.gather_batch(&loss, &outputs, &y)?;
+                        logs.update_sized(&loss, &outputs, &y, size)?;
+                    } else {
+                        logs.update_sized(&parallel.mean_loss(&loss)?, &outputs, &y, size)?;
+                    }
                 }
             }
             if let (Some(guard), Some(value)) = (&mut self.guard, value) {
