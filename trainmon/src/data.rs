@@ -1,5 +1,6 @@
 //! Datasets: the samples `fit` trains and validates on.
 
+use crate::batch::Batch;
 use crate::error::{Error, Result};
 use std::sync::Arc;
 use tch::{Device, Tensor};
@@ -70,6 +71,54 @@ pub trait Dataset {
     fn prefetched(&self, epoch: &EpochBatches) -> Result<Option<Prefetched<'_>>> {
         let _ = epoch;
         Ok(None)
+    }
+}
+
+/// A dataset whose batches are of any [`Batch`] type — a struct of tensors, a tuple, a map by
+/// name —, for a training step of your own ([`crate::TrainStep`], [`crate::Trainer::fit_steps`]).
+/// Every [`Dataset`] is one, of `(features, targets)` batches.
+///
+/// As for [`Dataset::batch`], a batch must depend only on its indices for a fit to be
+/// reproducible; the loop checks that its tensors share a first dimension of one row per index,
+/// and moves them to the training device.
+pub trait BatchDataset {
+    /// The batch it builds.
+    type Batch: Batch + 'static;
+
+    /// Number of samples.
+    fn len(&self) -> usize;
+
+    /// The samples at `indices` (0-based, each below [`BatchDataset::len`]), as one batch. An
+    /// error (or a panic) ends the fit with an [`Error::Batch`] naming the samples.
+    fn batch(&self, indices: &[i64]) -> Result<Self::Batch>;
+
+    /// Whether there is no sample.
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The dataset as a [`Dataset`] of `(features, targets)`, when it is one: the loop then
+    /// takes its batches as for its own step (tensors cut on the device, a [`crate::Loader`]'s
+    /// workers).
+    #[doc(hidden)]
+    fn as_pairs(&self) -> Option<&dyn Dataset> {
+        None
+    }
+}
+
+impl<D: Dataset> BatchDataset for D {
+    type Batch = (Tensor, Tensor);
+
+    fn len(&self) -> usize {
+        Dataset::len(self)
+    }
+
+    fn batch(&self, indices: &[i64]) -> Result<(Tensor, Tensor)> {
+        Dataset::batch(self, indices)
+    }
+
+    fn as_pairs(&self) -> Option<&dyn Dataset> {
+        Some(self)
     }
 }
 
@@ -306,7 +355,7 @@ mod tests {
             Tensor::arange(5, (Kind::Int64, Device::Cpu)),
         )
         .unwrap();
-        let (x, y) = data.batch(&[4, 0]).unwrap();
+        let (x, y) = Dataset::batch(&data, &[4, 0]).unwrap();
         assert_eq!(Vec::<i64>::try_from(&y).unwrap(), [4, 0]);
         assert_eq!(Vec::<f32>::try_from(x.flatten(0, -1)).unwrap(), [8.0, 9.0, 0.0, 1.0]);
         let tail = Subset {
@@ -314,9 +363,9 @@ mod tests {
             start: 3,
             len: 2,
         };
-        assert_eq!(tail.len(), 2);
+        assert_eq!(Dataset::len(&tail), 2);
         assert_eq!(
-            Vec::<i64>::try_from(&tail.batch(&[1, 0]).unwrap().1).unwrap(),
+            Vec::<i64>::try_from(&Dataset::batch(&tail, &[1, 0]).unwrap().1).unwrap(),
             [4, 3],
             "indices shifted"
         );

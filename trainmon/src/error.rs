@@ -73,6 +73,14 @@ pub enum Error {
         /// The dataset's error, or the panic's message.
         source: BoxError,
     },
+    /// A training or validation step of the user's ([`crate::TrainStep`]) returned an error or
+    /// panicked, or returned a loss the loop cannot train with (not a scalar, no gradient).
+    Step {
+        /// Which batch: `batch 3 of epoch 1`, `validation batch 2 of epoch 1`.
+        at: String,
+        /// The step's error, the panic's message, or what is wrong with its loss.
+        source: BoxError,
+    },
 }
 
 /// libtorch's error: the first line of its message (libtorch goes on with a C++ stack), and
@@ -125,6 +133,7 @@ impl std::fmt::Display for Error {
                 samples(indices)
             )?,
             Error::Distributed(message) => write!(f, "distributed training: {message}")?,
+            Error::Step { at, .. } => write!(f, "the step failed on {at}")?,
         }
         if f.alternate() {
             let mut cause = std::error::Error::source(self);
@@ -144,6 +153,7 @@ impl std::error::Error for Error {
             Error::Hook { source, .. } => Some(&**source),
             Error::Io { source, .. } => Some(source),
             Error::Batch { source, .. } => Some(&**source),
+            Error::Step { source, .. } => Some(&**source),
             _ => None,
         }
     }

@@ -336,6 +336,7 @@ mod resource;
 mod saved;
 mod spec;
 mod state;
+pub mod step;
 // 2. Hooks: the trait, typed parameters, the registry of annotated functions.
 mod hook;
 mod param;
@@ -354,7 +355,7 @@ pub mod testing;
 pub use batch::Batch;
 pub use context::{HookContext, LearningRate};
 pub use control::{Control, IntoControl};
-pub use data::{Dataset, EpochBatches, Prefetched, TensorDataset};
+pub use data::{BatchDataset, Dataset, EpochBatches, Prefetched, TensorDataset};
 pub use error::{BoxError, Error, Result};
 pub use event::{events, Event, Occurs};
 pub use filter::{Counter, Filter};
@@ -370,6 +371,7 @@ pub use resource::{Requirement, Res};
 pub use saved::HookState;
 pub use spec::{HookInfo, HookLocation, HookSpec};
 pub use state::{Dist, Settings, TrainState};
+pub use step::{StepContext, StepOutput, TrainStep};
 pub use trainer::{NanPolicy, Rollback, Trainer};
 pub use trainmon_macros::Batch;
 
@@ -390,7 +392,7 @@ pub mod prelude {
     trainmon_events::for_each_event!(attributes);
     pub use crate::{
         Batch, BatchLogs, Control, Dist, EpochLogs, GradScaler, History, LearningRate, Loader, Local, Precision, Res,
-        TensorDataset, TrainState, Trainer,
+        StepContext, StepOutput, TensorDataset, TrainState, TrainStep, Trainer,
     };
     pub use tch::nn::VarStore;
 }

@@ -367,24 +367,33 @@ impl BatchLogs {
     /// Adds a batch: its mean loss, and its outputs against the targets for the metrics.
     pub(crate) fn update(&mut self, loss: &Tensor, outputs: &Tensor, targets: &Tensor) -> Result<()> {
         let size = targets.size().first().copied().unwrap_or(0) as usize;
-        self.update_sized(loss, outputs, targets, size)
+        self.update_sized(loss, Some((outputs, targets)), size)
     }
 
-    /// [`Self::update`] with a batch of `size` samples (data-parallel: every rank's).
+    /// [`Self::update`] with a batch of `size` samples (data-parallel: every rank's), and its
+    /// outputs and targets if the step gave them (the metrics need them).
     pub(crate) fn update_sized(
         &mut self,
         loss: &Tensor,
-        outputs: &Tensor,
-        targets: &Tensor,
+        outputs: Option<(&Tensor, &Tensor)>,
         size: usize,
     ) -> Result<()> {
         let _no_grad = self.needs_no_grad.then(tch::no_grad_guard);
         let read = |err| Error::torch("accumulating the batch's loss and metrics", err);
+        if let (None, Some(metric)) = (outputs, self.metrics.first()) {
+            return Err(Error::Config(format!(
+                "the metric `{}` compares outputs and targets, and the step returned none: return \
+                 `StepOutput::loss(loss).with_outputs(outputs, targets)`",
+                metric.name()
+            )));
+        }
         self.loss.add(loss).map_err(read)?;
-        for metric in &mut self.metrics {
-            metric
-                .update(outputs, targets)
-                .map_err(|e| Error::torch(format!("updating the metric `{}`", metric.name()), e))?;
+        if let Some((outputs, targets)) = outputs {
+            for metric in &mut self.metrics {
+                metric
+                    .update(outputs, targets)
+                    .map_err(|e| Error::torch(format!("updating the metric `{}`", metric.name()), e))?;
+            }
         }
         self.number += 1;
         self.size = size;

@@ -44,7 +44,8 @@ use tch::nn;
 /// ```
 pub struct Trainer<'a> {
     vs: &'a nn::VarStore,
-    model: &'a dyn nn::ModuleT,
+    /// The model of the trainer's own step (`fit`); none for a step of the user's only.
+    model: Option<&'a dyn nn::ModuleT>,
     optimizer: OptimizerSetting,
     settings: Settings,
     data: DataSetup<'a>,
@@ -155,8 +156,19 @@ impl<'a> Trainer<'a> {
     /// must be set with [`Trainer::optimizer`].
     pub fn new(vs: &'a nn::VarStore, model: &'a impl nn::ModuleT) -> Self {
         Trainer {
+            model: Some(model),
+            ..Trainer::for_steps(vs)
+        }
+    }
+
+    /// A trainer of the variables of `vs` with a training step of yours ([`crate::TrainStep`],
+    /// given to [`Trainer::fit_steps`]): the models are the step's. Its defaults are
+    /// [`Trainer::new`]'s; its loss is the step's (no [`Trainer::loss`]), and its metrics are
+    /// the ones you add ([`Trainer::metric`]), on the outputs and targets the step returns.
+    pub fn for_steps(vs: &'a nn::VarStore) -> Self {
+        Trainer {
             vs,
-            model,
+            model: None,
             optimizer: OptimizerSetting::Missing,
             settings: Settings {
                 epochs: 1,

@@ -15,20 +15,22 @@ use super::rollback::Guard;
 use super::scaler::Scaler;
 use super::{Clip, DataSetup, HookSetup, Settings, Trainer, Validation};
 use crate::context::Scene;
-use crate::data::Dataset;
+use crate::data::{BatchDataset, Dataset};
 use crate::error::{Error, Result};
 use crate::event::Event;
 use crate::history::History;
 use crate::hook::Hook;
+use crate::loss::Loss;
 use crate::registry::registrations;
 use crate::resource::Resources;
 use crate::spec::HookInfo;
 use crate::state::TrainState;
-use run::{Loop, Profile, Shuffling};
+use crate::step::{Erased, TrainStep};
+use run::{Loop, Profile, Shuffling, Work};
 use setup::{Logs, Plan};
 use std::time::Instant;
 
-impl Trainer<'_> {
+impl<'a> Trainer<'a> {
     /// Trains for the configured epochs and returns the history.
     ///
     /// The selected registered hooks (all, by default) and the hooks added at run time run at
@@ -41,17 +43,74 @@ impl Trainer<'_> {
     /// error ([`crate::dist::ProcessGroup::leave_after`]): the other ranks end with an error
     /// naming it.
     pub fn fit(&mut self, data: &impl Dataset) -> Result<History> {
-        let fitted = self.fit_here(data);
+        let fitted = match self.model {
+            Some(model) => self.fit_here(
+                |settings, setup, device| Plan::new(settings, setup, data, device),
+                Work::Model(model),
+                None,
+            ),
+            None => Err(Error::Config(
+                "this trainer has no model of its own (`Trainer::for_steps`): train it with your step, \
+                 `fit_steps(&mut step, &data, validation)`"
+                    .into(),
+            )),
+        };
+        self.left_after(fitted)
+    }
+
+    /// Trains for the configured epochs with a training step of yours ([`crate::TrainStep`]) on
+    /// `train`'s batches — of any [`crate::Batch`] type —, validating on `valid` (or on a
+    /// [`Trainer::validation_split`] of `train`) at the end of every epoch with its
+    /// validation step; returns the history.
+    ///
+    /// Everything else is as [`Trainer::fit`]: the step's loss goes through the backward pass,
+    /// accumulation, clipping, the gradient scaler and the optimizer step of the trainer's
+    /// `VarStore`, every hook event fires at its place, running loss and metrics
+    /// ([`Trainer::metric`], on the outputs and targets the step returns), resume points,
+    /// data-parallel training. A [`crate::Dataset`] of `(features, targets)` is a
+    /// [`BatchDataset`] of `(Tensor, Tensor)`, taken as `fit` takes it (a [`crate::Loader`]'s
+    /// workers build its batches ahead).
+    pub fn fit_steps<D, S>(&mut self, step: &mut S, train: &D, valid: Option<&D>) -> Result<History>
+    where
+        D: BatchDataset,
+        S: TrainStep<D::Batch>,
+    {
+        let erased = Box::new(Erased::new(step));
+        // The targets of a `(features, targets)` dataset go to the step as they are.
+        let as_they_are = Loss::custom(|outputs, _| Ok(outputs.shallow_clone()));
+        let fitted = self.fit_here(
+            |settings, setup, device| Plan::typed(settings, setup, train, valid, device),
+            Work::Step(erased),
+            Some((&as_they_are, std::any::type_name::<S>())),
+        );
+        self.left_after(fitted)
+    }
+
+    /// A fit's outcome, after leaving the process group if it failed (data-parallel): the other
+    /// ranks end with an error naming this one's.
+    fn left_after(&self, fitted: Result<History>) -> Result<History> {
         if let (Err(err), Some(group)) = (&fitted, &self.group) {
             group.leave_after(err);
         }
         fitted
     }
 
-    fn fit_here(&mut self, data: &impl Dataset) -> Result<History> {
+    /// A fit on the plan `plan` makes, computing each batch's loss by `work`; `step`, for the
+    /// user's step: how the loop takes targets (as they are), and the step's type name.
+    fn fit_here<'d>(
+        &mut self,
+        plan: impl FnOnce(&Settings, &DataSetup<'a>, tch::Device) -> Result<Plan<'d>>,
+        work: Work<'_>,
+        step: Option<(&Loss, &str)>,
+    ) -> Result<History> {
         let (optimizer, learning_rate) = self.optimizer.ready()?;
         let device = self.vs.device();
-        let mut plan = Plan::new(&self.settings, &self.data, data, device)?;
+        let mut plan = plan(&self.settings, &self.data, device)?;
+        let custom = step.is_some();
+        let loss: &Loss = match step {
+            Some((loss, _)) => loss,
+            None => &self.data.loss,
+        };
         let mut parallel = self.group.as_ref().map(Parallel::new);
         if let Some(parallel) = &parallel {
             let not_yet = [
@@ -79,7 +138,12 @@ impl Trainer<'_> {
             }
             parallel.prepare(self.vs, hooked)?;
         }
-        let mut logs = Logs::new(&self.data, plan.lazy, plan.valid.is_some());
+        let mut logs = Logs::new(
+            &self.data,
+            !custom && loss.classifies(),
+            plan.lazy,
+            plan.valid.is_some(),
+        );
         let state = TrainState {
             epoch: 0,
             epochs: self.settings.epochs,
@@ -108,11 +172,17 @@ impl Trainer<'_> {
                     local_rank: group.local_rank(),
                 }),
         );
+        if let Some((_, name)) = step {
+            // The loss is the step's: its type (`CharLm`) names it.
+            let path = name.split('<').next().unwrap_or(name);
+            let name = path.rsplit("::").next().unwrap_or(path);
+            scene.settings.loss = format!("the step {name}");
+        }
         let mut run = Loop {
-            model: self.model,
+            work,
             vs: self.vs,
             optimizer,
-            loss: &self.data.loss,
+            loss,
             settings: &self.settings,
             resources: &self.resources,
             dispatch,

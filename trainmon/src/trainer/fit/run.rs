@@ -2,8 +2,9 @@
 //! between them.
 
 use super::setup::{Logs, Plan};
+use super::source::Epoch;
 use super::source::Source;
-use super::step::{clip_gradients, forward_loss};
+use super::step::{clip_gradients, forward_loss, step_loss};
 use crate::context::Scene;
 use crate::error::{Error, Result};
 use crate::event::Event;
@@ -13,6 +14,7 @@ use crate::loss::Loss;
 use crate::metrics::BatchLogs;
 use crate::optim::Optimizer;
 use crate::resource::Resources;
+use crate::step::ErasedStep;
 use crate::trainer::dispatch::Dispatch;
 use crate::trainer::parallel::Parallel;
 use crate::trainer::rollback::{Guard, Mark};
@@ -28,7 +30,8 @@ use tch::{Kind, Tensor};
 /// One fit under way: the model and its optimizer, the hooks, what they see, and where the
 /// loop is.
 pub(super) struct Loop<'a, 'h> {
-    pub model: &'a dyn ModuleT,
+    /// What a batch's loss comes from: the model and the loss, or the user's step.
+    pub work: Work<'a>,
     pub vs: &'a VarStore,
     pub optimizer: &'a mut dyn Optimizer,
     pub loss: &'a Loss,
@@ -54,11 +57,17 @@ pub(super) struct Loop<'a, 'h> {
     pub parallel: Option<Parallel<'a>>,
 }
 
+/// What a batch's loss comes from.
+pub(super) enum Work<'a> {
+    /// The trainer's own step: the model's forward pass, then the loss.
+    Model(&'a dyn ModuleT),
+    /// The user's step ([`crate::TrainStep`]).
+    Step(Box<dyn ErasedStep + 'a>),
+}
+
 /// A training step done, or found bad before its backward pass.
 enum Step {
     Done {
-        loss: Tensor,
-        outputs: Tensor,
         /// Whether the optimizer stepped.
         window_end: bool,
         /// The loss read to the host, when a guard looked at it.
@@ -382,14 +391,11 @@ impl Loop<'_, '_> {
                 break;
             }
             let start = (batch - 1) * batch_size;
-            let (x, y) = order.batch(start, batch_size.min(len - start), device, self.loss)?;
-            let (loss, outputs, window_end, value) = match self.step(&x, &y, count)? {
-                Step::Done {
-                    loss,
-                    outputs,
-                    window_end,
-                    value,
-                } => (loss, outputs, window_end, value),
+            let rows = batch_size.min(len - start);
+            let at = || format!("batch {batch} of epoch {epoch}");
+            let (loss, outputs) = self.forward(&mut order, start, rows, true, &at)?;
+            let (window_end, value) = match self.step(&loss, count)? {
+                Step::Done { window_end, value } => (window_end, value),
                 Step::Anomaly(reason) => {
                     let indices = indices.as_deref();
                     let samples = |b: usize| {
@@ -402,16 +408,18 @@ impl Loop<'_, '_> {
                     continue;
                 }
             };
+            let outputs = outputs.as_ref().map(|(o, y)| (o, y));
             match &self.parallel {
-                None => logs.update(&loss, &outputs, &y)?,
+                None => logs.update_sized(&loss, outputs, rows)?,
                 // Every rank's hooks see the running values of all ranks' batches.
                 Some(parallel) => {
-                    let size = y.size().first().copied().unwrap_or(0) as usize * parallel.world();
-                    if logs.has_metrics() {
-                        let (loss, outputs, y) = parallel.gather_batch(&loss, &outputs, &y)?;
-                        logs.update_sized(&loss, &outputs, &y, size)?;
-                    } else {
-                        logs.update_sized(&parallel.mean_loss(&loss)?, &outputs, &y, size)?;
+                    let size = rows * parallel.world();
+                    match outputs {
+                        Some((outputs, y)) if logs.has_metrics() => {
+                            let (loss, outputs, y) = parallel.gather_batch(&loss, outputs, y)?;
+                            logs.update_sized(&loss, Some((&outputs, &y)), size)?;
+                        }
+                        _ => logs.update_sized(&parallel.mean_loss(&loss)?, outputs, size)?,
                     }
                 }
             }
@@ -497,11 +505,10 @@ impl Loop<'_, '_> {
     /// the step there. With a gradient scaler, the backward pass is on the scaled loss, and at a
     /// window's end the gradients are unscaled and checked before the `on_after_backward` hooks;
     /// the step is skipped when they are not finite, and the scale updated.
-    fn step(&mut self, x: &Tensor, y: &Tensor, count: Count) -> Result<Step> {
+    fn step(&mut self, loss: &Tensor, count: Count) -> Result<Step> {
         let (batch, epoch) = (count.own as usize, self.scene.state.epoch);
         let accumulate = self.settings.accumulate;
         let at = || format!("batch {batch} of epoch {epoch}");
-        let (outputs, loss) = forward_loss(self.model, self.loss, (x, y), true, self.autocast, &at)?;
         let value = match &self.guard {
             Some(guard) => {
                 let value = loss
@@ -569,12 +576,31 @@ impl Loop<'_, '_> {
             }
             self.scene.state.global_step = count.global;
         }
-        Ok(Step::Done {
-            loss,
-            outputs,
-            window_end,
-            value,
-        })
+        Ok(Step::Done { window_end, value })
+    }
+
+    /// The loss of the samples `start..start + rows` of `order` (and the outputs and targets
+    /// for the metrics, if any): the model's forward pass and the loss, or the user's step.
+    fn forward(
+        &mut self,
+        order: &mut Epoch<'_, '_>,
+        start: usize,
+        rows: usize,
+        train: bool,
+        at: &dyn Fn() -> String,
+    ) -> Result<(Tensor, Option<(Tensor, Tensor)>)> {
+        let device = self.scene.state.device;
+        match &mut self.work {
+            Work::Model(model) => {
+                let (x, y) = order.batch(start, rows, device, self.loss)?;
+                let (outputs, loss) = forward_loss(*model, self.loss, (&x, &y), train, self.autocast, at)?;
+                Ok((loss, Some((outputs, y))))
+            }
+            Work::Step(step) => {
+                let batch = order.fetch(start, rows, device, self.loss)?;
+                step_loss(&mut **step, &*batch, train, &self.scene.state, self.autocast, at)
+            }
+        }
     }
 
     /// Counts a profiled batch; after the last, warns about training-batch hooks slower than
@@ -608,10 +634,10 @@ impl Loop<'_, '_> {
         logs.reset();
         for batch in 1..=valid.len().div_ceil(batch_size) {
             let start = (batch - 1) * batch_size;
-            let (x, y) = order.batch(start, batch_size.min(valid.len() - start), device, self.loss)?;
+            let rows = batch_size.min(valid.len() - start);
             let at = || format!("validation batch {batch} of epoch {epoch}");
-            let (outputs, loss) = forward_loss(self.model, self.loss, (&x, &y), false, self.autocast, &at)?;
-            logs.update(&loss, &outputs, &y)?;
+            let (loss, outputs) = self.forward(&mut order, start, rows, false, &at)?;
+            logs.update_sized(&loss, outputs.as_ref().map(|(o, y)| (o, y)), rows)?;
             self.fire(Event::ValidationBatchEnd, Count::batch(batch, batch as u64), Some(logs))?;
         }
         Ok(())

@@ -1,8 +1,9 @@
 //! Before any work: the settings checked, the data sources made, the numbers of a fit decided.
 
-use super::source::Source;
-use crate::data::{Dataset, Subset};
+use super::source::{Source, Typed};
+use crate::data::{BatchDataset, Dataset, Subset};
 use crate::error::{Error, Result};
+use crate::loss::Loss;
 use crate::metrics::{Accuracy, BatchLogs, Metric};
 use crate::trainer::{Clip, DataSetup, OptimizerSetting, Settings, Validation};
 use std::hash::{BuildHasher, RandomState};
@@ -27,6 +28,92 @@ impl<'d> Plan<'d> {
     pub fn new(settings: &Settings, setup: &DataSetup<'d>, data: &'d dyn Dataset, device: Device) -> Result<Self> {
         check(settings, device)?;
         let (train, valid) = sources(data, setup, device, settings)?;
+        Plan::of(settings, train, valid, device)
+    }
+
+    /// The plan of a fit with the user's step, on a [`BatchDataset`] (`valid`, or a validation
+    /// split of `train`, for validation). A dataset of `(features, targets)` is taken as
+    /// [`Plan::new`] takes it.
+    pub fn typed<D: BatchDataset>(
+        settings: &Settings,
+        setup: &DataSetup<'_>,
+        train: &'d D,
+        valid: Option<&'d D>,
+        device: Device,
+    ) -> Result<Self> {
+        check(settings, device)?;
+        if let Validation::Data(_) = setup.validation {
+            return Err(Error::Config(
+                "a fit with your step takes its validation set as an argument: `fit_steps(&mut step, &train, \
+                 Some(&valid))`, not `validation(&valid)`"
+                    .into(),
+            ));
+        }
+        let split = match (&setup.validation, valid) {
+            (Validation::Split(_), Some(_)) => {
+                return Err(Error::Config(
+                    "both a validation set and a `validation_split`: give one".into(),
+                ))
+            }
+            (Validation::Split(fraction), None) => Some(split_at(BatchDataset::len(train), *fraction)?),
+            _ => None,
+        };
+        let (train, valid) = match train.as_pairs() {
+            Some(pairs) => {
+                let (train, valid): (Box<dyn Dataset + 'd>, Option<Box<dyn Dataset + 'd>>) = match split {
+                    Some(at) => (
+                        Box::new(Subset {
+                            data: pairs,
+                            start: 0,
+                            len: at,
+                        }),
+                        Some(Box::new(Subset {
+                            data: pairs,
+                            start: at,
+                            len: pairs.len() - at,
+                        })),
+                    ),
+                    None => (
+                        Box::new(pairs),
+                        valid.and_then(|v| v.as_pairs()).map(|v| Box::new(v) as _),
+                    ),
+                };
+                // The targets go to the step as they are.
+                let as_they_are = Loss::Mse;
+                let nan = settings.nan_policy;
+                let train = Source::new(train, device, &as_they_are, nan, "training")?;
+                let valid = valid
+                    .map(|valid| Source::new(valid, device, &as_they_are, nan, "validation"))
+                    .transpose()?;
+                (train, valid)
+            }
+            None => {
+                let len = BatchDataset::len(train);
+                let (train_len, valid) = match (split, valid) {
+                    (Some(at), _) => (at, Some((train, at, len - at))),
+                    (None, Some(valid)) => (len, Some((valid, 0, BatchDataset::len(valid)))),
+                    (None, None) => (len, None),
+                };
+                let typed = |data: &'d D, start: usize, len: usize, what: &str| -> Result<Source<'d>> {
+                    if len == 0 {
+                        return Err(Error::Data(format!("the {what} set is empty: 0 samples")));
+                    }
+                    Ok(Source::Typed {
+                        data: Box::new(Typed { data, start }),
+                        len,
+                    })
+                };
+                let valid = valid
+                    .map(|(data, start, len)| typed(data, start, len, "validation"))
+                    .transpose()?;
+                (typed(train, 0, train_len, "training")?, valid)
+            }
+        };
+        Plan::of(settings, train, valid, device)
+    }
+
+    /// The plan over the sources `train` and `valid`.
+    fn of(settings: &Settings, train: Source<'d>, valid: Option<Source<'d>>, device: Device) -> Result<Self> {
         let batches = batches(train.len(), settings)?;
         if settings.resume.is_none() && settings.resume_steps > 0 {
             return Err(Error::Config(
@@ -72,11 +159,12 @@ pub(super) struct Logs {
 }
 
 impl Logs {
-    /// Fresh logs with fresh metrics: accuracy for a classifying loss, then the user's own.
-    pub fn new(setup: &DataSetup<'_>, lazy: bool, validates: bool) -> Self {
+    /// Fresh logs with fresh metrics: accuracy for a classifying loss (`classifies`), then the
+    /// user's own.
+    pub fn new(setup: &DataSetup<'_>, classifies: bool, lazy: bool, validates: bool) -> Self {
         let logs = || {
             let mut list: Vec<Box<dyn Metric>> = Vec::new();
-            if setup.loss.classifies() {
+            if classifies {
                 list.push(Box::new(Accuracy::with_reads(lazy)));
             }
             list.extend(setup.metrics.iter().map(|make| make()));
@@ -161,12 +249,29 @@ fn sources<'d>(
 
 /// The last `fraction` of the samples for validation, the rest for training.
 fn split(data: &dyn Dataset, fraction: f64) -> Result<(Subset<'_>, Subset<'_>)> {
+    let (len, at) = (data.len(), split_at(data.len(), fraction)?);
+    Ok((
+        Subset {
+            data,
+            start: 0,
+            len: at,
+        },
+        Subset {
+            data,
+            start: at,
+            len: len - at,
+        },
+    ))
+}
+
+/// Where a validation split of `fraction` cuts `len` samples: the number of training samples
+/// (the first ones).
+fn split_at(len: usize, fraction: f64) -> Result<usize> {
     if !(fraction > 0.0 && fraction < 1.0) {
         return Err(Error::Config(format!(
             "a validation split must be between 0 and 1 (exclusive), got {fraction}"
         )));
     }
-    let len = data.len();
     let valid = (len as f64 * fraction).round() as usize;
     if valid == 0 || valid == len {
         return Err(Error::Data(format!(
@@ -175,16 +280,5 @@ fn split(data: &dyn Dataset, fraction: f64) -> Result<(Subset<'_>, Subset<'_>)> 
             len - valid
         )));
     }
-    Ok((
-        Subset {
-            data,
-            start: 0,
-            len: len - valid,
-        },
-        Subset {
-            data,
-            start: len - valid,
-            len: valid,
-        },
-    ))
+    Ok(len - valid)
 }

@@ -2,11 +2,13 @@
 //! them) or asked for each batch (or for an epoch's batches ahead: a loader's workers); the
 //! order of each epoch; the NaN check.
 
-use crate::data::{Dataset, EpochBatches, Prefetched};
+use crate::batch::Batch;
+use crate::data::{BatchDataset, Dataset, EpochBatches, Prefetched};
 use crate::error::{samples, Error, Result};
 use crate::guard;
 use crate::loss::Loss;
 use crate::trainer::NanPolicy;
+use std::any::Any;
 use std::sync::Arc;
 use tch::{Device, Tensor};
 
@@ -19,6 +21,55 @@ pub(super) enum Source<'d> {
     /// A dataset asked for each batch (or for each epoch's batches ahead), which the loop
     /// moves to the device.
     Batches { data: Box<dyn Dataset + 'd>, len: usize },
+    /// A dataset of batches of its own type, for a step of the user's ([`crate::TrainStep`]),
+    /// asked for each batch.
+    Typed { data: Box<dyn TypedData + 'd>, len: usize },
+}
+
+/// A [`BatchDataset`] whose batches the loop keeps as `dyn Any` (the step it hands them to
+/// knows their type).
+pub(super) trait TypedData {
+    /// The batch of `indices` built, checked (its tensors share a first dimension of one row
+    /// per index) and moved to `device`.
+    fn fetch(&self, indices: &[i64], device: Device) -> Result<Box<dyn Any>>;
+}
+
+/// The samples of a [`BatchDataset`] from `start` on (all, or one side of a validation split).
+pub(super) struct Typed<'d, D> {
+    pub data: &'d D,
+    pub start: usize,
+}
+
+impl<D: BatchDataset> TypedData for Typed<'_, D> {
+    fn fetch(&self, indices: &[i64], device: Device) -> Result<Box<dyn Any>> {
+        let shifted: Vec<i64>;
+        let indices = match self.start {
+            0 => indices,
+            start => {
+                shifted = indices.iter().map(|i| i + start as i64).collect();
+                &shifted
+            }
+        };
+        let batch = guard::caught(|| self.data.batch(indices))
+            .unwrap_or_else(|panic| Err(Error::batch_panic(indices, &panic, "")))
+            .map_err(|err| Error::batch(indices, err))?;
+        let rows = crate::batch::samples(&batch)
+            .map_err(|err| Error::Data(format!("the batch of samples {}: {err}", samples(indices))))?;
+        if rows != indices.len() {
+            return Err(Error::Data(format!(
+                "the batch of samples {} has {rows} rows for {} indices",
+                samples(indices),
+                indices.len()
+            )));
+        }
+        let batch = batch.to_device(device, false).map_err(|e| {
+            Error::torch(
+                format!("moving the batch of samples {} to {device:?}", samples(indices)),
+                e,
+            )
+        })?;
+        Ok(Box::new(batch))
+    }
 }
 
 /// One epoch of a source: its samples in this epoch's order, cut into batches.
@@ -37,6 +88,11 @@ pub(super) enum Epoch<'s, 'd> {
         order: Arc<[i64]>,
         ahead: Option<Ahead<'s>>,
     },
+    /// A dataset of batches of its own type, and the sample indices in this epoch's order.
+    Typed {
+        data: &'s (dyn TypedData + 'd),
+        order: Arc<[i64]>,
+    },
 }
 
 /// An epoch's batches built ahead by the dataset, and the first sample of the next one due.
@@ -54,7 +110,7 @@ impl<'d> Source<'d> {
         what: &str,
     ) -> Result<Self> {
         data.check()?;
-        let len = data.len();
+        let len = Dataset::len(&*data);
         if len == 0 {
             return Err(Error::Data(format!("the {what} set is empty: 0 samples")));
         }
@@ -80,7 +136,7 @@ impl<'d> Source<'d> {
 
     pub(super) fn len(&self) -> usize {
         match self {
-            Source::Tensors { len, .. } | Source::Batches { len, .. } => *len,
+            Source::Tensors { len, .. } | Source::Batches { len, .. } | Source::Typed { len, .. } => *len,
         }
     }
 
@@ -126,6 +182,10 @@ impl<'d> Source<'d> {
                 order: order.map_or_else(|| (0..*len as i64).collect(), Into::into),
                 ahead: None,
             }),
+            Source::Typed { data, len } => Ok(Epoch::Typed {
+                data: &**data,
+                order: order.map_or_else(|| (0..*len as i64).collect(), Into::into),
+            }),
         }
     }
 }
@@ -150,6 +210,16 @@ impl Epoch<'_, '_> {
         Ok(())
     }
 
+    /// The samples `start..start + len` of this epoch's order, on `device`, as a batch for a
+    /// step of the user's: the batch the dataset builds, or (a [`Dataset`] of pairs) the
+    /// features and targets as a `(Tensor, Tensor)`.
+    pub(super) fn fetch(&mut self, start: usize, len: usize, device: Device, loss: &Loss) -> Result<Box<dyn Any>> {
+        match self {
+            Epoch::Typed { data, order } => data.fetch(&order[start..start + len], device),
+            _ => Ok(Box::new(self.batch(start, len, device, loss)?)),
+        }
+    }
+
     /// The samples `start..start + len` of this epoch's order, on `device`. Batches built
     /// ahead are taken in order: `start` is where the previous batch ended.
     pub(super) fn batch(&mut self, start: usize, len: usize, device: Device, loss: &Loss) -> Result<(Tensor, Tensor)> {
@@ -171,6 +241,11 @@ impl Epoch<'_, '_> {
                 return batch().map_err(|e| Error::torch("batching", e));
             }
             Epoch::Batches { data, order, ahead } => (data, order, ahead),
+            Epoch::Typed { .. } => {
+                return Err(Error::Config(
+                    "a dataset of batches of its own type trains with a step of yours: `fit_steps`".into(),
+                ))
+            }
         };
         let indices = &order[start..start + len];
         let built = match ahead {

@@ -1,12 +1,15 @@
 //! The parts of a training step that can fail on the model or the data: the forward pass, the
-//! loss (under autocast in mixed precision), gradient clipping; each failure an error naming the
-//! batch and the shapes.
+//! loss (under autocast in mixed precision) or the user's step in their place, gradient
+//! clipping; each failure an error naming the batch and the shapes.
 
-use crate::error::{Error, Result};
+use crate::error::{BoxError, Error, Result};
 use crate::guard;
 use crate::loss::Loss;
 use crate::native;
+use crate::state::TrainState;
+use crate::step::{ErasedStep, StepContext, StepOutput};
 use crate::trainer::Clip;
+use std::any::Any;
 use tch::nn::{ModuleT, VarStore};
 use tch::{Kind, Tensor};
 
@@ -39,6 +42,68 @@ pub(super) fn forward_loss(
         Some(kind) => native::with_autocast(x.device(), kind, run),
         None => run(),
     }
+}
+
+/// The loss of a batch by the user's step (and its outputs and targets, if it gave them), under
+/// autocast as [`forward_loss`] runs the model's; the validation step under `no_grad` (the
+/// loop's). The loss must be a scalar — with a gradient, when training —: anything else is an
+/// [`Error::Step`] naming the batch, before any backward pass. 16-bit losses and outputs are
+/// cast to fp32, as the trainer's own step does.
+pub(super) fn step_loss(
+    step: &mut (dyn ErasedStep + '_),
+    batch: &dyn Any,
+    training: bool,
+    state: &TrainState,
+    autocast: Option<Kind>,
+    at: &dyn Fn() -> String,
+) -> Result<(Tensor, Option<(Tensor, Tensor)>)> {
+    let failed = |source: BoxError| Error::Step { at: at(), source };
+    let ctx = StepContext { training, state };
+    let mut run = || {
+        guard::caught(|| match training {
+            true => step.train(batch, &ctx),
+            false => step.validate(batch, &ctx),
+        })
+    };
+    let output = match autocast {
+        Some(kind) => native::with_autocast(state.device(), kind, run),
+        None => run(),
+    };
+    let StepOutput { loss, outputs } = output
+        .map_err(|panic| failed(format!("panicked: {panic}").into()))?
+        .map_err(failed)?;
+    if loss.numel() != 1 {
+        return Err(failed(
+            format!(
+                "it returned a loss of shape {:?}: a loss is one number (reduce it, e.g. with `.mean(Kind::Float)`)",
+                loss.size()
+            )
+            .into(),
+        ));
+    }
+    if training && !loss.requires_grad() {
+        return Err(failed(
+            "it returned a loss without a gradient: computed under `no_grad`, detached, or from no trainable variable \
+             (are the model's variables in the trainer's VarStore?)"
+                .into(),
+        ));
+    }
+    let fp32 = |t: Tensor, what: &str| match t.kind() {
+        Kind::Half | Kind::BFloat16 => t
+            .f_to_kind(Kind::Float)
+            .map_err(|e| Error::torch(format!("casting {what} to fp32 on {}", at()), e)),
+        _ => Ok(t),
+    };
+    let loss = fp32(
+        loss.f_reshape([])
+            .map_err(|e| Error::torch("reading the step's loss", e))?,
+        "the loss",
+    )?;
+    let outputs = match outputs {
+        Some((outputs, targets)) => Some((fp32(outputs, "the step's outputs")?, targets)),
+        None => None,
+    };
+    Ok((loss, outputs))
 }
 
 /// The model's forward pass; a libtorch failure (tch panics) becomes an error with the shapes.

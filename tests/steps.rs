@@ -1,0 +1,398 @@
+//! A training step of the user's (`TrainStep`, `Trainer::fit_steps`): the classifier written as
+//! a step trains to the bit as `fit` does; batches of the user's own type (a derived struct, a
+//! map by name) train, validate and resume to the bit; every step event fires; accumulation,
+//! clipping and bf16 autocast work around it; a step's bad loss, error or panic and a batch
+//! whose tensors disagree are errors naming the batch.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use tch::nn::{self, Module, ModuleT};
+use tch::{Kind, Reduction, Tensor};
+use trainmon::prelude::*;
+use trainmon::{Accuracy, BatchDataset, BoxError, Error, Event, HookSpec, Hooks, Precision};
+use trainmon_tests::{tutorial_data, tutorial_model, weights};
+
+/// libtorch's generator is global: the tests that seed it and compare runs take turns.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// The tutorial's classifier as a step: cross-entropy of the model's outputs.
+struct Classify<'m> {
+    model: &'m nn::Linear,
+}
+
+impl TrainStep<(Tensor, Tensor)> for Classify<'_> {
+    fn training_step(&mut self, (x, y): &(Tensor, Tensor), ctx: &StepContext<'_>) -> Result<StepOutput, BoxError> {
+        let outputs = self.model.forward_t(x, ctx.training());
+        let loss = outputs.f_cross_entropy_loss::<Tensor>(y, None, Reduction::Mean, -100, 0.0)?;
+        Ok(StepOutput::loss(loss).with_outputs(outputs, y.shallow_clone()))
+    }
+}
+
+fn trainer<'a>(vs: &'a nn::VarStore, trainer: Trainer<'a>) -> Trainer<'a> {
+    let _ = vs;
+    trainer
+        .optimizer(nn::Adam::default(), 1e-2)
+        .epochs(3)
+        .batch_size(16)
+        .seed(5)
+        .hooks(Hooks::none())
+}
+
+#[test]
+fn the_classifier_as_a_step_trains_to_the_bit_as_fit() {
+    let _serial = serial();
+    let data = tutorial_data(1);
+    let (vs, model) = tutorial_model(2);
+    let own = trainer(&vs, Trainer::new(&vs, &model)).fit(&data).unwrap();
+    let own_weights = weights(&vs);
+    let (vs, model) = tutorial_model(2);
+    let stepped = trainer(&vs, Trainer::for_steps(&vs))
+        .metric(Accuracy::default)
+        .fit_steps(&mut Classify { model: &model }, &data, None)
+        .unwrap();
+    assert_eq!(weights(&vs), own_weights);
+    assert_eq!(stepped.metric("loss"), own.metric("loss"));
+    assert_eq!(stepped.metric("accuracy"), own.metric("accuracy"));
+    // Hooks see the step named as the loss.
+    assert_eq!(stepped.len(), 3);
+}
+
+/// A sequence batch of the user's: ids, a mask, labels.
+#[derive(Batch)]
+struct Tokens {
+    ids: Tensor,
+    mask: Tensor,
+    labels: Tensor,
+}
+
+/// 200 sequences of 6 tokens of 5 kinds; each label is the next token (the last wraps around).
+struct Sequences {
+    ids: Tensor,
+}
+
+impl Sequences {
+    fn new() -> Self {
+        let starts = Tensor::arange(200, tch::kind::INT64_CPU).remainder(5);
+        let ids = (starts.unsqueeze(1) + Tensor::arange(6, tch::kind::INT64_CPU).unsqueeze(0)).remainder(5);
+        Sequences { ids }
+    }
+}
+
+impl BatchDataset for Sequences {
+    type Batch = Tokens;
+
+    fn len(&self) -> usize {
+        self.ids.size()[0] as usize
+    }
+
+    fn batch(&self, indices: &[i64]) -> trainmon::Result<Tokens> {
+        let ids = self.ids.index_select(0, &Tensor::from_slice(indices));
+        Ok(Tokens {
+            mask: ids.ones_like().to_kind(Kind::Float),
+            labels: (&ids + 1).remainder(5),
+            ids,
+        })
+    }
+}
+
+/// An embedding and a linear head; the loss is the masked mean cross-entropy over tokens.
+struct NextToken {
+    embed: nn::Embedding,
+    head: nn::Linear,
+}
+
+impl NextToken {
+    fn new(vs: &nn::VarStore) -> Self {
+        tch::manual_seed(4);
+        NextToken {
+            embed: nn::embedding(vs.root() / "embed", 5, 8, Default::default()),
+            head: nn::linear(vs.root() / "head", 8, 5, Default::default()),
+        }
+    }
+}
+
+impl TrainStep<Tokens> for NextToken {
+    fn training_step(&mut self, batch: &Tokens, _: &StepContext<'_>) -> Result<StepOutput, BoxError> {
+        let logits = self.head.forward(&self.embed.forward(&batch.ids));
+        let per_token = logits.f_view([-1, 5])?.f_cross_entropy_loss::<Tensor>(
+            &batch.labels.f_view([-1])?,
+            None,
+            Reduction::None,
+            -100,
+            0.0,
+        )?;
+        let mask = batch.mask.f_view([-1])?;
+        let loss = (per_token * &mask).f_sum(Kind::Float)? / mask.f_sum(Kind::Float)?;
+        Ok(StepOutput::loss(loss).with_outputs(logits.f_view([-1, 5])?, batch.labels.f_view([-1])?))
+    }
+}
+
+#[test]
+fn batches_of_a_struct_train_and_validate() {
+    let _serial = serial();
+    let data = Sequences::new();
+    let vs = nn::VarStore::new(tch::Device::Cpu);
+    let mut step = NextToken::new(&vs);
+    let history = trainer(&vs, Trainer::for_steps(&vs))
+        .epochs(8)
+        .validation_split(0.25)
+        .metric(Accuracy::default)
+        .fit_steps(&mut step, &data, None)
+        .unwrap();
+    let loss = history.metric("loss");
+    assert!(loss[7] < loss[0] / 4.0, "it learns the next token: {loss:?}");
+    // 150 training sequences, 50 validation ones; the accuracy is over tokens.
+    assert_eq!(history.epochs()[0].samples(), 150);
+    let val = history.metric("val_accuracy");
+    assert!(val[7] > 0.95, "{val:?}");
+    // The same set as an argument.
+    let valid = Sequences::new();
+    let vs = nn::VarStore::new(tch::Device::Cpu);
+    let mut step = NextToken::new(&vs);
+    let history = trainer(&vs, Trainer::for_steps(&vs))
+        .epochs(1)
+        .fit_steps(&mut step, &data, Some(&valid))
+        .unwrap();
+    assert_eq!(history.metric("val_loss").len(), 1);
+}
+
+/// Batches as a map by name.
+struct Named(Sequences);
+
+impl BatchDataset for Named {
+    type Batch = HashMap<String, Tensor>;
+
+    fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    fn batch(&self, indices: &[i64]) -> trainmon::Result<HashMap<String, Tensor>> {
+        let Tokens { ids, labels, .. } = self.0.batch(indices)?;
+        Ok(HashMap::from([
+            ("input_ids".to_owned(), ids),
+            ("labels".to_owned(), labels),
+        ]))
+    }
+}
+
+struct NamedStep(NextToken);
+
+impl TrainStep<HashMap<String, Tensor>> for NamedStep {
+    fn training_step(
+        &mut self,
+        batch: &HashMap<String, Tensor>,
+        ctx: &StepContext<'_>,
+    ) -> Result<StepOutput, BoxError> {
+        let ids = &batch["input_ids"];
+        let tokens = Tokens {
+            mask: ids.ones_like().to_kind(Kind::Float),
+            ids: ids.shallow_clone(),
+            labels: batch["labels"].shallow_clone(),
+        };
+        self.0.training_step(&tokens, ctx)
+    }
+}
+
+/// Every event of a step fires at each batch; accumulation steps the optimizer every other
+/// batch; clipping and hooks' learning rates apply; the running loss is the step's.
+#[test]
+fn every_step_event_fires_with_accumulation_and_clipping() {
+    let _serial = serial();
+    let data = Named(Sequences::new());
+    let vs = nn::VarStore::new(tch::Device::Cpu);
+    let mut step = NamedStep(NextToken::new(&vs));
+    let counts: Arc<[AtomicUsize; 4]> = Arc::new(Default::default());
+    let counted = |i: usize| {
+        let counts = counts.clone();
+        move || {
+            counts[i].fetch_add(1, Ordering::SeqCst);
+        }
+    };
+    let history = trainer(&vs, Trainer::for_steps(&vs))
+        .epochs(2)
+        .accumulate_gradients(2)
+        .clip_grad_norm(0.5)
+        .add_hook(HookSpec::new(Event::BeforeBackward, "before_backward"), counted(0))
+        .add_hook(HookSpec::new(Event::AfterBackward, "after_backward"), counted(1))
+        .add_hook(HookSpec::new(Event::BeforeOptimizerStep, "before_step"), counted(2))
+        .add_hook(HookSpec::new(Event::BatchEnd, "batch_end"), counted(3))
+        .fit_steps(&mut step, &data, None)
+        .unwrap();
+    // 200 samples in batches of 16: 13 batches, 7 optimizer steps an epoch.
+    let seen: Vec<usize> = counts.iter().map(|c| c.load(Ordering::SeqCst)).collect();
+    assert_eq!(seen, [26, 26, 14, 26]);
+    assert!(history.metric("loss").iter().all(|l| l.is_finite()));
+}
+
+/// A fit resumed from a point within an epoch ends with the weights and history of one never
+/// interrupted, to the bit.
+#[test]
+fn a_step_fit_resumes_within_an_epoch_to_the_bit() {
+    let _serial = serial();
+    let data = Sequences::new();
+    let fit = |dir: &std::path::Path, stop_at: Option<u64>| {
+        let vs = nn::VarStore::new(tch::Device::Cpu);
+        let mut step = NextToken::new(&vs);
+        let history = trainer(&vs, Trainer::for_steps(&vs))
+            .resumable(dir)
+            .resumable_steps(5)
+            .metric(Accuracy::default)
+            .add_hook(
+                HookSpec::new(Event::BatchEnd, "interrupt"),
+                move |state: &TrainState| {
+                    if Some(state.global_step()) == stop_at {
+                        Control::stop("interrupted")
+                    } else {
+                        Control::Continue
+                    }
+                },
+            )
+            .fit_steps(&mut step, &data, None)
+            .unwrap();
+        (history, weights(&vs))
+    };
+    let whole = tempfile::tempdir().unwrap();
+    let (uninterrupted, expected) = fit(whole.path(), None);
+    let dir = tempfile::tempdir().unwrap();
+    let (stopped, _) = fit(dir.path(), Some(18));
+    assert!(stopped.stop_reason().is_some());
+    let (resumed, got) = fit(dir.path(), None);
+    assert_eq!(got, expected);
+    assert_eq!(resumed.metric("loss"), uninterrupted.metric("loss"));
+    assert_eq!(resumed.metric("accuracy"), uninterrupted.metric("accuracy"));
+}
+
+#[test]
+fn bf16_autocast_runs_around_the_step() {
+    let _serial = serial();
+    let data = tutorial_data(1);
+    let (vs, model) = tutorial_model(2);
+    let history = trainer(&vs, Trainer::for_steps(&vs))
+        .precision(Precision::Bf16Mixed)
+        .fit_steps(&mut Classify { model: &model }, &data, None)
+        .unwrap();
+    let loss = history.metric("loss");
+    assert!(loss.iter().all(|l| l.is_finite()), "{loss:?}");
+    assert_eq!(vs.variables()["fc.weight"].kind(), Kind::Float, "the weights stay fp32");
+}
+
+/// A step whose loss or batch is wrong, which fails or panics: the error names the batch and
+/// the cause, before any backward pass.
+#[test]
+fn bad_steps_and_batches_are_errors_naming_the_cause() {
+    let _serial = serial();
+    struct Bad(&'static str);
+    impl TrainStep<Tokens> for Bad {
+        fn training_step(&mut self, batch: &Tokens, _: &StepContext<'_>) -> Result<StepOutput, BoxError> {
+            let x = batch.mask.shallow_clone();
+            match self.0 {
+                "not_scalar" => Ok(StepOutput::loss(x)),
+                "no_gradient" => Ok(StepOutput::loss(x.sum(Kind::Float))),
+                "fails" => Err("the tokenizer is missing".into()),
+                "panics" => panic!("index out of range"),
+                _ => unreachable!(),
+            }
+        }
+    }
+    let data = Sequences::new();
+    let fit = |what: &'static str| {
+        let vs = nn::VarStore::new(tch::Device::Cpu);
+        let _model = nn::linear(vs.root(), 2, 2, Default::default());
+        trainer(&vs, Trainer::for_steps(&vs))
+            .fit_steps(&mut Bad(what), &data, None)
+            .unwrap_err()
+    };
+    let err = fit("not_scalar");
+    assert!(matches!(err, Error::Step { .. }), "{err:?}");
+    assert_eq!(
+        format!("{err:#}"),
+        "the step failed on batch 1 of epoch 1: it returned a loss of shape [16, 6]: a loss is one number (reduce \
+         it, e.g. with `.mean(Kind::Float)`)"
+    );
+    let err = format!("{:#}", fit("no_gradient"));
+    assert!(err.contains("it returned a loss without a gradient"), "{err}");
+    assert_eq!(
+        format!("{:#}", fit("fails")),
+        "the step failed on batch 1 of epoch 1: the tokenizer is missing"
+    );
+    let err = format!("{:#}", fit("panics"));
+    assert!(
+        err.starts_with("the step failed on batch 1 of epoch 1: panicked: index out of range"),
+        "{err}"
+    );
+
+    // A batch whose tensors disagree in their first dimension.
+    struct Ragged;
+    impl BatchDataset for Ragged {
+        type Batch = Tokens;
+        fn len(&self) -> usize {
+            40
+        }
+        fn batch(&self, indices: &[i64]) -> trainmon::Result<Tokens> {
+            let n = indices.len() as i64;
+            let ids = Tensor::zeros([n, 6], tch::kind::INT64_CPU);
+            Ok(Tokens {
+                mask: Tensor::ones([n, 6], tch::kind::FLOAT_CPU),
+                labels: Tensor::zeros([n - 1, 6], tch::kind::INT64_CPU),
+                ids,
+            })
+        }
+    }
+    let vs = nn::VarStore::new(tch::Device::Cpu);
+    let mut step = NextToken::new(&vs);
+    let err = trainer(&vs, Trainer::for_steps(&vs))
+        .shuffle(false)
+        .fit_steps(&mut step, &Ragged, None)
+        .unwrap_err();
+    assert!(matches!(err, Error::Data(_)), "{err:?}");
+    assert_eq!(
+        err.to_string(),
+        "invalid dataset: the batch of samples [0, 1, 2, 3, 4, 5, …] (16 samples): invalid dataset: the batch's \
+         tensors disagree in their first dimension (the samples): `ids` has 16, `labels` has 15 ([15, 6])"
+    );
+}
+
+#[test]
+fn settings_a_step_fit_cannot_take_are_refused() {
+    let _serial = serial();
+    let data = Sequences::new();
+    let vs = nn::VarStore::new(tch::Device::Cpu);
+    let mut step = NextToken::new(&vs);
+    // Metrics without outputs.
+    struct LossOnly<'s>(&'s mut NextToken);
+    impl TrainStep<Tokens> for LossOnly<'_> {
+        fn training_step(&mut self, batch: &Tokens, ctx: &StepContext<'_>) -> Result<StepOutput, BoxError> {
+            Ok(StepOutput::loss(self.0.training_step(batch, ctx)?.into_loss()))
+        }
+    }
+    let err = trainer(&vs, Trainer::for_steps(&vs))
+        .metric(Accuracy::default)
+        .fit_steps(&mut LossOnly(&mut step), &data, None)
+        .unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("the metric `accuracy` compares outputs and targets, and the step returned none"),
+        "{err}"
+    );
+    // A trainer without a model has no `fit`.
+    let err = trainer(&vs, Trainer::for_steps(&vs))
+        .fit(&tutorial_data(1))
+        .unwrap_err();
+    assert!(err.to_string().contains("train it with your step, `fit_steps"), "{err}");
+    // The validation set goes to `fit_steps`.
+    let pairs = tutorial_data(1);
+    let (vs, model) = tutorial_model(2);
+    let err = trainer(&vs, Trainer::for_steps(&vs))
+        .validation(&pairs)
+        .fit_steps(&mut Classify { model: &model }, &pairs, None)
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("takes its validation set as an argument"),
+        "{err}"
+    );
+}

@@ -1,0 +1,176 @@
+//! Your own training step: a [`TrainStep`] computes a batch's loss — from any [`Batch`], with
+//! any number of models, inputs and losses — and the trainer does the rest around it, as for
+//! its own classifier step: the backward pass, gradient accumulation, clipping, the gradient
+//! scaler, the optimizer step, data-parallel averaging, every hook event at its place, running
+//! loss and metrics, resume points.
+//!
+//! ```
+//! use tch::{nn, nn::Module, Kind, Tensor};
+//! use trainmon::prelude::*;
+//! use trainmon::{BatchDataset, BoxError};
+//!
+//! /// Two inputs and whether they are alike.
+//! #[derive(Batch)]
+//! struct Pairs {
+//!     left: Tensor,
+//!     right: Tensor,
+//!     alike: Tensor,
+//! }
+//!
+//! struct PairSet(Pairs);
+//!
+//! impl BatchDataset for PairSet {
+//!     type Batch = Pairs;
+//!     fn len(&self) -> usize {
+//!         self.0.alike.size()[0] as usize
+//!     }
+//!     fn batch(&self, indices: &[i64]) -> trainmon::Result<Pairs> {
+//!         let at = Tensor::from_slice(indices);
+//!         let pick = |t: &Tensor| t.index_select(0, &at);
+//!         Ok(Pairs { left: pick(&self.0.left), right: pick(&self.0.right), alike: pick(&self.0.alike) })
+//!     }
+//! }
+//!
+//! /// One encoder for both inputs; the loss compares their codes' similarity with `alike`.
+//! struct Siamese<'m> {
+//!     encoder: &'m nn::Linear,
+//! }
+//!
+//! impl TrainStep<Pairs> for Siamese<'_> {
+//!     fn training_step(&mut self, batch: &Pairs, _: &StepContext<'_>) -> Result<StepOutput, BoxError> {
+//!         let (a, b) = (self.encoder.forward(&batch.left), self.encoder.forward(&batch.right));
+//!         let similarity = Tensor::f_cosine_similarity(&a, &b, 1, 1e-8)?;
+//!         Ok(StepOutput::loss(similarity.f_mse_loss(&batch.alike, tch::Reduction::Mean)?))
+//!     }
+//! }
+//!
+//! # fn main() -> trainmon::Result<()> {
+//! let vs = nn::VarStore::new(tch::Device::Cpu);
+//! let encoder = nn::linear(vs.root() / "encoder", 16, 8, Default::default());
+//! let left = Tensor::randn([64, 16], tch::kind::FLOAT_CPU);
+//! let right = Tensor::randn([64, 16], tch::kind::FLOAT_CPU);
+//! let alike = Tensor::ones([64], tch::kind::FLOAT_CPU);
+//! let data = PairSet(Pairs { left, right, alike });
+//! let history = Trainer::for_steps(&vs)
+//!     .optimizer(nn::Adam::default(), 1e-2)
+//!     .epochs(3)
+//!     .hooks(trainmon::Hooks::none())
+//!     .fit_steps(&mut Siamese { encoder: &encoder }, &data, None)?;
+//! assert_eq!(history.len(), 3);
+//! # Ok(())
+//! # }
+//! ```
+
+use crate::batch::Batch;
+use crate::error::BoxError;
+use crate::state::TrainState;
+use std::any::Any;
+use std::marker::PhantomData;
+use tch::{Device, Tensor};
+
+/// A training step of your own over batches of `B`: given a batch, the loss to minimise (and,
+/// for metrics, outputs and targets). The trainer runs it under autocast in mixed precision,
+/// then runs the backward pass, the optimizer step and the hooks around it.
+///
+/// The model(s) are the step's own (borrowed, usually); their variables must be those of the
+/// trainer's `VarStore` for its optimizer to train them.
+pub trait TrainStep<B> {
+    /// The loss of `batch`, a scalar with a gradient (and, with metrics, the outputs and
+    /// targets they compare: [`StepOutput::with_outputs`]). `ctx` says whether this is
+    /// training (`ctx.training()`: dropout on) and where the fit is. An error ends the fit with
+    /// an [`crate::Error::Step`] naming the batch.
+    fn training_step(&mut self, batch: &B, ctx: &StepContext<'_>) -> Result<StepOutput, BoxError>;
+
+    /// The loss (and outputs) of a validation batch, under `no_grad` with `ctx.training()`
+    /// false. By default the training step's.
+    fn validation_step(&mut self, batch: &B, ctx: &StepContext<'_>) -> Result<StepOutput, BoxError> {
+        self.training_step(batch, ctx)
+    }
+}
+
+/// What a step returns: the loss, and the outputs and targets the metrics compare.
+#[derive(Debug)]
+pub struct StepOutput {
+    pub(crate) loss: Tensor,
+    pub(crate) outputs: Option<(Tensor, Tensor)>,
+}
+
+impl StepOutput {
+    /// A step's loss: a scalar tensor, with a gradient when training.
+    pub fn loss(loss: Tensor) -> Self {
+        StepOutput { loss, outputs: None }
+    }
+
+    /// The outputs and targets of the batch, for the metrics ([`crate::Trainer::metric`]):
+    /// what a classifier's metrics get from its model and its targets.
+    pub fn with_outputs(mut self, outputs: Tensor, targets: Tensor) -> Self {
+        self.outputs = Some((outputs, targets));
+        self
+    }
+
+    /// The loss, without the outputs (a step that wraps another's).
+    pub fn into_loss(self) -> Tensor {
+        self.loss
+    }
+}
+
+/// What a step sees besides its batch.
+pub struct StepContext<'a> {
+    pub(crate) training: bool,
+    pub(crate) state: &'a TrainState,
+}
+
+impl StepContext<'_> {
+    /// Whether this is a training step (`forward_t(x, ctx.training())`): false in validation.
+    pub fn training(&self) -> bool {
+        self.training
+    }
+
+    /// Where the fit is: epoch, batch, global step.
+    pub fn state(&self) -> &TrainState {
+        self.state
+    }
+
+    /// The training device (the batch is on it already).
+    pub fn device(&self) -> Device {
+        self.state.device()
+    }
+}
+
+/// A [`TrainStep`] over batches the loop keeps as `dyn Any` (it fetched them from the dataset
+/// of this step's batch type).
+pub(crate) trait ErasedStep {
+    fn train(&mut self, batch: &dyn Any, ctx: &StepContext<'_>) -> Result<StepOutput, BoxError>;
+    fn validate(&mut self, batch: &dyn Any, ctx: &StepContext<'_>) -> Result<StepOutput, BoxError>;
+}
+
+/// A step and its batch type, erased.
+pub(crate) struct Erased<'s, S, B> {
+    step: &'s mut S,
+    batch: PhantomData<fn(&B)>,
+}
+
+impl<'s, S, B> Erased<'s, S, B> {
+    pub(crate) fn new(step: &'s mut S) -> Self {
+        Erased {
+            step,
+            batch: PhantomData,
+        }
+    }
+}
+
+fn typed<B: 'static>(batch: &dyn Any) -> &B {
+    batch
+        .downcast_ref::<B>()
+        .expect("the loop fetches batches of the step's type from the fit's dataset")
+}
+
+impl<S: TrainStep<B>, B: Batch + 'static> ErasedStep for Erased<'_, S, B> {
+    fn train(&mut self, batch: &dyn Any, ctx: &StepContext<'_>) -> Result<StepOutput, BoxError> {
+        self.step.training_step(typed(batch), ctx)
+    }
+
+    fn validate(&mut self, batch: &dyn Any, ctx: &StepContext<'_>) -> Result<StepOutput, BoxError> {
+        self.step.validation_step(typed(batch), ctx)
+    }
+}
