@@ -13,7 +13,7 @@ use trainmon::hooks::MetricFiles;
 use trainmon::prelude::*;
 use trainmon::{Event, HookSpec, Hooks, Loss};
 use trainmon_tests::ranks::{free_port, result, world, RANK_PROCESS};
-use trainmon_tests::{tutorial_data, tutorial_model, weights};
+use trainmon_tests::{tutorial_data, tutorial_model, weights, ClassifierStep};
 
 /// Two ranks of `role`; each writes under `OUT/rank<N>` (`out`).
 fn two_ranks(role: &str, out: &std::path::Path) -> Vec<Output> {
@@ -78,6 +78,11 @@ fn rank_process() {
             },
         ),
         "in_order" | "mismatch" => trainer(&vs, &model, 16, false)
+            .add_hook(HookSpec::new(Event::BatchEnd, "running"), |logs: &BatchLogs| {
+                RUNNING.lock().unwrap().push((logs.loss(), logs.samples()))
+            }),
+        "in_order_steps" => trainer(&vs, &model, 16, false)
+            .metric(trainmon::Accuracy::default)
             .add_hook(HookSpec::new(Event::BatchEnd, "running"), |logs: &BatchLogs| {
                 RUNNING.lock().unwrap().push((logs.loss(), logs.samples()))
             }),
@@ -172,7 +177,12 @@ fn rank_process() {
         }
         other => panic!("unknown role {other}"),
     };
-    let outcome = trainer.data_parallel(group).fit(&data);
+    let mut trainer = trainer.data_parallel(group);
+    let outcome = match role.as_str() {
+        // The classifier as a step of one's own.
+        "in_order_steps" => trainer.fit_steps(&mut ClassifierStep { model: &model }, &data, None),
+        _ => trainer.fit(&data),
+    };
     let json = match outcome {
         Ok(history) => serde_json::json!({
             "rank": rank,
@@ -232,14 +242,22 @@ fn two_ranks_end_with_the_same_weights_and_only_rank_0_writes() {
 /// with batches of 32 over the same samples (rank 0 takes the even samples, rank 1 the odd).
 #[test]
 fn two_ranks_of_16_match_one_process_of_32() {
-    let out = tempfile::tempdir().unwrap();
-    let results: Vec<_> = two_ranks("in_order", out.path()).iter().map(result).collect();
+    for role in ["in_order", "in_order_steps"] {
+        let out = tempfile::tempdir().unwrap();
+        let results: Vec<_> = two_ranks(role, out.path()).iter().map(result).collect();
+        matches_one_process_of_32(&results);
+    }
+}
+
+/// `results` of two ranks × batches of 16 in order: the weights and metrics of one process
+/// with batches of 32.
+fn matches_one_process_of_32(results: &[serde_json::Value]) {
     let data = tutorial_data(1);
     // Rank 0's initial weights.
     let (vs, model) = tutorial_model(10);
     trainer(&vs, &model, 32, false).fit(&data).unwrap();
     let alone = weights(&vs);
-    for r in &results {
+    for r in results {
         let theirs: Vec<f64> = serde_json::from_value(r["weights"].clone()).unwrap();
         assert_eq!(theirs.len(), alone.len());
         for (a, b) in theirs.iter().zip(&alone) {
@@ -257,7 +275,7 @@ fn two_ranks_of_16_match_one_process_of_32() {
         .unwrap();
     let close = |a: &serde_json::Value, b: f64| (a.as_f64().unwrap() - b).abs() < 1e-5;
     let running = RUNNING.lock().unwrap().clone();
-    for r in &results {
+    for r in results {
         let theirs = r["running"].as_array().unwrap();
         assert_eq!(theirs.len(), running.len());
         for (t, (loss, samples)) in theirs.iter().zip(&running) {
@@ -269,6 +287,7 @@ fn two_ranks_of_16_match_one_process_of_32() {
             ("accuracy", history.metric("accuracy")),
         ] {
             let theirs = r[name].as_array().unwrap();
+            assert_eq!(theirs.len(), mine.len(), "{name}");
             assert!(
                 theirs.iter().zip(&mine).all(|(t, m)| close(t, *m)),
                 "{name}: {theirs:?} against {mine:?}"

@@ -19,6 +19,24 @@ pub fn tutorial_model(seed: i64) -> (nn::VarStore, nn::Linear) {
     (vs, model)
 }
 
+/// The tutorial's classifier as a training step of one's own: cross-entropy of the model's
+/// outputs, which it returns for the metrics.
+pub struct ClassifierStep<'m> {
+    pub model: &'m nn::Linear,
+}
+
+impl trainmon::TrainStep<(Tensor, Tensor)> for ClassifierStep<'_> {
+    fn training_step(
+        &mut self,
+        (x, y): &(Tensor, Tensor),
+        ctx: &trainmon::StepContext<'_>,
+    ) -> Result<trainmon::StepOutput, trainmon::BoxError> {
+        let outputs = nn::ModuleT::forward_t(self.model, x, ctx.training());
+        let loss = outputs.f_cross_entropy_loss::<Tensor>(y, None, tch::Reduction::Mean, -100, 0.0)?;
+        Ok(trainmon::StepOutput::loss(loss).with_outputs(outputs, y.shallow_clone()))
+    }
+}
+
 /// The Python of the bootstrap venv (which has TensorBoard's reader): `TRAINMON_PYTHON`, set by
 /// `cargo xtask`, or found through the `.libtorch` link the bootstrap made.
 pub fn bootstrap_python() -> std::path::PathBuf {

@@ -11,26 +11,13 @@ use tch::nn::{self, Module, ModuleT};
 use tch::{Kind, Reduction, Tensor};
 use trainmon::prelude::*;
 use trainmon::{Accuracy, BatchDataset, BoxError, Error, Event, HookSpec, Hooks, Precision};
-use trainmon_tests::{tutorial_data, tutorial_model, weights};
+use trainmon_tests::{tutorial_data, tutorial_model, weights, ClassifierStep};
 
 /// libtorch's generator is global: the tests that seed it and compare runs take turns.
 static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 fn serial() -> std::sync::MutexGuard<'static, ()> {
     SERIAL.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-/// The tutorial's classifier as a step: cross-entropy of the model's outputs.
-struct Classify<'m> {
-    model: &'m nn::Linear,
-}
-
-impl TrainStep<(Tensor, Tensor)> for Classify<'_> {
-    fn training_step(&mut self, (x, y): &(Tensor, Tensor), ctx: &StepContext<'_>) -> Result<StepOutput, BoxError> {
-        let outputs = self.model.forward_t(x, ctx.training());
-        let loss = outputs.f_cross_entropy_loss::<Tensor>(y, None, Reduction::Mean, -100, 0.0)?;
-        Ok(StepOutput::loss(loss).with_outputs(outputs, y.shallow_clone()))
-    }
 }
 
 fn trainer<'a>(vs: &'a nn::VarStore, trainer: Trainer<'a>) -> Trainer<'a> {
@@ -53,7 +40,7 @@ fn the_classifier_as_a_step_trains_to_the_bit_as_fit() {
     let (vs, model) = tutorial_model(2);
     let stepped = trainer(&vs, Trainer::for_steps(&vs))
         .metric(Accuracy::default)
-        .fit_steps(&mut Classify { model: &model }, &data, None)
+        .fit_steps(&mut ClassifierStep { model: &model }, &data, None)
         .unwrap();
     assert_eq!(weights(&vs), own_weights);
     assert_eq!(stepped.metric("loss"), own.metric("loss"));
@@ -274,7 +261,7 @@ fn bf16_autocast_runs_around_the_step() {
     let (vs, model) = tutorial_model(2);
     let history = trainer(&vs, Trainer::for_steps(&vs))
         .precision(Precision::Bf16Mixed)
-        .fit_steps(&mut Classify { model: &model }, &data, None)
+        .fit_steps(&mut ClassifierStep { model: &model }, &data, None)
         .unwrap();
     let loss = history.metric("loss");
     assert!(loss.iter().all(|l| l.is_finite()), "{loss:?}");
@@ -389,7 +376,7 @@ fn settings_a_step_fit_cannot_take_are_refused() {
     let (vs, model) = tutorial_model(2);
     let err = trainer(&vs, Trainer::for_steps(&vs))
         .validation(&pairs)
-        .fit_steps(&mut Classify { model: &model }, &pairs, None)
+        .fit_steps(&mut ClassifierStep { model: &model }, &pairs, None)
         .unwrap_err();
     assert!(
         err.to_string().contains("takes its validation set as an argument"),
