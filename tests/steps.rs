@@ -282,6 +282,7 @@ fn bad_steps_and_batches_are_errors_naming_the_cause() {
                 "no_gradient" => Ok(StepOutput::loss(x.sum(Kind::Float))),
                 "fails" => Err("the tokenizer is missing".into()),
                 "panics" => panic!("index out of range"),
+                "torch" => Ok(StepOutput::loss(x.f_view([7, -1])?)),
                 _ => unreachable!(),
             }
         }
@@ -306,6 +307,12 @@ fn bad_steps_and_batches_are_errors_naming_the_cause() {
     assert_eq!(
         format!("{:#}", fit("fails")),
         "the step failed on batch 1 of epoch 1: the tokenizer is missing"
+    );
+    // libtorch's error, its first line: no C++ stack.
+    assert_eq!(
+        format!("{:#}", fit("torch")),
+        "the step failed on batch 1 of epoch 1: libtorch refused an operation: shape '[7, -1]' is invalid for input \
+         of size 96"
     );
     let err = format!("{:#}", fit("panics"));
     assert!(

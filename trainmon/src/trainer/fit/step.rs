@@ -57,7 +57,14 @@ pub(super) fn step_loss(
     autocast: Option<Kind>,
     at: &dyn Fn() -> String,
 ) -> Result<(Tensor, Option<(Tensor, Tensor)>)> {
-    let failed = |source: BoxError| Error::Step { at: at(), source };
+    let failed = |source: BoxError| Error::Step {
+        at: at(),
+        // libtorch's message without its C++ stack (`TorchError::full_message` keeps it).
+        source: match source.downcast::<tch::TchError>() {
+            Ok(tch) => Box::new(Error::torch("libtorch refused an operation", *tch)),
+            Err(other) => other,
+        },
+    };
     let ctx = StepContext { training, state };
     let mut run = || {
         guard::caught(|| match training {
