@@ -7,7 +7,7 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use tch::nn::{self, Module, ModuleT};
+use tch::nn::{self, Module};
 use tch::{Kind, Reduction, Tensor};
 use trainmon::prelude::*;
 use trainmon::{Accuracy, BatchDataset, BoxError, Error, Event, HookSpec, Hooks, Precision};

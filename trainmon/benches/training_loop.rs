@@ -23,7 +23,11 @@
 //! - `handwritten`: the loop of the tutorial written with tch (`Iter2`, every batch's loss and
 //!   accuracy read to the host), tch's Adam;
 //! - `handwritten_optim`: the same with trainmon's own Adam (`trainmon::optim`): the loop's
-//!   cost alone, against `trainmon`.
+//!   cost alone, against `trainmon`;
+//! - `trainmon_step`: `Trainer::fit_steps` with the classifier written as a training step of
+//!   one's own (`TrainStep`: the forward pass and the cross-entropy, the outputs handed to an
+//!   `Accuracy` metric), against the same step hand-written (`handwritten_optim`: `step_ratio`)
+//!   and against the trainer's own step (`step_vs_trainmon`).
 //!
 //! How it measures (the default, `alternating`): one process builds the data once and each
 //! variant's model once (same initial weights), then runs every variant on its own thread, all
@@ -91,7 +95,7 @@
 //! `minimal_us_per_step`, `minimal_optim_us_per_step`, `ratio_minimal` (trainmon / minimal),
 //! `ratio_minimal_lazy` (trainmon_lazy / minimal), `ratio_minimal_optim` and
 //! `ratio_minimal_optim_lazy` (the same against minimal_optim), `lazy_ratio` (trainmon_lazy /
-//! trainmon), each median with `_iqr` `[p25, p75]` and `_ci95` `[lo, hi]` keys (and those for
+//! trainmon), `step_ratio` (trainmon_step / handwritten_optim), `step_vs_trainmon`, each median with `_iqr` `[p25, p75]` and `_ci95` `[lo, hi]` keys (and those for
 //! every former median), `ratio_minimal_wall`, `trainmon_steady_us_per_step` and
 //! `trainmon_beyond_us_per_segment` (and the same for trainmon_lazy, minimal, minimal_optim),
 //! `ratio_*_steady` (the steady state), `trainmon_fit_setup_us`, `mode`, `clock`, `threads`,
@@ -107,7 +111,7 @@ use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, OnceLock};
 use std::time::{Duration, Instant};
-use tch::nn::{self, Module, OptimizerConfig};
+use tch::nn::{self, Module, ModuleT, OptimizerConfig};
 use tch::{Device, Kind, Reduction, Tensor};
 use trainmon::optim::OptimizerConfig as _;
 use trainmon::prelude::*;
@@ -158,9 +162,10 @@ const WORKLOADS: [Workload; 3] = [
 ];
 
 /// The variants, in the order of a round before rotation.
-const VARIANTS: [&str; 6] = [
+const VARIANTS: [&str; 7] = [
     "minimal",
     "trainmon",
+    "trainmon_step",
     "minimal_optim",
     "trainmon_lazy",
     "handwritten_optim",
@@ -450,6 +455,12 @@ enum Runner<'a> {
         trainer: Box<Trainer<'a>>,
         data: &'a TensorDataset,
     },
+    /// `fit_steps` with the classifier written as a step of one's own.
+    TrainmonStep {
+        trainer: Box<Trainer<'a>>,
+        step: ClassifierStep<'a>,
+        data: &'a TensorDataset,
+    },
     Handwritten {
         net: &'a nn::Sequential,
         step: Step,
@@ -559,6 +570,19 @@ impl<'a> Runner<'a> {
                     data,
                 }
             }
+            "trainmon_step" => Runner::TrainmonStep {
+                trainer: Box::new(
+                    Trainer::for_steps(vs)
+                        .optimizer(nn::Adam::default(), 1e-3)
+                        .epochs(ctx.epochs)
+                        .batch_size(ctx.w.batch)
+                        .shuffle(true)
+                        .seed(2)
+                        .metric(trainmon::Accuracy::default),
+                ),
+                step: ClassifierStep { net },
+                data,
+            },
             "handwritten" => Runner::Handwritten {
                 net,
                 step: Step::Tch(nn::Adam::default().build(vs, 1e-3).unwrap()),
@@ -591,6 +615,10 @@ impl<'a> Runner<'a> {
                 let history = trainer.fit(*data).unwrap();
                 history.epochs().iter().map(|e| e.batches()).sum()
             }
+            Runner::TrainmonStep { trainer, step, data } => {
+                let history = trainer.fit_steps(step, *data, None).unwrap();
+                history.epochs().iter().map(|e| e.batches()).sum()
+            }
             Runner::Handwritten { net, step } => handwritten(net, step, ctx),
             Runner::Minimal { net, step, eager } => minimal(net, step, *eager, ctx),
         };
@@ -609,6 +637,24 @@ impl<'a> Runner<'a> {
             cpu_seconds,
             blocks,
         }
+    }
+}
+
+/// The classifier as a training step of one's own (`trainmon_step`): the forward pass and the
+/// cross-entropy the trainer's own step computes, the outputs handed to an accuracy metric.
+struct ClassifierStep<'a> {
+    net: &'a nn::Sequential,
+}
+
+impl TrainStep<(Tensor, Tensor)> for ClassifierStep<'_> {
+    fn training_step(
+        &mut self,
+        (x, y): &(Tensor, Tensor),
+        ctx: &StepContext<'_>,
+    ) -> Result<StepOutput, trainmon::BoxError> {
+        let outputs = self.net.forward_t(x, ctx.training());
+        let loss = outputs.f_cross_entropy_loss::<Tensor>(y, None, tch::Reduction::Mean, -100, 0.0)?;
+        Ok(StepOutput::loss(loss).with_outputs(outputs, y.shallow_clone()))
     }
 }
 
@@ -1391,6 +1437,12 @@ fn main() {
                 "trainmon",
                 "lazy_ratio               trainmon_lazy / trainmon",
             ),
+            (
+                "trainmon_step",
+                "handwritten_optim",
+                "step_ratio               trainmon_step / handwritten_optim",
+            ),
+            ("trainmon_step", "trainmon", "trainmon_step / trainmon"),
             ("minimal_eager", "minimal", "minimal_eager / minimal"),
         ] {
             if let Some(r) = results.ratio(a, b, Measure::Segment) {
@@ -1456,6 +1508,8 @@ fn main() {
             ("ratio_minimal_optim", "trainmon", "minimal_optim"),
             ("ratio_minimal_optim_lazy", "trainmon_lazy", "minimal_optim"),
             ("lazy_ratio", "trainmon_lazy", "trainmon"),
+            ("step_ratio", "trainmon_step", "handwritten_optim"),
+            ("step_vs_trainmon", "trainmon_step", "trainmon"),
         ];
         for (key, a, b) in ratios {
             line.push(',');

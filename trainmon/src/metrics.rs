@@ -67,6 +67,14 @@ pub trait Metric: Send {
     /// Forgets every batch.
     fn reset(&mut self);
 
+    /// Told when a fit starts whether its values stay on the device until read (`true`: the
+    /// default on CUDA, [`crate::Trainer::lazy_reads`]) or are read at every batch (the CPU's):
+    /// a metric keeping a running sum can keep it where the fit's reads are cheapest, as
+    /// [`Accuracy`] does. The default ignores it.
+    fn lazy_reads(&mut self, lazy: bool) {
+        let _ = lazy;
+    }
+
     /// Its running state, for a resume point taken within an epoch
     /// ([`crate::Trainer::resumable_steps`]); `None` (the default) when it keeps none: a fit
     /// resumed within an epoch then computes it over the batches after the resume point only,
@@ -173,7 +181,8 @@ pub struct Accuracy {
 }
 
 impl Accuracy {
-    /// An accuracy summed on the device (read when computed).
+    /// An accuracy summed on the device (read when computed) — or, in a fit that reads its
+    /// values at every batch (the CPU's default), on the host ([`Metric::lazy_reads`]).
     pub fn new() -> Self {
         Accuracy::with_reads(true)
     }
@@ -214,6 +223,12 @@ impl Metric for Accuracy {
     fn reset(&mut self) {
         self.correct.reset();
         self.samples = 0;
+    }
+
+    fn lazy_reads(&mut self, lazy: bool) {
+        if self.samples == 0 {
+            self.correct = Sum::new(lazy);
+        }
     }
 
     fn state(&self) -> Result<Option<crate::saved::HookState>, crate::BoxError> {

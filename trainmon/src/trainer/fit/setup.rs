@@ -167,7 +167,11 @@ impl Logs {
             if classifies {
                 list.push(Box::new(Accuracy::with_reads(lazy)));
             }
-            list.extend(setup.metrics.iter().map(|make| make()));
+            list.extend(setup.metrics.iter().map(|make| {
+                let mut metric = make();
+                metric.lazy_reads(lazy);
+                metric
+            }));
             BatchLogs::new(lazy, list, !setup.metrics.is_empty())
         };
         Logs {

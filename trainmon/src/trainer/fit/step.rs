@@ -101,11 +101,11 @@ pub(super) fn step_loss(
             .map_err(|e| Error::torch(format!("casting {what} to fp32 on {}", at()), e)),
         _ => Ok(t),
     };
-    let loss = fp32(
-        loss.f_reshape([])
-            .map_err(|e| Error::torch("reading the step's loss", e))?,
-        "the loss",
-    )?;
+    let loss = match loss.dim() {
+        0 => loss,
+        _ => loss.f_reshape([]).map_err(|e| Error::torch("reading the step's loss", e))?,
+    };
+    let loss = fp32(loss, "the loss")?;
     let outputs = match outputs {
         Some((outputs, targets)) => Some((fp32(outputs, "the step's outputs")?, targets)),
         None => None,
