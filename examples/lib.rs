@@ -10,3 +10,5 @@
 //!   torchrun, on PyTorch's distributed engine.
 //! - `cargo run --release --example char_lm`: a character language model with a training step
 //!   of its own, over batches of its own type, on text it writes.
+//! - `cargo run --release --example gan`: a tiny GAN on eight Gaussians on a ring, its two
+//!   optimizers stepped in turn by a step that optimizes by hand.

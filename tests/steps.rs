@@ -390,3 +390,193 @@ fn settings_a_step_fit_cannot_take_are_refused() {
         "{err}"
     );
 }
+
+/// Two linear maps in one `VarStore`, under `a` and `b`, each with its own optimizer.
+struct TwoParts {
+    a: nn::Linear,
+    b: nn::Linear,
+    /// Which parts the step steps, by hand.
+    steps: &'static [&'static str],
+}
+
+impl TwoParts {
+    fn new(vs: &nn::VarStore, steps: &'static [&'static str]) -> Self {
+        tch::manual_seed(6);
+        TwoParts {
+            a: nn::linear(vs.root() / "a", 20, 2, Default::default()),
+            b: nn::linear(vs.root() / "b", 20, 2, Default::default()),
+            steps,
+        }
+    }
+}
+
+impl TrainStep<(Tensor, Tensor)> for TwoParts {
+    fn manual_optimization(&self) -> bool {
+        true
+    }
+
+    fn training_step(&mut self, (x, y): &(Tensor, Tensor), ctx: &StepContext<'_>) -> Result<StepOutput, BoxError> {
+        let mut total = Tensor::zeros([], tch::kind::FLOAT_CPU);
+        for &part in self.steps {
+            let model = if part == "a" { &self.a } else { &self.b };
+            ctx.zero_grad(part)?;
+            // Noise drawn from libtorch's generator, as a GAN's: resumed, it draws alike.
+            let noisy = x + Tensor::randn_like(x) * 0.1;
+            let loss = model
+                .forward(&noisy)
+                .f_cross_entropy_loss::<Tensor>(y, None, Reduction::Mean, -100, 0.0)?;
+            ctx.backward(&loss)?;
+            ctx.optimizer_step(part)?;
+            total += loss.detach();
+        }
+        Ok(StepOutput::loss(total))
+    }
+}
+
+fn two_optimizers<'a>(vs: &'a nn::VarStore) -> Trainer<'a> {
+    Trainer::for_steps(vs)
+        .optimizer_for("a", "a", nn::Adam::default(), 1e-2)
+        .optimizer_for("b", "b", nn::Sgd::default(), 1e-1)
+        .epochs(3)
+        .batch_size(16)
+        .seed(5)
+        .hooks(Hooks::none())
+}
+
+/// A step that optimizes by hand: each backward pass and optimizer step it asks for fires its
+/// events; an optimizer it does not step leaves its variables alone; each batch is a global
+/// step.
+#[test]
+fn a_step_by_hand_steps_each_optimizer_when_it_says() {
+    let _serial = serial();
+    let data = tutorial_data(1);
+    let vs = nn::VarStore::new(tch::Device::Cpu);
+    let mut step = TwoParts::new(&vs, &["a", "b"]);
+    let counts: Arc<[AtomicUsize; 3]> = Arc::new(Default::default());
+    let counted = |i: usize| {
+        let counts = counts.clone();
+        move || {
+            counts[i].fetch_add(1, Ordering::SeqCst);
+        }
+    };
+    let steps = Arc::new(AtomicUsize::new(0));
+    let last_step = steps.clone();
+    let history = two_optimizers(&vs)
+        .add_hook(HookSpec::new(Event::BeforeBackward, "before_backward"), counted(0))
+        .add_hook(HookSpec::new(Event::AfterBackward, "after_backward"), counted(1))
+        .add_hook(HookSpec::new(Event::BeforeOptimizerStep, "before_step"), counted(2))
+        .add_hook(HookSpec::new(Event::TrainEnd, "steps"), move |state: &TrainState| {
+            last_step.store(state.global_step() as usize, Ordering::SeqCst)
+        })
+        .fit_steps(&mut step, &data, None)
+        .unwrap();
+    // 1000 samples in batches of 16: 63 batches an epoch, 2 backward passes and steps each.
+    let seen: Vec<usize> = counts.iter().map(|c| c.load(Ordering::SeqCst)).collect();
+    assert_eq!(seen, [2 * 189, 2 * 189, 2 * 189]);
+    assert_eq!(steps.load(Ordering::SeqCst), 189);
+    let loss = history.metric("loss");
+    assert!(loss[2] < loss[0], "both parts learn: {loss:?}");
+
+    // Only `a` stepped: `b` keeps its weights.
+    let vs = nn::VarStore::new(tch::Device::Cpu);
+    let mut step = TwoParts::new(&vs, &["a"]);
+    let b_before = step.b.ws.copy();
+    let a_before = step.a.ws.copy();
+    two_optimizers(&vs).fit_steps(&mut step, &data, None).unwrap();
+    assert!(step.b.ws.equal(&b_before), "`b` was never stepped");
+    assert!(!step.a.ws.equal(&a_before));
+}
+
+/// Both optimizers' states are in the resume point: a fit resumed within an epoch ends as one
+/// never interrupted, to the bit.
+#[test]
+fn a_step_by_hand_resumes_both_optimizers_to_the_bit() {
+    let _serial = serial();
+    let data = tutorial_data(1);
+    let fit = |dir: &std::path::Path, stop_at: Option<u64>| {
+        let vs = nn::VarStore::new(tch::Device::Cpu);
+        let mut step = TwoParts::new(&vs, &["a", "b"]);
+        let history = two_optimizers(&vs)
+            .resumable(dir)
+            .resumable_steps(20)
+            .add_hook(
+                HookSpec::new(Event::BatchEnd, "interrupt"),
+                move |state: &TrainState| {
+                    if Some(state.global_step()) == stop_at {
+                        Control::stop("interrupted")
+                    } else {
+                        Control::Continue
+                    }
+                },
+            )
+            .fit_steps(&mut step, &data, None)
+            .unwrap();
+        (history, weights(&vs))
+    };
+    let whole = tempfile::tempdir().unwrap();
+    let (uninterrupted, expected) = fit(whole.path(), None);
+    let dir = tempfile::tempdir().unwrap();
+    let (stopped, _) = fit(dir.path(), Some(90));
+    assert!(stopped.stop_reason().is_some());
+    let (resumed, got) = fit(dir.path(), None);
+    assert_eq!(got, expected);
+    assert_eq!(resumed.metric("loss"), uninterrupted.metric("loss"));
+}
+
+#[test]
+fn optimizing_by_hand_wrongly_is_an_error_naming_the_cause() {
+    let _serial = serial();
+    let data = tutorial_data(1);
+    let vs = nn::VarStore::new(tch::Device::Cpu);
+    let mut step = TwoParts::new(&vs, &["a", "c"]);
+    let err = two_optimizers(&vs).fit_steps(&mut step, &data, None).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "invalid trainer setup: no optimizer named `c`: the trainer has `a`, `b` (`optimizer_for`)"
+    );
+    // `ctx.backward` in a step the trainer optimizes.
+    struct Automatic;
+    impl TrainStep<(Tensor, Tensor)> for Automatic {
+        fn training_step(&mut self, _: &(Tensor, Tensor), ctx: &StepContext<'_>) -> Result<StepOutput, BoxError> {
+            ctx.backward(&Tensor::zeros([], tch::kind::FLOAT_CPU))?;
+            unreachable!()
+        }
+    }
+    let vs = nn::VarStore::new(tch::Device::Cpu);
+    let _model = TwoParts::new(&vs, &[]);
+    let err = two_optimizers(&vs).fit_steps(&mut Automatic, &data, None).unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("`ctx.backward` in a step that does not optimize by hand"),
+        "{err}"
+    );
+    // Settings it does not take yet.
+    let vs = nn::VarStore::new(tch::Device::Cpu);
+    let mut step = TwoParts::new(&vs, &["a"]);
+    let err = two_optimizers(&vs)
+        .accumulate_gradients(2)
+        .fit_steps(&mut step, &data, None)
+        .unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("a step that optimizes by hand does not take gradient accumulation"),
+        "{err}"
+    );
+    // A part without variables; both kinds of optimizer.
+    let err = Trainer::for_steps(&vs)
+        .optimizer_for("c", "c", nn::Adam::default(), 1e-3)
+        .fit_steps(&mut step, &data, None)
+        .unwrap_err();
+    assert!(
+        err.to_string().contains(
+            "the optimizer `c`: invalid trainer setup: no variable of the model is under `c` (made under `vs.root() / \"c\"`); it has a.bias, a.weight, b.bias, b.weight"
+        ),
+        "{err}"
+    );
+    let err = Trainer::for_steps(&vs)
+        .optimizer(nn::Adam::default(), 1e-3)
+        .optimizer_for("a", "a", nn::Adam::default(), 1e-3)
+        .fit_steps(&mut step, &data, None)
+        .unwrap_err();
+    assert!(err.to_string().contains("both `optimizer`"), "{err}");
+}

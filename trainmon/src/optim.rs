@@ -20,6 +20,21 @@ use tch::{TchError, Tensor};
 pub trait OptimizerConfig {
     /// The optimizer over the trainable variables of `vs`, with learning rate `lr`.
     fn build_optimizer(self, vs: &VarStore, lr: f64) -> Result<Box<dyn Optimizer>>;
+
+    /// The optimizer over the variables of `vs` under `path` alone (`"generator"`: the
+    /// variables named `generator.…`, made under `vs.root() / "generator"`), for a trainer with
+    /// several ([`crate::Trainer::optimizer_for`]). By default refused: an algorithm of your
+    /// own builds over a whole `VarStore` unless it says how to build over a part.
+    fn build_optimizer_for(self, vs: &VarStore, path: &str, lr: f64) -> Result<Box<dyn Optimizer>>
+    where
+        Self: Sized,
+    {
+        let _ = (vs, lr);
+        Err(Error::Config(format!(
+            "this optimizer builds over a whole VarStore, not over its part `{path}`: implement \
+             `OptimizerConfig::build_optimizer_for`"
+        )))
+    }
 }
 
 /// An optimizer the trainer drives: it zeroes gradients, steps, has a learning rate, and saves
@@ -48,6 +63,16 @@ pub trait Optimizer: Send {
         Ok(())
     }
 
+    /// The optimizer named `name`, of a trainer with several ([`crate::Trainer::optimizer_for`]);
+    /// an error for one over the whole model.
+    #[doc(hidden)]
+    fn by_name(&mut self, name: &str) -> Result<&mut dyn Optimizer> {
+        Err(Error::Config(format!(
+            "no optimizer named `{name}`: the trainer has one, over the whole model; `optimizer_for` gives it \
+             several by name"
+        )))
+    }
+
     /// Goes back to a snapshot, which stays as it was (its tensors are copied).
     fn roll_back(&mut self, snapshot: &HookState) -> Result<()> {
         let mut copy = HookState {
@@ -61,6 +86,123 @@ pub trait Optimizer: Send {
             copy.tensors.push((name.clone(), tensor));
         }
         self.restore(copy)
+    }
+}
+
+/// Several optimizers, each over a part of the model, by name ([`crate::Trainer::optimizer_for`]):
+/// one optimizer to the loop — zeroing, stepping and setting the learning rate of every part,
+/// its state theirs together — and, to a step that optimizes by hand, each by its name.
+pub(crate) struct Named {
+    parts: Vec<(String, Box<dyn Optimizer>)>,
+    /// Each part's learning rate over the first one's, as given: a learning rate set for all
+    /// (a hook's, a resume point's) keeps these ratios.
+    ratios: Vec<f64>,
+}
+
+impl Named {
+    pub(crate) fn new() -> Self {
+        Named {
+            parts: Vec::new(),
+            ratios: Vec::new(),
+        }
+    }
+
+    /// Adds `optimizer` as `name`, of learning rate `lr` where the first one's is `first`; a name
+    /// given twice is refused.
+    pub(crate) fn add(&mut self, name: &str, optimizer: Box<dyn Optimizer>, lr: f64, first: f64) -> Result<()> {
+        if self.parts.iter().any(|(n, _)| n == name) {
+            return Err(Error::Config(format!("two optimizers named `{name}`")));
+        }
+        self.parts.push((name.to_owned(), optimizer));
+        self.ratios.push(if first > 0.0 { lr / first } else { 1.0 });
+        Ok(())
+    }
+
+    /// The optimizer named `name`, or an error listing the names there are.
+    pub(crate) fn part(&mut self, name: &str) -> Result<&mut dyn Optimizer> {
+        let names: Vec<String> = self.parts.iter().map(|(n, _)| format!("`{n}`")).collect();
+        match self.parts.iter_mut().find(|(n, _)| n == name) {
+            Some((_, optimizer)) => Ok(&mut **optimizer),
+            None => Err(Error::Config(format!(
+                "no optimizer named `{name}`: the trainer has {} (`optimizer_for`)",
+                if names.is_empty() {
+                    "none by name".to_owned()
+                } else {
+                    names.join(", ")
+                }
+            ))),
+        }
+    }
+}
+
+impl Optimizer for Named {
+    fn by_name(&mut self, name: &str) -> Result<&mut dyn Optimizer> {
+        self.part(name)
+    }
+
+    fn zero_grad(&mut self) -> Result<()> {
+        self.parts.iter_mut().try_for_each(|(_, o)| o.zero_grad())
+    }
+
+    fn step(&mut self) -> Result<()> {
+        self.parts.iter_mut().try_for_each(|(_, o)| o.step())
+    }
+
+    /// The first part's learning rate; the others' keep their ratios to it.
+    fn set_learning_rate(&mut self, lr: f64) {
+        for ((_, optimizer), ratio) in self.parts.iter_mut().zip(&self.ratios) {
+            optimizer.set_learning_rate(lr * ratio);
+        }
+    }
+
+    fn kind(&self) -> String {
+        let kinds: Vec<String> = self.parts.iter().map(|(n, o)| format!("{n}: {}", o.kind())).collect();
+        kinds.join("; ")
+    }
+
+    /// Each part's state: its value under its name, its tensors under `name/`.
+    fn state(&self) -> Result<HookState> {
+        let mut values = serde_json::Map::new();
+        let mut tensors = Vec::new();
+        for (name, optimizer) in &self.parts {
+            let state = optimizer.state()?;
+            values.insert(name.clone(), state.value);
+            tensors.extend(
+                state
+                    .tensors
+                    .into_iter()
+                    .map(|(t, tensor)| (format!("{name}/{t}"), tensor)),
+            );
+        }
+        Ok(HookState {
+            value: serde_json::Value::Object(values),
+            tensors,
+        })
+    }
+
+    fn restore(&mut self, state: HookState) -> Result<()> {
+        let serde_json::Value::Object(mut values) = state.value else {
+            return Err(Error::Config(
+                "the saved optimizer state is of one optimizer; this trainer has several (`optimizer_for`)".into(),
+            ));
+        };
+        let mut tensors = state.tensors;
+        for (name, optimizer) in &mut self.parts {
+            let Some(value) = values.remove(name.as_str()) else {
+                return Err(Error::Config(format!(
+                    "the saved optimizer state has no optimizer `{name}`"
+                )));
+            };
+            let prefix = format!("{name}/");
+            let (mine, rest): (Vec<_>, Vec<_>) = tensors.into_iter().partition(|(t, _)| t.starts_with(&prefix));
+            tensors = rest;
+            let mine = mine
+                .into_iter()
+                .map(|(t, tensor)| (t[prefix.len()..].to_owned(), tensor))
+                .collect();
+            optimizer.restore(HookState { value, tensors: mine })?;
+        }
+        Ok(())
     }
 }
 
@@ -102,10 +244,10 @@ struct Stateful<R> {
     rule: R,
     params: Vec<Param>,
     lr: f64,
-    /// tch's optimizer over the same variables, for its `zero_grad` alone: it sets the
+    /// libtorch's optimizer over the same variables, for its `zero_grad` alone: it sets the
     /// gradients to none (as PyTorch does by default), which spares the backward pass adding
     /// into zeroed buffers; tch has no other way to unset a gradient.
-    unset: nn::Optimizer,
+    unset: tch::COptimizer,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -133,8 +275,7 @@ impl<R: Rule> Stateful<R> {
 
 impl<R: Rule> Optimizer for Stateful<R> {
     fn zero_grad(&mut self) -> Result<()> {
-        self.unset.zero_grad();
-        Ok(())
+        self.unset.zero_grad().map_err(failed("zero_grad"))
     }
 
     fn step(&mut self) -> Result<()> {
@@ -407,84 +548,88 @@ impl Rule for RmsPropRule {
     }
 }
 
-fn build<R: Rule + 'static>(rule: R, vs: &VarStore, lr: f64) -> Result<Box<dyn Optimizer>> {
+/// An optimizer of `rule` over the variables of `vs` — under `path` alone, if given.
+fn build<R: Rule + 'static>(rule: R, vs: &VarStore, path: Option<&str>, lr: f64) -> Result<Box<dyn Optimizer>> {
     if !(lr.is_finite() && lr >= 0.0) {
         return Err(Error::Config(format!(
             "the learning rate must be finite and not negative, got {lr}"
         )));
     }
-    let unset = nn::OptimizerConfig::build(nn::Sgd::default(), vs, 0.0)
-        .map_err(|e| Error::torch("building the optimizer", e))?;
+    let mut params = params(vs);
+    if let Some(path) = path {
+        let prefix = format!("{path}.");
+        params.retain(|p| p.name.starts_with(&prefix));
+        if params.is_empty() {
+            let names: Vec<String> = crate::context::variables_by_name(vs)
+                .into_iter()
+                .map(|(n, _)| n)
+                .collect();
+            return Err(Error::Config(format!(
+                "no variable of the model is under `{path}` (made under `vs.root() / \"{path}\"`); it has {}",
+                if names.is_empty() {
+                    "none".to_owned()
+                } else {
+                    names.join(", ")
+                }
+            )));
+        }
+    }
+    let built = || -> std::result::Result<tch::COptimizer, TchError> {
+        let mut unset = tch::COptimizer::sgd(0.0, 0.0, 0.0, 0.0, false)?;
+        // Every variable, frozen ones too: unfrozen later, their gradients are unset as well.
+        for param in &params {
+            unset.add_parameters(&param.var, 0)?;
+        }
+        Ok(unset)
+    };
+    let unset = built().map_err(|e| Error::torch("building the optimizer", e))?;
     Ok(Box::new(Stateful {
         rule,
-        params: params(vs),
+        params,
         lr,
         unset,
     }))
 }
 
-impl OptimizerConfig for nn::Sgd {
-    fn build_optimizer(self, vs: &VarStore, lr: f64) -> Result<Box<dyn Optimizer>> {
-        if self.nesterov && (self.momentum <= 0.0 || self.dampening != 0.0) {
-            return Err(Error::Config(
-                "Nesterov momentum requires a momentum and zero dampening".into(),
-            ));
+/// The optimizer configurations of tch, each with its rule.
+macro_rules! configs {
+    ($($config:ty => $rule:expr;)*) => {$(
+        impl OptimizerConfig for $config {
+            fn build_optimizer(self, vs: &VarStore, lr: f64) -> Result<Box<dyn Optimizer>> {
+                build($rule(self)?, vs, None, lr)
+            }
+
+            fn build_optimizer_for(self, vs: &VarStore, path: &str, lr: f64) -> Result<Box<dyn Optimizer>> {
+                build($rule(self)?, vs, Some(path), lr)
+            }
         }
-        build(SgdRule(self), vs, lr)
-    }
+    )*};
 }
 
-impl OptimizerConfig for nn::Adam {
-    fn build_optimizer(self, vs: &VarStore, lr: f64) -> Result<Box<dyn Optimizer>> {
-        let nn::Adam {
-            beta1,
-            beta2,
-            wd,
-            eps,
-            amsgrad,
-        } = self;
-        build(
-            AdamRule {
-                beta1,
-                beta2,
-                wd,
-                eps,
-                amsgrad,
-                decoupled: false,
-            },
-            vs,
-            lr,
-        )
-    }
+configs! {
+    nn::Sgd => sgd_rule;
+    nn::Adam => |c: nn::Adam| Ok::<_, Error>(adam_rule(c.beta1, c.beta2, c.wd, c.eps, c.amsgrad, false));
+    nn::AdamW => |c: nn::AdamW| Ok::<_, Error>(adam_rule(c.beta1, c.beta2, c.wd, c.eps, c.amsgrad, true));
+    nn::RmsProp => |c: nn::RmsProp| Ok::<_, Error>(RmsPropRule(c));
 }
 
-impl OptimizerConfig for nn::AdamW {
-    fn build_optimizer(self, vs: &VarStore, lr: f64) -> Result<Box<dyn Optimizer>> {
-        let nn::AdamW {
-            beta1,
-            beta2,
-            wd,
-            eps,
-            amsgrad,
-        } = self;
-        build(
-            AdamRule {
-                beta1,
-                beta2,
-                wd,
-                eps,
-                amsgrad,
-                decoupled: true,
-            },
-            vs,
-            lr,
-        )
+fn sgd_rule(config: nn::Sgd) -> Result<SgdRule> {
+    if config.nesterov && (config.momentum <= 0.0 || config.dampening != 0.0) {
+        return Err(Error::Config(
+            "Nesterov momentum requires a momentum and zero dampening".into(),
+        ));
     }
+    Ok(SgdRule(config))
 }
 
-impl OptimizerConfig for nn::RmsProp {
-    fn build_optimizer(self, vs: &VarStore, lr: f64) -> Result<Box<dyn Optimizer>> {
-        build(RmsPropRule(self), vs, lr)
+fn adam_rule(beta1: f64, beta2: f64, wd: f64, eps: f64, amsgrad: bool, decoupled: bool) -> AdamRule {
+    AdamRule {
+        beta1,
+        beta2,
+        wd,
+        eps,
+        amsgrad,
+        decoupled,
     }
 }
 

@@ -65,6 +65,7 @@ use crate::batch::Batch;
 use crate::error::BoxError;
 use crate::state::TrainState;
 use std::any::Any;
+use std::cell::RefCell;
 use std::marker::PhantomData;
 use tch::{Device, Tensor};
 
@@ -85,6 +86,16 @@ pub trait TrainStep<B> {
     /// false. By default the training step's.
     fn validation_step(&mut self, batch: &B, ctx: &StepContext<'_>) -> Result<StepOutput, BoxError> {
         self.training_step(batch, ctx)
+    }
+
+    /// Whether the step runs the backward passes and the optimizer steps itself, through its
+    /// context — `ctx.zero_grad(name)`, `ctx.backward(&loss)`, `ctx.optimizer_step(name)` —
+    /// over the trainer's named optimizers ([`crate::Trainer::optimizer_for`]): a GAN's two,
+    /// stepped in turn. The default, `false`: the trainer runs them after the step, on the
+    /// loss it returns. A manual step's loss is only logged (no gradient needed); its
+    /// validation step must not call `backward`; each batch counts one global step.
+    fn manual_optimization(&self) -> bool {
+        false
     }
 }
 
@@ -114,10 +125,20 @@ impl StepOutput {
     }
 }
 
-/// What a step sees besides its batch.
+/// What a step sees besides its batch — and, for a step that optimizes by hand
+/// ([`TrainStep::manual_optimization`]), how it runs the backward passes and optimizer steps
+/// with the trainer's hooks around them.
 pub struct StepContext<'a> {
     pub(crate) training: bool,
-    pub(crate) state: &'a TrainState,
+    pub(crate) state: TrainState,
+    pub(crate) manual: RefCell<Option<&'a mut dyn Manual>>,
+}
+
+/// The loop's side of a step that optimizes by hand.
+pub(crate) trait Manual {
+    fn backward(&mut self, loss: &Tensor) -> crate::Result<()>;
+    fn zero_grad(&mut self, optimizer: &str) -> crate::Result<()>;
+    fn optimizer_step(&mut self, optimizer: &str) -> crate::Result<()>;
 }
 
 impl StepContext<'_> {
@@ -128,12 +149,40 @@ impl StepContext<'_> {
 
     /// Where the fit is: epoch, batch, global step.
     pub fn state(&self) -> &TrainState {
-        self.state
+        &self.state
     }
 
     /// The training device (the batch is on it already).
     pub fn device(&self) -> Device {
         self.state.device()
+    }
+
+    fn manual(&self, what: &str, run: impl FnOnce(&mut dyn Manual) -> crate::Result<()>) -> crate::Result<()> {
+        match self.manual.borrow_mut().as_deref_mut() {
+            Some(manual) => run(manual),
+            None => Err(crate::Error::Config(format!(
+                "`ctx.{what}` in a step that does not optimize by hand, or in validation: a step that calls it says so \
+                 (`TrainStep::manual_optimization` returns true), and trains only in `training_step`"
+            ))),
+        }
+    }
+
+    /// The backward pass of `loss`, between the `on_before_backward` and `on_after_backward`
+    /// hooks (a step that optimizes by hand).
+    pub fn backward(&self, loss: &Tensor) -> crate::Result<()> {
+        self.manual("backward", |m| m.backward(loss))
+    }
+
+    /// Unsets the gradients of the variables of the optimizer named `optimizer`
+    /// ([`crate::Trainer::optimizer_for`]).
+    pub fn zero_grad(&self, optimizer: &str) -> crate::Result<()> {
+        self.manual("zero_grad", |m| m.zero_grad(optimizer))
+    }
+
+    /// One step of the optimizer named `optimizer`: the gradients clipped (as the trainer is set
+    /// to), the `on_before_optimizer_step` hooks, then the step.
+    pub fn optimizer_step(&self, optimizer: &str) -> crate::Result<()> {
+        self.manual("optimizer_step", |m| m.optimizer_step(optimizer))
     }
 }
 
@@ -142,6 +191,7 @@ impl StepContext<'_> {
 pub(crate) trait ErasedStep {
     fn train(&mut self, batch: &dyn Any, ctx: &StepContext<'_>) -> Result<StepOutput, BoxError>;
     fn validate(&mut self, batch: &dyn Any, ctx: &StepContext<'_>) -> Result<StepOutput, BoxError>;
+    fn manual(&self) -> bool;
 }
 
 /// A step and its batch type, erased.
@@ -172,5 +222,9 @@ impl<S: TrainStep<B>, B: Batch + 'static> ErasedStep for Erased<'_, S, B> {
 
     fn validate(&mut self, batch: &dyn Any, ctx: &StepContext<'_>) -> Result<StepOutput, BoxError> {
         self.step.validation_step(typed(batch), ctx)
+    }
+
+    fn manual(&self) -> bool {
+        self.step.manual_optimization()
     }
 }

@@ -147,6 +147,8 @@ enum OptimizerSetting {
     Missing,
     Failed(String),
     Ready(Box<dyn crate::optim::Optimizer>, f64),
+    /// Optimizers by name, each over a part of the model, and the first one's learning rate.
+    Named(crate::optim::Named, f64),
 }
 
 impl<'a> Trainer<'a> {
@@ -251,9 +253,50 @@ impl<'a> Trainer<'a> {
     /// The trainer runs [`crate::optim`]'s implementations of them, whose state a resume point
     /// saves (tch's own optimizers keep theirs out of reach).
     pub fn optimizer(mut self, config: impl crate::optim::OptimizerConfig, lr: f64) -> Self {
-        self.optimizer = match config.build_optimizer(self.vs, lr) {
-            Ok(optimizer) => OptimizerSetting::Ready(optimizer, lr),
-            Err(err) => OptimizerSetting::Failed(err.to_string()),
+        self.optimizer = match (&self.optimizer, config.build_optimizer(self.vs, lr)) {
+            (OptimizerSetting::Named(..), _) => OptimizerSetting::Failed(
+                "both `optimizer_for` (over a part of the model) and `optimizer` (over the whole): give one or the \
+                 other"
+                    .into(),
+            ),
+            (_, Ok(optimizer)) => OptimizerSetting::Ready(optimizer, lr),
+            (_, Err(err)) => OptimizerSetting::Failed(err.to_string()),
+        };
+        self
+    }
+
+    /// An optimizer named `name` over the variables under `path` alone (`vs.root() / path`),
+    /// with learning rate `lr`: a trainer of several models in one `VarStore` (a GAN's generator
+    /// and discriminator) gives each its own. Every call adds one; they step together, or, for a
+    /// step that optimizes by hand ([`crate::TrainStep::manual_optimization`]), each when the
+    /// step says (`ctx.optimizer_step(name)`). A resume point keeps every one's state. The
+    /// trainer's learning rate (the history's, the one hooks read and set) is the first one's;
+    /// the others keep their ratio to it (a schedule scales them all).
+    pub fn optimizer_for(
+        mut self,
+        name: &str,
+        path: &str,
+        config: impl crate::optim::OptimizerConfig,
+        lr: f64,
+    ) -> Self {
+        let mut named = match std::mem::replace(&mut self.optimizer, OptimizerSetting::Missing) {
+            OptimizerSetting::Missing => Ok((crate::optim::Named::new(), lr)),
+            OptimizerSetting::Named(named, first) => Ok((named, first)),
+            OptimizerSetting::Ready(..) => Err(
+                "both `optimizer` (over the whole model) and `optimizer_for` (over a part): give one or the other"
+                    .to_owned(),
+            ),
+            OptimizerSetting::Failed(err) => Err(err),
+        };
+        if let Ok((parts, first)) = &mut named {
+            let built = config.build_optimizer_for(self.vs, path, lr);
+            if let Err(err) = built.and_then(|optimizer| parts.add(name, optimizer, lr, *first)) {
+                named = Err(format!("the optimizer `{name}`: {err}"));
+            }
+        }
+        self.optimizer = match named {
+            Ok((parts, first)) => OptimizerSetting::Named(parts, first),
+            Err(err) => OptimizerSetting::Failed(err),
         };
         self
     }

@@ -111,6 +111,27 @@ impl<'a> Trainer<'a> {
             Some((loss, _)) => loss,
             None => &self.data.loss,
         };
+        if let Work::Step(step) = &work {
+            if step.manual() {
+                let not_yet = [
+                    (
+                        self.settings.accumulate > 1,
+                        "gradient accumulation (`accumulate_gradients`): accumulate in the step",
+                    ),
+                    (
+                        self.settings.scaler().is_some(),
+                        "a gradient scaler (`grad_scaler`, `Precision::Fp16Mixed`)",
+                    ),
+                    (self.settings.rollback.is_some(), "rollbacks (`rollback`)"),
+                    (self.group.is_some(), "data-parallel training (`data_parallel`)"),
+                ];
+                if let Some((_, what)) = not_yet.iter().find(|(set, _)| *set) {
+                    return Err(Error::Config(format!(
+                        "a step that optimizes by hand does not take {what} yet"
+                    )));
+                }
+            }
+        }
         let mut parallel = self.group.as_ref().map(Parallel::new);
         if let Some(parallel) = &parallel {
             let not_yet = [

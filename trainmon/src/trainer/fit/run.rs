@@ -14,7 +14,7 @@ use crate::loss::Loss;
 use crate::metrics::BatchLogs;
 use crate::optim::Optimizer;
 use crate::resource::Resources;
-use crate::step::ErasedStep;
+use crate::step::{ErasedStep, Manual};
 use crate::trainer::dispatch::Dispatch;
 use crate::trainer::parallel::Parallel;
 use crate::trainer::rollback::{Guard, Mark};
@@ -63,6 +63,8 @@ pub(super) enum Work<'a> {
     Model(&'a dyn ModuleT),
     /// The user's step ([`crate::TrainStep`]).
     Step(Box<dyn ErasedStep + 'a>),
+    /// The user's step, while it runs with the loop lent to it (optimizing by hand).
+    Lent,
 }
 
 /// A training step done, or found bad before its backward pass.
@@ -376,6 +378,7 @@ impl Loop<'_, '_> {
             };
             guard.snapshot(&*self.optimizer, logs, mark)?;
         }
+        let by_hand = self.by_hand();
         for batch in first..=self.batches {
             self.scene.state.batch = batch;
             let step = self.scene.state.global_step + 1;
@@ -394,7 +397,18 @@ impl Loop<'_, '_> {
             let rows = batch_size.min(len - start);
             let at = || format!("batch {batch} of epoch {epoch}");
             let (loss, outputs) = self.forward(&mut order, start, rows, true, &at)?;
-            let (window_end, value) = match self.step(&loss, count)? {
+            let done = match by_hand {
+                // The step ran its backward passes and optimizer steps: one global step a batch.
+                true => {
+                    self.scene.state.global_step = count.global;
+                    Step::Done {
+                        window_end: true,
+                        value: None,
+                    }
+                }
+                false => self.step(&loss, count)?,
+            };
+            let (window_end, value) = match done {
                 Step::Done { window_end, value } => (window_end, value),
                 Step::Anomaly(reason) => {
                     let indices = indices.as_deref();
@@ -596,13 +610,60 @@ impl Loop<'_, '_> {
                 let (outputs, loss) = forward_loss(*model, self.loss, (&x, &y), train, self.autocast, at)?;
                 Ok((loss, Some((outputs, y))))
             }
-            Work::Step(step) => {
+            Work::Step(_) => {
                 let batch = order.fetch(start, rows, device, self.loss)?;
-                step_loss(&mut **step, &*batch, train, &self.scene.state, self.autocast, at)
+                // The step runs with the loop lent to it, if it optimizes by hand.
+                let Work::Step(mut step) = std::mem::replace(&mut self.work, Work::Lent) else {
+                    unreachable!("matched above")
+                };
+                let (state, autocast) = (self.scene.state.clone(), self.autocast);
+                let manual = (train && step.manual()).then_some(self as &mut dyn Manual);
+                let computed = step_loss(&mut *step, &*batch, train, state, autocast, manual, at);
+                self.work = Work::Step(step);
+                computed
             }
+            Work::Lent => unreachable!("a step does not run within itself"),
         }
     }
 
+    /// Whether the user's step runs the backward passes and optimizer steps itself.
+    pub fn by_hand(&self) -> bool {
+        matches!(&self.work, Work::Step(step) if step.manual())
+    }
+
+    /// The current batch's counters, as the events of a step optimized by hand fire them.
+    fn current(&self) -> Count {
+        Count::batch(self.scene.state.batch, self.scene.state.global_step + 1)
+    }
+}
+
+/// A step that optimizes by hand runs the backward passes and optimizer steps through the
+/// loop: with the hooks of their events around them, clipping, and the named optimizers.
+impl Manual for Loop<'_, '_> {
+    fn backward(&mut self, loss: &Tensor) -> Result<()> {
+        let count = self.current();
+        self.fire(Event::BeforeBackward, count, None)?;
+        let (batch, epoch) = (self.scene.state.batch, self.scene.state.epoch);
+        loss.f_backward()
+            .map_err(|e| Error::torch(format!("the backward pass failed on batch {batch} of epoch {epoch}"), e))?;
+        self.fire(Event::AfterBackward, count, None)
+    }
+
+    fn zero_grad(&mut self, optimizer: &str) -> Result<()> {
+        self.optimizer.by_name(optimizer)?.zero_grad()
+    }
+
+    fn optimizer_step(&mut self, optimizer: &str) -> Result<()> {
+        let count = self.current();
+        if let Some(clip) = self.settings.clip {
+            clip_gradients(self.vs, clip).map_err(|e| Error::torch("clipping the gradients", e))?;
+        }
+        self.fire(Event::BeforeOptimizerStep, count, None)?;
+        self.optimizer.by_name(optimizer)?.step()
+    }
+}
+
+impl Loop<'_, '_> {
     /// Counts a profiled batch; after the last, warns about training-batch hooks slower than
     /// the step itself.
     fn profiled(&mut self, spent: Duration) {

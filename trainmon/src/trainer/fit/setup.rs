@@ -186,6 +186,7 @@ impl OptimizerSetting {
     pub(super) fn ready(&mut self) -> Result<(&mut dyn crate::optim::Optimizer, f64)> {
         match self {
             OptimizerSetting::Ready(optimizer, lr) => Ok((&mut **optimizer, *lr)),
+            OptimizerSetting::Named(optimizers, lr) => Ok((optimizers, *lr)),
             OptimizerSetting::Missing => Err(Error::Config(
                 "no optimizer: call `.optimizer(nn::Adam::default(), 1e-3)` (or another) before `fit`".into(),
             )),

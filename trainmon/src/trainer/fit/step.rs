@@ -7,9 +7,10 @@ use crate::guard;
 use crate::loss::Loss;
 use crate::native;
 use crate::state::TrainState;
-use crate::step::{ErasedStep, StepContext, StepOutput};
+use crate::step::{ErasedStep, Manual, StepContext, StepOutput};
 use crate::trainer::Clip;
 use std::any::Any;
+use std::cell::RefCell;
 use tch::nn::{ModuleT, VarStore};
 use tch::{Kind, Tensor};
 
@@ -53,19 +54,31 @@ pub(super) fn step_loss(
     step: &mut (dyn ErasedStep + '_),
     batch: &dyn Any,
     training: bool,
-    state: &TrainState,
+    state: TrainState,
     autocast: Option<Kind>,
+    manual: Option<&mut dyn Manual>,
     at: &dyn Fn() -> String,
 ) -> Result<(Tensor, Option<(Tensor, Tensor)>)> {
-    let failed = |source: BoxError| Error::Step {
-        at: at(),
-        // libtorch's message without its C++ stack (`TorchError::full_message` keeps it).
-        source: match source.downcast::<tch::TchError>() {
-            Ok(tch) => Box::new(Error::torch("libtorch refused an operation", *tch)),
-            Err(other) => other,
+    // The loop's own errors (a hook's, through the context of a step that optimizes by hand)
+    // come back as they were.
+    let failed = |source: BoxError| match source.downcast::<Error>() {
+        Ok(own) => *own,
+        Err(source) => Error::Step {
+            at: at(),
+            // libtorch's message without its C++ stack (`TorchError::full_message` keeps it).
+            source: match source.downcast::<tch::TchError>() {
+                Ok(tch) => Box::new(Error::torch("libtorch refused an operation", *tch)),
+                Err(other) => other,
+            },
         },
     };
-    let ctx = StepContext { training, state };
+    let by_hand = manual.is_some();
+    let device = state.device();
+    let ctx = StepContext {
+        training,
+        state,
+        manual: RefCell::new(manual),
+    };
     let mut run = || {
         guard::caught(|| match training {
             true => step.train(batch, &ctx),
@@ -73,7 +86,7 @@ pub(super) fn step_loss(
         })
     };
     let output = match autocast {
-        Some(kind) => native::with_autocast(state.device(), kind, run),
+        Some(kind) => native::with_autocast(device, kind, run),
         None => run(),
     };
     let StepOutput { loss, outputs } = output
@@ -88,7 +101,7 @@ pub(super) fn step_loss(
             .into(),
         ));
     }
-    if training && !loss.requires_grad() {
+    if training && !by_hand && !loss.requires_grad() {
         return Err(failed(
             "it returned a loss without a gradient: computed under `no_grad`, detached, or from no trainable variable \
              (are the model's variables in the trainer's VarStore?)"
@@ -103,7 +116,9 @@ pub(super) fn step_loss(
     };
     let loss = match loss.dim() {
         0 => loss,
-        _ => loss.f_reshape([]).map_err(|e| Error::torch("reading the step's loss", e))?,
+        _ => loss
+            .f_reshape([])
+            .map_err(|e| Error::torch("reading the step's loss", e))?,
     };
     let loss = fp32(loss, "the loss")?;
     let outputs = match outputs {
