@@ -580,3 +580,57 @@ fn optimizing_by_hand_wrongly_is_an_error_naming_the_cause() {
         .unwrap_err();
     assert!(err.to_string().contains("both `optimizer`"), "{err}");
 }
+
+/// Hooks read the batch as its type: the dataset's own, or the features and targets of a
+/// `Dataset`; another type is an error naming both.
+#[test]
+fn hooks_read_the_batch_typed() {
+    let _serial = serial();
+    let seen: Arc<std::sync::Mutex<Vec<(String, Vec<i64>)>>> = Arc::default();
+    let record = |event: &'static str| {
+        let seen = seen.clone();
+        move |batch: StepBatch<Tokens>| seen.lock().unwrap().push((event.to_owned(), batch.ids.size()))
+    };
+    let data = Sequences::new();
+    let vs = nn::VarStore::new(tch::Device::Cpu);
+    let mut step = NextToken::new(&vs);
+    trainer(&vs, Trainer::for_steps(&vs))
+        .epochs(1)
+        .validation_split(0.25)
+        .add_hook(HookSpec::new(Event::AfterBackward, "after_backward"), record("after_backward"))
+        .add_hook(HookSpec::new(Event::BatchEnd, "batch_end"), record("batch_end"))
+        .add_hook(HookSpec::new(Event::ValidationBatchEnd, "validation_batch_end"), record("validation"))
+        .fit_steps(&mut step, &data, None)
+        .unwrap();
+    let seen = seen.lock().unwrap();
+    // 150 training sequences in batches of 16: 10 batches, the last of 6; 50 validation ones.
+    assert_eq!(seen.iter().filter(|(e, _)| e == "batch_end").count(), 10);
+    assert_eq!(seen.iter().filter(|(e, _)| e == "after_backward").count(), 10);
+    assert_eq!(seen.iter().filter(|(e, _)| e == "validation").count(), 4);
+    assert_eq!(seen[1], ("batch_end".to_owned(), vec![16, 6]));
+    assert_eq!(seen[19], ("batch_end".to_owned(), vec![6, 6]));
+
+    // The trainer's own step: `(Tensor, Tensor)`.
+    let sizes: Arc<std::sync::Mutex<Vec<Vec<i64>>>> = Arc::default();
+    let kept = sizes.clone();
+    let pairs = tutorial_data(1);
+    let (vs, model) = tutorial_model(2);
+    trainer(&vs, Trainer::new(&vs, &model))
+        .epochs(1)
+        .add_hook(HookSpec::new(Event::BatchEnd, "pairs"), move |batch: StepBatch<(Tensor, Tensor)>| {
+            kept.lock().unwrap().push(batch.0.size())
+        })
+        .fit(&pairs)
+        .unwrap();
+    assert_eq!(sizes.lock().unwrap()[0], [16, 20]);
+
+    // Another type.
+    let err = trainer(&vs, Trainer::new(&vs, &model))
+        .add_hook(HookSpec::new(Event::BatchEnd, "wrong"), |_: StepBatch<Tokens>| {})
+        .fit(&pairs)
+        .unwrap_err();
+    assert!(
+        format!("{err:#}").contains("parameter `StepBatch<steps::Tokens>`: this fit's batches are `(tch::Tensor, tch::Tensor)`"),
+        "{err:#}"
+    );
+}

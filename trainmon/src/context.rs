@@ -27,6 +27,9 @@ pub struct HookContext<'a> {
     pub(crate) logged: &'a RefCell<Vec<Logged>>,
     /// The gradient scaler's scale, on the device, when the fit scales.
     pub(crate) grad_scale: Option<&'a tch::Tensor>,
+    /// The batch being trained or validated, and its type's name (from the batch's forward pass
+    /// to its `on_batch_end`).
+    pub(crate) step_batch: Option<(&'a dyn std::any::Any, &'static str)>,
 }
 
 impl<'a> HookContext<'a> {
@@ -72,6 +75,14 @@ impl<'a> HookContext<'a> {
     /// `on_validation_batch_end`).
     pub fn batch(&self) -> Option<&'a BatchLogs> {
         self.batch
+    }
+
+    /// The batch being trained or validated, as its type `B` — the `(features, targets)` of a
+    /// [`crate::Dataset`] as `(Tensor, Tensor)`, a [`crate::BatchDataset`]'s own batch —, on the
+    /// training device: from its forward pass to `on_batch_end` (and at
+    /// `on_validation_batch_end`). `None` elsewhere or for another type.
+    pub fn step_batch<B: 'static>(&self) -> Option<&'a B> {
+        self.step_batch.and_then(|(batch, _)| batch.downcast_ref::<B>())
     }
 
     /// The epoch's logs (`on_validation_end`, `on_epoch_end`).
@@ -265,6 +276,7 @@ impl Scene {
             resources,
             logged: &self.logged,
             grad_scale: self.grad_scale.as_ref(),
+            step_batch: None,
         }
     }
 }
@@ -274,6 +286,14 @@ impl<'a> HookContext<'a> {
     pub(crate) fn with_batch(self, batch: &'a BatchLogs) -> Self {
         HookContext {
             batch: Some(batch),
+            ..self
+        }
+    }
+
+    /// With the batch being trained or validated.
+    pub(crate) fn with_step_batch(self, batch: Option<(&'a dyn std::any::Any, &'static str)>) -> Self {
+        HookContext {
+            step_batch: batch,
             ..self
         }
     }

@@ -39,6 +39,11 @@ pub mod events {
         /// `on_exception`: where the error exists.
         #[derive(Debug)]
         pub enum Exception {}
+        /// From a batch's forward pass to its end — `on_before_backward`, `on_after_backward`,
+        /// `on_before_optimizer_step`, `on_batch_end`, `on_validation_batch_end` —: where the
+        /// batch exists.
+        #[derive(Debug)]
+        pub enum StepBatches {}
 
         impl Scope for AnyEvent {
             fn includes(_: Event) -> bool {
@@ -60,6 +65,18 @@ pub mod events {
                 event == Event::Exception
             }
         }
+        impl Scope for StepBatches {
+            fn includes(event: Event) -> bool {
+                matches!(
+                    event,
+                    Event::BeforeBackward
+                        | Event::AfterBackward
+                        | Event::BeforeOptimizerStep
+                        | Event::BatchEnd
+                        | Event::ValidationBatchEnd
+                )
+            }
+        }
     }
 
     /// Whether a parameter of this scope exists at event `E`, for the compiler: the same sets
@@ -67,7 +84,7 @@ pub mod events {
     #[diagnostic::on_unimplemented(
         message = "this hook parameter does not exist in `{E}` hooks",
         label = "not available in this hook",
-        note = "`&BatchLogs` exists in `on_batch_end` and `on_validation_batch_end` hooks, `&EpochLogs` in `on_validation_end` and `on_epoch_end` hooks, `&Error` in `on_exception` hooks; the other parameters everywhere"
+        note = "`&BatchLogs` exists in `on_batch_end` and `on_validation_batch_end` hooks, `StepBatch<B>` in those and `on_before_backward`, `on_after_backward`, `on_before_optimizer_step` hooks, `&EpochLogs` in `on_validation_end` and `on_epoch_end` hooks, `&Error` in `on_exception` hooks; the other parameters everywhere"
     )]
     pub trait ScopeIncludes<E> {}
 
@@ -77,4 +94,9 @@ pub mod events {
     impl ScopeIncludes<ValidationEnd> for scope::EpochEnds {}
     impl ScopeIncludes<EpochEnd> for scope::EpochEnds {}
     impl ScopeIncludes<Exception> for scope::Exception {}
+    impl ScopeIncludes<BeforeBackward> for scope::StepBatches {}
+    impl ScopeIncludes<AfterBackward> for scope::StepBatches {}
+    impl ScopeIncludes<BeforeOptimizerStep> for scope::StepBatches {}
+    impl ScopeIncludes<BatchEnd> for scope::StepBatches {}
+    impl ScopeIncludes<ValidationBatchEnd> for scope::StepBatches {}
 }

@@ -170,7 +170,7 @@ where
 #[diagnostic::on_unimplemented(
     message = "`{Self}` is not a hook",
     label = "not a hook",
-    note = "a hook is a `Hook`, or a function or closure whose parameters are hook parameters (`&BatchLogs`, `&EpochLogs`, `&TrainState`, `&History`, `Local<T>`, `Res<T>`, `&VarStore`, `LearningRate`, `Dist`, `&Error`, `&HookContext`), annotated with their types, returning `()`, `Control`, or a `Result` of them"
+    note = "a hook is a `Hook`, or a function or closure whose parameters are hook parameters (`&BatchLogs`, `&EpochLogs`, `&TrainState`, `&History`, `Local<T>`, `Res<T>`, `&VarStore`, `LearningRate`, `Dist`, `StepBatch<B>`, `&Error`, `&HookContext`), annotated with their types, returning `()`, `Control`, or a `Result` of them"
 )]
 pub trait IntoHook<Marker>: Sized {
     /// The hook, boxed for the trainer.

@@ -364,7 +364,7 @@ pub use hook::{Hook, IntoHook, Plugin};
 pub use loader::Loader;
 pub use loss::{Loss, LossFn};
 pub use metrics::{Accuracy, BatchLogs, Metric};
-pub use param::{HookParam, Local};
+pub use param::{HookParam, Local, StepBatch};
 pub use precision::{GradScaler, Precision};
 pub use registry::{registrations, Hooks, Registration};
 pub use resource::{Requirement, Res};
@@ -392,7 +392,7 @@ pub mod prelude {
     trainmon_events::for_each_event!(attributes);
     pub use crate::{
         Batch, BatchLogs, Control, Dist, EpochLogs, GradScaler, History, LearningRate, Loader, Local, Precision, Res,
-        StepContext, StepOutput, TensorDataset, TrainState, TrainStep, Trainer,
+        StepBatch, StepContext, StepOutput, TensorDataset, TrainState, TrainStep, Trainer,
     };
     pub use tch::nn::VarStore;
 }

@@ -59,6 +59,16 @@ pub trait HookParam {
     /// The value for one call; `None` where the context lacks it (prevented at compile time by
     /// [`Self::Scope`]).
     fn fetch<'a>(state: &'a mut Self::State, ctx: &'a HookContext<'_>) -> Option<Self::Item<'a>>;
+
+    /// Why [`Self::fetch`] found nothing in `ctx`: by default, that the parameter does not
+    /// exist at its event.
+    fn missing(ctx: &HookContext<'_>) -> String {
+        format!(
+            "parameter `{}` does not exist at {}",
+            std::any::type_name::<Self>(),
+            ctx.event()
+        )
+    }
 }
 
 /// Not public API: the check the attributes emit for each parameter, spanned at its type.
@@ -79,12 +89,7 @@ pub fn fetch<'a, P: HookParam>(
 ) -> Result<P::Item<'a>, crate::error::BoxError> {
     match P::fetch(state, ctx) {
         Some(item) => Ok(item),
-        None => Err(format!(
-            "parameter `{}` does not exist at {}",
-            std::any::type_name::<P>(),
-            ctx.event()
-        )
-        .into()),
+        None => Err(P::missing(ctx).into()),
     }
 }
 
@@ -269,6 +274,51 @@ pub trait PersistNothing {
 impl<P: ?Sized> PersistNothing for Persist<P> {
     fn save<S>(&self, _: &S, _: &str, _: &mut HookState) {}
     fn load<S>(&self, _: &mut S, _: &str, _: &mut HookState) {}
+}
+
+/// The batch being trained or validated, as its type `B` (a hook parameter): a
+/// [`crate::BatchDataset`]'s own batch type, or `(Tensor, Tensor)` for a [`crate::Dataset`]'s
+/// features and targets — on the training device. It exists from the batch's forward pass to
+/// its end: in `on_before_backward`, `on_after_backward`, `on_before_optimizer_step`,
+/// `on_batch_end` and `on_validation_batch_end` hooks. A `B` other than the fit's batch type is
+/// an error naming both when the hook runs.
+///
+/// ```
+/// use trainmon::prelude::*;
+///
+/// #[on_batch_end(every = 100)]
+/// fn batch_shapes(batch: StepBatch<(tch::Tensor, tch::Tensor)>) {
+///     let (features, targets) = &*batch;
+///     tracing::debug!("features {:?}, targets {:?}", features.size(), targets.size());
+/// }
+/// ```
+pub struct StepBatch<'a, B>(&'a B);
+
+impl<B> std::ops::Deref for StepBatch<'_, B> {
+    type Target = B;
+    fn deref(&self) -> &B {
+        self.0
+    }
+}
+
+impl<B: 'static> HookParam for StepBatch<'_, B> {
+    type State = ();
+    type Item<'a> = StepBatch<'a, B>;
+    type Scope = scope::StepBatches;
+    fn init_state() {}
+    #[inline]
+    fn fetch<'a>(_: &'a mut (), ctx: &'a HookContext<'_>) -> Option<StepBatch<'a, B>> {
+        ctx.step_batch::<B>().map(StepBatch)
+    }
+    fn missing(ctx: &HookContext<'_>) -> String {
+        match ctx.step_batch {
+            Some((_, theirs)) => format!(
+                "parameter `StepBatch<{}>`: this fit's batches are `{theirs}`",
+                std::any::type_name::<B>(),
+            ),
+            None => format!("parameter `StepBatch` does not exist at {}", ctx.event()),
+        }
+    }
 }
 
 impl HookParam for Dist {

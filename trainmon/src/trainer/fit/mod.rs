@@ -222,6 +222,7 @@ impl<'a> Trainer<'a> {
             autocast: self.settings.precision.autocast_kind(),
             scaler,
             parallel,
+            current: None,
         };
         if let Some(dir) = &self.settings.resume {
             run.resume_from(dir, &mut logs.train)?;

@@ -2,7 +2,7 @@
 //! between them.
 
 use super::setup::{Logs, Plan};
-use super::source::Epoch;
+use super::source::{Epoch, PAIRS};
 use super::source::Source;
 use super::step::{clip_gradients, forward_loss, step_loss};
 use crate::context::Scene;
@@ -23,6 +23,8 @@ use crate::trainer::Settings;
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
+use std::any::Any;
+use std::rc::Rc;
 use std::time::{Duration, Instant};
 use tch::nn::{ModuleT, VarStore};
 use tch::{Kind, Tensor};
@@ -55,6 +57,9 @@ pub(super) struct Loop<'a, 'h> {
     pub scaler: Option<Scaler>,
     /// The group, when the fit is data-parallel.
     pub parallel: Option<Parallel<'a>>,
+    /// The batch being trained or validated and its type's name, from its forward pass to its
+    /// end: what `StepBatch` parameters get.
+    pub current: Option<(Rc<dyn Any>, &'static str)>,
 }
 
 /// What a batch's loss comes from.
@@ -227,7 +232,8 @@ impl Loop<'_, '_> {
 
     /// Runs the hooks of `event` at `count`, then applies a learning rate a hook set.
     fn fire(&mut self, event: Event, count: Count, batch: Option<&BatchLogs>) -> Result<()> {
-        let ctx = self.scene.context(event, self.vs, self.resources);
+        let current = self.current.as_ref().map(|(batch, name)| (&**batch, *name));
+        let ctx = self.scene.context(event, self.vs, self.resources).with_step_batch(current);
         let ctx = match batch {
             Some(batch) => ctx.with_batch(batch),
             None => ctx,
@@ -273,6 +279,7 @@ impl Loop<'_, '_> {
                 }
             };
             self.train_epoch(train, &mut logs.train, started)?;
+            self.current = None;
             if logs.train.number() == 0 {
                 break;
             }
@@ -380,6 +387,7 @@ impl Loop<'_, '_> {
         }
         let by_hand = self.by_hand();
         for batch in first..=self.batches {
+            self.current = None;
             self.scene.state.batch = batch;
             let step = self.scene.state.global_step + 1;
             let count = Count::batch(batch, step);
@@ -608,10 +616,13 @@ impl Loop<'_, '_> {
             Work::Model(model) => {
                 let (x, y) = order.batch(start, rows, device, self.loss)?;
                 let (outputs, loss) = forward_loss(*model, self.loss, (&x, &y), train, self.autocast, at)?;
-                Ok((loss, Some((outputs, y))))
+                let targets = y.shallow_clone();
+                self.current = Some((Rc::new((x, y)), PAIRS));
+                Ok((loss, Some((outputs, targets))))
             }
             Work::Step(_) => {
-                let batch = order.fetch(start, rows, device, self.loss)?;
+                let (batch, name) = order.fetch(start, rows, device, self.loss)?;
+                self.current = Some((Rc::clone(&batch), name));
                 // The step runs with the loop lent to it, if it optimizes by hand.
                 let Work::Step(mut step) = std::mem::replace(&mut self.work, Work::Lent) else {
                     unreachable!("matched above")
@@ -701,6 +712,7 @@ impl Loop<'_, '_> {
             logs.update_sized(&loss, outputs.as_ref().map(|(o, y)| (o, y)), rows)?;
             self.fire(Event::ValidationBatchEnd, Count::batch(batch, batch as u64), Some(logs))?;
         }
+        self.current = None;
         Ok(())
     }
 }

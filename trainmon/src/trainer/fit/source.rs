@@ -9,6 +9,7 @@ use crate::guard;
 use crate::loss::Loss;
 use crate::trainer::NanPolicy;
 use std::any::Any;
+use std::rc::Rc;
 use std::sync::Arc;
 use tch::{Device, Tensor};
 
@@ -31,7 +32,9 @@ pub(super) enum Source<'d> {
 pub(super) trait TypedData {
     /// The batch of `indices` built, checked (its tensors share a first dimension of one row
     /// per index) and moved to `device`.
-    fn fetch(&self, indices: &[i64], device: Device) -> Result<Box<dyn Any>>;
+    fn fetch(&self, indices: &[i64], device: Device) -> Result<Rc<dyn Any>>;
+    /// The batch type's name, for messages.
+    fn batch_type(&self) -> &'static str;
 }
 
 /// The samples of a [`BatchDataset`] from `start` on (all, or one side of a validation split).
@@ -41,7 +44,11 @@ pub(super) struct Typed<'d, D> {
 }
 
 impl<D: BatchDataset> TypedData for Typed<'_, D> {
-    fn fetch(&self, indices: &[i64], device: Device) -> Result<Box<dyn Any>> {
+    fn batch_type(&self) -> &'static str {
+        std::any::type_name::<D::Batch>()
+    }
+
+    fn fetch(&self, indices: &[i64], device: Device) -> Result<Rc<dyn Any>> {
         let shifted: Vec<i64>;
         let indices = match self.start {
             0 => indices,
@@ -68,7 +75,7 @@ impl<D: BatchDataset> TypedData for Typed<'_, D> {
                 e,
             )
         })?;
-        Ok(Box::new(batch))
+        Ok(Rc::new(batch))
     }
 }
 
@@ -190,6 +197,9 @@ impl<'d> Source<'d> {
     }
 }
 
+/// The type of a [`Dataset`]'s batches, for messages.
+pub(super) const PAIRS: &str = "(tch::Tensor, tch::Tensor)";
+
 /// Bytes of a batch's features from which an epoch's tensors on the CPU are gathered batch by
 /// batch rather than at once (see [`Source::epoch`]): where a batch's copy costs more than the
 /// few microseconds of a gather's call.
@@ -213,10 +223,16 @@ impl Epoch<'_, '_> {
     /// The samples `start..start + len` of this epoch's order, on `device`, as a batch for a
     /// step of the user's: the batch the dataset builds, or (a [`Dataset`] of pairs) the
     /// features and targets as a `(Tensor, Tensor)`.
-    pub(super) fn fetch(&mut self, start: usize, len: usize, device: Device, loss: &Loss) -> Result<Box<dyn Any>> {
+    pub(super) fn fetch(
+        &mut self,
+        start: usize,
+        len: usize,
+        device: Device,
+        loss: &Loss,
+    ) -> Result<(Rc<dyn Any>, &'static str)> {
         match self {
-            Epoch::Typed { data, order } => data.fetch(&order[start..start + len], device),
-            _ => Ok(Box::new(self.batch(start, len, device, loss)?)),
+            Epoch::Typed { data, order } => Ok((data.fetch(&order[start..start + len], device)?, data.batch_type())),
+            _ => Ok((Rc::new(self.batch(start, len, device, loss)?), PAIRS)),
         }
     }
 
