@@ -597,9 +597,15 @@ fn hooks_read_the_batch_typed() {
     trainer(&vs, Trainer::for_steps(&vs))
         .epochs(1)
         .validation_split(0.25)
-        .add_hook(HookSpec::new(Event::AfterBackward, "after_backward"), record("after_backward"))
+        .add_hook(
+            HookSpec::new(Event::AfterBackward, "after_backward"),
+            record("after_backward"),
+        )
         .add_hook(HookSpec::new(Event::BatchEnd, "batch_end"), record("batch_end"))
-        .add_hook(HookSpec::new(Event::ValidationBatchEnd, "validation_batch_end"), record("validation"))
+        .add_hook(
+            HookSpec::new(Event::ValidationBatchEnd, "validation_batch_end"),
+            record("validation"),
+        )
         .fit_steps(&mut step, &data, None)
         .unwrap();
     let seen = seen.lock().unwrap();
@@ -617,9 +623,10 @@ fn hooks_read_the_batch_typed() {
     let (vs, model) = tutorial_model(2);
     trainer(&vs, Trainer::new(&vs, &model))
         .epochs(1)
-        .add_hook(HookSpec::new(Event::BatchEnd, "pairs"), move |batch: StepBatch<(Tensor, Tensor)>| {
-            kept.lock().unwrap().push(batch.0.size())
-        })
+        .add_hook(
+            HookSpec::new(Event::BatchEnd, "pairs"),
+            move |batch: StepBatch<(Tensor, Tensor)>| kept.lock().unwrap().push(batch.0.size()),
+        )
         .fit(&pairs)
         .unwrap();
     assert_eq!(sizes.lock().unwrap()[0], [16, 20]);
@@ -630,7 +637,8 @@ fn hooks_read_the_batch_typed() {
         .fit(&pairs)
         .unwrap_err();
     assert!(
-        format!("{err:#}").contains("parameter `StepBatch<steps::Tokens>`: this fit's batches are `(tch::Tensor, tch::Tensor)`"),
+        format!("{err:#}")
+            .contains("parameter `StepBatch<steps::Tokens>`: this fit's batches are `(tch::Tensor, tch::Tensor)`"),
         "{err:#}"
     );
 }

@@ -34,7 +34,7 @@ use tch::nn::VarStore;
 #[diagnostic::on_unimplemented(
     message = "`{Self}` is not a hook parameter",
     label = "not a hook parameter",
-    note = "a hook takes, in any order: `&TrainState`, `&BatchLogs`, `&EpochLogs`, `&History`, `Local<T>`, `Res<T>`, `&VarStore`, `LearningRate`, `Dist`, `&Error`, `&HookContext`"
+    note = "a hook takes, in any order: `&TrainState`, `&BatchLogs`, `&EpochLogs`, `&History`, `Local<T>`, `Res<T>`, `&VarStore`, `LearningRate`, `Dist`, `StepBatch<B>`, `&Error`, `&HookContext`"
 )]
 pub trait HookParam {
     /// State kept by the hook instance for this parameter (`()` unless it is a `Local`).

@@ -2,8 +2,8 @@
 //! between them.
 
 use super::setup::{Logs, Plan};
-use super::source::{Epoch, PAIRS};
 use super::source::Source;
+use super::source::{Epoch, PAIRS};
 use super::step::{clip_gradients, forward_loss, step_loss};
 use crate::context::Scene;
 use crate::error::{Error, Result};
@@ -233,7 +233,10 @@ impl Loop<'_, '_> {
     /// Runs the hooks of `event` at `count`, then applies a learning rate a hook set.
     fn fire(&mut self, event: Event, count: Count, batch: Option<&BatchLogs>) -> Result<()> {
         let current = self.current.as_ref().map(|(batch, name)| (&**batch, *name));
-        let ctx = self.scene.context(event, self.vs, self.resources).with_step_batch(current);
+        let ctx = self
+            .scene
+            .context(event, self.vs, self.resources)
+            .with_step_batch(current);
         let ctx = match batch {
             Some(batch) => ctx.with_batch(batch),
             None => ctx,
