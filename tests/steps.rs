@@ -642,3 +642,106 @@ fn hooks_read_the_batch_typed() {
         "{err:#}"
     );
 }
+
+/// The sequences of `Sequences`, kept in Rust memory (a loader's workers share the dataset:
+/// `Sync`, which tensors are not); sample 37 cannot be built when `broken`, and panics when
+/// `panics`.
+struct Encoded {
+    rows: Vec<[i64; 6]>,
+    broken: bool,
+    panics: bool,
+}
+
+impl Encoded {
+    fn new(broken: bool) -> Self {
+        let rows = (0..200).map(|i| std::array::from_fn(|t| (i + t as i64) % 5)).collect();
+        Encoded {
+            rows,
+            broken,
+            panics: false,
+        }
+    }
+}
+
+impl BatchDataset for Encoded {
+    type Batch = Tokens;
+
+    fn len(&self) -> usize {
+        self.rows.len()
+    }
+
+    fn batch(&self, indices: &[i64]) -> trainmon::Result<Tokens> {
+        if self.broken && indices.contains(&37) {
+            assert!(!self.panics, "sample 37 is out of range");
+            return Err(Error::Data("sample 37 is corrupt".into()));
+        }
+        let flat: Vec<i64> = indices.iter().flat_map(|&i| self.rows[i as usize]).collect();
+        let ids = Tensor::from_slice(&flat).view([-1, 6]);
+        Ok(Tokens {
+            mask: ids.ones_like().to_kind(Kind::Float),
+            labels: (&ids + 1).remainder(5),
+            ids,
+        })
+    }
+}
+
+/// Batches of the user's type built on a loader's workers: the fit is the one without workers,
+/// to the bit (shuffled, with a validation split); a batch that fails on a worker names its
+/// samples; prefetch without workers is refused.
+#[test]
+fn a_batch_loader_builds_typed_batches_on_workers_to_the_bit() {
+    let _serial = serial();
+    let fit = |workers: Option<usize>| {
+        let vs = nn::VarStore::new(tch::Device::Cpu);
+        let mut step = NextToken::new(&vs);
+        let mut trainer = trainer(&vs, Trainer::for_steps(&vs)).validation_split(0.25);
+        let history = match workers {
+            None => trainer.fit_steps(&mut step, &Encoded::new(false), None),
+            Some(n) => trainer.fit_steps(
+                &mut step,
+                &trainmon::BatchLoader::new(Encoded::new(false)).workers(n),
+                None,
+            ),
+        }
+        .unwrap();
+        (history.metric("loss"), history.metric("val_loss"), weights(&vs))
+    };
+    let alone = fit(None);
+    assert_eq!(fit(Some(1)), alone);
+    assert_eq!(fit(Some(3)), alone);
+
+    let vs = nn::VarStore::new(tch::Device::Cpu);
+    let mut step = NextToken::new(&vs);
+    let err = trainer(&vs, Trainer::for_steps(&vs))
+        .shuffle(false)
+        .fit_steps(
+            &mut step,
+            &trainmon::BatchLoader::new(Encoded::new(true)).workers(2),
+            None,
+        )
+        .unwrap_err();
+    assert_eq!(
+        format!("{err:#}"),
+        "the dataset could not build the batch of samples [32, 33, 34, 35, 36, 37, …] (16 samples): invalid \
+         dataset: sample 37 is corrupt"
+    );
+    let panicking = Encoded {
+        panics: true,
+        ..Encoded::new(true)
+    };
+    let err = trainer(&vs, Trainer::for_steps(&vs))
+        .shuffle(false)
+        .fit_steps(&mut step, &trainmon::BatchLoader::new(panicking).workers(2), None)
+        .unwrap_err();
+    let message = format!("{err:#}");
+    assert!(message.contains("(16 samples): panicked on loader worker"), "{message}");
+    assert!(message.ends_with("sample 37 is out of range"), "{message}");
+    let err = trainer(&vs, Trainer::for_steps(&vs))
+        .fit_steps(
+            &mut step,
+            &trainmon::BatchLoader::new(Encoded::new(false)).workers(0).prefetch(2),
+            None,
+        )
+        .unwrap_err();
+    assert!(err.to_string().contains("prefetch needs at least one worker"), "{err}");
+}

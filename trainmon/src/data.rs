@@ -97,6 +97,19 @@ pub trait BatchDataset {
         self.len() == 0
     }
 
+    /// Refuses settings of the dataset that cannot work (see [`Dataset::check`]).
+    #[doc(hidden)]
+    fn check_batches(&self) -> Result<()> {
+        Ok(())
+    }
+
+    /// An epoch's batches built ahead (see [`Dataset::prefetched`]): a [`crate::BatchLoader`]'s.
+    #[doc(hidden)]
+    fn prefetched_batches(&self, epoch: &EpochBatches) -> Result<Option<PrefetchedBatches<'_, Self::Batch>>> {
+        let _ = epoch;
+        Ok(None)
+    }
+
     /// The dataset as a [`Dataset`] of `(features, targets)`, when it is one: the loop then
     /// takes its batches as for its own step (tensors cut on the device, a [`crate::Loader`]'s
     /// workers).
@@ -121,6 +134,9 @@ impl<D: Dataset> BatchDataset for D {
         Some(self)
     }
 }
+
+/// Batches of a [`BatchDataset`] built ahead of the loop, in an epoch's order.
+pub type PrefetchedBatches<'a, B> = Box<dyn Iterator<Item = Result<B>> + 'a>;
 
 /// Batches built ahead of the loop, in an epoch's order: what [`Dataset::prefetched`] returns.
 pub type Prefetched<'a> = Box<dyn Iterator<Item = Result<(Tensor, Tensor)>> + 'a>;
@@ -174,7 +190,7 @@ impl EpochBatches {
     }
 
     /// The same batches with every index moved by `by` (a subset's samples in its dataset).
-    fn shifted(&self, by: i64) -> Self {
+    pub(crate) fn shifted(&self, by: i64) -> Self {
         EpochBatches {
             order: self.order.iter().map(|i| i + by).collect(),
             ..self.clone()

@@ -2,7 +2,7 @@
 //! ahead of the training step, in the epoch's order, with the same bits as the dataset asked
 //! batch by batch on the training thread.
 
-use crate::data::{Dataset, EpochBatches, Prefetched};
+use crate::data::{BatchDataset, Dataset, EpochBatches, Prefetched, PrefetchedBatches};
 use crate::error::{samples, Error, Result};
 use crate::guard;
 use std::collections::BTreeMap;
@@ -129,17 +129,8 @@ impl<D: Dataset + Send + Sync + 'static> Dataset for Loader<D> {
     }
 
     fn check(&self) -> Result<()> {
-        match (self.workers, self.prefetch) {
-            (0, Some(batches)) if batches > 0 => Err(Error::Config(format!(
-                "prefetch needs at least one worker: a loader with `prefetch({batches})` and `workers(0)` (with no \
-                 worker, the loop builds each batch when it needs it; set `workers(1)` or more)"
-            ))),
-            (workers, Some(0)) if workers > 0 => Err(Error::Config(format!(
-                "a loader's prefetch must be at least 1 with `workers({workers})`, got 0: workers build batches only \
-                 ahead of the loop"
-            ))),
-            _ => self.data.check(),
-        }
+        check_settings(self.workers, self.prefetch)?;
+        self.data.check()
     }
 
     fn prefetched(&self, epoch: &EpochBatches) -> Result<Option<Prefetched<'_>>> {
@@ -147,15 +138,133 @@ impl<D: Dataset + Send + Sync + 'static> Dataset for Loader<D> {
         if self.workers == 0 {
             return self.data.prefetched(epoch);
         }
-        let workers = Workers::start(&self.data, epoch, self.workers, self.ahead())?;
+        let data = Arc::clone(&self.data);
+        let build = move |indices: &[i64], device: Device, worker: usize| build(&*data, indices, device, worker);
+        let workers = Workers::start(build, epoch, self.workers, self.ahead())?;
+        Ok(Some(Box::new(workers)))
+    }
+}
+
+/// Refuses a loader's `workers` and `prefetch` that cannot work together.
+fn check_settings(workers: usize, prefetch: Option<usize>) -> Result<()> {
+    match (workers, prefetch) {
+        (0, Some(batches)) if batches > 0 => Err(Error::Config(format!(
+            "prefetch needs at least one worker: a loader with `prefetch({batches})` and `workers(0)` (with no \
+             worker, the loop builds each batch when it needs it; set `workers(1)` or more)"
+        ))),
+        (workers, Some(0)) if workers > 0 => Err(Error::Config(format!(
+            "a loader's prefetch must be at least 1 with `workers({workers})`, got 0: workers build batches only \
+             ahead of the loop"
+        ))),
+        _ => Ok(()),
+    }
+}
+
+/// A [`Loader`] for a [`BatchDataset`] of batches of its own type, for a training step of
+/// yours ([`crate::Trainer::fit_steps`]): its batches built on worker threads while the model
+/// trains, in the epoch's order, the same bits as without workers — everything [`Loader`]
+/// says, except that the batches are not pinned for CUDA (the loop copies them as they are).
+///
+/// ```
+/// use tch::Tensor;
+/// use trainmon::{BatchDataset, BatchLoader};
+///
+/// /// Squares of the indices, one batch a tensor.
+/// struct Squares;
+///
+/// impl BatchDataset for Squares {
+///     type Batch = Tensor;
+///     fn len(&self) -> usize {
+///         100
+///     }
+///     fn batch(&self, indices: &[i64]) -> trainmon::Result<Tensor> {
+///         Ok(Tensor::from_slice(&indices.iter().map(|i| (i * i) as f32).collect::<Vec<_>>()))
+///     }
+/// }
+///
+/// let loader = BatchLoader::new(Squares).workers(2).prefetch(4);
+/// assert_eq!(loader.len(), 100);
+/// ```
+pub struct BatchLoader<D> {
+    data: Arc<D>,
+    workers: usize,
+    prefetch: Option<usize>,
+}
+
+impl<D> BatchLoader<D> {
+    /// Wraps `data`, with one worker and prefetch 2.
+    pub fn new(data: D) -> Self {
+        BatchLoader {
+            data: Arc::new(data),
+            workers: 1,
+            prefetch: None,
+        }
+    }
+
+    /// Threads building batches (default 1); 0: none (see [`Loader::workers`]).
+    pub fn workers(mut self, workers: usize) -> Self {
+        self.workers = workers;
+        self
+    }
+
+    /// Batches built ahead of the one training, at most (see [`Loader::prefetch`]).
+    pub fn prefetch(mut self, batches: usize) -> Self {
+        self.prefetch = Some(batches);
+        self
+    }
+
+    /// The dataset it wraps.
+    pub fn dataset(&self) -> &D {
+        &self.data
+    }
+}
+
+impl<D> BatchDataset for BatchLoader<D>
+where
+    D: BatchDataset + Send + Sync + 'static,
+    D::Batch: Send,
+{
+    type Batch = D::Batch;
+
+    fn len(&self) -> usize {
+        self.data.len()
+    }
+
+    fn batch(&self, indices: &[i64]) -> Result<D::Batch> {
+        self.data.batch(indices)
+    }
+
+    fn check_batches(&self) -> Result<()> {
+        check_settings(self.workers, self.prefetch)?;
+        self.data.check_batches()
+    }
+
+    fn prefetched_batches(&self, epoch: &EpochBatches) -> Result<Option<PrefetchedBatches<'_, D::Batch>>> {
+        self.check_batches()?;
+        if self.workers == 0 {
+            return self.data.prefetched_batches(epoch);
+        }
+        let data = Arc::clone(&self.data);
+        let build = move |indices: &[i64], _: Device, worker: usize| -> Result<D::Batch> {
+            match guard::caught(|| data.batch(indices)) {
+                Ok(built) => built.map_err(|err| Error::batch(indices, err)),
+                Err(panic) => Err(Error::batch_panic(
+                    indices,
+                    &panic,
+                    &format!(" on loader worker {worker}"),
+                )),
+            }
+        };
+        let ahead = self.prefetch.unwrap_or(2 * self.workers);
+        let workers = Workers::start(build, epoch, self.workers, ahead)?;
         Ok(Some(Box::new(workers)))
     }
 }
 
 /// An epoch's batches being built on worker threads, delivered in order. Dropping it stops the
 /// workers and joins them.
-struct Workers {
-    shared: Arc<Shared>,
+struct Workers<T> {
+    shared: Arc<Shared<T>>,
     threads: Vec<JoinHandle<()>>,
     /// Batches to deliver: the epoch's from its first.
     count: usize,
@@ -164,42 +273,42 @@ struct Workers {
 }
 
 /// What the workers and the loop share.
-struct Shared {
-    state: Mutex<State>,
+struct Shared<T> {
+    state: Mutex<State<T>>,
     /// Signalled when a batch is built or a worker ends: the loop waits on it.
     built: Condvar,
     /// Signalled when the loop takes a batch or stops: idle workers wait on it.
     room: Condvar,
 }
 
-struct State {
+struct State<T> {
     /// The next batch a worker takes (counted from the epoch's first).
     next: usize,
     /// Batches the loop took.
     taken: usize,
     /// Batches built and not taken yet, by position.
-    ready: BTreeMap<usize, Result<(Tensor, Tensor)>>,
+    ready: BTreeMap<usize, Result<T>>,
     /// Workers still running.
     running: usize,
     /// No worker takes another batch: the loop stopped, or a batch failed.
     stop: bool,
 }
 
-impl Shared {
-    fn lock(&self) -> MutexGuard<'_, State> {
+impl<T> Shared<T> {
+    fn lock(&self) -> MutexGuard<'_, State<T>> {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }
 
-impl Workers {
-    /// Starts `workers` threads (no more than there are batches) building `epoch`'s batches of
-    /// `data`, at most `ahead` of the loop.
-    fn start<D: Dataset + Send + Sync + 'static>(
-        data: &Arc<D>,
-        epoch: &EpochBatches,
-        workers: usize,
-        ahead: usize,
-    ) -> Result<Self> {
+impl<T: Send + 'static> Workers<T> {
+    /// Starts `workers` threads (no more than there are batches) building `epoch`'s batches
+    /// with `build` (of a batch's indices, the training device and the worker's number), at
+    /// most `ahead` of the loop.
+    fn start<F>(build: F, epoch: &EpochBatches, workers: usize, ahead: usize) -> Result<Self>
+    where
+        F: Fn(&[i64], Device, usize) -> Result<T> + Send + Sync + 'static,
+    {
+        let build = Arc::new(build);
         let count = epoch.batches() - epoch.first();
         let shared = Arc::new(Shared {
             state: Mutex::new(State {
@@ -220,12 +329,12 @@ impl Workers {
         };
         let threads = workers.min(count);
         for worker in 1..=threads {
-            let (data, epoch, shared) = (Arc::clone(data), epoch.clone(), Arc::clone(&started.shared));
+            let (build, epoch, shared) = (Arc::clone(&build), epoch.clone(), Arc::clone(&started.shared));
             // Counted before it starts: the loop must not take a worker yet to start for one ended.
             started.shared.lock().running += 1;
             let spawned = std::thread::Builder::new()
                 .name(format!("trainmon-loader-{worker}"))
-                .spawn(move || work(worker, &*data, &epoch, &shared, ahead, count));
+                .spawn(move || work(worker, &*build, &epoch, &shared, ahead, count));
             match spawned {
                 Ok(thread) => started.threads.push(thread),
                 Err(err) => {
@@ -241,8 +350,8 @@ impl Workers {
     }
 }
 
-impl Iterator for Workers {
-    type Item = Result<(Tensor, Tensor)>;
+impl<T> Iterator for Workers<T> {
+    type Item = Result<T>;
 
     fn next(&mut self) -> Option<Self::Item> {
         let mut state = self.shared.lock();
@@ -271,7 +380,7 @@ impl Iterator for Workers {
     }
 }
 
-impl Drop for Workers {
+impl<T> Drop for Workers<T> {
     fn drop(&mut self) {
         self.shared.lock().stop = true;
         self.shared.room.notify_all();
@@ -283,9 +392,9 @@ impl Drop for Workers {
 }
 
 /// Counts a worker out when it ends, however it ends, and wakes the loop.
-struct Running<'a>(&'a Shared);
+struct Running<'a, T>(&'a Shared<T>);
 
-impl Drop for Running<'_> {
+impl<T> Drop for Running<'_, T> {
     fn drop(&mut self) {
         self.0.lock().running -= 1;
         self.0.built.notify_all();
@@ -294,7 +403,14 @@ impl Drop for Running<'_> {
 
 /// A worker: takes the next batch while there is room ahead of the loop, builds it, hands it
 /// over; until the epoch's batches are all taken, or the loop stops, or a batch fails.
-fn work<D: Dataset>(worker: usize, data: &D, epoch: &EpochBatches, shared: &Shared, ahead: usize, count: usize) {
+fn work<T>(
+    worker: usize,
+    build: &(dyn Fn(&[i64], Device, usize) -> Result<T> + Send + Sync),
+    epoch: &EpochBatches,
+    shared: &Shared<T>,
+    ahead: usize,
+    count: usize,
+) {
     let _running = Running(shared);
     loop {
         let position = {
@@ -311,7 +427,7 @@ fn work<D: Dataset>(worker: usize, data: &D, epoch: &EpochBatches, shared: &Shar
             state.next += 1;
             state.next - 1
         };
-        let built = build(data, epoch.indices(epoch.first() + position), epoch.device(), worker);
+        let built = build(epoch.indices(epoch.first() + position), epoch.device(), worker);
         let mut state = shared.lock();
         state.stop |= built.is_err();
         state.ready.insert(position, built);

@@ -1,6 +1,6 @@
 //! Before any work: the settings checked, the data sources made, the numbers of a fit decided.
 
-use super::source::{Source, Typed};
+use super::source::{Source, Typed, TypedData};
 use crate::data::{BatchDataset, Dataset, Subset};
 use crate::error::{Error, Result};
 use crate::loss::Loss;
@@ -98,10 +98,9 @@ impl<'d> Plan<'d> {
                     if len == 0 {
                         return Err(Error::Data(format!("the {what} set is empty: 0 samples")));
                     }
-                    Ok(Source::Typed {
-                        data: Box::new(Typed { data, start }),
-                        len,
-                    })
+                    let data = Box::new(Typed { data, start });
+                    data.check()?;
+                    Ok(Source::Typed { data, len })
                 };
                 let valid = valid
                     .map(|(data, start, len)| typed(data, start, len, "validation"))

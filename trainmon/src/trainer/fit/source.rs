@@ -33,6 +33,11 @@ pub(super) trait TypedData {
     /// The batch of `indices` built, checked (its tensors share a first dimension of one row
     /// per index) and moved to `device`.
     fn fetch(&self, indices: &[i64], device: Device) -> Result<Rc<dyn Any>>;
+    /// Refuses settings that cannot work (a loader's).
+    fn check(&self) -> Result<()>;
+    /// An epoch's batches built ahead (a [`crate::BatchLoader`]'s workers), each checked and
+    /// moved to the epoch's device as [`TypedData::fetch`] does.
+    fn prefetched(&self, epoch: &EpochBatches) -> Result<Option<Box<dyn Iterator<Item = Result<Rc<dyn Any>>> + '_>>>;
     /// The batch type's name, for messages.
     fn batch_type(&self) -> &'static str;
 }
@@ -60,23 +65,48 @@ impl<D: BatchDataset> TypedData for Typed<'_, D> {
         let batch = guard::caught(|| self.data.batch(indices))
             .unwrap_or_else(|panic| Err(Error::batch_panic(indices, &panic, "")))
             .map_err(|err| Error::batch(indices, err))?;
-        let rows = crate::batch::samples(&batch)
-            .map_err(|err| Error::Data(format!("the batch of samples {}: {err}", samples(indices))))?;
-        if rows != indices.len() {
-            return Err(Error::Data(format!(
-                "the batch of samples {} has {rows} rows for {} indices",
-                samples(indices),
-                indices.len()
-            )));
-        }
-        let batch = batch.to_device(device, false).map_err(|e| {
-            Error::torch(
-                format!("moving the batch of samples {} to {device:?}", samples(indices)),
-                e,
-            )
-        })?;
-        Ok(Rc::new(batch))
+        ready(batch, indices, device)
     }
+
+    fn check(&self) -> Result<()> {
+        self.data.check_batches()
+    }
+
+    fn prefetched(&self, epoch: &EpochBatches) -> Result<Option<Box<dyn Iterator<Item = Result<Rc<dyn Any>>> + '_>>> {
+        // The dataset's own indices: those of this part of it.
+        let epoch = epoch.shifted(self.start as i64);
+        let Some(batches) = self.data.prefetched_batches(&epoch)? else {
+            return Ok(None);
+        };
+        let device = epoch.device();
+        let mut position = epoch.first();
+        Ok(Some(Box::new(batches.map(move |built| {
+            let indices = epoch.indices(position);
+            position += 1;
+            ready(built?, indices, device)
+        }))))
+    }
+}
+
+/// A batch built for `indices`, checked (its tensors share a first dimension of one row per
+/// index) and moved to `device`.
+fn ready<B: Batch + 'static>(batch: B, indices: &[i64], device: Device) -> Result<Rc<dyn Any>> {
+    let rows = crate::batch::samples(&batch)
+        .map_err(|err| Error::Data(format!("the batch of samples {}: {err}", samples(indices))))?;
+    if rows != indices.len() {
+        return Err(Error::Data(format!(
+            "the batch of samples {} has {rows} rows for {} indices",
+            samples(indices),
+            indices.len()
+        )));
+    }
+    let batch = batch.to_device(device, false).map_err(|e| {
+        Error::torch(
+            format!("moving the batch of samples {} to {device:?}", samples(indices)),
+            e,
+        )
+    })?;
+    Ok(Rc::new(batch))
 }
 
 /// One epoch of a source: its samples in this epoch's order, cut into batches.
@@ -99,6 +129,8 @@ pub(super) enum Epoch<'s, 'd> {
     Typed {
         data: &'s (dyn TypedData + 'd),
         order: Arc<[i64]>,
+        /// The batches built ahead, if the dataset does, and the first sample of the next one.
+        ahead: Option<(Box<dyn Iterator<Item = Result<Rc<dyn Any>>> + 's>, usize)>,
     },
 }
 
@@ -192,6 +224,7 @@ impl<'d> Source<'d> {
             Source::Typed { data, len } => Ok(Epoch::Typed {
                 data: &**data,
                 order: order.map_or_else(|| (0..*len as i64).collect(), Into::into),
+                ahead: None,
             }),
         }
     }
@@ -210,12 +243,19 @@ impl Epoch<'_, '_> {
     /// `first` (0-based) on, for `device`; [`Epoch::batch`] then takes them in order. A dataset
     /// that does not build batches ahead ([`Dataset::prefetched`] is `None`) is asked for each.
     pub(super) fn prefetch(&mut self, first: usize, batches: usize, batch_size: usize, device: Device) -> Result<()> {
-        if let Epoch::Batches { data, order, ahead } = self {
-            let epoch = EpochBatches::new(Arc::clone(order), batch_size, batches, first, device);
-            *ahead = data.prefetched(&epoch)?.map(|batches| Ahead {
-                batches,
-                next: first * batch_size,
-            });
+        match self {
+            Epoch::Batches { data, order, ahead } => {
+                let epoch = EpochBatches::new(Arc::clone(order), batch_size, batches, first, device);
+                *ahead = data.prefetched(&epoch)?.map(|batches| Ahead {
+                    batches,
+                    next: first * batch_size,
+                });
+            }
+            Epoch::Typed { data, order, ahead } => {
+                let epoch = EpochBatches::new(Arc::clone(order), batch_size, batches, first, device);
+                *ahead = data.prefetched(&epoch)?.map(|batches| (batches, first * batch_size));
+            }
+            Epoch::Tensors { .. } => {}
         }
         Ok(())
     }
@@ -231,7 +271,28 @@ impl Epoch<'_, '_> {
         loss: &Loss,
     ) -> Result<(Rc<dyn Any>, &'static str)> {
         match self {
-            Epoch::Typed { data, order } => Ok((data.fetch(&order[start..start + len], device)?, data.batch_type())),
+            Epoch::Typed { data, order, ahead } => {
+                let indices = &order[start..start + len];
+                let batch = match ahead {
+                    Some((batches, next)) => {
+                        if start != *next {
+                            return Err(Error::Config(format!(
+                                "the loop asked for the batch at sample {start} of the epoch's order, but the batches \
+                                 built ahead go on at sample {next}"
+                            )));
+                        }
+                        *next = start + len;
+                        batches.next().unwrap_or_else(|| {
+                            Err(Error::Data(format!(
+                                "the batches built ahead ended before the batch of samples {}",
+                                samples(indices)
+                            )))
+                        })?
+                    }
+                    None => data.fetch(indices, device)?,
+                };
+                Ok((batch, data.batch_type()))
+            }
             _ => Ok((Rc::new(self.batch(start, len, device, loss)?), PAIRS)),
         }
     }
