@@ -9,6 +9,7 @@ const LAYERS: &[(&str, &[&str])] = &[
     (
         "vocabulary",
         &[
+            "batch",
             "context",
             "control",
             "data",
@@ -27,6 +28,7 @@ const LAYERS: &[(&str, &[&str])] = &[
             "saved",
             "spec",
             "state",
+            "step",
         ],
     ),
     ("hooks", &["hook", "param", "registry"]),
