@@ -52,6 +52,26 @@ fn cross_entropy(outputs: &tch::Tensor, targets: &tch::Tensor) -> Result<tch::Te
     outputs.f_cross_entropy_loss::<tch::Tensor>(targets, None, tch::Reduction::Mean, -100, 0.0)
 }
 
+/// The classifier as a step whose outputs on rank 1 lack a row (as unpadded sequences would
+/// differ in length).
+struct Ragged<'m> {
+    model: &'m nn::Linear,
+    rank: usize,
+}
+
+impl trainmon::TrainStep<(tch::Tensor, tch::Tensor)> for Ragged<'_> {
+    fn training_step(
+        &mut self,
+        batch: &(tch::Tensor, tch::Tensor),
+        ctx: &trainmon::StepContext<'_>,
+    ) -> Result<trainmon::StepOutput, trainmon::BoxError> {
+        let output = ClassifierStep { model: self.model }.training_step(batch, ctx)?;
+        let n = batch.1.size()[0] - self.rank as i64;
+        let (x, y) = (tch::nn::Module::forward(self.model, &batch.0), &batch.1);
+        Ok(trainmon::StepOutput::loss(output.into_loss()).with_outputs(x.narrow(0, 0, n), y.narrow(0, 0, n)))
+    }
+}
+
 /// What each child process does, by `TRAINMON_TEST_ROLE`; a test starts it, it is not one.
 #[test]
 #[ignore = "a rank of the tests below, started by them"]
@@ -109,6 +129,7 @@ fn rank_process() {
         // Both ranks read `OUT/points`.
         "resume_shared" => trainer(&vs, &model, 16, true)
             .resumable(std::path::PathBuf::from(std::env::var("OUT").unwrap()).join("points")),
+        "steps_ragged" => trainer(&vs, &model, 16, false).metric(trainmon::Accuracy::default),
         "attribute" => trainer(&vs, &model, 16, true).hooks(Hooks::groups(["rank_zero"])),
         "stop" => trainer(&vs, &model, 16, true).add_hook(
             HookSpec::new(Event::BatchEnd, "stops_on_rank_1"),
@@ -181,6 +202,7 @@ fn rank_process() {
     let outcome = match role.as_str() {
         // The classifier as a step of one's own.
         "in_order_steps" => trainer.fit_steps(&mut ClassifierStep { model: &model }, &data, None),
+        "steps_ragged" => trainer.fit_steps(&mut Ragged { model: &model, rank }, &data, None),
         _ => trainer.fit(&data),
     };
     let json = match outcome {
@@ -402,6 +424,20 @@ fn a_point_within_an_epoch_is_refused_by_another_world_size() {
         let error = r["error"].as_str().unwrap();
         assert!(
             error.contains("it was taken within an epoch by 1 rank, and this fit has 2"),
+            "{error}"
+        );
+    }
+}
+
+/// A step whose outputs differ in size between the ranks: refused on every rank, naming the
+/// sizes, not a collective on buffers of different sizes.
+#[test]
+fn outputs_of_other_sizes_on_the_ranks_are_refused() {
+    let out = tempfile::tempdir().unwrap();
+    for r in two_ranks("steps_ragged", out.path()).iter().map(result) {
+        let error = r["error"].as_str().unwrap();
+        assert!(
+            error.contains("the step's outputs and targets differ in size between the ranks: rank 0 has 32 and 16 values, rank 1 30 and 15"),
             "{error}"
         );
     }

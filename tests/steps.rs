@@ -222,36 +222,46 @@ fn every_step_event_fires_with_accumulation_and_clipping() {
 fn a_step_fit_resumes_within_an_epoch_to_the_bit() {
     let _serial = serial();
     let data = Sequences::new();
-    let fit = |dir: &std::path::Path, stop_at: Option<u64>| {
+    resumes_to_the_bit(18, |dir, interrupt| {
         let vs = nn::VarStore::new(tch::Device::Cpu);
         let mut step = NextToken::new(&vs);
         let history = trainer(&vs, Trainer::for_steps(&vs))
             .resumable(dir)
             .resumable_steps(5)
             .metric(Accuracy::default)
-            .add_hook(
-                HookSpec::new(Event::BatchEnd, "interrupt"),
-                move |state: &TrainState| {
-                    if Some(state.global_step()) == stop_at {
-                        Control::stop("interrupted")
-                    } else {
-                        Control::Continue
-                    }
-                },
-            )
+            .add_hook(HookSpec::new(Event::BatchEnd, "interrupt"), interrupt)
             .fit_steps(&mut step, &data, None)
             .unwrap();
         (history, weights(&vs))
+    });
+}
+
+/// Runs `fit` (in a resume directory, with a hook that interrupts it) uninterrupted, then
+/// interrupted at global step `at`, then resumed: the resumed fit ends with the weights and the
+/// metrics of the uninterrupted one, to the bit.
+fn resumes_to_the_bit(
+    at: u64,
+    fit: impl Fn(&std::path::Path, Box<dyn FnMut(&TrainState) -> Control + Send>) -> (trainmon::History, Vec<f32>),
+) {
+    let interrupt = |stop_at: Option<u64>| -> Box<dyn FnMut(&TrainState) -> Control + Send> {
+        Box::new(move |state: &TrainState| {
+            if Some(state.global_step()) == stop_at {
+                Control::stop("interrupted")
+            } else {
+                Control::Continue
+            }
+        })
     };
     let whole = tempfile::tempdir().unwrap();
-    let (uninterrupted, expected) = fit(whole.path(), None);
+    let (uninterrupted, expected) = fit(whole.path(), interrupt(None));
     let dir = tempfile::tempdir().unwrap();
-    let (stopped, _) = fit(dir.path(), Some(18));
+    let (stopped, _) = fit(dir.path(), interrupt(Some(at)));
     assert!(stopped.stop_reason().is_some());
-    let (resumed, got) = fit(dir.path(), None);
+    let (resumed, got) = fit(dir.path(), interrupt(None));
     assert_eq!(got, expected);
-    assert_eq!(resumed.metric("loss"), uninterrupted.metric("loss"));
-    assert_eq!(resumed.metric("accuracy"), uninterrupted.metric("accuracy"));
+    for name in ["loss", "accuracy"] {
+        assert_eq!(resumed.metric(name), uninterrupted.metric(name), "{name}");
+    }
 }
 
 #[test]
@@ -493,34 +503,17 @@ fn a_step_by_hand_steps_each_optimizer_when_it_says() {
 fn a_step_by_hand_resumes_both_optimizers_to_the_bit() {
     let _serial = serial();
     let data = tutorial_data(1);
-    let fit = |dir: &std::path::Path, stop_at: Option<u64>| {
+    resumes_to_the_bit(90, |dir, interrupt| {
         let vs = nn::VarStore::new(tch::Device::Cpu);
         let mut step = TwoParts::new(&vs, &["a", "b"]);
         let history = two_optimizers(&vs)
             .resumable(dir)
             .resumable_steps(20)
-            .add_hook(
-                HookSpec::new(Event::BatchEnd, "interrupt"),
-                move |state: &TrainState| {
-                    if Some(state.global_step()) == stop_at {
-                        Control::stop("interrupted")
-                    } else {
-                        Control::Continue
-                    }
-                },
-            )
+            .add_hook(HookSpec::new(Event::BatchEnd, "interrupt"), interrupt)
             .fit_steps(&mut step, &data, None)
             .unwrap();
         (history, weights(&vs))
-    };
-    let whole = tempfile::tempdir().unwrap();
-    let (uninterrupted, expected) = fit(whole.path(), None);
-    let dir = tempfile::tempdir().unwrap();
-    let (stopped, _) = fit(dir.path(), Some(90));
-    assert!(stopped.stop_reason().is_some());
-    let (resumed, got) = fit(dir.path(), None);
-    assert_eq!(got, expected);
-    assert_eq!(resumed.metric("loss"), uninterrupted.metric("loss"));
+    });
 }
 
 #[test]
@@ -569,7 +562,7 @@ fn optimizing_by_hand_wrongly_is_an_error_naming_the_cause() {
         .unwrap_err();
     assert!(
         err.to_string().contains(
-            "the optimizer `c`: invalid trainer setup: no variable of the model is under `c` (made under `vs.root() / \"c\"`); it has a.bias, a.weight, b.bias, b.weight"
+            "the optimizer could not be built: the optimizer `c`: no variable of the model is under `c` (made under `vs.root() / \"c\"`); it has a.bias, a.weight, b.bias, b.weight"
         ),
         "{err}"
     );
@@ -586,7 +579,9 @@ fn optimizing_by_hand_wrongly_is_an_error_naming_the_cause() {
 #[test]
 fn hooks_read_the_batch_typed() {
     let _serial = serial();
-    let seen: Arc<std::sync::Mutex<Vec<(String, Vec<i64>)>>> = Arc::default();
+    // (event, the batch's ids' shape)
+    type Seen = Vec<(String, Vec<i64>)>;
+    let seen: Arc<std::sync::Mutex<Seen>> = Arc::default();
     let record = |event: &'static str| {
         let seen = seen.clone();
         move |batch: StepBatch<Tokens>| seen.lock().unwrap().push((event.to_owned(), batch.ids.size()))
@@ -744,4 +739,71 @@ fn a_batch_loader_builds_typed_batches_on_workers_to_the_bit() {
         )
         .unwrap_err();
     assert!(err.to_string().contains("prefetch needs at least one worker"), "{err}");
+}
+
+/// A step that optimizes by hand validates with its training step: in validation its context's
+/// optimizing calls do nothing.
+#[test]
+fn a_step_by_hand_validates_with_its_training_step() {
+    let _serial = serial();
+    let data = tutorial_data(1);
+    let vs = nn::VarStore::new(tch::Device::Cpu);
+    let mut step = TwoParts::new(&vs, &["a", "b"]);
+    let history = two_optimizers(&vs)
+        .validation_split(0.2)
+        .fit_steps(&mut step, &data, None)
+        .unwrap();
+    let val = history.metric("val_loss");
+    assert_eq!(val.len(), 3);
+    assert!(val.iter().all(|v| v.is_finite()), "{val:?}");
+}
+
+/// Several optimizers: paths that overlap and names with `/` are refused; a first optimizer of
+/// learning rate 0 leaves the others theirs when the trainer sets its rate (a resume point).
+#[test]
+fn named_optimizers_keep_their_own_learning_rates_and_parts() {
+    let _serial = serial();
+    let vs = nn::VarStore::new(tch::Device::Cpu);
+    let mut step = TwoParts::new(&vs, &["a", "b"]);
+    let data = tutorial_data(1);
+    let err = Trainer::for_steps(&vs)
+        .optimizer_for("a", "a", nn::Sgd::default(), 0.1)
+        .optimizer_for("again", "a", nn::Sgd::default(), 0.1)
+        .fit_steps(&mut step, &data, None)
+        .unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("the optimizers `a` (over `a`) and `again` (over `a`) share variables"),
+        "{err}"
+    );
+    let err = Trainer::for_steps(&vs)
+        .optimizer_for("a/b", "a", nn::Sgd::default(), 0.1)
+        .fit_steps(&mut step, &data, None)
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("an optimizer's name holds no `/`, got `a/b`"),
+        "{err}"
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    let fit = |epochs: usize, step: &mut TwoParts| {
+        Trainer::for_steps(&vs)
+            .optimizer_for("a", "a", nn::Sgd::default(), 0.0)
+            .optimizer_for("b", "b", nn::Sgd::default(), 0.1)
+            .epochs(epochs)
+            .seed(1)
+            .hooks(Hooks::none())
+            .resumable(dir.path())
+            .fit_steps(step, &data, None)
+            .unwrap()
+    };
+    let (a0, b0) = (step.a.ws.copy(), step.b.ws.copy());
+    fit(1, &mut step);
+    let b1 = step.b.ws.copy();
+    assert!(step.a.ws.equal(&a0), "`a` at learning rate 0");
+    assert!(!b1.equal(&b0));
+    // Resumed: the trainer sets the first one's rate, 0; `b` keeps 0.1 and learns on.
+    fit(2, &mut step);
+    assert!(!step.b.ws.equal(&b1), "`b` kept its own learning rate");
+    assert!(step.a.ws.equal(&a0));
 }

@@ -261,6 +261,9 @@ where
     }
 }
 
+/// How a worker builds a batch: of its indices, for the training device, as worker number N.
+type Build<T> = dyn Fn(&[i64], Device, usize) -> Result<T> + Send + Sync;
+
 /// An epoch's batches being built on worker threads, delivered in order. Dropping it stops the
 /// workers and joins them.
 struct Workers<T> {
@@ -403,14 +406,7 @@ impl<T> Drop for Running<'_, T> {
 
 /// A worker: takes the next batch while there is room ahead of the loop, builds it, hands it
 /// over; until the epoch's batches are all taken, or the loop stops, or a batch fails.
-fn work<T>(
-    worker: usize,
-    build: &(dyn Fn(&[i64], Device, usize) -> Result<T> + Send + Sync),
-    epoch: &EpochBatches,
-    shared: &Shared<T>,
-    ahead: usize,
-    count: usize,
-) {
+fn work<T>(worker: usize, build: &Build<T>, epoch: &EpochBatches, shared: &Shared<T>, ahead: usize, count: usize) {
     let _running = Running(shared);
     loop {
         let position = {
@@ -559,7 +555,11 @@ mod tests {
         let loader = loader.workers(2).prefetch(2);
         let mut batches = loader.prefetched(&epoch(0)).unwrap().expect("workers");
         let _taken = batches.next().unwrap().unwrap();
-        assert_eq!(Arc::strong_count(&loader.data), 3, "the loader's and the 2 workers'");
+        assert_eq!(
+            Arc::strong_count(&loader.data),
+            2,
+            "the loader's and the workers' (their builder's)"
+        );
         drop(batches);
         assert_eq!(Arc::strong_count(&loader.data), 1, "the workers ended when dropped");
         let built = built.load(Ordering::SeqCst);

@@ -73,6 +73,13 @@ pub trait Optimizer: Send {
         )))
     }
 
+    /// The gradients of the variables it optimizes (clipping one optimizer's, by hand), or
+    /// `None` when it cannot tell: then the whole model's are clipped.
+    #[doc(hidden)]
+    fn gradients(&self) -> Option<Vec<Tensor>> {
+        None
+    }
+
     /// Goes back to a snapshot, which stays as it was (its tensors are copied).
     fn roll_back(&mut self, snapshot: &HookState) -> Result<()> {
         let mut copy = HookState {
@@ -90,39 +97,78 @@ pub trait Optimizer: Send {
 }
 
 /// Several optimizers, each over a part of the model, by name ([`crate::Trainer::optimizer_for`]):
-/// one optimizer to the loop — zeroing, stepping and setting the learning rate of every part,
-/// its state theirs together — and, to a step that optimizes by hand, each by its name.
+/// one optimizer to the loop — zeroing every gradient of the model, stepping every part,
+/// setting the learning rates, its state theirs together — and, to a step that optimizes by
+/// hand, each by its name.
 pub(crate) struct Named {
-    parts: Vec<(String, Box<dyn Optimizer>)>,
-    /// Each part's learning rate over the first one's, as given: a learning rate set for all
-    /// (a hook's, a resume point's) keeps these ratios.
-    ratios: Vec<f64>,
+    parts: Vec<Part>,
+    /// Every variable of the model: zeroing the gradients of a step the trainer optimizes
+    /// leaves none behind, of a variable in no part.
+    all: tch::COptimizer,
 }
 
+struct Part {
+    name: String,
+    path: String,
+    optimizer: Box<dyn Optimizer>,
+    /// Its learning rate as given: a learning rate set for all (a hook's, a resume point's, a
+    /// rollback's) keeps the parts' ratios to the first one's.
+    base_lr: f64,
+}
+
+/// The key under which [`Named`] keeps its parts' states.
+const PARTS: &str = "optimizers";
+
 impl Named {
-    pub(crate) fn new() -> Self {
-        Named {
+    /// No optimizer yet, over the variables of `vs`.
+    pub(crate) fn new(vs: &VarStore) -> Result<Self> {
+        let all = || -> std::result::Result<tch::COptimizer, TchError> {
+            let mut all = tch::COptimizer::sgd(0.0, 0.0, 0.0, 0.0, false)?;
+            for (_, var) in crate::context::variables_by_name(vs) {
+                all.add_parameters(&var, 0)?;
+            }
+            Ok(all)
+        };
+        Ok(Named {
             parts: Vec::new(),
-            ratios: Vec::new(),
-        }
+            all: all().map_err(|e| Error::torch("building the optimizers", e))?,
+        })
     }
 
-    /// Adds `optimizer` as `name`, of learning rate `lr` where the first one's is `first`; a name
-    /// given twice is refused.
-    pub(crate) fn add(&mut self, name: &str, optimizer: Box<dyn Optimizer>, lr: f64, first: f64) -> Result<()> {
-        if self.parts.iter().any(|(n, _)| n == name) {
-            return Err(Error::Config(format!("two optimizers named `{name}`")));
+    /// Adds `optimizer` as `name`, over the variables under `path`, of learning rate `lr`. A
+    /// name given twice, a name with a `/` (the resume point's separator) and a path that
+    /// overlaps another's (its variables would be stepped twice) are refused.
+    pub(crate) fn add(&mut self, name: &str, path: &str, optimizer: Box<dyn Optimizer>, lr: f64) -> Result<()> {
+        if name.contains('/') {
+            return Err(Error::Config(format!("an optimizer's name holds no `/`, got `{name}`")));
         }
-        self.parts.push((name.to_owned(), optimizer));
-        self.ratios.push(if first > 0.0 { lr / first } else { 1.0 });
+        let within = |a: &str, b: &str| a == b || a.starts_with(&format!("{b}."));
+        for part in &self.parts {
+            if part.name == name {
+                return Err(Error::Config(format!("two optimizers named `{name}`")));
+            }
+            if within(path, &part.path) || within(&part.path, path) {
+                return Err(Error::Config(format!(
+                    "the optimizers `{}` (over `{}`) and `{name}` (over `{path}`) share variables: each variable \
+                     belongs to one optimizer",
+                    part.name, part.path
+                )));
+            }
+        }
+        self.parts.push(Part {
+            name: name.to_owned(),
+            path: path.to_owned(),
+            optimizer,
+            base_lr: lr,
+        });
         Ok(())
     }
 
     /// The optimizer named `name`, or an error listing the names there are.
     pub(crate) fn part(&mut self, name: &str) -> Result<&mut dyn Optimizer> {
-        let names: Vec<String> = self.parts.iter().map(|(n, _)| format!("`{n}`")).collect();
-        match self.parts.iter_mut().find(|(n, _)| n == name) {
-            Some((_, optimizer)) => Ok(&mut **optimizer),
+        let names: Vec<String> = self.parts.iter().map(|p| format!("`{}`", p.name)).collect();
+        match self.parts.iter_mut().find(|p| p.name == name) {
+            Some(part) => Ok(&mut *part.optimizer),
             None => Err(Error::Config(format!(
                 "no optimizer named `{name}`: the trainer has {} (`optimizer_for`)",
                 if names.is_empty() {
@@ -133,6 +179,47 @@ impl Named {
             ))),
         }
     }
+
+    /// Each part's restore of its share of `state`, all or none.
+    fn restore_parts(
+        &mut self,
+        mut values: serde_json::Map<String, serde_json::Value>,
+        tensors: Vec<(String, Tensor)>,
+    ) -> Result<()> {
+        let mine: Vec<&str> = self.parts.iter().map(|p| p.name.as_str()).collect();
+        let saved: Vec<String> = values.keys().cloned().collect();
+        if saved.len() != mine.len() || mine.iter().any(|n| !values.contains_key(*n)) {
+            return Err(Error::Config(format!(
+                "the saved optimizers are {}, this trainer's {}",
+                saved.join(", "),
+                mine.join(", ")
+            )));
+        }
+        let before: Vec<HookState> = self.parts.iter().map(|p| p.optimizer.state()).collect::<Result<_>>()?;
+        let mut tensors = tensors;
+        let mut restored = Ok(());
+        for part in &mut self.parts {
+            let prefix = format!("{}/", part.name);
+            let (own, rest): (Vec<_>, Vec<_>) = tensors.into_iter().partition(|(t, _)| t.starts_with(&prefix));
+            tensors = rest;
+            let own = own
+                .into_iter()
+                .map(|(t, tensor)| (t[prefix.len()..].to_owned(), tensor))
+                .collect();
+            let value = values.remove(&part.name).unwrap_or_default();
+            restored = part.optimizer.restore(HookState { value, tensors: own });
+            if restored.is_err() {
+                break;
+            }
+        }
+        if restored.is_err() {
+            // None restored: each part as it was.
+            for (part, state) in self.parts.iter_mut().zip(before) {
+                let _ = part.optimizer.restore(state);
+            }
+        }
+        restored
+    }
 }
 
 impl Optimizer for Named {
@@ -141,22 +228,33 @@ impl Optimizer for Named {
     }
 
     fn zero_grad(&mut self) -> Result<()> {
-        self.parts.iter_mut().try_for_each(|(_, o)| o.zero_grad())
+        self.all.zero_grad().map_err(failed("zero_grad"))
     }
 
     fn step(&mut self) -> Result<()> {
-        self.parts.iter_mut().try_for_each(|(_, o)| o.step())
+        self.parts.iter_mut().try_for_each(|p| p.optimizer.step())
     }
 
-    /// The first part's learning rate; the others' keep their ratios to it.
+    /// The first part's learning rate; the others keep their ratio to it (or, if the first was
+    /// given 0, their own).
     fn set_learning_rate(&mut self, lr: f64) {
-        for ((_, optimizer), ratio) in self.parts.iter_mut().zip(&self.ratios) {
-            optimizer.set_learning_rate(lr * ratio);
+        let first = self.parts.first().map_or(0.0, |p| p.base_lr);
+        for (i, part) in self.parts.iter_mut().enumerate() {
+            let own = match (i, first > 0.0) {
+                (0, _) => lr,
+                (_, true) => part.base_lr * lr / first,
+                (_, false) => part.base_lr,
+            };
+            part.optimizer.set_learning_rate(own);
         }
     }
 
     fn kind(&self) -> String {
-        let kinds: Vec<String> = self.parts.iter().map(|(n, o)| format!("{n}: {}", o.kind())).collect();
+        let kinds: Vec<String> = self
+            .parts
+            .iter()
+            .map(|p| format!("{}: {}", p.name, p.optimizer.kind()))
+            .collect();
         kinds.join("; ")
     }
 
@@ -164,45 +262,38 @@ impl Optimizer for Named {
     fn state(&self) -> Result<HookState> {
         let mut values = serde_json::Map::new();
         let mut tensors = Vec::new();
-        for (name, optimizer) in &self.parts {
-            let state = optimizer.state()?;
-            values.insert(name.clone(), state.value);
+        for part in &self.parts {
+            let state = part.optimizer.state()?;
+            values.insert(part.name.clone(), state.value);
             tensors.extend(
                 state
                     .tensors
                     .into_iter()
-                    .map(|(t, tensor)| (format!("{name}/{t}"), tensor)),
+                    .map(|(t, tensor)| (format!("{}/{t}", part.name), tensor)),
             );
         }
         Ok(HookState {
-            value: serde_json::Value::Object(values),
+            value: serde_json::json!({ PARTS: values }),
             tensors,
         })
     }
 
     fn restore(&mut self, state: HookState) -> Result<()> {
-        let serde_json::Value::Object(mut values) = state.value else {
+        let values = match state.value {
+            serde_json::Value::Object(mut tagged) => match tagged.remove(PARTS) {
+                Some(serde_json::Value::Object(values)) => Some(values),
+                _ => None,
+            },
+            _ => None,
+        };
+        let Some(values) = values else {
             return Err(Error::Config(
-                "the saved optimizer state is of one optimizer; this trainer has several (`optimizer_for`)".into(),
+                "the saved optimizer state is of one optimizer over the whole model; this trainer has several \
+                 (`optimizer_for`)"
+                    .into(),
             ));
         };
-        let mut tensors = state.tensors;
-        for (name, optimizer) in &mut self.parts {
-            let Some(value) = values.remove(name.as_str()) else {
-                return Err(Error::Config(format!(
-                    "the saved optimizer state has no optimizer `{name}`"
-                )));
-            };
-            let prefix = format!("{name}/");
-            let (mine, rest): (Vec<_>, Vec<_>) = tensors.into_iter().partition(|(t, _)| t.starts_with(&prefix));
-            tensors = rest;
-            let mine = mine
-                .into_iter()
-                .map(|(t, tensor)| (t[prefix.len()..].to_owned(), tensor))
-                .collect();
-            optimizer.restore(HookState { value, tensors: mine })?;
-        }
-        Ok(())
+        self.restore_parts(values, state.tensors)
     }
 }
 
@@ -274,6 +365,16 @@ impl<R: Rule> Stateful<R> {
 }
 
 impl<R: Rule> Optimizer for Stateful<R> {
+    fn gradients(&self) -> Option<Vec<Tensor>> {
+        Some(
+            self.params
+                .iter()
+                .map(|p| p.var.grad())
+                .filter(Tensor::defined)
+                .collect(),
+        )
+    }
+
     fn zero_grad(&mut self) -> Result<()> {
         self.unset.zero_grad().map_err(failed("zero_grad"))
     }

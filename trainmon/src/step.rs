@@ -92,8 +92,11 @@ pub trait TrainStep<B> {
     /// context — `ctx.zero_grad(name)`, `ctx.backward(&loss)`, `ctx.optimizer_step(name)` —
     /// over the trainer's named optimizers ([`crate::Trainer::optimizer_for`]): a GAN's two,
     /// stepped in turn. The default, `false`: the trainer runs them after the step, on the
-    /// loss it returns. A manual step's loss is only logged (no gradient needed); its
-    /// validation step must not call `backward`; each batch counts one global step.
+    /// loss it returns. A manual step's loss is only logged (no gradient needed). In
+    /// validation its context's `zero_grad`, `backward` and `optimizer_step` do nothing, so the
+    /// default validation step (the training step) computes the losses alone. Each batch counts
+    /// one global step; the events of its backward passes and optimizer steps fire at each call,
+    /// with that step's counters (a hook filtered by step runs at each).
     fn manual_optimization(&self) -> bool {
         false
     }
@@ -131,6 +134,9 @@ impl StepOutput {
 pub struct StepContext<'a> {
     pub(crate) training: bool,
     pub(crate) state: TrainState,
+    /// Whether the step optimizes by hand.
+    pub(crate) by_hand: bool,
+    /// The loop, lent to a step that optimizes by hand while it trains (not in validation).
     pub(crate) manual: RefCell<Option<&'a mut dyn Manual>>,
 }
 
@@ -158,29 +164,33 @@ impl StepContext<'_> {
     }
 
     fn manual(&self, what: &str, run: impl FnOnce(&mut dyn Manual) -> crate::Result<()>) -> crate::Result<()> {
-        match self.manual.borrow_mut().as_deref_mut() {
-            Some(manual) => run(manual),
-            None => Err(crate::Error::Config(format!(
-                "`ctx.{what}` in a step that does not optimize by hand, or in validation: a step that calls it says so \
-                 (`TrainStep::manual_optimization` returns true), and trains only in `training_step`"
+        match (self.manual.borrow_mut().as_deref_mut(), self.by_hand) {
+            (Some(manual), _) => run(manual),
+            // Validation: nothing to optimize, and no gradient to compute.
+            (None, true) => Ok(()),
+            (None, false) => Err(crate::Error::Config(format!(
+                "`ctx.{what}` in a step that does not optimize by hand: a step that calls it says so \
+                 (`TrainStep::manual_optimization` returns true)"
             ))),
         }
     }
 
     /// The backward pass of `loss`, between the `on_before_backward` and `on_after_backward`
-    /// hooks (a step that optimizes by hand).
+    /// hooks (a step that optimizes by hand). In validation, nothing: the default
+    /// `validation_step`, the training step's, then computes its losses alone.
     pub fn backward(&self, loss: &Tensor) -> crate::Result<()> {
         self.manual("backward", |m| m.backward(loss))
     }
 
     /// Unsets the gradients of the variables of the optimizer named `optimizer`
-    /// ([`crate::Trainer::optimizer_for`]).
+    /// ([`crate::Trainer::optimizer_for`]); nothing in validation.
     pub fn zero_grad(&self, optimizer: &str) -> crate::Result<()> {
         self.manual("zero_grad", |m| m.zero_grad(optimizer))
     }
 
-    /// One step of the optimizer named `optimizer`: the gradients clipped (as the trainer is set
-    /// to), the `on_before_optimizer_step` hooks, then the step.
+    /// One step of the optimizer named `optimizer`: its variables' gradients clipped (as the
+    /// trainer is set to), the `on_before_optimizer_step` hooks, then the step; nothing in
+    /// validation.
     pub fn optimizer_step(&self, optimizer: &str) -> crate::Result<()> {
         self.manual("optimizer_step", |m| m.optimizer_step(optimizer))
     }

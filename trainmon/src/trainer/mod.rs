@@ -271,7 +271,8 @@ impl<'a> Trainer<'a> {
     /// step that optimizes by hand ([`crate::TrainStep::manual_optimization`]), each when the
     /// step says (`ctx.optimizer_step(name)`). A resume point keeps every one's state. The
     /// trainer's learning rate (the history's, the one hooks read and set) is the first one's;
-    /// the others keep their ratio to it (a schedule scales them all).
+    /// the others keep their ratio to it (a schedule scales them all; if the first's is 0, they
+    /// keep their own). Paths that overlap, and a name with `/`, are refused.
     pub fn optimizer_for(
         mut self,
         name: &str,
@@ -280,7 +281,9 @@ impl<'a> Trainer<'a> {
         lr: f64,
     ) -> Self {
         let mut named = match std::mem::replace(&mut self.optimizer, OptimizerSetting::Missing) {
-            OptimizerSetting::Missing => Ok((crate::optim::Named::new(), lr)),
+            OptimizerSetting::Missing => crate::optim::Named::new(self.vs)
+                .map(|named| (named, lr))
+                .map_err(|err| err.to_string()),
             OptimizerSetting::Named(named, first) => Ok((named, first)),
             OptimizerSetting::Ready(..) => Err(
                 "both `optimizer` (over the whole model) and `optimizer_for` (over a part): give one or the other"
@@ -288,10 +291,14 @@ impl<'a> Trainer<'a> {
             ),
             OptimizerSetting::Failed(err) => Err(err),
         };
-        if let Ok((parts, first)) = &mut named {
+        if let Ok((parts, _)) = &mut named {
             let built = config.build_optimizer_for(self.vs, path, lr);
-            if let Err(err) = built.and_then(|optimizer| parts.add(name, optimizer, lr, *first)) {
-                named = Err(format!("the optimizer `{name}`: {err}"));
+            if let Err(err) = built.and_then(|optimizer| parts.add(name, path, optimizer, lr)) {
+                let why = match err {
+                    crate::Error::Config(why) => why,
+                    other => other.to_string(),
+                };
+                named = Err(format!("the optimizer `{name}`: {why}"));
             }
         }
         self.optimizer = match named {

@@ -142,6 +142,27 @@ impl<'g> Parallel<'g> {
         Ok(not == 0.0)
     }
 
+    /// Whether every rank's `outputs` and `targets` have as many values as this rank's (one
+    /// all-reduce): a step's outputs of unpadded sequences may not, and the ranks' batches
+    /// cannot be gathered then. An error on every rank, naming the first rank that differs.
+    pub(crate) fn same_sizes(&self, outputs: &Tensor, targets: &Tensor) -> Result<()> {
+        let mut sizes = vec![0f64; 2 * self.world()];
+        sizes[2 * self.rank()] = outputs.numel() as f64;
+        sizes[2 * self.rank() + 1] = targets.numel() as f64;
+        let t = Tensor::from_slice(&sizes);
+        self.group.all_reduce_sum(&[&t])?;
+        let sizes = Vec::<f64>::try_from(&t).map_err(|e| Error::torch("reading the ranks' output sizes", e))?;
+        let ranks: Vec<&[f64]> = sizes.chunks(2).collect();
+        match ranks.iter().position(|r| *r != ranks[0]) {
+            None => Ok(()),
+            Some(rank) => Err(Error::Data(format!(
+                "the step's outputs and targets differ in size between the ranks: rank 0 has {} and {} values, rank \
+                 {rank} {} and {}; data-parallel metrics gather every rank's, which must be of one size (pad them)",
+                ranks[0][0], ranks[0][1], ranks[rank][0], ranks[rank][1]
+            ))),
+        }
+    }
+
     /// Every rank's batch — its mean loss, outputs and targets — so that the running logs,
     /// updated with them, are the global ones, the same on every rank (and any metric sees the
     /// whole batch, as one process would). Returns the ranks' mean loss, and their outputs and

@@ -4,7 +4,7 @@
 use super::setup::{Logs, Plan};
 use super::source::Source;
 use super::source::{Epoch, PAIRS};
-use super::step::{clip_gradients, forward_loss, step_loss};
+use super::step::{clip_gradients, clip_grads, forward_loss, step_loss};
 use crate::context::Scene;
 use crate::error::{Error, Result};
 use crate::event::Event;
@@ -14,7 +14,7 @@ use crate::loss::Loss;
 use crate::metrics::BatchLogs;
 use crate::optim::Optimizer;
 use crate::resource::Resources;
-use crate::step::{ErasedStep, Manual};
+use crate::step::{ErasedStep, Manual, StepContext};
 use crate::trainer::dispatch::Dispatch;
 use crate::trainer::parallel::Parallel;
 use crate::trainer::rollback::{Guard, Mark};
@@ -24,6 +24,7 @@ use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use std::any::Any;
+use std::cell::RefCell;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 use tch::nn::{ModuleT, VarStore};
@@ -57,10 +58,33 @@ pub(super) struct Loop<'a, 'h> {
     pub scaler: Option<Scaler>,
     /// The group, when the fit is data-parallel.
     pub parallel: Option<Parallel<'a>>,
-    /// The batch being trained or validated and its type's name, from its forward pass to its
-    /// end: what `StepBatch` parameters get.
-    pub current: Option<(Rc<dyn Any>, &'static str)>,
+    /// The batch being trained or validated, from its forward pass to its end: what
+    /// `StepBatch` parameters get.
+    pub current: Option<Current>,
 }
+
+/// The batch being trained or validated.
+pub(super) enum Current {
+    /// A dataset's features and targets, which the trainer's own step ran on (kept as they
+    /// are: no allocation per batch).
+    Pairs((Tensor, Tensor)),
+    /// The batch a step of the user's got, and its type's name.
+    Typed(Rc<dyn Any>, &'static str),
+}
+
+impl Current {
+    /// The batch as hooks get it, and its type's name.
+    fn seen(&self) -> (&dyn Any, &'static str) {
+        match self {
+            Current::Pairs(pair) => (pair, PAIRS),
+            Current::Typed(batch, name) => (&**batch, name),
+        }
+    }
+}
+
+/// A batch's outputs for the metrics, and its targets when they are not the batch's own (the
+/// trainer's step: those of [`Current::Pairs`]).
+type Outputs = Option<(Tensor, Option<Tensor>)>;
 
 /// What a batch's loss comes from.
 pub(super) enum Work<'a> {
@@ -232,7 +256,7 @@ impl Loop<'_, '_> {
 
     /// Runs the hooks of `event` at `count`, then applies a learning rate a hook set.
     fn fire(&mut self, event: Event, count: Count, batch: Option<&BatchLogs>) -> Result<()> {
-        let current = self.current.as_ref().map(|(batch, name)| (&**batch, *name));
+        let current = self.current.as_ref().map(Current::seen);
         let ctx = self
             .scene
             .context(event, self.vs, self.resources)
@@ -433,7 +457,7 @@ impl Loop<'_, '_> {
                     continue;
                 }
             };
-            let outputs = outputs.as_ref().map(|(o, y)| (o, y));
+            let outputs = self.with_targets(&outputs);
             match &self.parallel {
                 None => logs.update_sized(&loss, outputs, rows)?,
                 // Every rank's hooks see the running values of all ranks' batches.
@@ -441,6 +465,11 @@ impl Loop<'_, '_> {
                     let size = rows * parallel.world();
                     match outputs {
                         Some((outputs, y)) if logs.has_metrics() => {
+                            // A step's outputs may differ in size from rank to rank (unpadded
+                            // sequences): refused, naming the ranks, before the gather.
+                            if matches!(self.work, Work::Step(_)) {
+                                parallel.same_sizes(outputs, y)?;
+                            }
                             let (loss, outputs, y) = parallel.gather_batch(&loss, outputs, y)?;
                             logs.update_sized(&loss, Some((&outputs, &y)), size)?;
                         }
@@ -613,30 +642,47 @@ impl Loop<'_, '_> {
         rows: usize,
         train: bool,
         at: &dyn Fn() -> String,
-    ) -> Result<(Tensor, Option<(Tensor, Tensor)>)> {
+    ) -> Result<(Tensor, Outputs)> {
         let device = self.scene.state.device;
         match &mut self.work {
             Work::Model(model) => {
                 let (x, y) = order.batch(start, rows, device, self.loss)?;
                 let (outputs, loss) = forward_loss(*model, self.loss, (&x, &y), train, self.autocast, at)?;
-                let targets = y.shallow_clone();
-                self.current = Some((Rc::new((x, y)), PAIRS));
-                Ok((loss, Some((outputs, targets))))
+                // The batch stays for the hooks; its targets are the metrics' (`with_targets`).
+                self.current = Some(Current::Pairs((x, y)));
+                Ok((loss, Some((outputs, None))))
             }
             Work::Step(_) => {
                 let (batch, name) = order.fetch(start, rows, device, self.loss)?;
-                self.current = Some((Rc::clone(&batch), name));
+                self.current = Some(Current::Typed(Rc::clone(&batch), name));
                 // The step runs with the loop lent to it, if it optimizes by hand.
                 let Work::Step(mut step) = std::mem::replace(&mut self.work, Work::Lent) else {
                     unreachable!("matched above")
                 };
-                let (state, autocast) = (self.scene.state.clone(), self.autocast);
-                let manual = (train && step.manual()).then_some(self as &mut dyn Manual);
-                let computed = step_loss(&mut *step, &*batch, train, state, autocast, manual, at);
+                let (state, autocast, by_hand) = (self.scene.state.clone(), self.autocast, step.manual());
+                let ctx = StepContext {
+                    training: train,
+                    state,
+                    by_hand,
+                    manual: RefCell::new((train && by_hand).then_some(self as &mut dyn Manual)),
+                };
+                let computed = step_loss(&mut *step, &*batch, ctx, autocast, at);
                 self.work = Work::Step(step);
-                computed
+                let (loss, outputs) = computed?;
+                Ok((loss, outputs.map(|(outputs, targets)| (outputs, Some(targets)))))
             }
             Work::Lent => unreachable!("a step does not run within itself"),
+        }
+    }
+
+    /// The outputs and targets of the batch for the metrics: the step's, or the model's outputs
+    /// and the targets of the batch it ran on.
+    fn with_targets<'o>(&'o self, outputs: &'o Outputs) -> Option<(&'o Tensor, &'o Tensor)> {
+        let (outputs, given) = outputs.as_ref()?;
+        match (given, &self.current) {
+            (Some(targets), _) => Some((outputs, targets)),
+            (None, Some(Current::Pairs((_, targets)))) => Some((outputs, targets)),
+            (None, _) => None,
         }
     }
 
@@ -670,7 +716,11 @@ impl Manual for Loop<'_, '_> {
     fn optimizer_step(&mut self, optimizer: &str) -> Result<()> {
         let count = self.current();
         if let Some(clip) = self.settings.clip {
-            clip_gradients(self.vs, clip).map_err(|e| Error::torch("clipping the gradients", e))?;
+            // This optimizer's gradients alone: the other part's, left by this batch's other
+            // backward pass, are not its to clip.
+            let grads = (self.optimizer.by_name(optimizer)?.gradients())
+                .unwrap_or_else(|| crate::context::defined_grads(self.vs));
+            clip_grads(grads, clip).map_err(|e| Error::torch("clipping the gradients", e))?;
         }
         self.fire(Event::BeforeOptimizerStep, count, None)?;
         self.optimizer.by_name(optimizer)?.step()
@@ -712,7 +762,7 @@ impl Loop<'_, '_> {
             let rows = batch_size.min(valid.len() - start);
             let at = || format!("validation batch {batch} of epoch {epoch}");
             let (loss, outputs) = self.forward(&mut order, start, rows, false, &at)?;
-            logs.update_sized(&loss, outputs.as_ref().map(|(o, y)| (o, y)), rows)?;
+            logs.update_sized(&loss, self.with_targets(&outputs), rows)?;
             self.fire(Event::ValidationBatchEnd, Count::batch(batch, batch as u64), Some(logs))?;
         }
         self.current = None;

@@ -58,7 +58,9 @@ impl<'d> Plan<'d> {
             (Validation::Split(fraction), None) => Some(split_at(BatchDataset::len(train), *fraction)?),
             _ => None,
         };
-        let (train, valid) = match train.as_pairs() {
+        // A dataset of pairs only if its batch type is: `as_pairs` is hidden, not checked.
+        let pairs = std::any::TypeId::of::<D::Batch>() == std::any::TypeId::of::<(tch::Tensor, tch::Tensor)>();
+        let (train, valid) = match train.as_pairs().filter(|_| pairs) {
             Some(pairs) => {
                 let (train, valid): (Box<dyn Dataset + 'd>, Option<Box<dyn Dataset + 'd>>) = match split {
                     Some(at) => (

@@ -37,10 +37,13 @@ pub(super) trait TypedData {
     fn check(&self) -> Result<()>;
     /// An epoch's batches built ahead (a [`crate::BatchLoader`]'s workers), each checked and
     /// moved to the epoch's device as [`TypedData::fetch`] does.
-    fn prefetched(&self, epoch: &EpochBatches) -> Result<Option<Box<dyn Iterator<Item = Result<Rc<dyn Any>>> + '_>>>;
+    fn prefetched(&self, epoch: &EpochBatches) -> Result<Option<TypedBatches<'_>>>;
     /// The batch type's name, for messages.
     fn batch_type(&self) -> &'static str;
 }
+
+/// A [`TypedData`]'s batches built ahead, checked and on the training device.
+pub(super) type TypedBatches<'a> = Box<dyn Iterator<Item = Result<Rc<dyn Any>>> + 'a>;
 
 /// The samples of a [`BatchDataset`] from `start` on (all, or one side of a validation split).
 pub(super) struct Typed<'d, D> {
@@ -72,7 +75,7 @@ impl<D: BatchDataset> TypedData for Typed<'_, D> {
         self.data.check_batches()
     }
 
-    fn prefetched(&self, epoch: &EpochBatches) -> Result<Option<Box<dyn Iterator<Item = Result<Rc<dyn Any>>> + '_>>> {
+    fn prefetched(&self, epoch: &EpochBatches) -> Result<Option<TypedBatches<'_>>> {
         // The dataset's own indices: those of this part of it.
         let epoch = epoch.shifted(self.start as i64);
         let Some(batches) = self.data.prefetched_batches(&epoch)? else {
@@ -130,7 +133,7 @@ pub(super) enum Epoch<'s, 'd> {
         data: &'s (dyn TypedData + 'd),
         order: Arc<[i64]>,
         /// The batches built ahead, if the dataset does, and the first sample of the next one.
-        ahead: Option<(Box<dyn Iterator<Item = Result<Rc<dyn Any>>> + 's>, usize)>,
+        ahead: Option<(TypedBatches<'s>, usize)>,
     },
 }
 

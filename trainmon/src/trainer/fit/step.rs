@@ -6,11 +6,9 @@ use crate::error::{BoxError, Error, Result};
 use crate::guard;
 use crate::loss::Loss;
 use crate::native;
-use crate::state::TrainState;
-use crate::step::{ErasedStep, Manual, StepContext, StepOutput};
+use crate::step::{ErasedStep, StepContext, StepOutput};
 use crate::trainer::Clip;
 use std::any::Any;
-use std::cell::RefCell;
 use tch::nn::{ModuleT, VarStore};
 use tch::{Kind, Tensor};
 
@@ -53,10 +51,8 @@ pub(super) fn forward_loss(
 pub(super) fn step_loss(
     step: &mut (dyn ErasedStep + '_),
     batch: &dyn Any,
-    training: bool,
-    state: TrainState,
+    ctx: StepContext<'_>,
     autocast: Option<Kind>,
-    manual: Option<&mut dyn Manual>,
     at: &dyn Fn() -> String,
 ) -> Result<(Tensor, Option<(Tensor, Tensor)>)> {
     // The loop's own errors (a hook's, through the context of a step that optimizes by hand)
@@ -72,13 +68,7 @@ pub(super) fn step_loss(
             },
         },
     };
-    let by_hand = manual.is_some();
-    let device = state.device();
-    let ctx = StepContext {
-        training,
-        state,
-        manual: RefCell::new(manual),
-    };
+    let (training, by_hand, device) = (ctx.training, ctx.by_hand, ctx.state.device());
     let mut run = || {
         guard::caught(|| match training {
             true => step.train(batch, &ctx),
@@ -158,10 +148,14 @@ pub(super) fn compute_loss(loss: &Loss, outputs: &Tensor, y: &Tensor, at: &dyn F
     })
 }
 
-/// Clips the gradients on the device: no value is read to the host.
+/// Clips the gradients of `vs` on the device: no value is read to the host.
 pub(super) fn clip_gradients(vs: &VarStore, clip: Clip) -> std::result::Result<(), tch::TchError> {
+    clip_grads(crate::context::defined_grads(vs), clip)
+}
+
+/// Clips `grads` (the defined gradients of some variables) on the device.
+pub(super) fn clip_grads(grads: Vec<Tensor>, clip: Clip) -> std::result::Result<(), tch::TchError> {
     let _no_grad = tch::no_grad_guard();
-    let grads = crate::context::defined_grads(vs);
     if grads.is_empty() {
         return Ok(());
     }
