@@ -185,37 +185,27 @@ fn check_settings(workers: usize, prefetch: Option<usize>) -> Result<()> {
 /// let loader = BatchLoader::new(Squares).workers(2).prefetch(4);
 /// assert_eq!(loader.len(), 100);
 /// ```
-pub struct BatchLoader<D> {
-    data: Arc<D>,
-    workers: usize,
-    prefetch: Option<usize>,
-}
+pub struct BatchLoader<D>(Loader<D>);
 
 impl<D> BatchLoader<D> {
-    /// Wraps `data`, with one worker and prefetch 2.
+    /// Wraps `data`, with one worker and prefetch 2 (as [`Loader::new`]).
     pub fn new(data: D) -> Self {
-        BatchLoader {
-            data: Arc::new(data),
-            workers: 1,
-            prefetch: None,
-        }
+        BatchLoader(Loader::new(data))
     }
 
-    /// Threads building batches (default 1); 0: none (see [`Loader::workers`]).
-    pub fn workers(mut self, workers: usize) -> Self {
-        self.workers = workers;
-        self
+    /// Threads building batches (see [`Loader::workers`]).
+    pub fn workers(self, workers: usize) -> Self {
+        BatchLoader(self.0.workers(workers))
     }
 
     /// Batches built ahead of the one training, at most (see [`Loader::prefetch`]).
-    pub fn prefetch(mut self, batches: usize) -> Self {
-        self.prefetch = Some(batches);
-        self
+    pub fn prefetch(self, batches: usize) -> Self {
+        BatchLoader(self.0.prefetch(batches))
     }
 
     /// The dataset it wraps.
     pub fn dataset(&self) -> &D {
-        &self.data
+        self.0.dataset()
     }
 }
 
@@ -227,24 +217,24 @@ where
     type Batch = D::Batch;
 
     fn len(&self) -> usize {
-        self.data.len()
+        self.0.data.len()
     }
 
     fn batch(&self, indices: &[i64]) -> Result<D::Batch> {
-        self.data.batch(indices)
+        self.0.data.batch(indices)
     }
 
     fn check_batches(&self) -> Result<()> {
-        check_settings(self.workers, self.prefetch)?;
-        self.data.check_batches()
+        check_settings(self.0.workers, self.0.prefetch)?;
+        self.0.data.check_batches()
     }
 
     fn prefetched_batches(&self, epoch: &EpochBatches) -> Result<Option<PrefetchedBatches<'_, D::Batch>>> {
         self.check_batches()?;
-        if self.workers == 0 {
-            return self.data.prefetched_batches(epoch);
+        if self.0.workers == 0 {
+            return self.0.data.prefetched_batches(epoch);
         }
-        let data = Arc::clone(&self.data);
+        let data = Arc::clone(&self.0.data);
         let build = move |indices: &[i64], _: Device, worker: usize| -> Result<D::Batch> {
             match guard::caught(|| data.batch(indices)) {
                 Ok(built) => built.map_err(|err| Error::batch(indices, err)),
@@ -255,8 +245,7 @@ where
                 )),
             }
         };
-        let ahead = self.prefetch.unwrap_or(2 * self.workers);
-        let workers = Workers::start(build, epoch, self.workers, ahead)?;
+        let workers = Workers::start(build, epoch, self.0.workers, self.0.ahead())?;
         Ok(Some(Box::new(workers)))
     }
 }
