@@ -72,6 +72,41 @@ impl trainmon::TrainStep<(tch::Tensor, tch::Tensor)> for Ragged<'_> {
     }
 }
 
+/// The classifier as a step that optimizes by hand, with its one optimizer named `fc`.
+struct ByHand<'m> {
+    model: &'m nn::Linear,
+}
+
+impl trainmon::TrainStep<(tch::Tensor, tch::Tensor)> for ByHand<'_> {
+    fn manual_optimization(&self) -> bool {
+        true
+    }
+
+    fn training_step(
+        &mut self,
+        batch: &(tch::Tensor, tch::Tensor),
+        ctx: &trainmon::StepContext<'_>,
+    ) -> Result<trainmon::StepOutput, trainmon::BoxError> {
+        ctx.zero_grad("fc")?;
+        let outputs = tch::nn::Module::forward(self.model, &batch.0);
+        let loss = outputs.f_cross_entropy_loss::<tch::Tensor>(&batch.1, None, tch::Reduction::Mean, -100, 0.0)?;
+        ctx.backward(&loss)?;
+        ctx.optimizer_step("fc")?;
+        Ok(trainmon::StepOutput::loss(loss.detach()).with_outputs(outputs.detach(), batch.1.shallow_clone()))
+    }
+}
+
+/// The trainer of a [`ByHand`] step: SGD named `fc`, batches of `batch_size`, in order.
+fn by_hand_trainer<'a>(vs: &'a nn::VarStore, batch_size: usize) -> Trainer<'a> {
+    Trainer::for_steps(vs)
+        .optimizer_for("fc", "fc", nn::Sgd::default(), 0.1)
+        .epochs(2)
+        .batch_size(batch_size)
+        .shuffle(false)
+        .seed(3)
+        .hooks(Hooks::none())
+}
+
 /// What each child process does, by `TRAINMON_TEST_ROLE`; a test starts it, it is not one.
 #[test]
 #[ignore = "a rank of the tests below, started by them"]
@@ -130,6 +165,11 @@ fn rank_process() {
         "resume_shared" => trainer(&vs, &model, 16, true)
             .resumable(std::path::PathBuf::from(std::env::var("OUT").unwrap()).join("points")),
         "steps_ragged" => trainer(&vs, &model, 16, false).metric(trainmon::Accuracy::default),
+        "by_hand" => by_hand_trainer(&vs, 16)
+            .metric(trainmon::Accuracy::default)
+            .add_hook(HookSpec::new(Event::BatchEnd, "running"), |logs: &BatchLogs| {
+                RUNNING.lock().unwrap().push((logs.loss(), logs.samples()))
+            }),
         "attribute" => trainer(&vs, &model, 16, true).hooks(Hooks::groups(["rank_zero"])),
         "stop" => trainer(&vs, &model, 16, true).add_hook(
             HookSpec::new(Event::BatchEnd, "stops_on_rank_1"),
@@ -203,6 +243,7 @@ fn rank_process() {
         // The classifier as a step of one's own.
         "in_order_steps" => trainer.fit_steps(&mut ClassifierStep { model: &model }, &data, None),
         "steps_ragged" => trainer.fit_steps(&mut Ragged { model: &model, rank }, &data, None),
+        "by_hand" => trainer.fit_steps(&mut ByHand { model: &model }, &data, None),
         _ => trainer.fit(&data),
     };
     let json = match outcome {
@@ -426,6 +467,25 @@ fn a_point_within_an_epoch_is_refused_by_another_world_size() {
             error.contains("it was taken within an epoch by 1 rank, and this fit has 2"),
             "{error}"
         );
+    }
+}
+
+/// A step that optimizes by hand, data-parallel: its optimizer step averages the gradients over
+/// the ranks; two ranks of 16 end as one process of 32.
+#[test]
+fn a_step_by_hand_averages_its_gradients_over_the_ranks() {
+    let out = tempfile::tempdir().unwrap();
+    let results: Vec<_> = two_ranks("by_hand", out.path()).iter().map(result).collect();
+    assert_eq!(results[0]["weights"], results[1]["weights"], "{}", results[0]);
+    let data = tutorial_data(1);
+    let (vs, model) = tutorial_model(10);
+    by_hand_trainer(&vs, 32)
+        .fit_steps(&mut ByHand { model: &model }, &data, None)
+        .unwrap();
+    let alone = weights(&vs);
+    let theirs: Vec<f64> = serde_json::from_value(results[0]["weights"].clone()).unwrap();
+    for (a, b) in theirs.iter().zip(&alone) {
+        assert!((a - *b as f64).abs() < 1e-5, "{a} against {b}");
     }
 }
 

@@ -102,8 +102,13 @@ impl<'g> Parallel<'g> {
     /// [`BUCKET_BYTES`]: each bucket's gradients are averaged in one collective (flattened into
     /// one buffer by [`ProcessGroup::all_reduce_mean`]).
     pub(crate) fn average_gradients(&self, vs: &VarStore) -> Result<()> {
+        self.average(&crate::context::defined_grads(vs))
+    }
+
+    /// Averages `grads` over the ranks, in buckets (see [`Self::average_gradients`]): every
+    /// rank gives the same variables' gradients, in the same order.
+    pub(crate) fn average(&self, grads: &[Tensor]) -> Result<()> {
         let _no_grad = tch::no_grad_guard();
-        let grads = crate::context::defined_grads(vs);
         let mut start = 0;
         while start < grads.len() {
             let (kind, mut bytes, mut end) = (grads[start].kind(), 0, start);

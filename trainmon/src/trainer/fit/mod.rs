@@ -123,7 +123,6 @@ impl<'a> Trainer<'a> {
                         "a gradient scaler (`grad_scaler`, `Precision::Fp16Mixed`)",
                     ),
                     (self.settings.rollback.is_some(), "rollbacks (`rollback`)"),
-                    (self.group.is_some(), "data-parallel training (`data_parallel`)"),
                 ];
                 if let Some((_, what)) = not_yet.iter().find(|(set, _)| *set) {
                     return Err(Error::Config(format!(

@@ -715,11 +715,15 @@ impl Manual for Loop<'_, '_> {
 
     fn optimizer_step(&mut self, optimizer: &str) -> Result<()> {
         let count = self.current();
+        // This optimizer's gradients alone: the other part's, left by this batch's other
+        // backward pass, are not its to average or clip.
+        let grads =
+            (self.optimizer.by_name(optimizer)?.gradients()).unwrap_or_else(|| crate::context::defined_grads(self.vs));
+        // Data-parallel: averaged over the ranks, in place, then clipped.
+        if let Some(parallel) = &self.parallel {
+            parallel.average(&grads)?;
+        }
         if let Some(clip) = self.settings.clip {
-            // This optimizer's gradients alone: the other part's, left by this batch's other
-            // backward pass, are not its to clip.
-            let grads = (self.optimizer.by_name(optimizer)?.gradients())
-                .unwrap_or_else(|| crate::context::defined_grads(self.vs));
             clip_grads(grads, clip).map_err(|e| Error::torch("clipping the gradients", e))?;
         }
         self.fire(Event::BeforeOptimizerStep, count, None)?;
