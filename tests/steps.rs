@@ -20,8 +20,9 @@ fn serial() -> std::sync::MutexGuard<'static, ()> {
     SERIAL.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-fn trainer<'a>(vs: &'a nn::VarStore, trainer: Trainer<'a>) -> Trainer<'a> {
-    let _ = vs;
+/// `trainer` with the settings these tests share: Adam, 3 epochs of batches of 16, seeded, no
+/// registered hook.
+fn trainer(trainer: Trainer<'_>) -> Trainer<'_> {
     trainer
         .optimizer(nn::Adam::default(), 1e-2)
         .epochs(3)
@@ -35,10 +36,10 @@ fn the_classifier_as_a_step_trains_to_the_bit_as_fit() {
     let _serial = serial();
     let data = tutorial_data(1);
     let (vs, model) = tutorial_model(2);
-    let own = trainer(&vs, Trainer::new(&vs, &model)).fit(&data).unwrap();
+    let own = trainer(Trainer::new(&vs, &model)).fit(&data).unwrap();
     let own_weights = weights(&vs);
     let (vs, model) = tutorial_model(2);
-    let stepped = trainer(&vs, Trainer::for_steps(&vs))
+    let stepped = trainer(Trainer::for_steps(&vs))
         .metric(Accuracy::default)
         .fit_steps(&mut ClassifierStep { model: &model }, &data, None)
         .unwrap();
@@ -125,7 +126,7 @@ fn batches_of_a_struct_train_and_validate() {
     let data = Sequences::new();
     let vs = nn::VarStore::new(tch::Device::Cpu);
     let mut step = NextToken::new(&vs);
-    let history = trainer(&vs, Trainer::for_steps(&vs))
+    let history = trainer(Trainer::for_steps(&vs))
         .epochs(8)
         .validation_split(0.25)
         .metric(Accuracy::default)
@@ -141,7 +142,7 @@ fn batches_of_a_struct_train_and_validate() {
     let valid = Sequences::new();
     let vs = nn::VarStore::new(tch::Device::Cpu);
     let mut step = NextToken::new(&vs);
-    let history = trainer(&vs, Trainer::for_steps(&vs))
+    let history = trainer(Trainer::for_steps(&vs))
         .epochs(1)
         .fit_steps(&mut step, &data, Some(&valid))
         .unwrap();
@@ -200,7 +201,7 @@ fn every_step_event_fires_with_accumulation_and_clipping() {
             counts[i].fetch_add(1, Ordering::SeqCst);
         }
     };
-    let history = trainer(&vs, Trainer::for_steps(&vs))
+    let history = trainer(Trainer::for_steps(&vs))
         .epochs(2)
         .accumulate_gradients(2)
         .clip_grad_norm(0.5)
@@ -225,7 +226,7 @@ fn a_step_fit_resumes_within_an_epoch_to_the_bit() {
     resumes_to_the_bit(18, |dir, interrupt| {
         let vs = nn::VarStore::new(tch::Device::Cpu);
         let mut step = NextToken::new(&vs);
-        let history = trainer(&vs, Trainer::for_steps(&vs))
+        let history = trainer(Trainer::for_steps(&vs))
             .resumable(dir)
             .resumable_steps(5)
             .metric(Accuracy::default)
@@ -269,7 +270,7 @@ fn bf16_autocast_runs_around_the_step() {
     let _serial = serial();
     let data = tutorial_data(1);
     let (vs, model) = tutorial_model(2);
-    let history = trainer(&vs, Trainer::for_steps(&vs))
+    let history = trainer(Trainer::for_steps(&vs))
         .precision(Precision::Bf16Mixed)
         .fit_steps(&mut ClassifierStep { model: &model }, &data, None)
         .unwrap();
@@ -301,7 +302,7 @@ fn bad_steps_and_batches_are_errors_naming_the_cause() {
     let fit = |what: &'static str| {
         let vs = nn::VarStore::new(tch::Device::Cpu);
         let _model = nn::linear(vs.root(), 2, 2, Default::default());
-        trainer(&vs, Trainer::for_steps(&vs))
+        trainer(Trainer::for_steps(&vs))
             .fit_steps(&mut Bad(what), &data, None)
             .unwrap_err()
     };
@@ -349,7 +350,7 @@ fn bad_steps_and_batches_are_errors_naming_the_cause() {
     }
     let vs = nn::VarStore::new(tch::Device::Cpu);
     let mut step = NextToken::new(&vs);
-    let err = trainer(&vs, Trainer::for_steps(&vs))
+    let err = trainer(Trainer::for_steps(&vs))
         .shuffle(false)
         .fit_steps(&mut step, &Ragged, None)
         .unwrap_err();
@@ -374,7 +375,7 @@ fn settings_a_step_fit_cannot_take_are_refused() {
             Ok(StepOutput::loss(self.0.training_step(batch, ctx)?.into_loss()))
         }
     }
-    let err = trainer(&vs, Trainer::for_steps(&vs))
+    let err = trainer(Trainer::for_steps(&vs))
         .metric(Accuracy::default)
         .fit_steps(&mut LossOnly(&mut step), &data, None)
         .unwrap_err();
@@ -384,14 +385,12 @@ fn settings_a_step_fit_cannot_take_are_refused() {
         "{err}"
     );
     // A trainer without a model has no `fit`.
-    let err = trainer(&vs, Trainer::for_steps(&vs))
-        .fit(&tutorial_data(1))
-        .unwrap_err();
+    let err = trainer(Trainer::for_steps(&vs)).fit(&tutorial_data(1)).unwrap_err();
     assert!(err.to_string().contains("train it with your step, `fit_steps"), "{err}");
     // The validation set goes to `fit_steps`.
     let pairs = tutorial_data(1);
     let (vs, model) = tutorial_model(2);
-    let err = trainer(&vs, Trainer::for_steps(&vs))
+    let err = trainer(Trainer::for_steps(&vs))
         .validation(&pairs)
         .fit_steps(&mut ClassifierStep { model: &model }, &pairs, None)
         .unwrap_err();
@@ -589,7 +588,7 @@ fn hooks_read_the_batch_typed() {
     let data = Sequences::new();
     let vs = nn::VarStore::new(tch::Device::Cpu);
     let mut step = NextToken::new(&vs);
-    trainer(&vs, Trainer::for_steps(&vs))
+    trainer(Trainer::for_steps(&vs))
         .epochs(1)
         .validation_split(0.25)
         .add_hook(
@@ -616,7 +615,7 @@ fn hooks_read_the_batch_typed() {
     let kept = sizes.clone();
     let pairs = tutorial_data(1);
     let (vs, model) = tutorial_model(2);
-    trainer(&vs, Trainer::new(&vs, &model))
+    trainer(Trainer::new(&vs, &model))
         .epochs(1)
         .add_hook(
             HookSpec::new(Event::BatchEnd, "pairs"),
@@ -627,7 +626,7 @@ fn hooks_read_the_batch_typed() {
     assert_eq!(sizes.lock().unwrap()[0], [16, 20]);
 
     // Another type.
-    let err = trainer(&vs, Trainer::new(&vs, &model))
+    let err = trainer(Trainer::new(&vs, &model))
         .add_hook(HookSpec::new(Event::BatchEnd, "wrong"), |_: StepBatch<Tokens>| {})
         .fit(&pairs)
         .unwrap_err();
@@ -689,7 +688,7 @@ fn a_batch_loader_builds_typed_batches_on_workers_to_the_bit() {
     let fit = |workers: Option<usize>| {
         let vs = nn::VarStore::new(tch::Device::Cpu);
         let mut step = NextToken::new(&vs);
-        let mut trainer = trainer(&vs, Trainer::for_steps(&vs)).validation_split(0.25);
+        let mut trainer = trainer(Trainer::for_steps(&vs)).validation_split(0.25);
         let history = match workers {
             None => trainer.fit_steps(&mut step, &Encoded::new(false), None),
             Some(n) => trainer.fit_steps(
@@ -707,7 +706,7 @@ fn a_batch_loader_builds_typed_batches_on_workers_to_the_bit() {
 
     let vs = nn::VarStore::new(tch::Device::Cpu);
     let mut step = NextToken::new(&vs);
-    let err = trainer(&vs, Trainer::for_steps(&vs))
+    let err = trainer(Trainer::for_steps(&vs))
         .shuffle(false)
         .fit_steps(
             &mut step,
@@ -724,14 +723,14 @@ fn a_batch_loader_builds_typed_batches_on_workers_to_the_bit() {
         panics: true,
         ..Encoded::new(true)
     };
-    let err = trainer(&vs, Trainer::for_steps(&vs))
+    let err = trainer(Trainer::for_steps(&vs))
         .shuffle(false)
         .fit_steps(&mut step, &trainmon::BatchLoader::new(panicking).workers(2), None)
         .unwrap_err();
     let message = format!("{err:#}");
     assert!(message.contains("(16 samples): panicked on loader worker"), "{message}");
     assert!(message.ends_with("sample 37 is out of range"), "{message}");
-    let err = trainer(&vs, Trainer::for_steps(&vs))
+    let err = trainer(Trainer::for_steps(&vs))
         .fit_steps(
             &mut step,
             &trainmon::BatchLoader::new(Encoded::new(false)).workers(0).prefetch(2),
@@ -797,6 +796,25 @@ fn named_optimizers_keep_their_own_learning_rates_and_parts() {
             .fit_steps(step, &data, None)
             .unwrap()
     };
+    // A resume point of other optimizers' names is refused, naming both.
+    let elsewhere = tempfile::tempdir().unwrap();
+    let named = |second: &str, epochs: usize, step: &mut TwoParts| {
+        Trainer::for_steps(&vs)
+            .optimizer_for("a", "a", nn::Sgd::default(), 0.1)
+            .optimizer_for(second, "b", nn::Sgd::default(), 0.1)
+            .epochs(epochs)
+            .hooks(Hooks::none())
+            .resumable(elsewhere.path())
+            .fit_steps(step, &data, None)
+    };
+    named("b", 1, &mut step).unwrap();
+    let err = named("other", 2, &mut step).unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("the saved optimizers are a, b, this trainer's a, other"),
+        "{err}"
+    );
+
     let (a0, b0) = (step.a.ws.copy(), step.b.ws.copy());
     fit(1, &mut step);
     let b1 = step.b.ws.copy();

@@ -4,32 +4,16 @@
 
 mod common;
 
-use common::example;
-use std::process::Command;
+use common::run_in;
 
 #[test]
 fn it_learns_the_text_and_writes_a_sample() {
     let out = tempfile::tempdir().unwrap();
-    let result = Command::new(example("char_lm"))
-        .args([
-            "--epochs",
-            "3",
-            "--chars",
-            "12000",
-            "--out",
-            out.path().to_str().unwrap(),
-        ])
-        .env("OMP_NUM_THREADS", "2")
-        .output()
-        .unwrap();
-    assert!(result.status.success(), "{}", String::from_utf8_lossy(&result.stderr));
-    let stdout = String::from_utf8_lossy(&result.stdout);
-    let run = out.path().join("char_lm").join("version_0");
-    assert!(
-        stdout
-            .trim_end()
-            .ends_with(&format!("Run directory: {}", run.display())),
-        "{stdout}"
+    let (run, _) = run_in(
+        "char_lm",
+        &["--epochs", "3", "--chars", "12000"],
+        out.path(),
+        &[("OMP_NUM_THREADS", "2")],
     );
     let epochs = std::fs::read_to_string(run.join("metrics/epochs.csv")).unwrap();
     let header: Vec<&str> = epochs.lines().next().unwrap().split(',').collect();

@@ -4,24 +4,13 @@
 
 mod common;
 
-use common::example;
-use std::process::Command;
+use common::run_in;
 
 #[test]
 fn two_processes_train_and_rank_0_prints_its_run_directory_last() {
     let out = tempfile::tempdir().unwrap();
-    let result = Command::new(example("data_parallel"))
-        .args(["--nproc", "2", "--epochs", "2", "--samples", "2048", "--out"])
-        .arg(out.path())
-        .env("RUST_LOG", "info")
-        .output()
-        .expect("run the example");
-    let stdout = String::from_utf8_lossy(&result.stdout);
-    let stderr = String::from_utf8_lossy(&result.stderr);
-    assert!(result.status.success(), "{stdout}\n{stderr}");
-    let run = out.path().join("data_parallel/version_0");
-    let last = stdout.lines().last().unwrap_or_default();
-    assert!(last.ends_with(&format!("Run directory: {}", run.display())), "{stdout}");
+    let args = ["--nproc", "2", "--epochs", "2", "--samples", "2048"];
+    let (run, stdout) = run_in("data_parallel", &args, out.path(), &[("RUST_LOG", "info")]);
     assert!(stdout.contains("2 processes, 128 samples a step"), "{stdout}");
     // One run directory: rank 1 made none and wrote nothing.
     let versions = std::fs::read_dir(out.path().join("data_parallel")).unwrap().count();

@@ -3,26 +3,12 @@
 
 mod common;
 
-use common::example;
-
-use std::process::Command;
+use common::run_in;
 
 #[test]
 fn the_run_directory_holds_every_output() {
     let out = tempfile::tempdir().unwrap();
-    let result = Command::new(example("full_monitoring"))
-        .args(["--epochs", "12", "--out", out.path().to_str().unwrap()])
-        .output()
-        .unwrap();
-    assert!(result.status.success(), "{}", String::from_utf8_lossy(&result.stderr));
-    let stdout = String::from_utf8_lossy(&result.stdout);
-    let run = out.path().join("full_monitoring").join("version_0");
-    assert!(
-        stdout
-            .trim_end()
-            .ends_with(&format!("Run directory: {}", run.display())),
-        "{stdout}"
-    );
+    let (run, stdout) = run_in("full_monitoring", &["--epochs", "12"], out.path(), &[]);
     for line in [
         "epoch 1/12 done in",
         "val_loss",

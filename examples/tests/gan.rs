@@ -4,26 +4,12 @@
 
 mod common;
 
-use common::example;
-use std::process::Command;
+use common::run_in;
 
 #[test]
 fn the_generator_learns_the_ring() {
     let out = tempfile::tempdir().unwrap();
-    let result = Command::new(example("gan"))
-        .args(["--epochs", "30", "--out", out.path().to_str().unwrap()])
-        .env("OMP_NUM_THREADS", "2")
-        .output()
-        .unwrap();
-    assert!(result.status.success(), "{}", String::from_utf8_lossy(&result.stderr));
-    let stdout = String::from_utf8_lossy(&result.stdout);
-    let run = out.path().join("gan").join("version_0");
-    assert!(
-        stdout
-            .trim_end()
-            .ends_with(&format!("Run directory: {}", run.display())),
-        "{stdout}"
-    );
+    let (run, _) = run_in("gan", &["--epochs", "30"], out.path(), &[("OMP_NUM_THREADS", "2")]);
     let report: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(run.join("quality.json")).unwrap()).unwrap();
     let distance = |when: &str| report[when]["mean_distance_to_nearest_mode"].as_f64().unwrap();

@@ -135,6 +135,15 @@ impl<D: Dataset> BatchDataset for D {
     }
 }
 
+/// The batch `build` makes of the samples `indices`; its error or panic an [`Error::Batch`]
+/// naming them, a panic's message saying where (`thread`: "", " on loader worker 2").
+pub(crate) fn built<T>(indices: &[i64], thread: &str, build: impl FnOnce() -> Result<T>) -> Result<T> {
+    match crate::guard::caught(build) {
+        Ok(built) => built.map_err(|err| Error::batch(indices, err)),
+        Err(panic) => Err(Error::batch_panic(indices, &panic, thread)),
+    }
+}
+
 /// Batches of a [`BatchDataset`] built ahead of the loop, in an epoch's order.
 pub type PrefetchedBatches<'a, B> = Box<dyn Iterator<Item = Result<B>> + 'a>;
 

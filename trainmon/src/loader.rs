@@ -2,9 +2,8 @@
 //! ahead of the training step, in the epoch's order, with the same bits as the dataset asked
 //! batch by batch on the training thread.
 
-use crate::data::{BatchDataset, Dataset, EpochBatches, Prefetched, PrefetchedBatches};
+use crate::data::{built, BatchDataset, Dataset, EpochBatches, Prefetched, PrefetchedBatches};
 use crate::error::{samples, Error, Result};
-use crate::guard;
 use std::collections::BTreeMap;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread::JoinHandle;
@@ -236,14 +235,7 @@ where
         }
         let data = Arc::clone(&self.0.data);
         let build = move |indices: &[i64], _: Device, worker: usize| -> Result<D::Batch> {
-            match guard::caught(|| data.batch(indices)) {
-                Ok(built) => built.map_err(|err| Error::batch(indices, err)),
-                Err(panic) => Err(Error::batch_panic(
-                    indices,
-                    &panic,
-                    &format!(" on loader worker {worker}"),
-                )),
-            }
+            built(indices, &format!(" on loader worker {worker}"), || data.batch(indices))
         };
         let workers = Workers::start(build, epoch, self.0.workers, self.0.ahead())?;
         Ok(Some(Box::new(workers)))
@@ -423,16 +415,7 @@ fn work<T>(worker: usize, build: &Build<T>, epoch: &EpochBatches, shared: &Share
 
 /// The batch of `indices`, its memory pinned for a copy to a CUDA `device`.
 fn build<D: Dataset>(data: &D, indices: &[i64], device: Device, worker: usize) -> Result<(Tensor, Tensor)> {
-    let (x, y) = match guard::caught(|| data.batch(indices)) {
-        Ok(built) => built.map_err(|err| Error::batch(indices, err))?,
-        Err(panic) => {
-            return Err(Error::batch_panic(
-                indices,
-                &panic,
-                &format!(" on loader worker {worker}"),
-            ))
-        }
-    };
+    let (x, y) = built(indices, &format!(" on loader worker {worker}"), || data.batch(indices))?;
     if !device.is_cuda() {
         return Ok((x, y));
     }

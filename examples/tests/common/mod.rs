@@ -14,3 +14,25 @@ pub fn example(name: &str) -> PathBuf {
     );
     path
 }
+
+/// Runs example `name` with `args` and `--out OUT`, in `out`, with `env`: it must succeed and
+/// print its run directory (`OUT/<name>/version_0`) last. Returns that directory and its stdout.
+// Each test file compiles this module; those that start their example otherwise leave it unused.
+#[allow(dead_code)]
+pub fn run_in(name: &str, args: &[&str], out: &std::path::Path, env: &[(&str, &str)]) -> (PathBuf, String) {
+    let mut command = std::process::Command::new(example(name));
+    command.args(args).arg("--out").arg(out);
+    for (key, value) in env {
+        command.env(key, value);
+    }
+    let result = command
+        .output()
+        .unwrap_or_else(|e| panic!("run the {name} example: {e}"));
+    let stdout = String::from_utf8_lossy(&result.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&result.stderr);
+    assert!(result.status.success(), "{stdout}\n{stderr}");
+    let run = out.join(name).join("version_0");
+    let last = stdout.lines().last().unwrap_or_default();
+    assert!(last.ends_with(&format!("Run directory: {}", run.display())), "{stdout}");
+    (run, stdout)
+}

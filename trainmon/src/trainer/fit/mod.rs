@@ -76,10 +76,11 @@ impl<'a> Trainer<'a> {
         S: TrainStep<D::Batch>,
     {
         let erased = Box::new(Erased::new(step));
-        // The targets of a `(features, targets)` dataset go to the step as they are.
-        let as_they_are = Loss::custom(|outputs, _| Ok(outputs.shallow_clone()));
+        // The targets of a `(features, targets)` dataset go to the step as they are: a loss
+        // that takes them so (the loop converts them for cross-entropy alone).
+        let as_they_are = Loss::Mse;
         let fitted = self.fit_here(
-            |settings, setup, device| Plan::typed(settings, setup, train, valid, device),
+            |settings, setup, device| Plan::typed(settings, setup, train, valid, &as_they_are, device),
             Work::Step(erased),
             Some((&as_they_are, std::any::type_name::<S>())),
         );

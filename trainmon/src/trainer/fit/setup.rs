@@ -33,12 +33,13 @@ impl<'d> Plan<'d> {
 
     /// The plan of a fit with the user's step, on a [`BatchDataset`] (`valid`, or a validation
     /// split of `train`, for validation). A dataset of `(features, targets)` is taken as
-    /// [`Plan::new`] takes it.
+    /// [`Plan::new`] takes it, its targets as `as_they_are` takes them.
     pub fn typed<D: BatchDataset>(
         settings: &Settings,
         setup: &DataSetup<'_>,
         train: &'d D,
         valid: Option<&'d D>,
+        as_they_are: &Loss,
         device: Device,
     ) -> Result<Self> {
         check(settings, device)?;
@@ -80,12 +81,10 @@ impl<'d> Plan<'d> {
                         valid.and_then(|v| v.as_pairs()).map(|v| Box::new(v) as _),
                     ),
                 };
-                // The targets go to the step as they are.
-                let as_they_are = Loss::Mse;
                 let nan = settings.nan_policy;
-                let train = Source::new(train, device, &as_they_are, nan, "training")?;
+                let train = Source::new(train, device, as_they_are, nan, "training")?;
                 let valid = valid
-                    .map(|valid| Source::new(valid, device, &as_they_are, nan, "validation"))
+                    .map(|valid| Source::new(valid, device, as_they_are, nan, "validation"))
                     .transpose()?;
                 (train, valid)
             }

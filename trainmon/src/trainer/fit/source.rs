@@ -5,7 +5,6 @@
 use crate::batch::Batch;
 use crate::data::{BatchDataset, Dataset, EpochBatches, Prefetched};
 use crate::error::{samples, Error, Result};
-use crate::guard;
 use crate::loss::Loss;
 use crate::trainer::NanPolicy;
 use std::any::Any;
@@ -65,10 +64,11 @@ impl<D: BatchDataset> TypedData for Typed<'_, D> {
                 &shifted
             }
         };
-        let batch = guard::caught(|| self.data.batch(indices))
-            .unwrap_or_else(|panic| Err(Error::batch_panic(indices, &panic, "")))
-            .map_err(|err| Error::batch(indices, err))?;
-        ready(batch, indices, device)
+        ready(
+            crate::data::built(indices, "", || self.data.batch(indices))?,
+            indices,
+            device,
+        )
     }
 
     fn check(&self) -> Result<()> {
@@ -126,21 +126,50 @@ pub(super) enum Epoch<'s, 'd> {
     Batches {
         data: &'s (dyn Dataset + 'd),
         order: Arc<[i64]>,
-        ahead: Option<Ahead<'s>>,
+        ahead: Option<Ahead<Prefetched<'s>>>,
     },
     /// A dataset of batches of its own type, and the sample indices in this epoch's order.
     Typed {
         data: &'s (dyn TypedData + 'd),
         order: Arc<[i64]>,
-        /// The batches built ahead, if the dataset does, and the first sample of the next one.
-        ahead: Option<(TypedBatches<'s>, usize)>,
+        /// The batches built ahead, if the dataset does.
+        ahead: Option<Ahead<TypedBatches<'s>>>,
     },
 }
 
 /// An epoch's batches built ahead by the dataset, and the first sample of the next one due.
-pub(super) struct Ahead<'s> {
-    batches: Prefetched<'s>,
+pub(super) struct Ahead<I> {
+    batches: I,
     next: usize,
+}
+
+impl<T, I: Iterator<Item = Result<T>>> Ahead<I> {
+    /// The batches from `first` (0-based) on, of `batch_size`.
+    fn new(batches: I, first: usize, batch_size: usize) -> Self {
+        Ahead {
+            batches,
+            next: first * batch_size,
+        }
+    }
+
+    /// The next batch built, which must be of the samples `indices`, from `start` in the
+    /// epoch's order: the loop takes them in the order they were built.
+    fn take(&mut self, start: usize, indices: &[i64]) -> Result<T> {
+        if start != self.next {
+            return Err(Error::Config(format!(
+                "the loop asked for the batch at sample {start} of the epoch's order, but the batches built ahead go \
+                 on at sample {}",
+                self.next
+            )));
+        }
+        self.next = start + indices.len();
+        self.batches.next().unwrap_or_else(|| {
+            Err(Error::Data(format!(
+                "the batches built ahead ended before the batch of samples {}",
+                samples(indices)
+            )))
+        })
+    }
 }
 
 impl<'d> Source<'d> {
@@ -249,14 +278,15 @@ impl Epoch<'_, '_> {
         match self {
             Epoch::Batches { data, order, ahead } => {
                 let epoch = EpochBatches::new(Arc::clone(order), batch_size, batches, first, device);
-                *ahead = data.prefetched(&epoch)?.map(|batches| Ahead {
-                    batches,
-                    next: first * batch_size,
-                });
+                *ahead = data
+                    .prefetched(&epoch)?
+                    .map(|batches| Ahead::new(batches, first, batch_size));
             }
             Epoch::Typed { data, order, ahead } => {
                 let epoch = EpochBatches::new(Arc::clone(order), batch_size, batches, first, device);
-                *ahead = data.prefetched(&epoch)?.map(|batches| (batches, first * batch_size));
+                *ahead = data
+                    .prefetched(&epoch)?
+                    .map(|batches| Ahead::new(batches, first, batch_size));
             }
             Epoch::Tensors { .. } => {}
         }
@@ -277,21 +307,7 @@ impl Epoch<'_, '_> {
             Epoch::Typed { data, order, ahead } => {
                 let indices = &order[start..start + len];
                 let batch = match ahead {
-                    Some((batches, next)) => {
-                        if start != *next {
-                            return Err(Error::Config(format!(
-                                "the loop asked for the batch at sample {start} of the epoch's order, but the batches \
-                                 built ahead go on at sample {next}"
-                            )));
-                        }
-                        *next = start + len;
-                        batches.next().unwrap_or_else(|| {
-                            Err(Error::Data(format!(
-                                "the batches built ahead ended before the batch of samples {}",
-                                samples(indices)
-                            )))
-                        })?
-                    }
+                    Some(ahead) => ahead.take(start, indices)?,
                     None => data.fetch(indices, device)?,
                 };
                 Ok((batch, data.batch_type()))
@@ -329,24 +345,8 @@ impl Epoch<'_, '_> {
         };
         let indices = &order[start..start + len];
         let built = match ahead {
-            Some(ahead) => {
-                if start != ahead.next {
-                    return Err(Error::Config(format!(
-                        "the loop asked for the batch at sample {start} of the epoch's order, but the batches built \
-                         ahead go on at sample {}",
-                        ahead.next
-                    )));
-                }
-                ahead.next = start + len;
-                ahead.batches.next().unwrap_or_else(|| {
-                    Err(Error::Data(format!(
-                        "the batches built ahead ended before the batch of samples {}",
-                        samples(indices)
-                    )))
-                })
-            }
-            None => guard::caught(|| data.batch(indices))
-                .unwrap_or_else(|panic| Err(Error::batch_panic(indices, &panic, ""))),
+            Some(ahead) => ahead.take(start, indices),
+            None => crate::data::built(indices, "", || data.batch(indices)),
         };
         let (x, y) = built.map_err(|err| Error::batch(indices, err))?;
         check_batch(&x, &y, indices)?;
