@@ -85,7 +85,7 @@ fn main() -> Result<()> {
         .with(Logger::new().every(50))
         .with(MetricFiles::new(metrics))
         .with(Summary::new().monitor("val_accuracy"))
-        .data_parallel(group)
+        .data_parallel(&group)
         .fit(&data)?;
 
     if let Some(run) = run {

@@ -13,7 +13,7 @@ use trainmon::hooks::MetricFiles;
 use trainmon::prelude::*;
 use trainmon::{Event, HookSpec, Hooks, Loss};
 use trainmon_tests::ranks::{free_port, result, world, RANK_PROCESS};
-use trainmon_tests::{tutorial_data, tutorial_model, weights, ClassifierStep};
+use trainmon_tests::{poisoned_data, tutorial_data, tutorial_model, weights, ClassifierByHand, ClassifierStep};
 
 /// Two ranks of `role`; each writes under `OUT/rank<N>` (`out`).
 fn two_ranks(role: &str, out: &std::path::Path) -> Vec<Output> {
@@ -72,31 +72,7 @@ impl trainmon::TrainStep<(tch::Tensor, tch::Tensor)> for Ragged<'_> {
     }
 }
 
-/// The classifier as a step that optimizes by hand, with its one optimizer named `fc`.
-struct ByHand<'m> {
-    model: &'m nn::Linear,
-}
-
-impl trainmon::TrainStep<(tch::Tensor, tch::Tensor)> for ByHand<'_> {
-    fn manual_optimization(&self) -> bool {
-        true
-    }
-
-    fn training_step(
-        &mut self,
-        batch: &(tch::Tensor, tch::Tensor),
-        ctx: &trainmon::StepContext<'_>,
-    ) -> Result<trainmon::StepOutput, trainmon::BoxError> {
-        ctx.zero_grad("fc")?;
-        let outputs = tch::nn::Module::forward(self.model, &batch.0);
-        let loss = outputs.f_cross_entropy_loss::<tch::Tensor>(&batch.1, None, tch::Reduction::Mean, -100, 0.0)?;
-        ctx.backward(&loss)?;
-        ctx.optimizer_step("fc")?;
-        Ok(trainmon::StepOutput::loss(loss.detach()).with_outputs(outputs.detach(), batch.1.shallow_clone()))
-    }
-}
-
-/// The trainer of a [`ByHand`] step: SGD named `fc`, batches of `batch_size`, in order.
+/// The trainer of a [`ClassifierByHand`] step: SGD named `fc`, batches of `batch_size`, in order.
 fn by_hand_trainer<'a>(vs: &'a nn::VarStore, batch_size: usize) -> Trainer<'a> {
     Trainer::for_steps(vs)
         .optimizer_for("fc", "fc", nn::Sgd::default(), 0.1)
@@ -107,6 +83,20 @@ fn by_hand_trainer<'a>(vs: &'a nn::VarStore, batch_size: usize) -> Trainer<'a> {
         .hooks(Hooks::none())
 }
 
+/// The sample whose features are NaN in the data of the `rollback` and `scaler` roles: rank 1's
+/// (odd samples) in its 4th batch of 16, in order; in the 4th batch of 32 of one process.
+const POISONED: i64 = 101;
+
+/// `trainer` with what the `rollback` and `scaler` roles add: rolling back over bad batches,
+/// or a gradient scaler.
+fn combined<'a>(role: &str, trainer: Trainer<'a>) -> Trainer<'a> {
+    match role {
+        "rollback" => trainer.rollback(trainmon::Rollback::new()),
+        "scaler" => trainer.grad_scaler(trainmon::GradScaler::new()),
+        other => panic!("no combination {other}"),
+    }
+}
+
 /// What each child process does, by `TRAINMON_TEST_ROLE`; a test starts it, it is not one.
 #[test]
 #[ignore = "a rank of the tests below, started by them"]
@@ -115,7 +105,10 @@ fn rank_process() {
     let group = ProcessGroup::from_env().unwrap();
     let rank = group.rank();
     let out = std::path::PathBuf::from(std::env::var("OUT").unwrap()).join(format!("rank{rank}"));
-    let data = tutorial_data(1);
+    let data = match role.as_str() {
+        "rollback" | "scaler" => poisoned_data(1, POISONED),
+        _ => tutorial_data(1),
+    };
     // Each rank starts from other weights: rank 0's are broadcast.
     let (vs, model) = if role == "mismatch" && rank == 1 {
         let vs = nn::VarStore::new(tch::Device::Cpu);
@@ -171,6 +164,7 @@ fn rank_process() {
                 RUNNING.lock().unwrap().push((logs.loss(), logs.samples()))
             }),
         "attribute" => trainer(&vs, &model, 16, true).hooks(Hooks::groups(["rank_zero"])),
+        "rollback" | "scaler" => combined(&role, trainer(&vs, &model, 16, false)),
         "stop" => trainer(&vs, &model, 16, true).add_hook(
             HookSpec::new(Event::BatchEnd, "stops_on_rank_1"),
             move |state: &TrainState| {
@@ -238,12 +232,12 @@ fn rank_process() {
         }
         other => panic!("unknown role {other}"),
     };
-    let mut trainer = trainer.data_parallel(group);
+    let mut trainer = trainer.data_parallel(&group);
     let outcome = match role.as_str() {
         // The classifier as a step of one's own.
         "in_order_steps" => trainer.fit_steps(&mut ClassifierStep { model: &model }, &data, None),
         "steps_ragged" => trainer.fit_steps(&mut Ragged { model: &model, rank }, &data, None),
-        "by_hand" => trainer.fit_steps(&mut ByHand { model: &model }, &data, None),
+        "by_hand" => trainer.fit_steps(&mut ClassifierByHand { model: &model }, &data, None),
         _ => trainer.fit(&data),
     };
     let json = match outcome {
@@ -260,6 +254,8 @@ fn rank_process() {
             "running": *RUNNING.lock().unwrap(),
             "dist": DIST.lock().unwrap().map(|d| [d.rank(), d.world_size(), d.local_rank()]),
             "first_step": *FIRST_STEP.lock().unwrap(),
+            "skipped": history.skipped().iter().map(|s| [s.epoch(), *s.batches().start(), *s.batches().end()]).collect::<Vec<_>>(),
+            "scaler_skipped": history.scaler_skipped_steps(),
         }),
         Err(e) => serde_json::json!({
             "rank": rank,
@@ -328,16 +324,18 @@ fn matches_one_process_of_32(results: &[serde_json::Value]) {
         }
     }
     // And the metrics, running and per epoch, are those of the batches of 32.
-    RUNNING.lock().unwrap().clear();
+    // The running values this process's fit sees (the tests run in parallel threads).
+    let seen = std::sync::Arc::new(Mutex::new(Vec::new()));
+    let record = seen.clone();
     let (vs, model) = tutorial_model(10);
     let history = trainer(&vs, &model, 32, false)
-        .add_hook(HookSpec::new(Event::BatchEnd, "running"), |logs: &BatchLogs| {
-            RUNNING.lock().unwrap().push((logs.loss(), logs.samples()))
+        .add_hook(HookSpec::new(Event::BatchEnd, "running"), move |logs: &BatchLogs| {
+            record.lock().unwrap().push((logs.loss(), logs.samples()))
         })
         .fit(&data)
         .unwrap();
     let close = |a: &serde_json::Value, b: f64| (a.as_f64().unwrap() - b).abs() < 1e-5;
-    let running = RUNNING.lock().unwrap().clone();
+    let running = seen.lock().unwrap().clone();
     for r in results {
         let theirs = r["running"].as_array().unwrap();
         assert_eq!(theirs.len(), running.len());
@@ -365,18 +363,20 @@ fn matches_one_process_of_32(results: &[serde_json::Value]) {
 fn without_metrics_the_running_loss_is_still_global() {
     let out = tempfile::tempdir().unwrap();
     let results: Vec<_> = two_ranks("in_order_loss_only", out.path()).iter().map(result).collect();
-    RUNNING.lock().unwrap().clear();
+    // The running values this process's fit sees (the tests run in parallel threads).
+    let seen = std::sync::Arc::new(Mutex::new(Vec::new()));
+    let record = seen.clone();
     let data = tutorial_data(1);
     let (vs, model) = tutorial_model(10);
     let history = trainer(&vs, &model, 32, false)
         .loss(Loss::custom(cross_entropy))
-        .add_hook(HookSpec::new(Event::BatchEnd, "running"), |logs: &BatchLogs| {
-            RUNNING.lock().unwrap().push((logs.loss(), logs.samples()))
+        .add_hook(HookSpec::new(Event::BatchEnd, "running"), move |logs: &BatchLogs| {
+            record.lock().unwrap().push((logs.loss(), logs.samples()))
         })
         .fit(&data)
         .unwrap();
     assert!(history.metric("accuracy").is_empty(), "no metric is tracked");
-    let running = RUNNING.lock().unwrap().clone();
+    let running = seen.lock().unwrap().clone();
     for r in &results {
         let theirs = r["running"].as_array().unwrap();
         assert_eq!(theirs.len(), running.len(), "{r}");
@@ -480,7 +480,7 @@ fn a_step_by_hand_averages_its_gradients_over_the_ranks() {
     let data = tutorial_data(1);
     let (vs, model) = tutorial_model(10);
     by_hand_trainer(&vs, 32)
-        .fit_steps(&mut ByHand { model: &model }, &data, None)
+        .fit_steps(&mut ClassifierByHand { model: &model }, &data, None)
         .unwrap();
     let alone = weights(&vs);
     let theirs: Vec<f64> = serde_json::from_value(results[0]["weights"].clone()).unwrap();
@@ -708,22 +708,14 @@ fn ranks_with_other_models_are_refused_naming_the_difference() {
     }
 }
 
-/// A world of one, in this process: the settings data-parallel training does not take yet are
-/// refused, and otherwise it trains as one process does (a `Dist` parameter: rank 0 of 1).
+/// A world of one, in this process, trains as one process does (a `Dist` parameter: rank 0 of
+/// 1); the group is borrowed, and a second fit runs on it after the first (train, then
+/// fine-tune, in one launch).
 #[test]
-fn settings_it_does_not_take_yet_are_refused() {
+fn a_world_of_one_trains_as_one_process_and_runs_several_fits() {
     let data = tutorial_data(1);
     let (vs, model) = tutorial_model(1);
-    let group = || ProcessGroup::join(Rendezvous::new("127.0.0.1", free_port(), 0, 1).unwrap()).unwrap();
-    let err = trainer(&vs, &model, 16, true)
-        .rollback(trainmon::Rollback::default())
-        .data_parallel(group())
-        .fit(&data)
-        .unwrap_err();
-    assert!(
-        err.to_string().contains("does not take rollbacks (`rollback`) yet"),
-        "{err}"
-    );
+    let group = ProcessGroup::join(Rendezvous::new("127.0.0.1", free_port(), 0, 1).unwrap()).unwrap();
     // A world of one trains as one process does.
     let before = weights(&vs);
     let seen = std::sync::Arc::new(Mutex::new(None));
@@ -732,7 +724,7 @@ fn settings_it_does_not_take_yet_are_refused() {
         .add_hook(HookSpec::new(Event::TrainBegin, "dist"), move |dist: Dist| {
             *record.lock().unwrap() = Some(dist)
         })
-        .data_parallel(group())
+        .data_parallel(&group)
         .fit(&data)
         .unwrap();
     let dist = seen.lock().unwrap().unwrap();
@@ -742,4 +734,45 @@ fn settings_it_does_not_take_yet_are_refused() {
     assert_ne!(weights(&vs), before);
     assert_eq!(weights(&vs), weights(&vs2));
     assert_eq!(history.metric("loss"), alone.metric("loss"));
+    // A second fit on the same group goes on from the first one's weights, as one process does.
+    let tuned = trainer(&vs, &model, 16, true).data_parallel(&group).fit(&data).unwrap();
+    let tuned_alone = trainer(&vs2, &model2, 16, true).fit(&data).unwrap();
+    assert_eq!(weights(&vs), weights(&vs2));
+    assert_eq!(tuned.metric("loss"), tuned_alone.metric("loss"));
+}
+
+/// A batch bad on one rank alone (NaN in rank 1's features) rolls both ranks back to the same
+/// snapshot; with a gradient scaler, both ranks skip the step whose gradients are not finite on
+/// one of them, and keep one scale: two ranks of 16 end as one process of 32 over the same data
+/// with the same setting, their replicas identical.
+#[test]
+fn two_ranks_roll_back_and_scale_together_as_one_process_of_32() {
+    let data = poisoned_data(1, POISONED);
+    for role in ["rollback", "scaler"] {
+        let out = tempfile::tempdir().unwrap();
+        let results: Vec<_> = two_ranks(role, out.path()).iter().map(result).collect();
+        assert_eq!(
+            results[0]["weights"], results[1]["weights"],
+            "{role}: identical replicas"
+        );
+        let (vs, model) = tutorial_model(10);
+        let alone = combined(role, trainer(&vs, &model, 32, false)).fit(&data).unwrap();
+        let alone_weights = weights(&vs);
+        assert!(alone_weights.iter().all(|w| w.is_finite()), "{role}");
+        let skipped: Vec<[usize; 3]> = (alone.skipped().iter())
+            .map(|s| [s.epoch(), *s.batches().start(), *s.batches().end()])
+            .collect();
+        match role {
+            "rollback" => assert_eq!(skipped, [[1, 4, 4], [2, 4, 4]], "the poisoned batch, each epoch"),
+            _ => assert_eq!(alone.scaler_skipped_steps(), 2, "the poisoned batch's step, each epoch"),
+        }
+        for r in &results {
+            let theirs: Vec<f64> = serde_json::from_value(r["weights"].clone()).unwrap();
+            for (a, b) in theirs.iter().zip(&alone_weights) {
+                assert!((a - *b as f64).abs() < 1e-5, "{role}: {a} against {b}: {r}");
+            }
+            assert_eq!(r["skipped"], serde_json::json!(skipped), "{role}: {r}");
+            assert_eq!(r["scaler_skipped"], alone.scaler_skipped_steps(), "{role}: {r}");
+        }
+    }
 }

@@ -37,6 +37,41 @@ impl trainmon::TrainStep<(Tensor, Tensor)> for ClassifierStep<'_> {
     }
 }
 
+/// The tutorial's data with NaN in the features of sample `poisoned`: the batch it falls in
+/// has a loss that is not finite.
+pub fn poisoned_data(seed: i64, poisoned: i64) -> TensorDataset {
+    tch::manual_seed(seed);
+    let features = Tensor::randn([1000, 20], (Kind::Float, Device::Cpu));
+    let labels = Tensor::randint(2, [1000], (Kind::Int64, Device::Cpu));
+    let _ = features.get(poisoned).fill_(f64::NAN);
+    TensorDataset::new(features, labels).expect("a valid dataset")
+}
+
+/// The tutorial's classifier as a step that optimizes by hand, with its one optimizer named
+/// `fc`: `ClassifierStep`'s loss, its backward pass and optimizer step asked for by the step.
+pub struct ClassifierByHand<'m> {
+    pub model: &'m nn::Linear,
+}
+
+impl trainmon::TrainStep<(Tensor, Tensor)> for ClassifierByHand<'_> {
+    fn manual_optimization(&self) -> bool {
+        true
+    }
+
+    fn training_step(
+        &mut self,
+        batch: &(Tensor, Tensor),
+        ctx: &trainmon::StepContext<'_>,
+    ) -> Result<trainmon::StepOutput, trainmon::BoxError> {
+        ctx.zero_grad("fc")?;
+        let outputs = nn::ModuleT::forward_t(self.model, &batch.0, ctx.training());
+        let loss = outputs.f_cross_entropy_loss::<Tensor>(&batch.1, None, tch::Reduction::Mean, -100, 0.0)?;
+        ctx.backward(&loss)?;
+        ctx.optimizer_step("fc")?;
+        Ok(trainmon::StepOutput::loss(loss.detach()).with_outputs(outputs.detach(), batch.1.shallow_clone()))
+    }
+}
+
 /// The Python of the bootstrap venv (which has TensorBoard's reader): `TRAINMON_PYTHON`, set by
 /// `cargo xtask`, or found through the `.libtorch` link the bootstrap made.
 pub fn bootstrap_python() -> std::path::PathBuf {

@@ -10,8 +10,8 @@ use std::sync::Arc;
 use tch::nn::{self, Module};
 use tch::{Kind, Reduction, Tensor};
 use trainmon::prelude::*;
-use trainmon::{Accuracy, BatchDataset, BoxError, Error, Event, HookSpec, Hooks, Precision};
-use trainmon_tests::{tutorial_data, tutorial_model, weights, ClassifierStep};
+use trainmon::{Accuracy, BatchDataset, BoxError, Error, Event, GradScaler, HookSpec, Hooks, Precision, Rollback};
+use trainmon_tests::{poisoned_data, tutorial_data, tutorial_model, weights, ClassifierByHand, ClassifierStep};
 
 /// libtorch's generator is global: the tests that seed it and compare runs take turns.
 static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
@@ -542,18 +542,8 @@ fn optimizing_by_hand_wrongly_is_an_error_naming_the_cause() {
             .contains("`ctx.backward` in a step that does not optimize by hand"),
         "{err}"
     );
-    // Settings it does not take yet.
     let vs = nn::VarStore::new(tch::Device::Cpu);
     let mut step = TwoParts::new(&vs, &["a"]);
-    let err = two_optimizers(&vs)
-        .accumulate_gradients(2)
-        .fit_steps(&mut step, &data, None)
-        .unwrap_err();
-    assert!(
-        err.to_string()
-            .contains("a step that optimizes by hand does not take gradient accumulation"),
-        "{err}"
-    );
     // A part without variables; both kinds of optimizer.
     let err = Trainer::for_steps(&vs)
         .optimizer_for("c", "c", nn::Adam::default(), 1e-3)
@@ -571,6 +561,101 @@ fn optimizing_by_hand_wrongly_is_an_error_naming_the_cause() {
         .fit_steps(&mut step, &data, None)
         .unwrap_err();
     assert!(err.to_string().contains("both `optimizer`"), "{err}");
+}
+
+/// Settings added to a trainer.
+type Settings = fn(Trainer<'_>) -> Trainer<'_>;
+
+/// The settings a step by hand takes as the trainer's own step does, alone and together:
+/// gradient accumulation, a gradient scaler, rollbacks.
+fn by_hand_settings() -> [(&'static str, Settings); 4] {
+    [
+        ("accumulation", |t| t.accumulate_gradients(3)),
+        ("a gradient scaler", |t| {
+            t.grad_scaler(GradScaler::new().growth_interval(5))
+        }),
+        ("rollbacks", |t| t.rollback(Rollback::new().snapshot_every(2))),
+        ("all three", |t| {
+            t.accumulate_gradients(2)
+                .grad_scaler(GradScaler::new().growth_interval(5))
+                .rollback(Rollback::new().snapshot_every(2))
+        }),
+    ]
+}
+
+/// The classifier's trainer with its optimizer named `fc` (what [`ClassifierByHand`] steps).
+fn fc_trainer(vs: &nn::VarStore) -> Trainer<'_> {
+    Trainer::for_steps(vs)
+        .optimizer_for("fc", "fc", nn::Adam::default(), 1e-2)
+        .epochs(3)
+        .batch_size(16)
+        .seed(5)
+        .metric(Accuracy::default)
+        .hooks(Hooks::none())
+}
+
+/// A step by hand with gradient accumulation, a gradient scaler, rollbacks — each alone and all
+/// together — trains to the bit as the same step optimized by the trainer: over data with NaN
+/// in one sample (but for accumulation alone, which nothing would save from it), the scaler
+/// skips that batch's steps (alone) or the rollback skips the batch.
+#[test]
+fn a_step_by_hand_accumulates_scales_and_rolls_back_as_the_trainer_does() {
+    let _serial = serial();
+    let bits = |values: Vec<f64>| values.into_iter().map(f64::to_bits).collect::<Vec<_>>();
+    for (name, settings) in by_hand_settings() {
+        let data = match name {
+            "accumulation" => tutorial_data(1),
+            _ => poisoned_data(1, 300),
+        };
+        let (vs, model) = tutorial_model(2);
+        let automatic = settings(fc_trainer(&vs))
+            .fit_steps(&mut ClassifierStep { model: &model }, &data, None)
+            .unwrap();
+        let expected = weights(&vs);
+        let (vs, model) = tutorial_model(2);
+        let by_hand = settings(fc_trainer(&vs))
+            .fit_steps(&mut ClassifierByHand { model: &model }, &data, None)
+            .unwrap();
+        assert_eq!(weights(&vs), expected, "{name}");
+        assert!(expected.iter().all(|w| w.is_finite()), "{name}");
+        for metric in ["loss", "accuracy"] {
+            assert_eq!(
+                bits(by_hand.metric(metric)),
+                bits(automatic.metric(metric)),
+                "{name}: {metric}"
+            );
+        }
+        assert_eq!(by_hand.skipped(), automatic.skipped(), "{name}");
+        assert_eq!(
+            by_hand.scaler_skipped_steps(),
+            automatic.scaler_skipped_steps(),
+            "{name}"
+        );
+        match name {
+            "a gradient scaler" => assert_eq!(automatic.scaler_skipped_steps(), 3, "one step an epoch"),
+            "accumulation" => {}
+            _ => assert_eq!(automatic.skipped().len(), 3, "{name}: one rollback an epoch"),
+        }
+    }
+}
+
+/// A step by hand with accumulation, a gradient scaler and rollbacks resumes within an epoch to
+/// the bit.
+#[test]
+fn a_step_by_hand_with_every_setting_resumes_to_the_bit() {
+    let _serial = serial();
+    let data = poisoned_data(1, 300);
+    let (_, all_three) = by_hand_settings()[3];
+    resumes_to_the_bit(50, |dir, interrupt| {
+        let (vs, model) = tutorial_model(2);
+        let history = all_three(fc_trainer(&vs))
+            .resumable(dir)
+            .resumable_steps(7)
+            .add_hook(HookSpec::new(Event::BatchEnd, "interrupt"), interrupt)
+            .fit_steps(&mut ClassifierByHand { model: &model }, &data, None)
+            .unwrap();
+        (history, weights(&vs))
+    });
 }
 
 /// Hooks read the batch as its type: the dataset's own, or the features and targets of a

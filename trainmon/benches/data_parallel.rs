@@ -39,7 +39,7 @@ fn data() -> TensorDataset {
 }
 
 /// µs per step of each epoch of a fit (with `group`: data-parallel).
-fn fit(group: Option<ProcessGroup>) -> (Vec<f64>, usize) {
+fn fit(group: Option<&ProcessGroup>) -> (Vec<f64>, usize) {
     let data = data();
     let vs = nn::VarStore::new(Device::Cpu);
     let model = nn::seq()
@@ -89,7 +89,7 @@ fn rank() {
         group.all_reduce_sum(&[&flag]).unwrap();
         tiny.push(started.elapsed().as_secs_f64() * 1e6);
     }
-    let (steps, _) = fit(Some(group));
+    let (steps, _) = fit(Some(&group));
     println!(
         "{}",
         serde_json::json!({ "steps": steps, "all_reduce": median(reduces), "flag": median(tiny) })

@@ -1,4 +1,4 @@
-//! Your own training step: a [`TrainStep`] computes a batch's loss — from any [`Batch`], with
+//! Your own training step: a [`TrainStep`] computes a batch's loss — from any [`Batch`](crate::Batch), with
 //! any number of models, inputs and losses — and the trainer does the rest around it, as for
 //! its own classifier step: the backward pass, gradient accumulation, clipping, the gradient
 //! scaler, the optimizer step, data-parallel averaging, every hook event at its place, running
@@ -61,12 +61,10 @@
 //! # }
 //! ```
 
-use crate::batch::Batch;
 use crate::error::BoxError;
 use crate::state::TrainState;
 use std::any::Any;
 use std::cell::RefCell;
-use std::marker::PhantomData;
 use tch::{Device, Tensor};
 
 /// A training step of your own over batches of `B`: given a batch, the loss to minimise (and,
@@ -95,8 +93,17 @@ pub trait TrainStep<B> {
     /// loss it returns. A manual step's loss is only logged (no gradient needed). In
     /// validation its context's `zero_grad`, `backward` and `optimizer_step` do nothing, so the
     /// default validation step (the training step) computes the losses alone. Each batch counts
-    /// one global step; the events of its backward passes and optimizer steps fire at each call,
-    /// with that step's counters (a hook filtered by step runs at each).
+    /// one global step (one accumulation window, with `accumulate_gradients`); the events of its
+    /// backward passes and optimizer steps fire at each call, with that step's counters (a hook
+    /// filtered by step runs at each).
+    ///
+    /// Every setting of the trainer applies as for its own step: with `accumulate_gradients(k)`
+    /// the context's `backward` divides the loss by `k`, `zero_grad` acts at a window's first
+    /// batch and `optimizer_step` at its last; with a gradient scaler, `backward` scales the
+    /// loss and `optimizer_step` unscales and checks the optimizer's gradients (skipping the
+    /// step if they are not finite; the scale is updated once after the batch); with
+    /// `rollback`, each loss given to `backward` and the loss the step returns are judged, and a
+    /// bad batch is rolled back.
     fn manual_optimization(&self) -> bool {
         false
     }
@@ -139,6 +146,10 @@ pub struct StepContext<'a> {
     /// The loop, lent to a step that optimizes by hand while it trains (not in validation).
     pub(crate) manual: RefCell<Option<&'a mut dyn Manual>>,
 }
+
+/// The batch being trained or validated as hooks see it (`StepBatch` parameters), and its
+/// type's name.
+pub(crate) type Seen<'a> = (&'a dyn Any, &'static str);
 
 /// The loop's side of a step that optimizes by hand.
 pub(crate) trait Manual {
@@ -193,48 +204,5 @@ impl StepContext<'_> {
     /// validation.
     pub fn optimizer_step(&self, optimizer: &str) -> crate::Result<()> {
         self.manual("optimizer_step", |m| m.optimizer_step(optimizer))
-    }
-}
-
-/// A [`TrainStep`] over batches the loop keeps as `dyn Any` (it fetched them from the dataset
-/// of this step's batch type).
-pub(crate) trait ErasedStep {
-    fn train(&mut self, batch: &dyn Any, ctx: &StepContext<'_>) -> Result<StepOutput, BoxError>;
-    fn validate(&mut self, batch: &dyn Any, ctx: &StepContext<'_>) -> Result<StepOutput, BoxError>;
-    fn manual(&self) -> bool;
-}
-
-/// A step and its batch type, erased.
-pub(crate) struct Erased<'s, S, B> {
-    step: &'s mut S,
-    batch: PhantomData<fn(&B)>,
-}
-
-impl<'s, S, B> Erased<'s, S, B> {
-    pub(crate) fn new(step: &'s mut S) -> Self {
-        Erased {
-            step,
-            batch: PhantomData,
-        }
-    }
-}
-
-fn typed<B: 'static>(batch: &dyn Any) -> &B {
-    batch
-        .downcast_ref::<B>()
-        .expect("the loop fetches batches of the step's type from the fit's dataset")
-}
-
-impl<S: TrainStep<B>, B: Batch + 'static> ErasedStep for Erased<'_, S, B> {
-    fn train(&mut self, batch: &dyn Any, ctx: &StepContext<'_>) -> Result<StepOutput, BoxError> {
-        self.step.training_step(typed(batch), ctx)
-    }
-
-    fn validate(&mut self, batch: &dyn Any, ctx: &StepContext<'_>) -> Result<StepOutput, BoxError> {
-        self.step.validation_step(typed(batch), ctx)
-    }
-
-    fn manual(&self) -> bool {
-        self.step.manual_optimization()
     }
 }

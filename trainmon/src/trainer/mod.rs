@@ -52,7 +52,7 @@ pub struct Trainer<'a> {
     hooks: HookSetup,
     resources: Resources,
     /// The group this trainer trains with, data-parallel, if any.
-    group: Option<crate::dist::ProcessGroup>,
+    group: Option<&'a crate::dist::ProcessGroup>,
 }
 
 /// How to train: the plain settings of the builder.
@@ -227,6 +227,13 @@ impl<'a> Trainer<'a> {
     /// - **Resume points** ([`Trainer::resumable`]): written by rank 0 after a barrier, read
     ///   by every rank. Under `torchrun --max-restarts N`, a group restarted after a rank died
     ///   goes on from the last one, to the bit.
+    /// - **Rollbacks** ([`Trainer::rollback`]): the ranks judge their mean loss, so a bad
+    ///   batch on any rank rolls every rank back to the same snapshot.
+    /// - **The gradient scaler**: the ranks agree on whether a step's gradients are finite
+    ///   (one scalar's all-reduce), so they skip the same steps and keep one scale.
+    ///
+    /// The group is borrowed: one launch can run several fits (train, then fine-tune; a sweep)
+    /// on it, one after the other.
     ///
     /// ```no_run
     /// # fn main() -> trainmon::Result<()> {
@@ -238,12 +245,12 @@ impl<'a> Trainer<'a> {
     /// let history = trainmon::Trainer::new(&vs, &model)
     ///     .optimizer(tch::nn::Adam::default(), 1e-3)
     ///     .seed(0)
-    ///     .data_parallel(group)
+    ///     .data_parallel(&group)
     ///     .fit(&data)?;
     /// # Ok(())
     /// # }
     /// ```
-    pub fn data_parallel(mut self, group: crate::dist::ProcessGroup) -> Self {
+    pub fn data_parallel(mut self, group: &'a crate::dist::ProcessGroup) -> Self {
         self.group = Some(group);
         self
     }

@@ -98,15 +98,10 @@ impl<'g> Parallel<'g> {
             .collect()
     }
 
-    /// Averages the trainable variables' gradients over the ranks, in buckets of
-    /// [`BUCKET_BYTES`]: each bucket's gradients are averaged in one collective (flattened into
-    /// one buffer by [`ProcessGroup::all_reduce_mean`]).
-    pub(crate) fn average_gradients(&self, vs: &VarStore) -> Result<()> {
-        self.average(&crate::context::defined_grads(vs))
-    }
-
-    /// Averages `grads` over the ranks, in buckets (see [`Self::average_gradients`]): every
-    /// rank gives the same variables' gradients, in the same order.
+    /// Averages `grads` over the ranks, in buckets of [`BUCKET_BYTES`]: each bucket's gradients
+    /// are averaged in one collective (flattened into one buffer by
+    /// [`ProcessGroup::all_reduce_mean`]). Every rank gives the same variables' gradients, in
+    /// the same order.
     pub(crate) fn average(&self, grads: &[Tensor]) -> Result<()> {
         let _no_grad = tch::no_grad_guard();
         let mut start = 0;
@@ -136,6 +131,14 @@ impl<'g> Parallel<'g> {
         mean.f_to_kind(loss.kind())
             .and_then(|l| l.f_reshape([]))
             .map_err(|e| Error::torch("gathering the ranks' losses", e))
+    }
+
+    /// The ranks' mean of a one-element `value` (a batch's loss), read to the host: what every
+    /// rank judges alike (the rollback guard's rule).
+    pub(crate) fn mean_value(&self, value: &Tensor) -> Result<f64> {
+        let mean = self.mean_loss(value)?;
+        mean.f_double_value(&[])
+            .map_err(|e| Error::torch("reading the ranks' mean loss", e))
     }
 
     /// Whether `here` holds on every rank (one all-reduce): a decision every rank must take

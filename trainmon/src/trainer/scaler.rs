@@ -6,8 +6,8 @@
 use crate::error::{Error, Result};
 use crate::native;
 use crate::precision::GradScaler;
+use crate::trainer::parallel::Parallel;
 use serde::{Deserialize, Serialize};
-use tch::nn::VarStore;
 use tch::{Device, Kind, Tensor};
 
 /// A gradient scaler during a fit.
@@ -20,6 +20,10 @@ pub(crate) struct Scaler {
     growth_tracker: Tensor,
     /// Whether the last unscale found inf or NaN (1) or not (0): a one-element fp32 tensor.
     found_inf: Tensor,
+    /// Whether any unscale since the last update found inf or NaN (above 0): what the update
+    /// backs off on — an optimizer's step is skipped on its own check, the scale updated once
+    /// after all of them, as `torch.amp.GradScaler` does with several optimizers.
+    found_any: Tensor,
 }
 
 /// The scaler's state in a resume point: the scale (exact: an fp32 value in an f64) and the
@@ -43,6 +47,7 @@ impl Scaler {
             scale: Tensor::full([], settings.init_scale, (Kind::Float, device)),
             growth_tracker: Tensor::zeros([], (Kind::Int, device)),
             found_inf: Tensor::zeros([], (Kind::Float, device)),
+            found_any: Tensor::zeros([], (Kind::Float, device)),
         }
     }
 
@@ -56,11 +61,10 @@ impl Scaler {
         loss.f_mul(&self.scale)
     }
 
-    /// Divides the gradients of the trainable variables by the scale, in place, and records
-    /// whether any is inf or NaN — on the device, in one fused call.
-    pub fn unscale(&mut self, vs: &VarStore) -> Result<()> {
+    /// Divides `grads` (the defined gradients of some variables) by the scale, in place, and
+    /// records whether any is inf or NaN — on the device, in one fused call.
+    pub fn unscale(&mut self, grads: &[Tensor]) -> Result<()> {
         let _no_grad = tch::no_grad_guard();
-        let grads = crate::context::defined_grads(vs);
         let _ = self.found_inf.f_zero_().map_err(failed("could not reset its check"))?;
         if grads.is_empty() {
             return Ok(());
@@ -70,16 +74,30 @@ impl Scaler {
             .and_then(|s| s.f_reciprocal())
             .and_then(|s| s.f_to_kind(Kind::Float))
             .map_err(failed("could not invert its scale"))?;
-        native::amp_unscale(&grads, &mut self.found_inf, &inv_scale).map_err(failed("could not unscale the gradients"))
+        native::amp_unscale(grads, &mut self.found_inf, &inv_scale).map_err(failed("could not unscale the gradients"))
+    }
+
+    /// Data-parallel: the last unscale's check made every rank's (one scalar's all-reduce), so
+    /// that the ranks skip the same steps and keep one scale.
+    pub fn agree(&mut self, parallel: &Parallel<'_>) -> Result<()> {
+        parallel.group.all_reduce_sum(&[&self.found_inf])
     }
 
     /// Whether the last unscale found inf or NaN: the one value read to the host, per step.
-    pub fn found_inf(&self) -> Result<bool> {
+    /// The check counts for the next update.
+    pub fn found_inf(&mut self) -> Result<bool> {
+        let _ = (self.found_any.f_add_(&self.found_inf)).map_err(failed("could not keep its check"))?;
         let found = self
             .found_inf
             .f_double_value(&[])
             .map_err(failed("could not read its check"))?;
         Ok(found != 0.0)
+    }
+
+    /// Forgets the checks since the last update (a batch rolled back).
+    pub fn forget(&mut self) -> Result<()> {
+        let _ = self.found_any.f_zero_().map_err(failed("could not reset its check"))?;
+        Ok(())
     }
 
     /// After a step (taken or skipped): backs the scale off if the last unscale found inf or
@@ -90,13 +108,13 @@ impl Scaler {
             .scale
             .f_internal_amp_update_scale_(
                 &self.growth_tracker,
-                &self.found_inf,
+                &self.found_any,
                 s.growth_factor,
                 s.backoff_factor,
                 i64::from(s.growth_interval),
             )
             .map_err(failed("could not update its scale"))?;
-        Ok(())
+        self.forget()
     }
 
     /// The state, for a resume point (two reads to the host).
@@ -125,6 +143,7 @@ impl Scaler {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tch::nn::VarStore;
 
     /// The scale after each step, given whether its gradients were finite.
     fn scales(settings: GradScaler, finite: &[bool]) -> Vec<f64> {
@@ -135,7 +154,7 @@ mod tests {
         for &ok in finite {
             let loss = (&w * if ok { 1.0 } else { f64::INFINITY }).sum(Kind::Float);
             scaler.scale(&loss).unwrap().backward();
-            scaler.unscale(&vs).unwrap();
+            scaler.unscale(&crate::context::defined_grads(&vs)).unwrap();
             assert_eq!(scaler.found_inf().unwrap(), !ok);
             if ok {
                 assert_eq!(Vec::<f32>::try_from(w.grad()).unwrap(), [1.0, 1.0], "unscaled");

@@ -1,34 +1,41 @@
-//! `Trainer::fit`: the outline of a training run. Its parts, by concern: [`setup`] (settings
-//! checked, data sources, the numbers of the fit), [`source`] (samples and each epoch's order),
-//! [`run`] (the epoch loop and its events), [`step`] (forward, loss, clipping), [`resume`]
-//! (going on from a resume point, writing one).
+//! `Trainer::fit` and `Trainer::fit_steps`: the outline of a training run, one typed path for
+//! both — `fit` is a fit with the trainer's own step (the model and its loss) over a dataset's
+//! `(features, targets)`. Its parts, by concern: [`setup`] (settings checked, data sources, the
+//! numbers of the fit), [`source`] and [`typed`] (batches and each epoch's order), [`work`] (the
+//! step's loss: the model's or the user's), [`engine`] (what the loop owns: backward passes,
+//! optimizer steps, the scaler, rollbacks, hooks), [`epoch`] (the epoch loop), [`resume`] (going
+//! on from a resume point, writing one), [`timing`] (slow hooks).
 
+mod engine;
+mod epoch;
 mod resume;
-mod run;
 mod setup;
 mod source;
-mod step;
+mod timing;
+mod typed;
+mod work;
 
 use super::dispatch::Dispatch;
 use super::parallel::Parallel;
-use super::rollback::Guard;
-use super::scaler::Scaler;
-use super::{Clip, DataSetup, HookSetup, Settings, Trainer, Validation};
+use super::{Clip, DataSetup, HookSetup, OptimizerSetting, Settings, Trainer, Validation};
 use crate::context::Scene;
 use crate::data::{BatchDataset, Dataset};
 use crate::error::{Error, Result};
 use crate::event::Event;
 use crate::history::History;
 use crate::hook::Hook;
-use crate::loss::Loss;
 use crate::registry::registrations;
 use crate::resource::Resources;
 use crate::spec::HookInfo;
 use crate::state::TrainState;
-use crate::step::{Erased, TrainStep};
-use run::{Loop, Profile, Shuffling, Work};
+use crate::step::TrainStep;
+use engine::Engine;
+use epoch::Fit;
 use setup::{Logs, Plan};
+use source::Shuffling;
 use std::time::Instant;
+use tch::nn::VarStore;
+use work::{Model, Stepped, Work};
 
 impl<'a> Trainer<'a> {
     /// Trains for the configured epochs and returns the history.
@@ -44,11 +51,14 @@ impl<'a> Trainer<'a> {
     /// naming it.
     pub fn fit(&mut self, data: &impl Dataset) -> Result<History> {
         let fitted = match self.model {
-            Some(model) => self.fit_here(
-                |settings, setup, device| Plan::new(settings, setup, data, device),
-                Work::Model(model),
-                None,
-            ),
+            Some(model) => {
+                let parts = self.parts();
+                let device = parts.vs.device();
+                Plan::new(parts.settings, parts.data, data, device).and_then(|plan| {
+                    let loss = &parts.data.loss;
+                    parts.fit(plan, &mut Model { model, loss }, None)
+                })
+            }
             None => Err(Error::Config(
                 "this trainer has no model of its own (`Trainer::for_steps`): train it with your step, \
                  `fit_steps(&mut step, &data, validation)`"
@@ -67,23 +77,18 @@ impl<'a> Trainer<'a> {
     /// accumulation, clipping, the gradient scaler and the optimizer step of the trainer's
     /// `VarStore`, every hook event fires at its place, running loss and metrics
     /// ([`Trainer::metric`], on the outputs and targets the step returns), resume points,
-    /// data-parallel training. A [`crate::Dataset`] of `(features, targets)` is a
-    /// [`BatchDataset`] of `(Tensor, Tensor)`, taken as `fit` takes it (a [`crate::Loader`]'s
-    /// workers build its batches ahead).
+    /// rollbacks, data-parallel training — for a step that optimizes by hand too. A
+    /// [`crate::Dataset`] of `(features, targets)` is a [`BatchDataset`] of `(Tensor, Tensor)`,
+    /// taken as `fit` takes it (a [`crate::Loader`]'s workers build its batches ahead).
     pub fn fit_steps<D, S>(&mut self, step: &mut S, train: &D, valid: Option<&D>) -> Result<History>
     where
         D: BatchDataset,
         S: TrainStep<D::Batch>,
     {
-        let erased = Box::new(Erased::new(step));
-        // The targets of a `(features, targets)` dataset go to the step as they are: a loss
-        // that takes them so (the loop converts them for cross-entropy alone).
-        let as_they_are = Loss::Mse;
-        let fitted = self.fit_here(
-            |settings, setup, device| Plan::typed(settings, setup, train, valid, &as_they_are, device),
-            Work::Step(erased),
-            Some((&as_they_are, std::any::type_name::<S>())),
-        );
+        let parts = self.parts();
+        let device = parts.vs.device();
+        let fitted = Plan::typed(parts.settings, parts.data, train, valid, device)
+            .and_then(|plan| parts.fit(plan, &mut Stepped { step }, Some(std::any::type_name::<S>())));
         self.left_after(fitted)
     }
 
@@ -96,62 +101,45 @@ impl<'a> Trainer<'a> {
         fitted
     }
 
-    /// A fit on the plan `plan` makes, computing each batch's loss by `work`; `step`, for the
-    /// user's step: how the loop takes targets (as they are), and the step's type name.
-    fn fit_here<'d>(
-        &mut self,
-        plan: impl FnOnce(&Settings, &DataSetup<'a>, tch::Device) -> Result<Plan<'d>>,
-        work: Work<'_>,
-        step: Option<(&Loss, &str)>,
-    ) -> Result<History> {
+    /// The trainer as a fit uses it: what it reads, and what it changes, borrowed apart.
+    fn parts(&mut self) -> Parts<'_, 'a> {
+        Parts {
+            vs: self.vs,
+            optimizer: &mut self.optimizer,
+            settings: &self.settings,
+            data: &self.data,
+            hooks: &mut self.hooks,
+            resources: &self.resources,
+            group: self.group,
+        }
+    }
+}
+
+/// A [`Trainer`]'s parts during a fit.
+struct Parts<'t, 'a> {
+    vs: &'a VarStore,
+    optimizer: &'t mut OptimizerSetting,
+    settings: &'t Settings,
+    data: &'t DataSetup<'a>,
+    hooks: &'t mut HookSetup,
+    resources: &'t Resources,
+    group: Option<&'a crate::dist::ProcessGroup>,
+}
+
+impl Parts<'_, '_> {
+    /// A fit on `plan`'s batches of `B`, each batch's loss computed by `work`; `step`: the
+    /// type name of the user's step, if it is one.
+    fn fit<B: 'static>(self, mut plan: Plan<'_, B>, work: &mut dyn Work<B>, step: Option<&str>) -> Result<History> {
         let (optimizer, learning_rate) = self.optimizer.ready()?;
         let device = self.vs.device();
-        let mut plan = plan(&self.settings, &self.data, device)?;
-        let custom = step.is_some();
-        let loss: &Loss = match step {
-            Some((loss, _)) => loss,
-            None => &self.data.loss,
-        };
-        if let Work::Step(step) = &work {
-            if step.manual() {
-                let not_yet = [
-                    (
-                        self.settings.accumulate > 1,
-                        "gradient accumulation (`accumulate_gradients`): accumulate in the step",
-                    ),
-                    (
-                        self.settings.scaler().is_some(),
-                        "a gradient scaler (`grad_scaler`, `Precision::Fp16Mixed`)",
-                    ),
-                    (self.settings.rollback.is_some(), "rollbacks (`rollback`)"),
-                ];
-                if let Some((_, what)) = not_yet.iter().find(|(set, _)| *set) {
-                    return Err(Error::Config(format!(
-                        "a step that optimizes by hand does not take {what} yet"
-                    )));
-                }
-            }
-        }
-        let mut parallel = self.group.as_ref().map(Parallel::new);
+        let mut parallel = self.group.map(Parallel::new);
         if let Some(parallel) = &parallel {
-            let not_yet = [
-                (self.settings.rollback.is_some(), "rollbacks (`rollback`)"),
-                (
-                    self.settings.scaler().is_some(),
-                    "a gradient scaler (`grad_scaler`, `Precision::Fp16Mixed`)",
-                ),
-            ];
-            if let Some((_, what)) = not_yet.iter().find(|(set, _)| *set) {
-                return Err(Error::Config(format!(
-                    "data-parallel training does not take {what} yet: every rank would keep its own"
-                )));
-            }
             // Each rank trains on its share of every epoch.
-            plan.batches = setup::batches(parallel.share(plan.train.len()), &self.settings)?;
+            plan.batches = setup::batches(parallel.share(plan.train.len()), self.settings)?;
         }
         let mut registered = self.hooks.registered();
-        let rank = self.group.as_ref().map_or(0, |group| group.rank());
-        let dispatch = self.hooks.dispatch(&mut registered, &self.resources, rank)?;
+        let rank = self.group.map_or(0, |group| group.rank());
+        let dispatch = self.hooks.dispatch(&mut registered, self.resources, rank)?;
         if let Some(parallel) = &mut parallel {
             let mut hooked = [false; crate::event::EVENTS];
             for event in Event::ALL {
@@ -159,13 +147,9 @@ impl<'a> Trainer<'a> {
             }
             parallel.prepare(self.vs, hooked)?;
         }
-        let mut logs = Logs::new(
-            &self.data,
-            !custom && loss.classifies(),
-            plan.lazy,
-            plan.valid.is_some(),
-        );
-        let state = TrainState {
+        let classifies = step.is_none() && self.data.loss.classifies();
+        let mut logs = Logs::new(self.data, classifies, plan.lazy, plan.valid.is_some());
+        let mut scene = Scene::new(TrainState {
             epoch: 0,
             epochs: self.settings.epochs,
             batch: 0,
@@ -174,73 +158,42 @@ impl<'a> Trainer<'a> {
             started: Instant::now(),
             device,
             learning_rate,
-        };
-        let scaler = self.settings.scaler().map(|scaler| Scaler::new(scaler, device));
-        let mut scene = Scene::new(state);
-        scene.grad_scale = scaler.as_ref().map(Scaler::scale_tensor);
+        });
         scene.settings = seen_settings(
-            &self.settings,
-            &self.data,
+            self.settings,
+            self.data,
             &plan,
             optimizer.kind(),
             learning_rate,
             device,
-            self.group
-                .as_ref()
-                .map_or(crate::state::Dist::ALONE, |group| crate::state::Dist {
-                    rank: group.rank(),
-                    world_size: group.world_size(),
-                    local_rank: group.local_rank(),
-                }),
+            self.group,
         );
-        if let Some((_, name)) = step {
+        if let Some(name) = step {
             // The loss is the step's: its type (`CharLm`) names it.
             let path = name.split('<').next().unwrap_or(name);
             let name = path.rsplit("::").next().unwrap_or(path);
             scene.settings.loss = format!("the step {name}");
         }
-        let mut run = Loop {
-            work,
-            vs: self.vs,
+        let engine = Engine::new(
+            self.vs,
             optimizer,
-            loss,
-            settings: &self.settings,
-            resources: &self.resources,
+            self.settings,
+            self.resources,
             dispatch,
             scene,
-            batches: plan.batches,
+            plan.batches,
+            parallel,
+        )?;
+        let mut fit = Fit {
+            engine,
+            work,
             samples: plan.train.len(),
             shuffling: Shuffling::new(plan.seed, plan.seeded),
             partway: None,
-            profile: Profile::default(),
-            guard: self
-                .settings
-                .rollback
-                .clone()
-                .map(|rollback| Guard::new(rollback, self.vs))
-                .transpose()?,
-            autocast: self.settings.precision.autocast_kind(),
-            scaler,
-            parallel,
-            current: None,
+            profile: Default::default(),
         };
         if let Some(dir) = &self.settings.resume {
-            run.resume_from(dir, &mut logs.train)?;
-            if let Some(parallel) = &run.parallel {
-                // Every rank must have read the same point (a directory not shared between the
-                // machines would give each its own).
-                let state = &run.scene.state;
-                let at = match &run.partway {
-                    Some(partway) => format!(
-                        "epoch {} batch {}, step {}",
-                        state.epoch + 1,
-                        partway.batch,
-                        state.global_step
-                    ),
-                    None => format!("{} epochs done, step {}", state.epoch, state.global_step),
-                };
-                parallel.group.agree("where to go on from (the resume point)", &at)?;
-            }
+            fit.resume_from(dir, &mut logs.train)?;
         }
         tracing::debug!(
             epochs = self.settings.epochs,
@@ -249,20 +202,25 @@ impl<'a> Trainer<'a> {
             lazy = plan.lazy,
             "fit starts"
         );
-        run.train(&plan, &mut logs)
+        fit.train(&*plan.train, plan.valid.as_deref(), &mut logs)
     }
 }
 
 /// The settings as hooks see them ([`crate::HookContext::settings`]).
-fn seen_settings(
+fn seen_settings<B>(
     settings: &Settings,
     data: &DataSetup<'_>,
-    plan: &Plan<'_>,
+    plan: &Plan<'_, B>,
     optimizer: String,
     learning_rate: f64,
     device: tch::Device,
-    dist: crate::state::Dist,
+    group: Option<&crate::dist::ProcessGroup>,
 ) -> crate::state::Settings {
+    let dist = group.map_or(crate::state::Dist::ALONE, |group| crate::state::Dist {
+        rank: group.rank(),
+        world_size: group.world_size(),
+        local_rank: group.local_rank(),
+    });
     let clip = |norm: bool| match settings.clip {
         Some(Clip::Norm(max)) if norm => Some(max),
         Some(Clip::Value(max)) if !norm => Some(max),

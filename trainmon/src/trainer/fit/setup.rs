@@ -1,19 +1,21 @@
-//! Before any work: the settings checked, the data sources made, the numbers of a fit decided.
+//! Before any work: the settings checked, the data sources made (typed by the batch), the
+//! numbers of a fit decided.
 
-use super::source::{Source, Typed, TypedData};
+use super::source::{Pairs, Source, Targets};
+use super::typed::{is_pairs, PairsAs, Typed};
 use crate::data::{BatchDataset, Dataset, Subset};
 use crate::error::{Error, Result};
-use crate::loss::Loss;
 use crate::metrics::{Accuracy, BatchLogs, Metric};
 use crate::trainer::{Clip, DataSetup, OptimizerSetting, Settings, Validation};
 use std::hash::{BuildHasher, RandomState};
 use std::time::Instant;
 use tch::Device;
 
-/// What a fit trains on, and how, once everything that can refuse it has been checked.
-pub(super) struct Plan<'d> {
-    pub train: Source<'d>,
-    pub valid: Option<Source<'d>>,
+/// What a fit trains on, in batches of `B`, and how, once everything that can refuse it has
+/// been checked.
+pub(super) struct Plan<'d, B> {
+    pub train: Box<dyn Source<B> + 'd>,
+    pub valid: Option<Box<dyn Source<B> + 'd>>,
     /// Training batches per epoch.
     pub batches: usize,
     /// Whether running values stay on the device until read.
@@ -24,22 +26,29 @@ pub(super) struct Plan<'d> {
     pub seeded: bool,
 }
 
-impl<'d> Plan<'d> {
+/// A source's samples, boxed.
+type Sources<'d, B> = (Box<dyn Source<B> + 'd>, Option<Box<dyn Source<B> + 'd>>);
+
+impl<'d> Plan<'d, (tch::Tensor, tch::Tensor)> {
+    /// The plan of a fit with the trainer's own step, on a dataset of pairs (and the
+    /// validation set or split the trainer was given).
     pub fn new(settings: &Settings, setup: &DataSetup<'d>, data: &'d dyn Dataset, device: Device) -> Result<Self> {
         check(settings, device)?;
         let (train, valid) = sources(data, setup, device, settings)?;
-        Plan::of(settings, train, valid, device)
+        let boxed = |pairs: Pairs<'d>| Box::new(pairs) as Box<dyn Source<_> + 'd>;
+        Plan::of(settings, (boxed(train), valid.map(boxed)), device)
     }
+}
 
+impl<'d, B: 'static> Plan<'d, B> {
     /// The plan of a fit with the user's step, on a [`BatchDataset`] (`valid`, or a validation
     /// split of `train`, for validation). A dataset of `(features, targets)` is taken as
-    /// [`Plan::new`] takes it, its targets as `as_they_are` takes them.
-    pub fn typed<D: BatchDataset>(
+    /// [`Plan::new`] takes it, its targets as they are (the step's loss takes them).
+    pub fn typed<D: BatchDataset<Batch = B>>(
         settings: &Settings,
         setup: &DataSetup<'_>,
         train: &'d D,
         valid: Option<&'d D>,
-        as_they_are: &Loss,
         device: Device,
     ) -> Result<Self> {
         check(settings, device)?;
@@ -59,61 +68,21 @@ impl<'d> Plan<'d> {
             (Validation::Split(fraction), None) => Some(split_at(BatchDataset::len(train), *fraction)?),
             _ => None,
         };
-        // A dataset of pairs only if its batch type is: `as_pairs` is hidden, not checked.
-        let pairs = std::any::TypeId::of::<D::Batch>() == std::any::TypeId::of::<(tch::Tensor, tch::Tensor)>();
-        let (train, valid) = match train.as_pairs().filter(|_| pairs) {
-            Some(pairs) => {
-                let (train, valid): (Box<dyn Dataset + 'd>, Option<Box<dyn Dataset + 'd>>) = match split {
-                    Some(at) => (
-                        Box::new(Subset {
-                            data: pairs,
-                            start: 0,
-                            len: at,
-                        }),
-                        Some(Box::new(Subset {
-                            data: pairs,
-                            start: at,
-                            len: pairs.len() - at,
-                        })),
-                    ),
-                    None => (
-                        Box::new(pairs),
-                        valid.and_then(|v| v.as_pairs()).map(|v| Box::new(v) as _),
-                    ),
-                };
-                let nan = settings.nan_policy;
-                let train = Source::new(train, device, as_they_are, nan, "training")?;
-                let valid = valid
-                    .map(|valid| Source::new(valid, device, as_they_are, nan, "validation"))
-                    .transpose()?;
-                (train, valid)
-            }
-            None => {
-                let len = BatchDataset::len(train);
-                let (train_len, valid) = match (split, valid) {
-                    (Some(at), _) => (at, Some((train, at, len - at))),
-                    (None, Some(valid)) => (len, Some((valid, 0, BatchDataset::len(valid)))),
-                    (None, None) => (len, None),
-                };
-                let typed = |data: &'d D, start: usize, len: usize, what: &str| -> Result<Source<'d>> {
-                    if len == 0 {
-                        return Err(Error::Data(format!("the {what} set is empty: 0 samples")));
-                    }
-                    let data = Box::new(Typed { data, start });
-                    data.check()?;
-                    Ok(Source::Typed { data, len })
-                };
-                let valid = valid
-                    .map(|(data, start, len)| typed(data, start, len, "validation"))
-                    .transpose()?;
-                (typed(train, 0, train_len, "training")?, valid)
-            }
+        let sources = match train.as_pairs().filter(|_| is_pairs::<B>()) {
+            Some(pairs) => pair_sources(pairs, valid.and_then(BatchDataset::as_pairs), split, device, settings)?,
+            None => None,
         };
-        Plan::of(settings, train, valid, device)
+        let sources = match sources {
+            Some(sources) => sources,
+            None => typed_sources(train, valid, split)?,
+        };
+        Plan::of(settings, sources, device)
     }
+}
 
+impl<'d, B> Plan<'d, B> {
     /// The plan over the sources `train` and `valid`.
-    fn of(settings: &Settings, train: Source<'d>, valid: Option<Source<'d>>, device: Device) -> Result<Self> {
+    fn of(settings: &Settings, (train, valid): Sources<'d, B>, device: Device) -> Result<Self> {
         let batches = batches(train.len(), settings)?;
         if settings.resume.is_none() && settings.resume_steps > 0 {
             return Err(Error::Config(
@@ -134,6 +103,63 @@ impl<'d> Plan<'d> {
             seeded: settings.seed.is_some(),
         })
     }
+}
+
+/// A step's dataset of pairs taken as the trainer's own step takes one (tensors cut on the
+/// device, a loader's workers), its targets as they are: `None` if the step's batch type is not
+/// `(Tensor, Tensor)` (`as_pairs` is hidden, not checked).
+fn pair_sources<'d, B: 'static>(
+    pairs: &'d dyn Dataset,
+    valid: Option<&'d dyn Dataset>,
+    split: Option<usize>,
+    device: Device,
+    settings: &Settings,
+) -> Result<Option<Sources<'d, B>>> {
+    let (train, valid): (Box<dyn Dataset + 'd>, Option<Box<dyn Dataset + 'd>>) = match split {
+        Some(at) => {
+            let (train, valid) = halves(pairs, at);
+            (Box::new(train), Some(Box::new(valid)))
+        }
+        None => (Box::new(pairs), valid.map(|v| Box::new(v) as _)),
+    };
+    let nan = settings.nan_policy;
+    let typed = |data, what| -> Result<Option<Box<dyn Source<B> + 'd>>> {
+        let pairs = Pairs::new(data, device, Targets::AsTheyAre, nan, what)?;
+        Ok(PairsAs::new(pairs).map(|source| Box::new(source) as _))
+    };
+    let Some(train) = typed(train, "training")? else {
+        return Ok(None);
+    };
+    let valid = match valid {
+        Some(valid) => typed(valid, "validation")?,
+        None => None,
+    };
+    Ok(Some((train, valid)))
+}
+
+/// A [`BatchDataset`]'s samples (and its validation set's, or split's), in batches of its own.
+fn typed_sources<'d, D: BatchDataset>(
+    train: &'d D,
+    valid: Option<&'d D>,
+    split: Option<usize>,
+) -> Result<Sources<'d, D::Batch>> {
+    let len = BatchDataset::len(train);
+    let (train_len, valid) = match (split, valid) {
+        (Some(at), _) => (at, Some((train, at, len - at))),
+        (None, Some(valid)) => (len, Some((valid, 0, BatchDataset::len(valid)))),
+        (None, None) => (len, None),
+    };
+    let typed = |data: &'d D, start: usize, len: usize, what: &str| -> Result<Box<dyn Source<D::Batch> + 'd>> {
+        if len == 0 {
+            return Err(Error::Data(format!("the {what} set is empty: 0 samples")));
+        }
+        data.check_batches()?;
+        Ok(Box::new(Typed { data, start, len }))
+    };
+    let valid = valid
+        .map(|(data, start, len)| typed(data, start, len, "validation"))
+        .transpose()?;
+    Ok((typed(train, 0, train_len, "training")?, valid))
 }
 
 /// Training batches per epoch over `len` samples.
@@ -229,33 +255,34 @@ fn check(settings: &Settings, device: Device) -> Result<()> {
     Ok(())
 }
 
-/// The training samples and the validation samples, if any.
+/// The training samples and the validation samples, if any, of a fit with the trainer's own
+/// step.
 fn sources<'d>(
     data: &'d dyn Dataset,
     setup: &DataSetup<'d>,
     device: Device,
     settings: &Settings,
-) -> Result<(Source<'d>, Option<Source<'d>>)> {
+) -> Result<(Pairs<'d>, Option<Pairs<'d>>)> {
     let (train, valid): (Box<dyn Dataset + 'd>, Option<Box<dyn Dataset + 'd>>) = match setup.validation {
         Validation::None => (Box::new(data), None),
         Validation::Data(valid) => (Box::new(data), Some(Box::new(valid))),
         Validation::Split(fraction) => {
-            let (train, valid) = split(data, fraction)?;
+            let (train, valid) = halves(data, split_at(data.len(), fraction)?);
             (Box::new(train), Some(Box::new(valid)))
         }
     };
-    let nan = settings.nan_policy;
-    let train = Source::new(train, device, &setup.loss, nan, "training")?;
+    let (nan, targets) = (settings.nan_policy, Targets::of(&setup.loss));
+    let train = Pairs::new(train, device, targets, nan, "training")?;
     let valid = valid
-        .map(|valid| Source::new(valid, device, &setup.loss, nan, "validation"))
+        .map(|valid| Pairs::new(valid, device, targets, nan, "validation"))
         .transpose()?;
     Ok((train, valid))
 }
 
-/// The last `fraction` of the samples for validation, the rest for training.
-fn split(data: &dyn Dataset, fraction: f64) -> Result<(Subset<'_>, Subset<'_>)> {
-    let (len, at) = (data.len(), split_at(data.len(), fraction)?);
-    Ok((
+/// The first `at` samples of `data` for training, the rest for validation.
+fn halves(data: &dyn Dataset, at: usize) -> (Subset<'_>, Subset<'_>) {
+    let len = data.len();
+    (
         Subset {
             data,
             start: 0,
@@ -266,7 +293,7 @@ fn split(data: &dyn Dataset, fraction: f64) -> Result<(Subset<'_>, Subset<'_>)> 
             start: at,
             len: len - at,
         },
-    ))
+    )
 }
 
 /// Where a validation split of `fraction` cuts `len` samples: the number of training samples

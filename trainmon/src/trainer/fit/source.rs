@@ -1,119 +1,161 @@
-//! Where a fit's samples come from: the dataset as tensors on the device (batches cut out of
-//! them) or asked for each batch (or for an epoch's batches ahead: a loader's workers); the
-//! order of each epoch; the NaN check.
+//! Where a fit's batches come from, typed: a dataset of pairs as tensors on the device (batches
+//! cut out of them) or asked for each batch, or a dataset of batches of its own type (or, for
+//! either, an epoch's batches ahead: a loader's workers); the order of each epoch; the NaN
+//! check.
 
-use crate::batch::Batch;
-use crate::data::{BatchDataset, Dataset, EpochBatches, Prefetched};
+use crate::data::{Dataset, EpochBatches, Prefetched};
 use crate::error::{samples, Error, Result};
 use crate::loss::Loss;
 use crate::trainer::NanPolicy;
-use std::any::Any;
-use std::rc::Rc;
+use rand::seq::SliceRandom;
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
 use std::sync::Arc;
 use tch::{Device, Tensor};
 
-/// Where a fit's samples come from.
-pub(super) enum Source<'d> {
-    /// The whole dataset as tensors on the training device: batches are cut out of them —
-    /// when shuffling, after one gather per epoch, or each gathered by itself for wide rows
-    /// (see [`Source::epoch`]).
-    Tensors { x: Tensor, y: Tensor, len: usize },
-    /// A dataset asked for each batch (or for each epoch's batches ahead), which the loop
-    /// moves to the device.
-    Batches { data: Box<dyn Dataset + 'd>, len: usize },
-    /// A dataset of batches of its own type, for a step of the user's ([`crate::TrainStep`]),
-    /// asked for each batch.
-    Typed { data: Box<dyn TypedData + 'd>, len: usize },
-}
+/// Where a fit's batches of `B` come from.
+pub(super) trait Source<B> {
+    /// Samples.
+    fn len(&self) -> usize;
 
-/// A [`BatchDataset`] whose batches the loop keeps as `dyn Any` (the step it hands them to
-/// knows their type).
-pub(super) trait TypedData {
-    /// The batch of `indices` built, checked (its tensors share a first dimension of one row
-    /// per index) and moved to `device`.
-    fn fetch(&self, indices: &[i64], device: Device) -> Result<Rc<dyn Any>>;
-    /// Refuses settings that cannot work (a loader's).
-    fn check(&self) -> Result<()>;
-    /// An epoch's batches built ahead (a [`crate::BatchLoader`]'s workers), each checked and
-    /// moved to the epoch's device as [`TypedData::fetch`] does.
-    fn prefetched(&self, epoch: &EpochBatches) -> Result<Option<TypedBatches<'_>>>;
-    /// The batch type's name, for messages.
-    fn batch_type(&self) -> &'static str;
-}
-
-/// A [`TypedData`]'s batches built ahead, checked and on the training device.
-pub(super) type TypedBatches<'a> = Box<dyn Iterator<Item = Result<Rc<dyn Any>>> + 'a>;
-
-/// The samples of a [`BatchDataset`] from `start` on (all, or one side of a validation split).
-pub(super) struct Typed<'d, D> {
-    pub data: &'d D,
-    pub start: usize,
-}
-
-impl<D: BatchDataset> TypedData for Typed<'_, D> {
-    fn batch_type(&self) -> &'static str {
-        std::any::type_name::<D::Batch>()
-    }
-
-    fn fetch(&self, indices: &[i64], device: Device) -> Result<Rc<dyn Any>> {
-        let shifted: Vec<i64>;
-        let indices = match self.start {
-            0 => indices,
-            start => {
-                shifted = indices.iter().map(|i| i + start as i64).collect();
-                &shifted
-            }
-        };
-        ready(
-            crate::data::built(indices, "", || self.data.batch(indices))?,
-            indices,
-            device,
-        )
-    }
-
-    fn check(&self) -> Result<()> {
-        self.data.check_batches()
-    }
-
-    fn prefetched(&self, epoch: &EpochBatches) -> Result<Option<TypedBatches<'_>>> {
-        // The dataset's own indices: those of this part of it.
-        let epoch = epoch.shifted(self.start as i64);
-        let Some(batches) = self.data.prefetched_batches(&epoch)? else {
-            return Ok(None);
-        };
-        let device = epoch.device();
-        let mut position = epoch.first();
-        Ok(Some(Box::new(batches.map(move |built| {
-            let indices = epoch.indices(position);
-            position += 1;
-            ready(built?, indices, device)
-        }))))
-    }
-}
-
-/// A batch built for `indices`, checked (its tensors share a first dimension of one row per
-/// index) and moved to `device`.
-fn ready<B: Batch + 'static>(batch: B, indices: &[i64], device: Device) -> Result<Rc<dyn Any>> {
-    let rows = crate::batch::samples(&batch)
-        .map_err(|err| Error::Data(format!("the batch of samples {}: {err}", samples(indices))))?;
-    if rows != indices.len() {
-        return Err(Error::Data(format!(
-            "the batch of samples {} has {rows} rows for {} indices",
-            samples(indices),
-            indices.len()
-        )));
-    }
-    let batch = batch.to_device(device, false).map_err(|e| {
-        Error::torch(
-            format!("moving the batch of samples {} to {device:?}", samples(indices)),
-            e,
-        )
-    })?;
-    Ok(Rc::new(batch))
+    /// The epoch whose samples come in `order` (`None`: in order), cut in batches of
+    /// `batch_size`.
+    fn epoch(&self, order: Option<Vec<i64>>, batch_size: usize) -> Result<Box<dyn Epoch<B> + '_>>;
 }
 
 /// One epoch of a source: its samples in this epoch's order, cut into batches.
-pub(super) enum Epoch<'s, 'd> {
+pub(super) trait Epoch<B> {
+    /// Asks the dataset for the epoch's `batches` batches of `batch_size` ahead, from batch
+    /// `first` (0-based) on, for `device`; [`Epoch::batch`] then takes them in order. A dataset
+    /// that does not build batches ahead is asked for each.
+    fn prefetch(&mut self, first: usize, batches: usize, batch_size: usize, device: Device) -> Result<()>;
+
+    /// The samples `start..start + len` of this epoch's order, on `device`. Batches built ahead
+    /// are taken in order: `start` is where the previous batch ended.
+    fn batch(&mut self, start: usize, len: usize, device: Device) -> Result<B>;
+}
+
+/// How a dataset's targets go to the loss: as they are, or as class indices (cross-entropy's:
+/// widened to `Int64`, and refused if not integers).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Targets {
+    AsTheyAre,
+    ClassIndices,
+}
+
+impl Targets {
+    /// The targets `loss` takes.
+    pub fn of(loss: &Loss) -> Self {
+        match loss.classifies() {
+            true => Targets::ClassIndices,
+            false => Targets::AsTheyAre,
+        }
+    }
+
+    fn convert(self, targets: Tensor) -> std::result::Result<Tensor, String> {
+        match self {
+            Targets::AsTheyAre => Ok(targets),
+            Targets::ClassIndices => Loss::CrossEntropy.targets(targets),
+        }
+    }
+}
+
+/// The samples of a [`Dataset`] of `(features, targets)`.
+pub(super) enum Pairs<'d> {
+    /// The whole dataset as tensors on the training device: batches are cut out of them —
+    /// when shuffling, after one gather per epoch, or each gathered by itself for wide rows
+    /// (see [`Pairs::epoch`]).
+    Tensors { x: Tensor, y: Tensor, len: usize },
+    /// A dataset asked for each batch (or for each epoch's batches ahead), which the loop
+    /// moves to the device.
+    Batches {
+        data: Box<dyn Dataset + 'd>,
+        len: usize,
+        targets: Targets,
+    },
+}
+
+impl<'d> Pairs<'d> {
+    pub(super) fn new(
+        data: Box<dyn Dataset + 'd>,
+        device: Device,
+        targets: Targets,
+        nan: NanPolicy,
+        what: &str,
+    ) -> Result<Self> {
+        data.check()?;
+        let len = Dataset::len(&*data);
+        if len == 0 {
+            return Err(Error::Data(format!("the {what} set is empty: 0 samples")));
+        }
+        Ok(match data.tensors() {
+            Some((x, y)) => {
+                check_nan(&x, nan, what)?;
+                let to_device = |t: Tensor| {
+                    t.f_to_device(device)
+                        .map_err(|e| Error::torch(format!("moving the {what} set to {device:?}"), e))
+                };
+                let y = targets
+                    .convert(to_device(y)?)
+                    .map_err(|why| Error::Data(format!("{what} set: {why}")))?;
+                Pairs::Tensors {
+                    x: to_device(x)?,
+                    y,
+                    len,
+                }
+            }
+            None => Pairs::Batches { data, len, targets },
+        })
+    }
+}
+
+impl Source<(Tensor, Tensor)> for Pairs<'_> {
+    fn len(&self) -> usize {
+        match self {
+            Pairs::Tensors { len, .. } | Pairs::Batches { len, .. } => *len,
+        }
+    }
+
+    /// For tensors on the CPU whose batches are large (a batch of features of
+    /// [`GATHER_PER_BATCH`] bytes or more), each batch is gathered by itself; else the epoch is
+    /// gathered at once and batches are views into it. Gathering a large epoch at once costs a
+    /// fresh buffer the size of the set, whose pages the kernel zeroes at first touch: on the
+    /// mlp workload (60000 × 784 floats) 110 ms per epoch against 30 ms gathered batch by
+    /// batch; for small rows one gather beats a gather per batch, whose own call costs more
+    /// than the copy. CUDA's caching allocator reuses the epoch's buffer, so one gather.
+    fn epoch(&self, order: Option<Vec<i64>>, batch_size: usize) -> Result<Box<dyn Epoch<(Tensor, Tensor)> + '_>> {
+        let epoch = match self {
+            Pairs::Tensors { x, y, len } => {
+                let whole = |x: Tensor, y: Tensor, index| PairsEpoch::Tensors { x, y, index };
+                match order {
+                    None => whole(x.shallow_clone(), y.shallow_clone(), None),
+                    Some(order) => {
+                        let index = Tensor::from_slice(&order).to_device(x.device());
+                        if gathered_per_batch(x, *len, batch_size) {
+                            whole(x.shallow_clone(), y.shallow_clone(), Some(index))
+                        } else {
+                            let pick = |t: &Tensor| {
+                                t.f_index_select(0, &index)
+                                    .map_err(|e| Error::torch("shuffling the dataset", e))
+                            };
+                            whole(pick(x)?, pick(y)?, None)
+                        }
+                    }
+                }
+            }
+            Pairs::Batches { data, len, targets } => PairsEpoch::Batches {
+                data: &**data,
+                order: order.map_or_else(|| (0..*len as i64).collect(), Into::into),
+                ahead: None,
+                targets: *targets,
+            },
+        };
+        Ok(Box::new(epoch))
+    }
+}
+
+/// One epoch of [`Pairs`].
+enum PairsEpoch<'s, 'd> {
     /// The tensors, in this epoch's order when `index` is `None` (gathered once); else in
     /// their own order, each batch gathered by its slice of `index`.
     Tensors {
@@ -127,13 +169,7 @@ pub(super) enum Epoch<'s, 'd> {
         data: &'s (dyn Dataset + 'd),
         order: Arc<[i64]>,
         ahead: Option<Ahead<Prefetched<'s>>>,
-    },
-    /// A dataset of batches of its own type, and the sample indices in this epoch's order.
-    Typed {
-        data: &'s (dyn TypedData + 'd),
-        order: Arc<[i64]>,
-        /// The batches built ahead, if the dataset does.
-        ahead: Option<Ahead<TypedBatches<'s>>>,
+        targets: Targets,
     },
 }
 
@@ -145,7 +181,7 @@ pub(super) struct Ahead<I> {
 
 impl<T, I: Iterator<Item = Result<T>>> Ahead<I> {
     /// The batches from `first` (0-based) on, of `batch_size`.
-    fn new(batches: I, first: usize, batch_size: usize) -> Self {
+    pub(super) fn new(batches: I, first: usize, batch_size: usize) -> Self {
         Ahead {
             batches,
             next: first * batch_size,
@@ -154,7 +190,7 @@ impl<T, I: Iterator<Item = Result<T>>> Ahead<I> {
 
     /// The next batch built, which must be of the samples `indices`, from `start` in the
     /// epoch's order: the loop takes them in the order they were built.
-    fn take(&mut self, start: usize, indices: &[i64]) -> Result<T> {
+    pub(super) fn take(&mut self, start: usize, indices: &[i64]) -> Result<T> {
         if start != self.next {
             return Err(Error::Config(format!(
                 "the loop asked for the batch at sample {start} of the epoch's order, but the batches built ahead go \
@@ -172,155 +208,35 @@ impl<T, I: Iterator<Item = Result<T>>> Ahead<I> {
     }
 }
 
-impl<'d> Source<'d> {
-    pub(super) fn new(
-        data: Box<dyn Dataset + 'd>,
-        device: Device,
-        loss: &Loss,
-        nan: NanPolicy,
-        what: &str,
-    ) -> Result<Self> {
-        data.check()?;
-        let len = Dataset::len(&*data);
-        if len == 0 {
-            return Err(Error::Data(format!("the {what} set is empty: 0 samples")));
-        }
-        Ok(match data.tensors() {
-            Some((x, y)) => {
-                check_nan(&x, nan, what)?;
-                let to_device = |t: Tensor| {
-                    t.f_to_device(device)
-                        .map_err(|e| Error::torch(format!("moving the {what} set to {device:?}"), e))
-                };
-                let y = loss
-                    .targets(to_device(y)?)
-                    .map_err(|why| Error::Data(format!("{what} set: {why}")))?;
-                Source::Tensors {
-                    x: to_device(x)?,
-                    y,
-                    len,
-                }
-            }
-            None => Source::Batches { data, len },
-        })
-    }
-
-    pub(super) fn len(&self) -> usize {
-        match self {
-            Source::Tensors { len, .. } | Source::Batches { len, .. } | Source::Typed { len, .. } => *len,
-        }
-    }
-
-    /// The epoch whose samples come in `order` (`None`: in order), cut in batches of
-    /// `batch_size`. For tensors on the CPU whose batches are large (a batch of features of
-    /// [`GATHER_PER_BATCH`] bytes or more), each batch is gathered by itself; else the epoch is
-    /// gathered at once and batches are views into it. Gathering a large epoch at once costs a
-    /// fresh buffer the size of the set, whose pages the kernel zeroes at first touch: on the
-    /// mlp workload (60000 × 784 floats) 110 ms per epoch against 30 ms gathered batch by
-    /// batch; for small rows one gather beats a gather per batch, whose own call costs more
-    /// than the copy. CUDA's caching allocator reuses the epoch's buffer, so one gather.
-    pub(super) fn epoch(&self, order: Option<Vec<i64>>, batch_size: usize) -> Result<Epoch<'_, 'd>> {
-        match self {
-            Source::Tensors { x, y, len } => {
-                let Some(order) = order else {
-                    return Ok(Epoch::Tensors {
-                        x: x.shallow_clone(),
-                        y: y.shallow_clone(),
-                        index: None,
-                    });
-                };
-                let index = Tensor::from_slice(&order).to_device(x.device());
-                let row_bytes = x.numel() / *len * x.kind().elt_size_in_bytes();
-                if x.device() == Device::Cpu && batch_size * row_bytes >= GATHER_PER_BATCH {
-                    return Ok(Epoch::Tensors {
-                        x: x.shallow_clone(),
-                        y: y.shallow_clone(),
-                        index: Some(index),
-                    });
-                }
-                let pick = |t: &Tensor| {
-                    t.f_index_select(0, &index)
-                        .map_err(|e| Error::torch("shuffling the dataset", e))
-                };
-                Ok(Epoch::Tensors {
-                    x: pick(x)?,
-                    y: pick(y)?,
-                    index: None,
-                })
-            }
-            Source::Batches { data, len } => Ok(Epoch::Batches {
-                data: &**data,
-                order: order.map_or_else(|| (0..*len as i64).collect(), Into::into),
-                ahead: None,
-            }),
-            Source::Typed { data, len } => Ok(Epoch::Typed {
-                data: &**data,
-                order: order.map_or_else(|| (0..*len as i64).collect(), Into::into),
-                ahead: None,
-            }),
-        }
-    }
-}
-
 /// The type of a [`Dataset`]'s batches, for messages.
 pub(super) const PAIRS: &str = "(tch::Tensor, tch::Tensor)";
 
 /// Bytes of a batch's features from which an epoch's tensors on the CPU are gathered batch by
-/// batch rather than at once (see [`Source::epoch`]): where a batch's copy costs more than the
+/// batch rather than at once (see [`Pairs::epoch`]): where a batch's copy costs more than the
 /// few microseconds of a gather's call.
 const GATHER_PER_BATCH: usize = 64 * 1024;
 
-impl Epoch<'_, '_> {
-    /// Asks a dataset for the epoch's `batches` batches of `batch_size` ahead, from batch
-    /// `first` (0-based) on, for `device`; [`Epoch::batch`] then takes them in order. A dataset
-    /// that does not build batches ahead ([`Dataset::prefetched`] is `None`) is asked for each.
-    pub(super) fn prefetch(&mut self, first: usize, batches: usize, batch_size: usize, device: Device) -> Result<()> {
-        match self {
-            Epoch::Batches { data, order, ahead } => {
-                let epoch = EpochBatches::new(Arc::clone(order), batch_size, batches, first, device);
-                *ahead = data
-                    .prefetched(&epoch)?
-                    .map(|batches| Ahead::new(batches, first, batch_size));
-            }
-            Epoch::Typed { data, order, ahead } => {
-                let epoch = EpochBatches::new(Arc::clone(order), batch_size, batches, first, device);
-                *ahead = data
-                    .prefetched(&epoch)?
-                    .map(|batches| Ahead::new(batches, first, batch_size));
-            }
-            Epoch::Tensors { .. } => {}
+/// Whether a shuffled epoch of the features `x` (`len` samples) in batches of `batch_size` is
+/// gathered batch by batch (see [`Pairs::epoch`]).
+fn gathered_per_batch(x: &Tensor, len: usize, batch_size: usize) -> bool {
+    let row_bytes = x.numel() / len * x.kind().elt_size_in_bytes();
+    x.device() == Device::Cpu && batch_size * row_bytes >= GATHER_PER_BATCH
+}
+
+impl Epoch<(Tensor, Tensor)> for PairsEpoch<'_, '_> {
+    fn prefetch(&mut self, first: usize, batches: usize, batch_size: usize, device: Device) -> Result<()> {
+        if let PairsEpoch::Batches { data, order, ahead, .. } = self {
+            let epoch = EpochBatches::new(Arc::clone(order), batch_size, batches, first, device);
+            *ahead = data
+                .prefetched(&epoch)?
+                .map(|batches| Ahead::new(batches, first, batch_size));
         }
         Ok(())
     }
 
-    /// The samples `start..start + len` of this epoch's order, on `device`, as a batch for a
-    /// step of the user's: the batch the dataset builds, or (a [`Dataset`] of pairs) the
-    /// features and targets as a `(Tensor, Tensor)`.
-    pub(super) fn fetch(
-        &mut self,
-        start: usize,
-        len: usize,
-        device: Device,
-        loss: &Loss,
-    ) -> Result<(Rc<dyn Any>, &'static str)> {
-        match self {
-            Epoch::Typed { data, order, ahead } => {
-                let indices = &order[start..start + len];
-                let batch = match ahead {
-                    Some(ahead) => ahead.take(start, indices)?,
-                    None => data.fetch(indices, device)?,
-                };
-                Ok((batch, data.batch_type()))
-            }
-            _ => Ok((Rc::new(self.batch(start, len, device, loss)?), PAIRS)),
-        }
-    }
-
-    /// The samples `start..start + len` of this epoch's order, on `device`. Batches built
-    /// ahead are taken in order: `start` is where the previous batch ended.
-    pub(super) fn batch(&mut self, start: usize, len: usize, device: Device, loss: &Loss) -> Result<(Tensor, Tensor)> {
-        let (data, order, ahead) = match self {
-            Epoch::Tensors { x, y, index } => {
+    fn batch(&mut self, start: usize, len: usize, device: Device) -> Result<(Tensor, Tensor)> {
+        let (data, order, ahead, targets) = match self {
+            PairsEpoch::Tensors { x, y, index } => {
                 let (x, y, index) = (&*x, &*y, &*index);
                 let batch = || -> std::result::Result<(Tensor, Tensor), tch::TchError> {
                     match index {
@@ -336,12 +252,12 @@ impl Epoch<'_, '_> {
                 };
                 return batch().map_err(|e| Error::torch("batching", e));
             }
-            Epoch::Batches { data, order, ahead } => (data, order, ahead),
-            Epoch::Typed { .. } => {
-                return Err(Error::Config(
-                    "a dataset of batches of its own type trains with a step of yours: `fit_steps`".into(),
-                ))
-            }
+            PairsEpoch::Batches {
+                data,
+                order,
+                ahead,
+                targets,
+            } => (data, order, ahead, *targets),
         };
         let indices = &order[start..start + len];
         let built = match ahead {
@@ -359,8 +275,48 @@ impl Epoch<'_, '_> {
             };
             moved.map_err(|e| Error::torch(format!("moving a batch to {device:?}"), e))
         };
-        let y = loss.targets(to_device(&y)?).map_err(Error::Data)?;
+        let y = targets.convert(to_device(&y)?).map_err(Error::Data)?;
         Ok((to_device(&x)?, y))
+    }
+}
+
+/// The generator that shuffles the epochs, and libtorch's generator's seeding.
+pub(super) struct Shuffling {
+    pub rng: ChaCha8Rng,
+    /// The generator's seed.
+    pub seed: u64,
+    /// Whether a seed was given: libtorch's generator is then seeded per epoch (and, in a
+    /// resumable fit, per batch) from it.
+    pub seeded: bool,
+}
+
+impl Shuffling {
+    pub fn new(seed: u64, seeded: bool) -> Self {
+        Shuffling {
+            rng: ChaCha8Rng::seed_from_u64(seed),
+            seed,
+            seeded,
+        }
+    }
+
+    /// Seeds libtorch's generator from the seed, the epoch and the batch (0: the epoch's
+    /// start), when a seed was given: so that a fit resumed within an epoch draws what the
+    /// uninterrupted one did (dropout masks).
+    pub fn reseed(&self, epoch: usize, batch: usize) {
+        if self.seeded {
+            let mix =
+                (epoch as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ (batch as u64).wrapping_mul(0xC2B2_AE3D_27D4_EB4F);
+            tch::manual_seed((self.seed ^ mix) as i64);
+        }
+    }
+
+    /// This epoch's order of `samples` samples (`None`: in order, unshuffled).
+    pub fn order(&mut self, shuffle: bool, samples: usize) -> Option<Vec<i64>> {
+        shuffle.then(|| {
+            let mut order: Vec<i64> = (0..samples as i64).collect();
+            order.shuffle(&mut self.rng);
+            order
+        })
     }
 }
 
@@ -431,24 +387,12 @@ pub(super) fn check_nan(features: &Tensor, policy: NanPolicy, what: &str) -> Res
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::data::TensorDataset;
 
     /// Whether a shuffled epoch of `features` floats a sample, in batches of 32, is gathered
     /// batch by batch.
     fn batch_by_batch(features: i64) -> bool {
         let x = Tensor::zeros([100, features], tch::kind::FLOAT_CPU);
-        let y = Tensor::zeros([100], tch::kind::INT64_CPU);
-        let data = TensorDataset::new(x, y).unwrap();
-        let source = Source::new(
-            Box::new(data),
-            Device::Cpu,
-            &Loss::CrossEntropy,
-            NanPolicy::Ignore,
-            "test",
-        )
-        .unwrap();
-        let epoch = source.epoch(Some((0..100).rev().collect()), 32).unwrap();
-        matches!(epoch, Epoch::Tensors { index: Some(_), .. })
+        gathered_per_batch(&x, 100, 32)
     }
 
     #[test]

@@ -1,16 +1,104 @@
-//! The parts of a training step that can fail on the model or the data: the forward pass, the
-//! loss (under autocast in mixed precision) or the user's step in their place, gradient
-//! clipping; each failure an error naming the batch and the shapes.
+//! The work of a step, typed by its batch: the trainer's own (the model's forward pass and the
+//! loss, on a dataset's `(features, targets)`) or the user's [`TrainStep`]; each failure an
+//! error naming the batch and the shapes. Everything around the work — backward passes,
+//! optimizer steps, hooks — is the engine's.
 
+use crate::batch::Batch;
 use crate::error::{BoxError, Error, Result};
 use crate::guard;
 use crate::loss::Loss;
 use crate::native;
-use crate::step::{ErasedStep, StepContext, StepOutput};
-use crate::trainer::Clip;
-use std::any::Any;
-use tch::nn::{ModuleT, VarStore};
+use crate::step::{StepContext, StepOutput, TrainStep};
+use tch::nn::ModuleT;
 use tch::{Kind, Tensor};
+
+/// A batch's loss, and the outputs and targets its metrics compare (if the work gives them).
+pub(super) struct Computed {
+    pub loss: Tensor,
+    pub outputs: Option<(Tensor, Tensor)>,
+}
+
+/// What computes a batch's loss, over batches of `B`.
+pub(super) trait Work<B> {
+    /// The loss of `batch` — in training (`ctx.training()`) or validation —, under autocast to
+    /// `autocast` in mixed precision; `at` names the batch in errors.
+    fn compute(
+        &mut self,
+        batch: &B,
+        ctx: &StepContext<'_>,
+        autocast: Option<Kind>,
+        at: &dyn Fn() -> String,
+    ) -> Result<Computed>;
+
+    /// Whether the work runs the backward passes and optimizer steps itself, through its
+    /// context ([`TrainStep::manual_optimization`]).
+    fn by_hand(&self) -> bool {
+        false
+    }
+
+    /// Whether every batch's outputs and targets are of one size, from rank to rank (the
+    /// trainer's own step: the batches' are); a step's may not be (unpadded sequences).
+    fn outputs_of_one_size(&self) -> bool {
+        false
+    }
+}
+
+/// The trainer's own step: the model's forward pass, then the loss.
+pub(super) struct Model<'m> {
+    pub model: &'m dyn ModuleT,
+    pub loss: &'m Loss,
+}
+
+impl Work<(Tensor, Tensor)> for Model<'_> {
+    fn compute(
+        &mut self,
+        (x, y): &(Tensor, Tensor),
+        ctx: &StepContext<'_>,
+        autocast: Option<Kind>,
+        at: &dyn Fn() -> String,
+    ) -> Result<Computed> {
+        let (outputs, loss) = forward_loss(self.model, self.loss, (x, y), ctx.training(), autocast, at)?;
+        Ok(Computed {
+            loss,
+            outputs: Some((outputs, y.shallow_clone())),
+        })
+    }
+
+    fn outputs_of_one_size(&self) -> bool {
+        true
+    }
+}
+
+/// The user's step.
+pub(super) struct Stepped<'s, S> {
+    pub step: &'s mut S,
+}
+
+impl<B: Batch, S: TrainStep<B>> Work<B> for Stepped<'_, S> {
+    fn compute(
+        &mut self,
+        batch: &B,
+        ctx: &StepContext<'_>,
+        autocast: Option<Kind>,
+        at: &dyn Fn() -> String,
+    ) -> Result<Computed> {
+        let step = &mut *self.step;
+        let (loss, outputs) = step_loss(
+            || match ctx.training() {
+                true => step.training_step(batch, ctx),
+                false => step.validation_step(batch, ctx),
+            },
+            ctx,
+            autocast,
+            at,
+        )?;
+        Ok(Computed { loss, outputs })
+    }
+
+    fn by_hand(&self) -> bool {
+        self.step.manual_optimization()
+    }
+}
 
 /// The forward pass and the loss of a batch: `(outputs, loss)`. With `autocast` (mixed
 /// precision), both run under autocast to that type on the features' device type, as in
@@ -18,7 +106,7 @@ use tch::{Kind, Tensor};
 /// type are cast back to fp32 first, so that the loss, the running loss and the metrics are
 /// computed in fp32 (the cast is differentiable: the gradients reach the weights as fp32), and
 /// so is a 16-bit loss (a custom loss with a matmul of its own).
-pub(super) fn forward_loss(
+fn forward_loss(
     model: &dyn ModuleT,
     loss: &Loss,
     (x, y): (&Tensor, &Tensor),
@@ -48,10 +136,9 @@ pub(super) fn forward_loss(
 /// loop's). The loss must be a scalar — with a gradient, when training —: anything else is an
 /// [`Error::Step`] naming the batch, before any backward pass. 16-bit losses and outputs are
 /// cast to fp32, as the trainer's own step does.
-pub(super) fn step_loss(
-    step: &mut (dyn ErasedStep + '_),
-    batch: &dyn Any,
-    ctx: StepContext<'_>,
+fn step_loss(
+    run: impl FnOnce() -> std::result::Result<StepOutput, BoxError>,
+    ctx: &StepContext<'_>,
     autocast: Option<Kind>,
     at: &dyn Fn() -> String,
 ) -> Result<(Tensor, Option<(Tensor, Tensor)>)> {
@@ -69,12 +156,7 @@ pub(super) fn step_loss(
         },
     };
     let (training, by_hand, device) = (ctx.training, ctx.by_hand, ctx.state.device());
-    let mut run = || {
-        guard::caught(|| match training {
-            true => step.train(batch, &ctx),
-            false => step.validate(batch, &ctx),
-        })
-    };
+    let run = || guard::caught(run);
     let output = match autocast {
         Some(kind) => native::with_autocast(device, kind, run),
         None => run(),
@@ -119,7 +201,7 @@ pub(super) fn step_loss(
 }
 
 /// The model's forward pass; a libtorch failure (tch panics) becomes an error with the shapes.
-pub(super) fn forward(model: &dyn ModuleT, x: &Tensor, train: bool, at: &dyn Fn() -> String) -> Result<Tensor> {
+fn forward(model: &dyn ModuleT, x: &Tensor, train: bool, at: &dyn Fn() -> String) -> Result<Tensor> {
     guard::quietly(|| model.forward_t(x, train)).map_err(|panic| {
         Error::torch_panic(
             format!(
@@ -133,7 +215,7 @@ pub(super) fn forward(model: &dyn ModuleT, x: &Tensor, train: bool, at: &dyn Fn(
     })
 }
 
-pub(super) fn compute_loss(loss: &Loss, outputs: &Tensor, y: &Tensor, at: &dyn Fn() -> String) -> Result<Tensor> {
+fn compute_loss(loss: &Loss, outputs: &Tensor, y: &Tensor, at: &dyn Fn() -> String) -> Result<Tensor> {
     loss.compute(outputs, y).map_err(|e| {
         Error::torch(
             format!(
@@ -146,36 +228,4 @@ pub(super) fn compute_loss(loss: &Loss, outputs: &Tensor, y: &Tensor, at: &dyn F
             e,
         )
     })
-}
-
-/// Clips the gradients of `vs` on the device: no value is read to the host.
-pub(super) fn clip_gradients(vs: &VarStore, clip: Clip) -> std::result::Result<(), tch::TchError> {
-    clip_grads(crate::context::defined_grads(vs), clip)
-}
-
-/// Clips `grads` (the defined gradients of some variables) on the device.
-pub(super) fn clip_grads(grads: Vec<Tensor>, clip: Clip) -> std::result::Result<(), tch::TchError> {
-    let _no_grad = tch::no_grad_guard();
-    if grads.is_empty() {
-        return Ok(());
-    }
-    match clip {
-        Clip::Value(max) => {
-            for mut grad in grads {
-                let _ = grad.f_clamp_(-max, max)?;
-            }
-        }
-        Clip::Norm(max) => {
-            let norms = grads
-                .iter()
-                .map(|g| g.f_norm())
-                .collect::<std::result::Result<Vec<_>, _>>()?;
-            let total = Tensor::f_stack(&norms, 0)?.f_norm()?;
-            let coefficient = (total + 1e-6).f_reciprocal()?.f_mul_scalar(max)?.f_clamp_max(1.0)?;
-            for mut grad in grads {
-                let _ = grad.f_mul_(&coefficient)?;
-            }
-        }
-    }
-    Ok(())
 }
