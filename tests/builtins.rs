@@ -86,6 +86,7 @@ fn early_stopping_reasons_and_errors() {
     let history = fit(EarlyStopping::new("val_loss").stopping_threshold(10.0)).unwrap();
     let stop = history.stop_reason().unwrap();
     assert_eq!((history.len(), stop.hook.as_str(), stop.epoch), (1, "EarlyStopping", 1));
+    assert_eq!(stop.cause, trainmon::StopCause::EarlyStopping);
     assert!(
         stop.reason.contains("`val_loss` = ") && stop.reason.contains("reached the stopping threshold 10"),
         "{stop}"
@@ -122,6 +123,7 @@ fn terminate_on_nan_stops_at_the_batch() {
         .unwrap();
     let stop = history.stop_reason().unwrap();
     assert_eq!(stop.reason, "the loss is NaN at batch 4 of epoch 1");
+    assert_eq!(stop.cause, trainmon::StopCause::NotFinite);
     assert_eq!(
         (history.len(), history.epochs()[0].batches()),
         (1, 4),
@@ -319,16 +321,31 @@ fn schedulers_time_limits_and_throughput_in_a_loop() {
         .unwrap();
     assert_eq!(history.metric("lr"), [0.1, 0.1, 0.05, 0.025]);
 
+    // A clock of the test's own, 10 ms further on at each read: at `on_train_begin`, then after
+    // each batch. The limit of 200 ms is reached after the 20th batch, however busy the machine.
+    let (origin, reads) = (std::time::Instant::now(), std::sync::atomic::AtomicU32::new(0));
+    let reads = std::sync::Arc::new(reads);
+    let clock = {
+        let reads = reads.clone();
+        move || {
+            origin
+                + std::time::Duration::from_millis(
+                    10 * u64::from(reads.fetch_add(1, std::sync::atomic::Ordering::SeqCst)),
+                )
+        }
+    };
     let history = Trainer::new(&vs, &model)
         .optimizer(nn::Adam::default(), 1e-3)
         .epochs(1000)
         .hooks(Hooks::none())
-        .with(TimeLimit::new(std::time::Duration::from_millis(200)))
+        .with(TimeLimit::new(std::time::Duration::from_millis(200)).clock(clock))
         .fit(&data)
         .unwrap();
     let stop = history.stop_reason().expect("the time limit stopped training");
-    assert!(stop.reason.starts_with("time limit of 200ms reached after "), "{stop}");
-    assert!(history.elapsed() < std::time::Duration::from_secs(5));
+    assert_eq!(stop.reason, "time limit of 200ms reached after 200.00ms", "{stop}");
+    assert_eq!(stop.cause, trainmon::StopCause::TimeLimit);
+    assert_eq!((history.len(), history.last().unwrap().batches()), (1, 20));
+    assert_eq!(reads.load(std::sync::atomic::Ordering::SeqCst), 21);
 }
 
 fn files_in(dir: &std::path::Path) -> Vec<String> {

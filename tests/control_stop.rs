@@ -49,6 +49,7 @@ fn stop_ends_training_after_that_epoch() {
     assert_eq!(history.len(), 2, "epochs 1 and 2 ran, then training stopped");
     assert_eq!(*EPOCHS_BEGUN.lock().unwrap(), [1, 2], "epoch 3 never began");
     let want = StopReason {
+        cause: trainmon::StopCause::Hook,
         reason: "two epochs are enough".into(),
         hook: "stop_after_two".into(),
         event: Event::EpochEnd,

@@ -250,6 +250,7 @@ fn rank_process() {
             "samples": history.epochs().iter().map(|e| e.samples()).collect::<Vec<_>>(),
             "epochs": history.len(),
             "stop": history.stop_reason().map(|s| s.reason.clone()),
+            "stop_cause": history.stop_reason().map(|s| s.cause.name()),
             "rank_zero_calls": RANK_ZERO_CALLS.load(Ordering::SeqCst),
             "running": *RUNNING.lock().unwrap(),
             "dist": DIST.lock().unwrap().map(|d| [d.rank(), d.world_size(), d.local_rank()]),

@@ -350,19 +350,24 @@ fn failed_interrupted_and_stopped_fits_end_failed_killed_and_finished_and_every_
     });
     let err = failed.unwrap_err();
     assert!(format!("{err:#}").contains("boom in epoch 2"), "{err:#}");
-    // Stopped the way `Interrupt` stops a fit (Ctrl-C).
+    // Stopped the way `Interrupt` stops a fit (Ctrl-C): a stop whose cause is an interrupt.
     let (interrupted, interrupted_report) = fit("interrupted", |epoch, batch| {
         Ok(if (epoch, batch) == (2, 3) {
-            Control::stop("interrupted")
+            Control::stop_for(trainmon::StopCause::Interrupted, "Ctrl-C")
         } else {
             Control::Continue
         })
     });
-    assert_eq!(interrupted.unwrap().stop_reason().unwrap().reason, "interrupted");
-    // An early stop of another reason ends normally.
+    let interrupted = interrupted.unwrap();
+    let stop = interrupted.stop_reason().unwrap();
+    assert_eq!(
+        (stop.cause, stop.reason.as_str()),
+        (trainmon::StopCause::Interrupted, "Ctrl-C")
+    );
+    // An early stop of another cause ends normally, whatever its text says.
     let (stopped, stopped_report) = fit("stopped", |epoch, batch| {
         Ok(if (epoch, batch) == (3, 10) {
-            Control::stop("good enough")
+            Control::stop("interrupted")
         } else {
             Control::Continue
         })
@@ -413,6 +418,10 @@ fn failed_interrupted_and_stopped_fits_end_failed_killed_and_finished_and_every_
     assert_eq!(interrupted.status, "KILLED");
     assert_eq!(
         interrupted.tags.get("trainmon.stop_reason").map(String::as_str),
+        Some("Ctrl-C")
+    );
+    assert_eq!(
+        interrupted.tags.get("trainmon.stop_cause").map(String::as_str),
         Some("interrupted")
     );
     // A batch hook's stop cuts the epoch short: it ends (with the batches it ran), and the fit.
@@ -425,7 +434,11 @@ fn failed_interrupted_and_stopped_fits_end_failed_killed_and_finished_and_every_
     assert_eq!(stopped.status, "FINISHED");
     assert_eq!(
         stopped.tags.get("trainmon.stop_reason").map(String::as_str),
-        Some("good enough")
+        Some("interrupted")
+    );
+    assert_eq!(
+        stopped.tags.get("trainmon.stop_cause").map(String::as_str),
+        Some("hook")
     );
     assert_eq!(steps(stopped, "loss"), [1, 2, 3]);
 

@@ -377,13 +377,16 @@ fn a_local_serde_cannot_keep_starts_again_with_a_warning() {
     );
 }
 
-/// Whether `slow` sleeps at the end of epoch 2 and fails at the end of epoch 3.
+/// Whether `slow` moves the time limit's clock on by 2.5 s at the end of epoch 2.
 static SLOW: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// How far the time limit's clock has moved on, in milliseconds.
+static AHEAD_MS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
 #[on_epoch_end(group = "time")]
 fn slow(state: &TrainState) -> Result<(), String> {
     if SLOW.load(Ordering::SeqCst) && state.epoch() == 2 {
-        std::thread::sleep(std::time::Duration::from_millis(2500));
+        AHEAD_MS.fetch_add(2500, Ordering::SeqCst);
     }
     Ok(())
 }
@@ -393,6 +396,8 @@ fn a_time_limit_is_per_process_so_a_resumed_job_goes_on() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let data = tutorial_data(5);
     let dir = tempfile::tempdir().unwrap();
+    // The time limit's clock: still but where `slow` moves it on, however busy the machine.
+    let origin = std::time::Instant::now();
     let fit = || {
         let vs = VarStore::new(Device::Cpu);
         let model = nn::linear(vs.root(), 20, 2, Default::default());
@@ -400,25 +405,29 @@ fn a_time_limit_is_per_process_so_a_resumed_job_goes_on() {
             .optimizer(nn::Sgd::default(), 1e-1)
             .epochs(6)
             .hooks(Hooks::groups(["time"]))
-            .with(trainmon::hooks::TimeLimit::new(std::time::Duration::from_secs(2)))
+            .with(
+                trainmon::hooks::TimeLimit::new(std::time::Duration::from_secs(2))
+                    .clock(move || origin + std::time::Duration::from_millis(AHEAD_MS.load(Ordering::SeqCst))),
+            )
             .resumable(dir.path())
             .fit(&data)
             .unwrap()
     };
-    // The first process spends 2.5 s by the end of epoch 2 (past the limit of 2 s, which
-    // batches check): the limit stops it in epoch 3's first batch; its resume point is epoch
-    // 2's. The second has 2 s again for 4 short epochs.
+    // The first process's clock passes 2.5 s at the end of epoch 2 (past the limit of 2 s,
+    // which batches check): the limit stops it in epoch 3's first batch; its resume point is
+    // epoch 2's. The second has 2 s again for 4 epochs, on a clock that stays put.
     SLOW.store(true, Ordering::SeqCst);
-    let history = fit();
+    let first = fit();
     SLOW.store(false, Ordering::SeqCst);
-    assert_eq!(history.stop_reason().unwrap().hook, "TimeLimit");
-    assert_eq!(history.len(), 3);
+    AHEAD_MS.store(0, Ordering::SeqCst);
+    assert_eq!(first.stop_reason().unwrap().hook, "TimeLimit");
+    assert_eq!(first.len(), 3);
     // Run again: a new budget, and the job finishes.
     let history = fit();
     assert_eq!(history.len(), 6);
     assert!(history.stop_reason().is_none(), "{:?}", history.stop_reason());
     assert!(
-        history.elapsed() >= std::time::Duration::from_millis(2500),
+        history.elapsed() > first.elapsed(),
         "the history counts the time of both processes"
     );
 }

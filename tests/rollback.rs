@@ -149,6 +149,7 @@ fn too_many_rollbacks_stop_training_with_each_listed() {
     assert_eq!(history.last().unwrap().batches(), 5, "its batches before the 6th");
     let stop = history.stop_reason().expect("a stop");
     assert_eq!(stop.hook, "Rollback");
+    assert_eq!(stop.cause, trainmon::StopCause::Rollbacks);
     assert_eq!(stop.epoch, 3);
     assert!(
         stop.reason.starts_with("3 rollbacks within 1000 steps: "),

@@ -48,6 +48,7 @@ fn a_finished_fit_says_so_with_its_stop_reason_and_counters() {
     assert_eq!(status["pid"], std::process::id());
     let stop = history.stop_reason().expect("early stopping stopped the fit");
     assert_eq!(status["stop_reason"], stop.reason.as_str());
+    assert_eq!(status["stop_cause"], "early_stopping");
     assert_eq!(status["error"], Value::Null);
     assert_eq!(status["epoch"], history.len());
     assert_eq!(status["epochs"], 50);

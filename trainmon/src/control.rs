@@ -10,21 +10,85 @@ pub enum Control {
     /// Go on training.
     #[default]
     Continue,
-    /// Stop training, for the reason given. From an epoch hook, training stops after that
-    /// epoch; from a batch hook, after that batch (the epoch then ends early: its end hooks run
-    /// and it is recorded as it is). The other hooks of the same event still run.
-    Stop(String),
+    /// Stop training, for the reason given, of the kind `cause`. From an epoch hook, training
+    /// stops after that epoch; from a batch hook, after that batch (the epoch then ends early:
+    /// its end hooks run and it is recorded as it is). The other hooks of the same event still
+    /// run.
+    Stop {
+        /// What kind of stop it is.
+        cause: StopCause,
+        /// Why, in words (the history, the summary and the logs say it).
+        reason: String,
+    },
+}
+
+/// What kind of stop a [`Control::Stop`] is: carried as it is to the history
+/// ([`crate::StopReason::cause`]), `history.json`, `status.json`, the summary and MLflow (a run
+/// interrupted is `KILLED` there), so that nothing compares the reason's text.
+#[non_exhaustive]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StopCause {
+    /// A hook's own reason ([`Control::stop`]).
+    #[default]
+    Hook,
+    /// Interrupted: Ctrl-C or a termination signal ([`crate::hooks::Interrupt`]).
+    Interrupted,
+    /// A time limit ran out ([`crate::hooks::TimeLimit`]).
+    TimeLimit,
+    /// The monitored metric stopped improving, reached its stopping threshold or diverged
+    /// ([`crate::hooks::EarlyStopping`]).
+    EarlyStopping,
+    /// A loss or monitored value that is not finite ([`crate::hooks::TerminateOnNaN`], early
+    /// stopping's finite check).
+    NotFinite,
+    /// Too many rollbacks within their window ([`crate::Rollback::give_up_after`]).
+    Rollbacks,
+    /// Another rank stopped (data-parallel: every rank stops at the same boundary).
+    OtherRank,
+}
+
+impl StopCause {
+    /// Its name as the records write it: `hook`, `interrupted`, `time_limit`, `early_stopping`,
+    /// `not_finite`, `rollbacks`, `other_rank`.
+    pub fn name(self) -> &'static str {
+        match self {
+            StopCause::Hook => "hook",
+            StopCause::Interrupted => "interrupted",
+            StopCause::TimeLimit => "time_limit",
+            StopCause::EarlyStopping => "early_stopping",
+            StopCause::NotFinite => "not_finite",
+            StopCause::Rollbacks => "rollbacks",
+            StopCause::OtherRank => "other_rank",
+        }
+    }
+}
+
+impl std::fmt::Display for StopCause {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
 }
 
 impl Control {
-    /// Stop training, for `reason` (kept in the history: [`crate::History::stop_reason`]).
+    /// Stop training, for `reason` (kept in the history: [`crate::History::stop_reason`]); a
+    /// hook's own stop ([`StopCause::Hook`]).
     pub fn stop(reason: impl Into<String>) -> Self {
-        Control::Stop(reason.into())
+        Control::stop_for(StopCause::Hook, reason)
+    }
+
+    /// Stop training for `reason`, a stop of the kind `cause` (a time limit of your own:
+    /// [`StopCause::TimeLimit`]).
+    pub fn stop_for(cause: StopCause, reason: impl Into<String>) -> Self {
+        Control::Stop {
+            cause,
+            reason: reason.into(),
+        }
     }
 
     /// Whether this asks to stop.
     pub fn is_stop(&self) -> bool {
-        matches!(self, Control::Stop(_))
+        matches!(self, Control::Stop { .. })
     }
 }
 

@@ -166,6 +166,9 @@ impl EpochLogs {
 /// Why training stopped before its last epoch.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StopReason {
+    /// What kind of stop it was.
+    #[serde(default)]
+    pub cause: crate::control::StopCause,
     /// The reason the hook gave.
     pub reason: String,
     /// The hook that asked to stop: its function name (or the name of a run-time hook).
@@ -190,7 +193,8 @@ impl std::fmt::Display for StopReason {
 ///
 /// It serializes with serde as `history.json` is best read: `epochs`, a list of flat records
 /// ([`EpochLogs`]: `pandas.json_normalize(h["epochs"])` is the table); the stop as plain fields
-/// (`stop_reason`, `stop_hook`, `stop_event` — the attribute's name, `on_epoch_end` —,
+/// (`stop_cause` — [`crate::StopCause::name`] —, `stop_reason`, `stop_hook`, `stop_event` — the
+/// attribute's name, `on_epoch_end` —,
 /// `stop_epoch`; `null` when every epoch ran); `elapsed_s`; `scaler_skipped_steps`, a plain
 /// number; then `hook_costs`, `skipped`, `logged`.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -212,6 +216,9 @@ pub struct History {
 #[derive(Deserialize)]
 struct HistoryRecord {
     epochs: Vec<EpochLogs>,
+    /// Absent in histories written before stops had a cause: a hook's.
+    #[serde(default)]
+    stop_cause: Option<crate::control::StopCause>,
     stop_reason: Option<String>,
     stop_hook: Option<String>,
     stop_event: Option<String>,
@@ -231,6 +238,7 @@ struct HistoryRecord {
 #[derive(Serialize)]
 struct HistoryRecordRef<'h> {
     epochs: &'h [EpochLogs],
+    stop_cause: Option<crate::control::StopCause>,
     stop_reason: Option<&'h str>,
     stop_hook: Option<&'h str>,
     stop_event: Option<&'static str>,
@@ -247,6 +255,7 @@ impl Serialize for History {
         let stop = self.stop.as_ref();
         HistoryRecordRef {
             epochs: &self.epochs,
+            stop_cause: stop.map(|s| s.cause),
             stop_reason: stop.map(|s| s.reason.as_str()),
             stop_hook: stop.map(|s| s.hook.as_str()),
             stop_event: stop.map(|s| s.event.attribute()),
@@ -272,6 +281,7 @@ impl<'de> Deserialize<'de> for History {
             record.stop_epoch,
         ) {
             (Some(reason), Some(hook), Some(event), Some(epoch)) => Some(StopReason {
+                cause: record.stop_cause.unwrap_or_default(),
                 reason,
                 hook,
                 event: Event::ALL
@@ -761,6 +771,7 @@ mod tests {
                 learning_rate: 1e-3,
             }],
             stop: Some(StopReason {
+                cause: crate::control::StopCause::EarlyStopping,
                 reason: "patience".into(),
                 hook: "EarlyStopping".into(),
                 event: Event::EpochEnd,
@@ -794,7 +805,7 @@ mod tests {
             "{json}"
         );
         assert!(
-            json.contains(r#""stop_reason":"patience","stop_hook":"EarlyStopping","stop_event":"on_epoch_end","stop_epoch":1,"elapsed_s":1.5,"scaler_skipped_steps":3,"#),
+            json.contains(r#""stop_cause":"early_stopping","stop_reason":"patience","stop_hook":"EarlyStopping","stop_event":"on_epoch_end","stop_epoch":1,"elapsed_s":1.5,"scaler_skipped_steps":3,"#),
             "{json}"
         );
         let back: History = serde_json::from_str(&json).unwrap();

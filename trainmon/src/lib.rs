@@ -354,7 +354,7 @@ pub mod testing;
 
 pub use batch::Batch;
 pub use context::{HookContext, LearningRate};
-pub use control::{Control, IntoControl};
+pub use control::{Control, IntoControl, StopCause};
 pub use data::{BatchDataset, Dataset, EpochBatches, Prefetched, PrefetchedBatches, TensorDataset};
 pub use error::{BoxError, Error, Result};
 pub use event::{events, Event, Occurs};

@@ -1,7 +1,7 @@
 //! Early stopping: stop when a monitored metric stops improving.
 
 use crate::context::HookContext;
-use crate::control::Control;
+use crate::control::{Control, StopCause};
 use crate::error::BoxError;
 use crate::event::Event;
 use crate::hook::{Hook, Plugin};
@@ -200,20 +200,25 @@ impl EarlyStopping {
         let name = &self.monitor;
         let value = super::monitored(epoch, name, "EarlyStopping")?;
         if self.check_finite && !value.is_finite() {
-            return Ok(Control::stop(format!("`{name}` is {value} at epoch {}", epoch.epoch())));
+            return Ok(Control::stop_for(
+                StopCause::NotFinite,
+                format!("`{name}` is {value} at epoch {}", epoch.epoch()),
+            ));
         }
         if let Some(threshold) = self.stopping_threshold {
             if self.at_least(value, threshold) {
-                return Ok(Control::stop(format!(
-                    "`{name}` = {value:.6} reached the stopping threshold {threshold}"
-                )));
+                return Ok(Control::stop_for(
+                    StopCause::EarlyStopping,
+                    format!("`{name}` = {value:.6} reached the stopping threshold {threshold}"),
+                ));
             }
         }
         if let Some(threshold) = self.divergence_threshold {
             if !self.at_least(value, threshold) {
-                return Ok(Control::stop(format!(
-                    "`{name}` = {value:.6} diverged past {threshold}"
-                )));
+                return Ok(Control::stop_for(
+                    StopCause::EarlyStopping,
+                    format!("`{name}` = {value:.6} diverged past {threshold}"),
+                ));
             }
         }
         match self.best.or(self.baseline) {
@@ -224,10 +229,10 @@ impl EarlyStopping {
                         Some(best) => format!("the best, {best:.6} at epoch {}", self.best_epoch),
                         None => format!("the baseline {reference}"),
                     };
-                    return Ok(Control::stop(format!(
-                        "`{name}` did not improve on {best} for {} epochs",
-                        self.wait
-                    )));
+                    return Ok(Control::stop_for(
+                        StopCause::EarlyStopping,
+                        format!("`{name}` did not improve on {best} for {} epochs", self.wait),
+                    ));
                 }
             }
             _ => {
@@ -335,7 +340,7 @@ mod tests {
                 .next_epoch(&[(name, value)])
                 .run(Event::EpochEnd, &mut stopper)
                 .map_err(|e| e.to_string())?;
-            if let Control::Stop(reason) = control {
+            if let Control::Stop { reason, .. } = control {
                 return Ok(Some((harness.state().epoch(), reason)));
             }
         }

@@ -1,7 +1,7 @@
 //! Stopping cleanly on Ctrl-C or SIGTERM.
 
 use crate::context::HookContext;
-use crate::control::Control;
+use crate::control::{Control, StopCause};
 use crate::error::{BoxError, Error};
 use crate::event::Event;
 use crate::hook::{Hook, Plugin};
@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 /// The stop reason of a fit an interrupt stopped.
-pub(crate) const INTERRUPTED: &str = "interrupted";
+const INTERRUPTED: &str = "interrupted";
 
 /// Exit status after a second signal: 128 + SIGINT, as shells report an interrupted program.
 const EXIT_ON_SECOND_SIGNAL: i32 = 130;
@@ -64,7 +64,7 @@ impl Interrupt {
 impl Hook for Interrupt {
     fn call(&mut self, _: &HookContext<'_>) -> Result<Control, BoxError> {
         Ok(if self.signalled() {
-            Control::stop(INTERRUPTED)
+            Control::stop_for(StopCause::Interrupted, INTERRUPTED)
         } else {
             Control::Continue
         })

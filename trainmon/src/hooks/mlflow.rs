@@ -34,6 +34,8 @@ const MAX_TAG_VALUE: usize = 5000;
 const MAX_NAME: usize = 250;
 /// The tags of how a fit ended, when it did not end plainly.
 const STOP_REASON_TAG: &str = "trainmon.stop_reason";
+/// The tag with the kind of the stop (`StopCause::name`): what tells an interrupt from an early stop.
+const STOP_CAUSE_TAG: &str = "trainmon.stop_cause";
 const ERROR_TAG: &str = "trainmon.error";
 
 /// Logs a fit to an [MLflow](https://mlflow.org) tracking server (`mlflow server`), through its
@@ -935,9 +937,14 @@ impl Hook for Mlflow {
             }
             Event::TrainEnd => {
                 let stop = ctx.history().stop_reason();
-                let interrupted = stop.is_some_and(|s| s.reason == super::interrupt::INTERRUPTED);
+                let interrupted = stop.is_some_and(|s| s.cause == crate::control::StopCause::Interrupted);
                 let tags = stop
-                    .map(|s| vec![(STOP_REASON_TAG.to_owned(), truncated(&s.reason, MAX_TAG_VALUE))])
+                    .map(|s| {
+                        vec![
+                            (STOP_REASON_TAG.to_owned(), truncated(&s.reason, MAX_TAG_VALUE)),
+                            (STOP_CAUSE_TAG.to_owned(), s.cause.name().to_owned()),
+                        ]
+                    })
                     .unwrap_or_default();
                 self.end(ctx, if interrupted { "KILLED" } else { "FINISHED" }, tags);
             }

@@ -55,6 +55,7 @@ struct Status<'a> {
     #[serde(serialize_with = "in_order")]
     running: Vec<(String, serde_json::Value)>,
     monitor: Option<Monitor<'a>>,
+    stop_cause: Option<crate::control::StopCause>,
     stop_reason: Option<&'a str>,
     error: Option<String>,
     world_size: usize,
@@ -160,6 +161,7 @@ impl StatusFile {
                 metric,
                 mode: if mode.maximises(metric) { "max" } else { "min" },
             }),
+            stop_cause: history.stop_reason().map(|s| s.cause),
             stop_reason: history.stop_reason().map(|s| s.reason.as_str()),
             error: ctx.error().map(|e| format!("{e:#}")),
             world_size: 1,

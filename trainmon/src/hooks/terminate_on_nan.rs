@@ -1,7 +1,7 @@
 //! Stop as soon as the loss is not a number.
 
 use crate::context::HookContext;
-use crate::control::Control;
+use crate::control::{Control, StopCause};
 use crate::error::BoxError;
 use crate::event::Event;
 use crate::filter::Filter;
@@ -46,11 +46,14 @@ impl Hook for TerminateOnNaN {
         Ok(if loss.is_finite() {
             Control::Continue
         } else {
-            Control::stop(format!(
-                "the loss is {loss} at batch {} of epoch {}",
-                batch.number(),
-                ctx.state().epoch()
-            ))
+            Control::stop_for(
+                StopCause::NotFinite,
+                format!(
+                    "the loss is {loss} at batch {} of epoch {}",
+                    batch.number(),
+                    ctx.state().epoch()
+                ),
+            )
         })
     }
 }

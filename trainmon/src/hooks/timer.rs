@@ -1,41 +1,70 @@
 //! Time: a limit on training, and throughput.
 
 use crate::context::HookContext;
-use crate::control::Control;
+use crate::control::{Control, StopCause};
 use crate::error::BoxError;
 use crate::event::Event;
 use crate::filter::Filter;
 use crate::hook::{Hook, Plugin};
 use crate::priority;
 use crate::spec::HookSpec;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// Stops training once it has run for a given time (Lightning's `Timer`): checked after every
 /// batch, so training stops within a batch of the limit; the stop reason says so. The time is
 /// this `fit`'s: a resumed fit ([`crate::Trainer::resumable`]) has the whole limit again, so a
 /// job stopped by it goes on when it is run again.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct TimeLimit {
     limit: Duration,
     started: Option<Instant>,
+    clock: Clock,
+}
+
+/// What a [`TimeLimit`] reads the time from.
+type Clock = Arc<dyn Fn() -> Instant + Send + Sync>;
+
+impl std::fmt::Debug for TimeLimit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TimeLimit")
+            .field("limit", &self.limit)
+            .field("started", &self.started)
+            .finish_non_exhaustive()
+    }
 }
 
 impl TimeLimit {
     /// Stops after `limit` of training (from `fit`'s start).
     pub fn new(limit: Duration) -> Self {
-        TimeLimit { limit, started: None }
+        TimeLimit {
+            limit,
+            started: None,
+            clock: Arc::new(Instant::now),
+        }
+    }
+
+    /// Reads the time from `clock` instead of the system's (`Instant::now`): a test moves its
+    /// own clock on instead of waiting for the limit.
+    pub fn clock(mut self, clock: impl Fn() -> Instant + Send + Sync + 'static) -> Self {
+        self.clock = Arc::new(clock);
+        self
     }
 }
 
 impl Hook for TimeLimit {
     fn call(&mut self, ctx: &HookContext<'_>) -> Result<Control, BoxError> {
+        let now = (self.clock)();
         if ctx.event() == Event::TrainBegin {
-            self.started = Some(Instant::now());
+            self.started = Some(now);
             return Ok(Control::Continue);
         }
-        let elapsed = self.started.get_or_insert_with(Instant::now).elapsed();
+        let elapsed = now.saturating_duration_since(*self.started.get_or_insert(now));
         Ok(if elapsed >= self.limit {
-            Control::stop(format!("time limit of {:?} reached after {:.2?}", self.limit, elapsed))
+            Control::stop_for(
+                StopCause::TimeLimit,
+                format!("time limit of {:?} reached after {:.2?}", self.limit, elapsed),
+            )
         } else {
             Control::Continue
         })

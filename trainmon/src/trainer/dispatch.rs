@@ -352,8 +352,9 @@ fn call(slot: &Slot, hook: &mut dyn Hook, ctx: &HookContext<'_>, stop: &mut Opti
         Ok(Err(err)) => return Err(failed(err)),
         Err(panic) => return Err(failed(format!("panicked: {panic}").into())),
     };
-    if let Control::Stop(reason) = control {
+    if let Control::Stop { cause, reason } = control {
         stop.get_or_insert_with(|| StopReason {
+            cause,
             reason,
             hook: slot.info.name().to_owned(),
             event: ctx.event,

@@ -5,6 +5,7 @@
 //! rollbacks, data-parallel averaging, clipping) applies to both alike.
 
 use crate::context::Scene;
+use crate::control::StopCause;
 use crate::error::{Error, Result};
 use crate::event::Event;
 use crate::history::StopReason;
@@ -178,6 +179,7 @@ impl<'a, 'h> Engine<'a, 'h> {
         match parallel.who_stopped(here)? {
             Some(rank) if !here => {
                 self.dispatch.stop_with(StopReason {
+                    cause: StopCause::OtherRank,
                     reason: format!("rank {rank} of {} stopped", parallel.world()),
                     hook: "data_parallel".into(),
                     event,

@@ -8,6 +8,7 @@ use super::source::{Shuffling, Source, PAIRS};
 use super::timing::Profile;
 use super::typed::is_pairs;
 use super::work::{Computed, Work};
+use crate::control::StopCause;
 use crate::error::Result;
 use crate::event::Event;
 use crate::history::{EpochLogs, History, Skipped, StopReason};
@@ -365,6 +366,7 @@ impl Engine<'_, '_> {
         self.scene.history.skipped.push(skipped);
         if let Some(reason) = gave_up {
             self.dispatch.stop_with(StopReason {
+                cause: StopCause::Rollbacks,
                 reason,
                 hook: "Rollback".into(),
                 event: Event::BatchEnd,
