@@ -269,18 +269,16 @@ impl<'a, 'h> Engine<'a, 'h> {
         self.fire(Event::BeforeBackward, count, None, seen)?;
         let k = self.settings.accumulate;
         let backward = || -> std::result::Result<(), tch::TchError> {
-            let divided = match k {
-                1 => loss.shallow_clone(),
-                _ => loss.f_div_scalar(k as f64)?,
-            };
             // As `scaler.scale(loss / k).backward()`.
-            match &self.scaler {
-                Some(scaler) => scaler.scale(&divided)?.f_backward(),
-                None => divided.f_backward(),
+            match (&self.scaler, k) {
+                (None, 1) => loss.f_backward(),
+                (None, _) => loss.f_div_scalar(k as f64)?.f_backward(),
+                (Some(scaler), 1) => scaler.scale(loss)?.f_backward(),
+                (Some(scaler), _) => scaler.scale(&loss.f_div_scalar(k as f64)?)?.f_backward(),
             }
         };
         backward().map_err(|e| Error::torch(format!("the backward pass failed on {}", self.at()), e))?;
-        if unscale && self.window.end {
+        if unscale && self.window.end && self.scaler.is_some() {
             self.unscale(&crate::context::defined_grads(self.vs))?;
             self.window.unscaled = true;
         }
@@ -296,22 +294,25 @@ impl<'a, 'h> Engine<'a, 'h> {
             return Ok(());
         }
         let count = self.count();
-        // This optimizer's gradients alone: the other parts', left by this batch's other
-        // backward passes, are not its to average or clip.
-        let grads = match part {
-            Part::All => crate::context::defined_grads(self.vs),
-            Part::Named(name) => {
-                (self.optimizer.by_name(name)?.gradients()).unwrap_or_else(|| crate::context::defined_grads(self.vs))
+        let unscale = self.scaler.is_some() && !self.window.unscaled;
+        // The gradients are collected only where something works on them (a step is otherwise
+        // the optimizer's alone): this optimizer's alone — the other parts', left by this
+        // batch's other backward passes, are not its to unscale, average or clip.
+        if unscale || self.parallel.is_some() || self.settings.clip.is_some() {
+            let grads = match part {
+                Part::All => crate::context::defined_grads(self.vs),
+                Part::Named(name) => (self.optimizer.by_name(name)?.gradients())
+                    .unwrap_or_else(|| crate::context::defined_grads(self.vs)),
+            };
+            if unscale {
+                self.unscale(&grads)?;
             }
-        };
-        if !self.window.unscaled {
-            self.unscale(&grads)?;
-        }
-        if let Some(parallel) = &self.parallel {
-            parallel.average(&grads)?;
-        }
-        if let Some(clip) = self.settings.clip {
-            clip_grads(grads, clip).map_err(|e| Error::torch("clipping the gradients", e))?;
+            if let Some(parallel) = &self.parallel {
+                parallel.average(&grads)?;
+            }
+            if let Some(clip) = self.settings.clip {
+                clip_grads(grads, clip).map_err(|e| Error::torch("clipping the gradients", e))?;
+            }
         }
         self.fire(Event::BeforeOptimizerStep, count, None, seen)?;
         let skip = match &mut self.scaler {

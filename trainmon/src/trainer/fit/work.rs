@@ -114,15 +114,9 @@ fn forward_loss(
     autocast: Option<Kind>,
     at: &dyn Fn() -> String,
 ) -> Result<(Tensor, Tensor)> {
-    let fp32 = |t: Tensor, what: &str| match t.kind() {
-        Kind::Half | Kind::BFloat16 => t
-            .f_to_kind(Kind::Float)
-            .map_err(|e| Error::torch(format!("casting {what} to fp32 on {}", at()), e)),
-        _ => Ok(t),
-    };
     let run = || {
-        let outputs = fp32(forward(model, x, train, at)?, "the model's outputs")?;
-        let value = fp32(compute_loss(loss, &outputs, y, at)?, "the loss")?;
+        let outputs = fp32(forward(model, x, train, at)?, "the model's outputs", at)?;
+        let value = fp32(compute_loss(loss, &outputs, y, at)?, "the loss", at)?;
         Ok((outputs, value))
     };
     match autocast {
@@ -180,24 +174,29 @@ fn step_loss(
                 .into(),
         ));
     }
-    let fp32 = |t: Tensor, what: &str| match t.kind() {
-        Kind::Half | Kind::BFloat16 => t
-            .f_to_kind(Kind::Float)
-            .map_err(|e| Error::torch(format!("casting {what} to fp32 on {}", at()), e)),
-        _ => Ok(t),
-    };
     let loss = match loss.dim() {
         0 => loss,
         _ => loss
             .f_reshape([])
             .map_err(|e| Error::torch("reading the step's loss", e))?,
     };
-    let loss = fp32(loss, "the loss")?;
+    let loss = fp32(loss, "the loss", at)?;
     let outputs = match outputs {
-        Some((outputs, targets)) => Some((fp32(outputs, "the step's outputs")?, targets)),
+        Some((outputs, targets)) => Some((fp32(outputs, "the step's outputs", at)?, targets)),
         None => None,
     };
     Ok((loss, outputs))
+}
+
+/// `t` in fp32 if it is of a 16-bit float type (mixed precision's outputs and losses), as it
+/// is otherwise; `what` and `at` name it in errors.
+fn fp32(t: Tensor, what: &str, at: &dyn Fn() -> String) -> Result<Tensor> {
+    match t.kind() {
+        Kind::Half | Kind::BFloat16 => t
+            .f_to_kind(Kind::Float)
+            .map_err(|e| Error::torch(format!("casting {what} to fp32 on {}", at()), e)),
+        _ => Ok(t),
+    }
 }
 
 /// The model's forward pass; a libtorch failure (tch panics) becomes an error with the shapes.
