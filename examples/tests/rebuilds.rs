@@ -1,5 +1,6 @@
 //! Building again rebuilds nothing: a second build of the workspace compiles nothing (the
-//! examples' and tests' build script, trainmon's, watches files that exist in those packages).
+//! examples' and tests' build script, trainmon's, watches files that exist in those packages),
+//! and `cargo xtask` and plain `cargo` take turns without rebuilding each other's artifacts.
 //!
 //! Cargo runs here as from a user's shell, in this workspace and its target directory, and builds
 //! what the test run built, so that it is reused: none of the variables that cargo (or `cargo
@@ -95,4 +96,20 @@ fn a_second_build_compiles_nothing() {
     build_tests(false);
     let again = build_tests(false);
     assert!(again.is_empty(), "built again: {again:#?}");
+}
+
+#[test]
+fn cargo_xtask_and_cargo_share_what_they_build() {
+    let _one = BUILDS.lock().unwrap_or_else(|e| e.into_inner());
+    build_tests(true);
+    let plain = build_tests(false);
+    assert!(
+        plain.is_empty(),
+        "plain cargo after `cargo xtask` built again: {plain:#?}"
+    );
+    let xtask = build_tests(true);
+    assert!(
+        xtask.is_empty(),
+        "`cargo xtask` after plain cargo built again: {xtask:#?}"
+    );
 }
