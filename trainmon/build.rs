@@ -23,10 +23,13 @@
 //!   are found ([`cuda_includes`]), it is compiled with NCCL too, for CUDA tensors, and
 //!   flagged `cfg(trainmon_nccl)`.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 fn main() {
-    println!("cargo:rerun-if-changed=build.rs");
+    // Not every file of the package: only this script (and what is named below) makes cargo run it
+    // again. Named by its own path, as `build.rs` would be a file that examples/ and tests/ lack,
+    // and cargo runs a script whose watched file is missing at every build.
+    println!("cargo:rerun-if-changed={}", source().display());
     // torch-sys reports libtorch's directory (`links = "tch"`).
     let Some(lib) = std::env::var_os("DEP_TCH_LIBTORCH_LIB") else {
         return;
@@ -43,6 +46,18 @@ fn main() {
     if trainmon && lib.join("libtorch_cuda.so").exists() {
         link_cuda_anchor();
     }
+}
+
+/// This script's source file: `file!()`, the path cargo gave the compiler, is absolute or
+/// relative to the workspace root, which is the package's directory or one above it. (Not found
+/// there, it is trainmon's own `build.rs`.)
+fn source() -> PathBuf {
+    let file = Path::new(file!());
+    let package = PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"));
+    package
+        .ancestors()
+        .find_map(|dir| std::fs::canonicalize(dir.join(file)).ok())
+        .unwrap_or_else(|| package.join("build.rs"))
 }
 
 /// Where gloo's headers are: a directory holding `gloo/algorithm.h`.

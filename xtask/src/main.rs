@@ -95,6 +95,9 @@ fn cargo(sub: &[&str], rest: Vec<OsString>) -> Result<ExitCode> {
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let mut cmd = Command::new(cargo);
     cmd.current_dir(workspace_root()).args(sub).args(rest);
+    for key in set_by_cargo_run() {
+        cmd.env_remove(key);
+    }
     cmd.env("LD_LIBRARY_PATH", torch.library_path()?);
     if let Some(python) = &torch.python {
         cmd.env("TRAINMON_PYTHON", python);
@@ -109,6 +112,23 @@ fn cargo(sub: &[&str], rest: Vec<OsString>) -> Result<ExitCode> {
         Some(code) => ExitCode::from(u8::try_from(code).unwrap_or(1)),
         None => ExitCode::FAILURE,
     })
+}
+
+/// The variables of this process that `cargo run` (which `cargo xtask` is) set for xtask itself:
+/// xtask's `CARGO_MANIFEST_DIR`, `CARGO_MANIFEST_PATH` and `CARGO_PKG_*`. The cargo that xtask
+/// starts must not inherit them: it would take them for the user's environment, and build scripts
+/// that watch them (ring's watches `CARGO_MANIFEST_DIR` and `CARGO_PKG_*`) would run again, and
+/// all that depends on them (rustls, ureq, trainmon…) be rebuilt, at every switch between
+/// `cargo xtask …` and plain `cargo …`. (`LD_LIBRARY_PATH`, which `cargo run` sets too, is set
+/// anew for the cargo that xtask starts.)
+fn set_by_cargo_run() -> Vec<OsString> {
+    std::env::vars_os()
+        .map(|(key, _)| key)
+        .filter(|key| {
+            let key = key.to_string_lossy();
+            key.starts_with("CARGO_PKG_") || key == "CARGO_MANIFEST_DIR" || key == "CARGO_MANIFEST_PATH"
+        })
+        .collect()
 }
 
 /// libtorch as this workspace finds it: the shared search ([`trainmon_setup::libtorch`]), with
