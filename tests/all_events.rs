@@ -28,19 +28,19 @@ fn grads_defined(vs: &VarStore) -> bool {
         .all(|v| v.grad().defined() && v.grad().abs().sum(Kind::Double).double_value(&[]) > 0.0)
 }
 
-#[on_train_begin]
+#[on_train_begin(group = "all_events")]
 fn train_begin(s: &TrainState) {
     saw(Event::TrainBegin, s)
 }
-#[on_epoch_begin]
+#[on_epoch_begin(group = "all_events")]
 fn epoch_begin(s: &TrainState) {
     saw(Event::EpochBegin, s)
 }
-#[on_batch_begin]
+#[on_batch_begin(group = "all_events")]
 fn batch_begin(s: &TrainState) {
     saw(Event::BatchBegin, s)
 }
-#[on_before_backward]
+#[on_before_backward(group = "all_events")]
 fn before_backward(s: &TrainState, vs: &VarStore) {
     saw(Event::BeforeBackward, s);
     // Gradients were zeroed before the backward pass (or never computed, at the first step).
@@ -50,24 +50,24 @@ fn before_backward(s: &TrainState, vs: &VarStore) {
         .all(|v| !v.grad().defined() || v.grad().abs().sum(Kind::Double).double_value(&[]) == 0.0);
     GRADS.lock().unwrap().push((Event::BeforeBackward, !zero));
 }
-#[on_after_backward]
+#[on_after_backward(group = "all_events")]
 fn after_backward(s: &TrainState, vs: &VarStore) {
     saw(Event::AfterBackward, s);
     GRADS.lock().unwrap().push((Event::AfterBackward, grads_defined(vs)));
 }
-#[on_before_optimizer_step]
+#[on_before_optimizer_step(group = "all_events")]
 fn before_step(s: &TrainState) {
     saw(Event::BeforeOptimizerStep, s)
 }
-#[on_batch_end]
+#[on_batch_end(group = "all_events")]
 fn batch_end(s: &TrainState) {
     saw(Event::BatchEnd, s)
 }
-#[on_validation_begin]
+#[on_validation_begin(group = "all_events")]
 fn validation_begin(s: &TrainState) {
     saw(Event::ValidationBegin, s)
 }
-#[on_validation_batch_end]
+#[on_validation_batch_end(group = "all_events")]
 fn validation_batch_end(batch: &BatchLogs) {
     SEEN.lock().unwrap().push((Event::ValidationBatchEnd, batch.number()));
     VAL_BATCHES
@@ -75,7 +75,7 @@ fn validation_batch_end(batch: &BatchLogs) {
         .unwrap()
         .push((batch.number(), batch.loss(), batch.accuracy()));
 }
-#[on_validation_end]
+#[on_validation_end(group = "all_events")]
 fn validation_end(s: &TrainState, epoch: &EpochLogs) {
     saw(Event::ValidationEnd, s);
     EPOCHS
@@ -83,7 +83,7 @@ fn validation_end(s: &TrainState, epoch: &EpochLogs) {
         .unwrap()
         .push((Event::ValidationEnd, epoch.val_loss(), epoch.get("val_accuracy")));
 }
-#[on_epoch_end]
+#[on_epoch_end(group = "all_events")]
 fn epoch_end(s: &TrainState, epoch: &EpochLogs) {
     saw(Event::EpochEnd, s);
     EPOCHS
@@ -91,7 +91,7 @@ fn epoch_end(s: &TrainState, epoch: &EpochLogs) {
         .unwrap()
         .push((Event::EpochEnd, epoch.val_loss(), epoch.get("val_accuracy")));
 }
-#[on_train_end]
+#[on_train_end(group = "all_events")]
 fn train_end(s: &TrainState) {
     saw(Event::TrainEnd, s)
 }
@@ -99,8 +99,8 @@ fn train_end(s: &TrainState) {
 static BOTH: Mutex<Vec<(usize, bool)>> = Mutex::new(Vec::new());
 
 // One function, two events: it runs at both, with the parameters both have.
-#[on_epoch_begin]
-#[on_epoch_end]
+#[on_epoch_begin(group = "all_events")]
+#[on_epoch_end(group = "all_events")]
 fn epoch_edges(state: &TrainState, history: &History) {
     BOTH.lock()
         .unwrap()
@@ -109,6 +109,7 @@ fn epoch_edges(state: &TrainState, history: &History) {
 
 #[test]
 fn events_fire_in_order_with_validation() {
+    let _serial = trainmon_tests::serial();
     tch::manual_seed(0);
     let data = |n| {
         TensorDataset::new(
@@ -122,6 +123,7 @@ fn events_fire_in_order_with_validation() {
     let model = nn::linear(vs.root(), 4, 3, Default::default());
     let history = Trainer::new(&vs, &model)
         .optimizer(nn::Sgd::default(), 0.1)
+        .hooks(trainmon::Hooks::groups(["all_events"]))
         .epochs(2)
         .batch_size(50)
         .validation(&valid)

@@ -14,6 +14,7 @@ fn linear(inputs: i64, outputs: i64) -> (nn::VarStore, nn::Linear) {
 fn fit_error(data: &TensorDataset, vs: &nn::VarStore, model: &impl Module, batch_size: usize) -> String {
     match Trainer::new(vs, model)
         .optimizer(nn::Adam::default(), 1e-3)
+        .hooks(trainmon::Hooks::none())
         .epochs(2)
         .batch_size(batch_size)
         .fit(data)
@@ -25,11 +26,13 @@ fn fit_error(data: &TensorDataset, vs: &nn::VarStore, model: &impl Module, batch
 
 #[test]
 fn zero_epochs_is_a_config_error() {
+    let _serial = trainmon_tests::serial();
     let data = tutorial_data(1);
     let (vs, model) = linear(20, 2);
     let before = weights(&vs);
     let err = Trainer::new(&vs, &model)
         .optimizer(nn::Adam::default(), 1e-3)
+        .hooks(trainmon::Hooks::none())
         .epochs(0)
         .fit(&data)
         .unwrap_err();
@@ -40,6 +43,7 @@ fn zero_epochs_is_a_config_error() {
 
 #[test]
 fn bad_training_setups_are_errors_naming_the_cause() {
+    let _serial = trainmon_tests::serial();
     let data = tutorial_data(1);
     let wrong_labels = TensorDataset::new(
         Tensor::randn([100, 20], (Kind::Float, Device::Cpu)),
@@ -103,15 +107,20 @@ fn bad_training_setups_are_errors_naming_the_cause() {
 
 #[test]
 fn a_missing_optimizer_is_an_error() {
+    let _serial = trainmon_tests::serial();
     let data = tutorial_data(1);
     let (vs, model) = linear(20, 2);
-    let err = Trainer::new(&vs, &model).fit(&data).unwrap_err();
+    let err = Trainer::new(&vs, &model)
+        .hooks(trainmon::Hooks::none())
+        .fit(&data)
+        .unwrap_err();
     assert!(matches!(err, Error::Config(_)), "{err:?}");
     assert!(err.to_string().contains("no optimizer"), "{err}");
 }
 
 #[test]
 fn bad_datasets_are_refused() {
+    let _serial = trainmon_tests::serial();
     let f = |n| Tensor::randn([n, 20], (Kind::Float, Device::Cpu));
     let l = |n| Tensor::zeros([n], (Kind::Int64, Device::Cpu));
     let cases = [
@@ -127,6 +136,7 @@ fn bad_datasets_are_refused() {
 
 #[test]
 fn bad_trainer_settings_are_errors_naming_the_cause() {
+    let _serial = trainmon_tests::serial();
     let data = tutorial_data(1);
     let float_labels = TensorDataset::new(
         Tensor::randn([100, 20], (Kind::Float, Device::Cpu)),
@@ -137,6 +147,7 @@ fn bad_trainer_settings_are_errors_naming_the_cause() {
     let trainer = || {
         Trainer::new(&vs, &model)
             .optimizer(nn::Adam::default(), 1e-3)
+            .hooks(trainmon::Hooks::none())
             .batch_size(32)
     };
     type Setup<'a> = Box<dyn Fn() -> trainmon::Result<trainmon::History> + 'a>;
@@ -185,6 +196,7 @@ fn bad_trainer_settings_are_errors_naming_the_cause() {
 
 #[test]
 fn features_without_nan_pass_the_check_even_when_their_sum_is_not_finite() {
+    let _serial = trainmon_tests::serial();
     // Infinities and values whose sum overflows: not NaN, so no error even under `Error`.
     let features = Tensor::randn([100, 20], (Kind::Float, Device::Cpu));
     let _ = features.get(3).get(1).fill_(f64::INFINITY);
@@ -205,6 +217,7 @@ fn features_without_nan_pass_the_check_even_when_their_sum_is_not_finite() {
 
 #[test]
 fn nan_features_follow_the_policy() {
+    let _serial = trainmon_tests::serial();
     let features = Tensor::randn([100, 20], (Kind::Float, Device::Cpu));
     let _ = features.get(7).get(2).fill_(f64::NAN);
     let _ = features.get(42).get(0).fill_(f64::NAN);
@@ -244,6 +257,7 @@ fn nan_features_follow_the_policy() {
 
 #[test]
 fn a_full_disk_is_an_error_naming_the_file() {
+    let _serial = trainmon_tests::serial();
     // `epochs.csv` is a link to /dev/full, where every write fails with "no space left".
     let dir = tempfile::tempdir().unwrap();
     std::os::unix::fs::symlink("/dev/full", dir.path().join("epochs.csv")).unwrap();
@@ -265,6 +279,7 @@ fn a_full_disk_is_an_error_naming_the_file() {
 
 #[test]
 fn truncated_or_foreign_checkpoints_are_refused_and_change_nothing() {
+    let _serial = trainmon_tests::serial();
     let dir = tempfile::tempdir().unwrap();
     let data = tutorial_data(1);
     let (vs, model) = linear(20, 2);

@@ -9,7 +9,7 @@ use trainmon_tests::{tutorial_data, tutorial_model};
 static EPOCH_ENDS: Mutex<Vec<(usize, usize)>> = Mutex::new(Vec::new());
 static BATCH_ENDS: Mutex<usize> = Mutex::new(0);
 
-#[on_batch_end]
+#[on_batch_end(group = "batch_stop")]
 fn stop_mid_epoch(state: &TrainState) -> Control {
     *BATCH_ENDS.lock().unwrap() += 1;
     if state.epoch() == 2 && state.batch() == 5 {
@@ -19,17 +19,19 @@ fn stop_mid_epoch(state: &TrainState) -> Control {
     }
 }
 
-#[on_epoch_end]
+#[on_epoch_end(group = "batch_stop")]
 fn epoch_end(epoch: &EpochLogs) {
     EPOCH_ENDS.lock().unwrap().push((epoch.epoch(), epoch.batches()));
 }
 
 #[test]
 fn batch_stop_ends_the_epoch_after_that_batch() {
+    let _serial = trainmon_tests::serial();
     let data = tutorial_data(1);
     let (vs, model) = tutorial_model(2);
     let history = Trainer::new(&vs, &model)
         .optimizer(nn::Adam::default(), 1e-3)
+        .hooks(trainmon::Hooks::groups(["batch_stop"]))
         .epochs(4)
         .batch_size(32)
         .fit(&data)

@@ -20,8 +20,8 @@ fn record_weights(vs: &VarStore) {
     WEIGHTS.lock().unwrap().push(weights(vs));
 }
 
-/// libtorch's generator is global: the tests of this file, which seed it, run one at a time.
-static SERIAL: Mutex<()> = Mutex::new(());
+/// libtorch's generator is one per process: the tests that seed it run one at a time.
+use trainmon_tests::SERIAL;
 
 #[test]
 fn best_weights_come_back_however_training_ended() {

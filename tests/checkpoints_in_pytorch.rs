@@ -24,6 +24,7 @@ with torch.no_grad():
 
 #[test]
 fn pytorch_loads_a_checkpoint_and_its_header_says_where_training_was() {
+    let _serial = trainmon_tests::serial();
     let dir = tempfile::tempdir().unwrap();
     let data = tutorial_data(1);
     let (vs, model) = tutorial_model(2);

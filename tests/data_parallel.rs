@@ -12,12 +12,15 @@ use trainmon::dist::{ProcessGroup, Rendezvous};
 use trainmon::hooks::MetricFiles;
 use trainmon::prelude::*;
 use trainmon::{Event, HookSpec, Hooks, Loss};
-use trainmon_tests::ranks::{free_port, result, world, RANK_PROCESS};
+use trainmon_tests::ranks::{free_port, result, Ranks};
+
+/// The ranks of this module's tests: its `rank_process`.
+const RANKS: Ranks = Ranks(module_path!());
 use trainmon_tests::{poisoned_data, tutorial_data, tutorial_model, weights, ClassifierByHand, ClassifierStep};
 
 /// Two ranks of `role`; each writes under `OUT/rank<N>` (`out`).
 fn two_ranks(role: &str, out: &std::path::Path) -> Vec<Output> {
-    world(role, 2, &[("OUT", out.display().to_string())])
+    RANKS.world(role, 2, &[("OUT", out.display().to_string())])
 }
 
 /// The tutorial fit, SGD, batches of `batch_size`, in order or shuffled.
@@ -312,6 +315,7 @@ fn two_ranks_of_16_match_one_process_of_32() {
 /// `results` of two ranks × batches of 16 in order: the weights and metrics of one process
 /// with batches of 32.
 fn matches_one_process_of_32(results: &[serde_json::Value]) {
+    let _serial = trainmon_tests::serial();
     let data = tutorial_data(1);
     // Rank 0's initial weights.
     let (vs, model) = tutorial_model(10);
@@ -364,6 +368,7 @@ fn matches_one_process_of_32(results: &[serde_json::Value]) {
 fn without_metrics_the_running_loss_is_still_global() {
     let out = tempfile::tempdir().unwrap();
     let results: Vec<_> = two_ranks("in_order_loss_only", out.path()).iter().map(result).collect();
+    let _serial = trainmon_tests::serial();
     // The running values this process's fit sees (the tests run in parallel threads).
     let seen = std::sync::Arc::new(Mutex::new(Vec::new()));
     let record = seen.clone();
@@ -424,7 +429,7 @@ fn a_rank_failing_before_the_ranks_agree_ends_the_others_wait() {
     )
     .unwrap();
     let started = std::time::Instant::now();
-    let outs = world(
+    let outs = RANKS.world(
         "resume_elsewhere",
         2,
         &[("OUT", out.path().display().to_string()), ("EPOCHS", "1".into())],
@@ -447,6 +452,7 @@ fn a_rank_failing_before_the_ranks_agree_ends_the_others_wait() {
 #[test]
 fn a_point_within_an_epoch_is_refused_by_another_world_size() {
     let out = tempfile::tempdir().unwrap();
+    let serial = trainmon_tests::serial();
     let data = tutorial_data(1);
     let (vs, model) = tutorial_model(10);
     let history = trainer(&vs, &model, 16, true)
@@ -462,6 +468,7 @@ fn a_point_within_an_epoch_is_refused_by_another_world_size() {
         .fit(&data)
         .unwrap();
     assert!(history.stop_reason().is_some());
+    drop(serial);
     for r in two_ranks("resume_shared", out.path()).iter().map(result) {
         let error = r["error"].as_str().unwrap();
         assert!(
@@ -478,6 +485,7 @@ fn a_step_by_hand_averages_its_gradients_over_the_ranks() {
     let out = tempfile::tempdir().unwrap();
     let results: Vec<_> = two_ranks("by_hand", out.path()).iter().map(result).collect();
     assert_eq!(results[0]["weights"], results[1]["weights"], "{}", results[0]);
+    let _serial = trainmon_tests::serial();
     let data = tutorial_data(1);
     let (vs, model) = tutorial_model(10);
     by_hand_trainer(&vs, 32)
@@ -555,7 +563,7 @@ fn a_hook_error_on_one_rank_ends_the_other_with_it() {
     for failing in [1, 0] {
         let out = tempfile::tempdir().unwrap();
         let started = std::time::Instant::now();
-        let outs = world(
+        let outs = RANKS.world(
             "hook_fails",
             2,
             &[
@@ -596,7 +604,7 @@ fn under_torchrun(role: &str, out: &std::path::Path, extra: &[(&str, &str)], att
     .arg("--master-port")
     .arg(free_port().to_string())
     .arg(std::env::current_exe().unwrap())
-    .args(RANK_PROCESS)
+    .args(RANKS.args())
     .env("TRAINMON_TEST_ROLE", role)
     .env("OUT", out)
     .env("OMP_NUM_THREADS", "1")
@@ -630,7 +638,7 @@ fn under_torchrun(role: &str, out: &std::path::Path, extra: &[(&str, &str)], att
 fn ranks_that_read_different_resume_points_are_refused() {
     let out = tempfile::tempdir().unwrap();
     let one = |epochs: &str| {
-        world(
+        RANKS.world(
             "resume_elsewhere",
             2,
             &[("OUT", out.path().display().to_string()), ("EPOCHS", epochs.to_owned())],
@@ -683,6 +691,7 @@ fn a_hook_with_rank_0_runs_on_rank_0_alone() {
     assert_eq!(results[0]["rank_zero_calls"], 2, "{}", results[0]);
     assert_eq!(results[1]["rank_zero_calls"], 0, "{}", results[1]);
     // Outside a data-parallel fit (rank 0 of none), the hook runs as any other.
+    let _serial = trainmon_tests::serial();
     let data = tutorial_data(1);
     let (vs, model) = tutorial_model(1);
     let before = RANK_ZERO_CALLS.load(Ordering::SeqCst);
@@ -714,6 +723,7 @@ fn ranks_with_other_models_are_refused_naming_the_difference() {
 /// fine-tune, in one launch).
 #[test]
 fn a_world_of_one_trains_as_one_process_and_runs_several_fits() {
+    let _serial = trainmon_tests::serial();
     let data = tutorial_data(1);
     let (vs, model) = tutorial_model(1);
     let group = ProcessGroup::join(Rendezvous::new("127.0.0.1", free_port(), 0, 1).unwrap()).unwrap();
@@ -748,7 +758,10 @@ fn a_world_of_one_trains_as_one_process_and_runs_several_fits() {
 /// with the same setting, their replicas identical.
 #[test]
 fn two_ranks_roll_back_and_scale_together_as_one_process_of_32() {
-    let data = poisoned_data(1, POISONED);
+    let data = {
+        let _serial = trainmon_tests::serial();
+        poisoned_data(1, POISONED)
+    };
     for role in ["rollback", "scaler"] {
         let out = tempfile::tempdir().unwrap();
         let results: Vec<_> = two_ranks(role, out.path()).iter().map(result).collect();
@@ -756,6 +769,7 @@ fn two_ranks_roll_back_and_scale_together_as_one_process_of_32() {
             results[0]["weights"], results[1]["weights"],
             "{role}: identical replicas"
         );
+        let _serial = trainmon_tests::serial();
         let (vs, model) = tutorial_model(10);
         let alone = combined(role, trainer(&vs, &model, 32, false)).fit(&data).unwrap();
         let alone_weights = weights(&vs);

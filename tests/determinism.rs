@@ -32,8 +32,8 @@ fn run(seed: u64, lazy: bool, one_by_one: bool) -> (Vec<Epoch>, Vec<f32>) {
     run_on(&data, seed, lazy, one_by_one)
 }
 
-/// libtorch's random generator is global: the tests of this file draw from it one at a time.
-static GLOBAL_RNG: std::sync::Mutex<()> = std::sync::Mutex::new(());
+/// libtorch's random generator is one per process: the tests draw from it one at a time.
+use trainmon_tests::SERIAL as GLOBAL_RNG;
 
 fn run_on(data: &TensorDataset, seed: u64, lazy: bool, one_by_one: bool) -> (Vec<Epoch>, Vec<f32>) {
     let _rng = GLOBAL_RNG.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
@@ -47,6 +47,7 @@ fn run_on(data: &TensorDataset, seed: u64, lazy: bool, one_by_one: bool) -> (Vec
         .add(nn::linear(vs.root() / "fc2", 16, 2, Default::default()));
     let mut trainer = Trainer::new(&vs, &model)
         .optimizer(nn::Adam::default(), 1e-2)
+        .hooks(trainmon::Hooks::none())
         .epochs(3)
         .batch_size(32)
         .validation_split(0.2)

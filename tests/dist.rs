@@ -7,7 +7,10 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 use tch::{Kind, Tensor};
 use trainmon::dist::{ProcessGroup, Rendezvous};
-use trainmon_tests::ranks::{child, free_port, result, results, world, RANK_PROCESS};
+use trainmon_tests::ranks::{free_port, result, results, Ranks};
+
+/// The ranks of this module's tests: its `rank_process`.
+const RANKS: Ranks = Ranks(module_path!());
 
 fn values(t: &Tensor) -> Vec<f64> {
     Vec::<f64>::try_from(t.to_kind(Kind::Double)).unwrap()
@@ -68,7 +71,7 @@ fn rank_process() {
 
 #[test]
 fn two_ranks_reduce_broadcast_and_agree() {
-    let outs = world("collectives", 2, &[]);
+    let outs = RANKS.world("collectives", 2, &[]);
     for (rank, out) in outs.iter().enumerate() {
         let r = result(out);
         assert_eq!(r["rank"], rank, "{r}");
@@ -84,7 +87,7 @@ fn two_ranks_reduce_broadcast_and_agree() {
 
 #[test]
 fn ranks_that_disagree_on_the_model_are_told_where() {
-    for (rank, out) in world("disagree", 2, &[]).iter().enumerate() {
+    for (rank, out) in RANKS.world("disagree", 2, &[]).iter().enumerate() {
         let r = result(out);
         assert_eq!(r["rank"], rank);
         let error = r["error"].as_str().unwrap();
@@ -97,7 +100,7 @@ fn ranks_that_disagree_on_the_model_are_told_where() {
 
 #[test]
 fn a_rank_that_dies_fails_the_others_with_an_error_not_a_hang() {
-    let outs = world("dies", 2, &[]);
+    let outs = RANKS.world("dies", 2, &[]);
     assert_eq!(outs[1].status.code(), Some(3));
     let r = result(&outs[0]);
     let error = r["error"].as_str().unwrap();
@@ -139,7 +142,8 @@ fn a_store_nobody_hosts_is_an_error_naming_it_within_the_timeout() {
 #[test]
 fn without_a_launcher_the_error_says_how_to_launch() {
     // This test process has no RANK…: `from_env` names what is missing.
-    let out = child("collectives", &[])
+    let out = RANKS
+        .child("collectives", &[])
         .env_remove("RANK")
         .env_remove("MASTER_ADDR")
         .output()
@@ -159,20 +163,21 @@ fn slurm_sets_the_ranks_with_a_given_master() {
     let port = free_port();
     let children: Vec<_> = (0..2)
         .map(|rank| {
-            child(
-                "collectives",
-                &[
-                    ("SLURM_PROCID", rank.to_string()),
-                    ("SLURM_NTASKS", "2".into()),
-                    ("SLURM_LOCALID", rank.to_string()),
-                    ("MASTER_ADDR", "127.0.0.1".into()),
-                    ("MASTER_PORT", port.to_string()),
-                ],
-            )
-            .env_remove("RANK")
-            .env_remove("WORLD_SIZE")
-            .spawn()
-            .unwrap()
+            RANKS
+                .child(
+                    "collectives",
+                    &[
+                        ("SLURM_PROCID", rank.to_string()),
+                        ("SLURM_NTASKS", "2".into()),
+                        ("SLURM_LOCALID", rank.to_string()),
+                        ("MASTER_ADDR", "127.0.0.1".into()),
+                        ("MASTER_PORT", port.to_string()),
+                    ],
+                )
+                .env_remove("RANK")
+                .env_remove("WORLD_SIZE")
+                .spawn()
+                .unwrap()
         })
         .collect();
     for (rank, c) in children.into_iter().enumerate() {
@@ -197,7 +202,7 @@ fn torchrun_launches_the_ranks() {
     cmd.args(["--no-python", "--nproc-per-node", "2", "--master-port"])
         .arg(free_port().to_string())
         .arg(&exe)
-        .args(RANK_PROCESS)
+        .args(RANKS.args())
         .env("TRAINMON_TEST_ROLE", "collectives")
         .env("OMP_NUM_THREADS", "1")
         .env("TRAINMON_DIST_TIMEOUT_S", "30")

@@ -5,7 +5,7 @@
 //! with errors that name it.
 
 use std::path::Path;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use tch::nn::{self, ModuleT, VarStore};
 use tch::{Kind, Tensor};
 use trainmon::hooks::{ema_path, load_checkpoint, Averaged, Ema, EmaWeights, ModelCheckpoint};
@@ -13,12 +13,8 @@ use trainmon::prelude::*;
 use trainmon::{Event, HookSpec, Hooks, Trainer};
 use trainmon_tests::{tutorial_data, tutorial_model, weights};
 
-/// One test at a time: the seed of libtorch's generator is global.
-static SERIAL: Mutex<()> = Mutex::new(());
-
-fn serial() -> MutexGuard<'static, ()> {
-    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
-}
+/// One test at a time: the seed of libtorch's generator is one per process.
+use trainmon_tests::serial;
 
 /// The average, flattened as `weights` flattens a model (variables sorted by name).
 fn flat(averaged: &Averaged) -> Vec<f32> {

@@ -24,7 +24,7 @@ impl std::fmt::Display for Diverged {
 
 impl std::error::Error for Diverged {}
 
-#[on_epoch_end]
+#[on_epoch_end(group = "exception")]
 fn fragile(epoch: &EpochLogs) -> Result<Control, Diverged> {
     match (MODE.load(Ordering::SeqCst), epoch.epoch()) {
         (1, 2) => Err(Diverged(epoch.loss())),
@@ -34,7 +34,7 @@ fn fragile(epoch: &EpochLogs) -> Result<Control, Diverged> {
 }
 
 // A `Result<(), String>` hook: any error type that converts to a boxed error will do.
-#[on_epoch_begin]
+#[on_epoch_begin(group = "exception")]
 fn string_errors(state: &TrainState) -> Result<(), String> {
     if MODE.load(Ordering::SeqCst) == 3 && state.epoch() == 3 {
         return Err(format!("no epoch {} today", state.epoch()));
@@ -42,7 +42,7 @@ fn string_errors(state: &TrainState) -> Result<(), String> {
     Ok(())
 }
 
-#[on_exception]
+#[on_exception(group = "exception")]
 fn report(error: &Error, history: &History) {
     EXCEPTIONS
         .lock()
@@ -51,12 +51,12 @@ fn report(error: &Error, history: &History) {
 }
 
 // Also an `on_exception` hook, failing itself: its failure must not hide the original error.
-#[on_exception(priority = 1)]
+#[on_exception(priority = 1, group = "exception")]
 fn broken_reporter() -> Result<(), String> {
     Err("the reporter failed too".into())
 }
 
-#[on_train_end]
+#[on_train_end(group = "exception")]
 fn train_end() {
     *ENDS.lock().unwrap() += 1;
 }
@@ -66,6 +66,7 @@ fn fit() -> Result<History, Error> {
     let (vs, model) = tutorial_model(2);
     Trainer::new(&vs, &model)
         .optimizer(nn::Adam::default(), 1e-3)
+        .hooks(trainmon::Hooks::groups(["exception"]))
         .epochs(4)
         .batch_size(250)
         .fit(&data)
@@ -73,6 +74,7 @@ fn fit() -> Result<History, Error> {
 
 #[test]
 fn failing_hooks_are_reported_by_name_and_place() {
+    let _serial = trainmon_tests::serial();
     assert_eq!(fit().unwrap().len(), 4, "mode 0: nothing fails");
     assert_eq!(*ENDS.lock().unwrap(), 1);
     let file_line = |needle: &str| {

@@ -22,6 +22,7 @@ fn flaky_logger(epoch: &EpochLogs) -> Result<(), String> {
 
 #[test]
 fn failing_hooks_stop_training_or_are_disabled() {
+    let _serial = trainmon_tests::serial();
     let tmp = tempfile::tempdir().unwrap();
     let data = tutorial_data(1);
     let (vs, model) = tutorial_model(2);

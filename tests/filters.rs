@@ -15,35 +15,35 @@ fn fired(name: &'static str, state: &TrainState) {
         .push((name, state.epoch(), state.batch(), state.global_step()));
 }
 
-#[on_batch_end(every = 4)]
+#[on_batch_end(every = 4, group = "filters")]
 fn every_4(s: &TrainState) {
     fired("every_4", s)
 }
-#[on_batch_end(once = 3)]
+#[on_batch_end(once = 3, group = "filters")]
 fn once_3(s: &TrainState) {
     fired("once_3", s)
 }
-#[on_batch_end(once = [1, 10])]
+#[on_batch_end(once = [1, 10], group = "filters")]
 fn once_list(s: &TrainState) {
     fired("once_list", s)
 }
-#[on_batch_end(after = 8)]
+#[on_batch_end(after = 8, group = "filters")]
 fn after_8(s: &TrainState) {
     fired("after_8", s)
 }
-#[on_batch_end(before = 3)]
+#[on_batch_end(before = 3, group = "filters")]
 fn before_3(s: &TrainState) {
     fired("before_3", s)
 }
-#[on_batch_end(every = 2, after = 2, before = 9)]
+#[on_batch_end(every = 2, after = 2, before = 9, group = "filters")]
 fn range(s: &TrainState) {
     fired("range", s)
 }
-#[on_batch_end(every = 7, counter = global_step)]
+#[on_batch_end(every = 7, counter = global_step, group = "filters")]
 fn global_7(s: &TrainState) {
     fired("global_7", s)
 }
-#[on_batch_begin(once = [12, 25], counter = global_step)]
+#[on_batch_begin(once = [12, 25], counter = global_step, group = "filters")]
 fn global_once(s: &TrainState) {
     fired("global_once", s)
 }
@@ -52,15 +52,15 @@ fn second_epoch(state: &TrainState) -> bool {
     state.epoch() == 2
 }
 
-#[on_batch_end(every = 5, when = second_epoch)]
+#[on_batch_end(every = 5, when = second_epoch, group = "filters")]
 fn when_second(s: &TrainState) {
     fired("when_second", s)
 }
-#[on_epoch_end(every = 2)]
+#[on_epoch_end(every = 2, group = "filters")]
 fn even_epochs(s: &TrainState) {
     fired("even_epochs", s)
 }
-#[on_epoch_begin(once = 3)]
+#[on_epoch_begin(once = 3, group = "filters")]
 fn third_epoch(s: &TrainState) {
     fired("third_epoch", s)
 }
@@ -83,11 +83,13 @@ fn each_epoch(batches: &[usize]) -> Vec<(usize, usize)> {
 
 #[test]
 fn filters_fire_where_they_should() {
+    let _serial = trainmon_tests::serial();
     let data = tutorial_data(1);
     let (vs, model) = tutorial_model(2);
     // 1000 samples in batches of 100: 10 batches an epoch, 30 steps in 3 epochs.
     Trainer::new(&vs, &model)
         .optimizer(nn::Adam::default(), 1e-3)
+        .hooks(trainmon::Hooks::groups(["filters"]))
         .epochs(3)
         .batch_size(100)
         .fit(&data)

@@ -36,6 +36,7 @@ fn norm(t: &Tensor) -> f64 {
 
 #[test]
 fn statistics_equal_the_norms_of_the_var_store_and_reach_every_output() {
+    let _serial = trainmon_tests::serial();
     let tmp = tempfile::tempdir().unwrap();
     let data = tutorial_data(1);
     let (vs, model) = tutorial_model(2);

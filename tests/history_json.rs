@@ -25,6 +25,7 @@ print(json.dumps({
 
 #[test]
 fn pandas_reads_the_epochs_as_a_table() {
+    let _serial = trainmon_tests::serial();
     let dir = tempfile::tempdir().unwrap();
     let data = tutorial_data(1);
     let (vs, model) = tutorial_model(2);

@@ -48,6 +48,7 @@ fn fit(lazy: bool) -> (History, Duration, Vec<(String, String)>) {
 
 #[test]
 fn the_slow_hook_comes_first_with_its_share() {
+    let _serial = trainmon_tests::serial();
     let (history, own, logged) = fit(false);
     let costs = history.hook_costs();
     let names: Vec<&str> = costs.iter().map(|c| c.name()).collect();
@@ -113,6 +114,7 @@ fn the_slow_hook_comes_first_with_its_share() {
 
 #[test]
 fn reads_of_device_values_are_counted_per_hook() {
+    let _serial = trainmon_tests::serial();
     let (history, _, _) = fit(true);
     let reads = |name: &str| {
         history

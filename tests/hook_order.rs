@@ -14,34 +14,34 @@ mod zebra {
     use super::ORDER;
     use trainmon::prelude::*;
 
-    #[on_epoch_end]
+    #[on_epoch_end(group = "hook_order")]
     fn b_second() {
         ORDER.lock().unwrap().push("zebra::b_second");
     }
 
-    #[on_epoch_end(priority = 10)]
+    #[on_epoch_end(priority = 10, group = "hook_order")]
     fn first_by_priority() {
         ORDER.lock().unwrap().push("zebra::first_by_priority");
     }
 
-    #[on_epoch_end]
+    #[on_epoch_end(group = "hook_order")]
     fn a_first() {
         ORDER.lock().unwrap().push("zebra::a_first");
     }
 }
 
-#[on_epoch_end(priority = -3)]
+#[on_epoch_end(priority = -3, group = "hook_order")]
 fn last_by_priority() {
     ORDER.lock().unwrap().push("last_by_priority");
 }
 
 // A constant expression as the priority: after checkpointing, before the outputs.
-#[on_epoch_end(priority = trainmon::priority::CHECKPOINT - 1)]
+#[on_epoch_end(priority = trainmon::priority::CHECKPOINT - 1, group = "hook_order")]
 fn after_checkpoints() {
     ORDER.lock().unwrap().push("after_checkpoints");
 }
 
-#[on_epoch_end]
+#[on_epoch_end(group = "hook_order")]
 fn zz_top_level() {
     ORDER.lock().unwrap().push("zz_top_level");
 }
@@ -50,7 +50,7 @@ mod apple {
     use super::ORDER;
     use trainmon::prelude::*;
 
-    #[on_epoch_end]
+    #[on_epoch_end(group = "hook_order")]
     fn only() {
         ORDER.lock().unwrap().push("apple::only");
     }
@@ -68,10 +68,12 @@ const WANT: [&str; 7] = [
 
 #[test]
 fn order_is_priority_then_module_then_name() {
+    let _serial = trainmon_tests::serial();
     let data = tutorial_data(1);
     let (vs, model) = tutorial_model(2);
     Trainer::new(&vs, &model)
         .optimizer(nn::Adam::default(), 1e-3)
+        .hooks(trainmon::Hooks::groups(["hook_order"]))
         .epochs(2)
         .batch_size(500)
         .fit(&data)
@@ -83,8 +85,8 @@ fn order_is_priority_then_module_then_name() {
     let listed: Vec<String> = registrations()
         .into_iter()
         .map(|r| r.info())
-        .filter(|info| info.event() == Event::EpochEnd)
-        .map(|info| info.path().trim_start_matches("hook_order::").to_owned())
+        .filter(|info| info.event() == Event::EpochEnd && info.group() == "hook_order")
+        .map(|info| info.path().trim_start_matches(concat!(module_path!(), "::")).to_owned())
         .collect();
     assert_eq!(listed, WANT, "registrations() lists them in the order they run");
 }

@@ -1,4 +1,4 @@
-//! Every hook defined in the binary is called, as often as its event and filter say, with the
+//! Every hook of this file (its group) is called, as often as its event and filter say, with the
 //! values the loop computed — checked against a hand-written tch loop doing the same work.
 
 use std::sync::Mutex;
@@ -50,17 +50,17 @@ fn record(call: Call) {
     CALLS.lock().unwrap().push(call);
 }
 
-#[on_train_begin]
+#[on_train_begin(group = "hooks_called")]
 fn train_begin(state: &TrainState) {
     record(Call::TrainBegin { epoch: state.epoch() });
 }
 
-#[on_epoch_begin]
+#[on_epoch_begin(group = "hooks_called")]
 fn epoch_begin(state: &TrainState) {
     record(Call::EpochBegin { epoch: state.epoch() });
 }
 
-#[on_batch_begin]
+#[on_batch_begin(group = "hooks_called")]
 fn batch_begin(state: &TrainState) {
     record(Call::BatchBegin {
         epoch: state.epoch(),
@@ -68,7 +68,7 @@ fn batch_begin(state: &TrainState) {
     });
 }
 
-#[on_batch_end]
+#[on_batch_end(group = "hooks_called")]
 fn batch_end(state: &TrainState) {
     record(Call::BatchEnd {
         epoch: state.epoch(),
@@ -78,7 +78,7 @@ fn batch_end(state: &TrainState) {
 }
 
 // Parameters in the other order than the logger's usual one: order is free.
-#[on_batch_end(every = 10)]
+#[on_batch_end(every = 10, group = "hooks_called")]
 fn logger(batch: &BatchLogs, state: &TrainState) {
     record(Call::Logged {
         epoch: state.epoch(),
@@ -89,7 +89,7 @@ fn logger(batch: &BatchLogs, state: &TrainState) {
     });
 }
 
-#[on_epoch_end]
+#[on_epoch_end(group = "hooks_called")]
 fn epoch_end(history: &History, epoch: &EpochLogs) {
     record(Call::EpochEnd {
         epoch: epoch.epoch(),
@@ -100,7 +100,7 @@ fn epoch_end(history: &History, epoch: &EpochLogs) {
     });
 }
 
-#[on_train_end]
+#[on_train_end(group = "hooks_called")]
 fn train_end(history: &History) {
     record(Call::TrainEnd { epochs: history.len() });
 }
@@ -136,11 +136,13 @@ fn hand_written(epochs: usize) -> Vec<Vec<(f64, f64)>> {
 
 #[test]
 fn every_hook_runs_at_its_event_with_the_loops_values() {
+    let _serial = trainmon_tests::serial();
     let epochs = 3;
     let data = tutorial_data(3);
     let (vs, model) = tutorial_model(4);
     let history = Trainer::new(&vs, &model)
         .optimizer(nn::Adam::default(), 1e-3)
+        .hooks(trainmon::Hooks::groups(["hooks_called"]))
         .epochs(epochs)
         .batch_size(32)
         .shuffle(false)

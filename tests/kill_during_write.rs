@@ -68,6 +68,7 @@ fn leftovers(dir: &Path) -> usize {
 
 #[test]
 fn a_kill_during_a_checkpoint_write_never_leaves_a_checkpoint_that_fails_to_load() {
+    let _serial = trainmon_tests::serial();
     if let Some(dir) = std::env::var_os(CHILD) {
         child(Path::new(&dir));
         return;
@@ -81,7 +82,12 @@ fn a_kill_during_a_checkpoint_write_never_leaves_a_checkpoint_that_fails_to_load
         trial += 1;
         let dir = tempfile::tempdir().unwrap();
         let mut child = Command::new(std::env::current_exe().unwrap())
-            .args([TEST, "--exact", "--nocapture", "--test-threads=1"])
+            .args([
+                trainmon_tests::test_name(module_path!(), TEST).as_str(),
+                "--exact",
+                "--nocapture",
+                "--test-threads=1",
+            ])
             .env(CHILD, dir.path())
             .stdout(Stdio::null())
             .stderr(Stdio::null())

@@ -11,7 +11,7 @@ static SEEN: Mutex<Vec<(usize, f64, f64)>> = Mutex::new(Vec::new());
 static WEIGHTS: Mutex<Vec<Vec<f64>>> = Mutex::new(Vec::new());
 static SCHEDULE: Mutex<Vec<f64>> = Mutex::new(Vec::new());
 
-#[on_epoch_begin]
+#[on_epoch_begin(group = "learning_rate")]
 fn record(state: &TrainState, lr: LearningRate) {
     SEEN.lock()
         .unwrap()
@@ -19,14 +19,14 @@ fn record(state: &TrainState, lr: LearningRate) {
 }
 
 // Sets the learning rate planned for the next epoch.
-#[on_epoch_end]
+#[on_epoch_end(group = "learning_rate")]
 fn schedule(epoch: &EpochLogs, lr: LearningRate) {
     if let Some(next) = SCHEDULE.lock().unwrap().get(epoch.epoch()) {
         lr.set(*next);
     }
 }
 
-#[on_epoch_end(priority = -1)]
+#[on_epoch_end(priority = -1, group = "learning_rate")]
 fn snapshot(vs: &VarStore) {
     let weights = vs
         .trainable_variables()
@@ -44,6 +44,7 @@ fn fit(schedule: &[f64]) -> trainmon::Result<History> {
     let (vs, model) = tutorial_model(2);
     Trainer::new(&vs, &model)
         .optimizer(nn::Sgd::default(), schedule[0])
+        .hooks(trainmon::Hooks::groups(["learning_rate"]))
         .epochs(3)
         .batch_size(100)
         .fit(&data)
@@ -51,6 +52,7 @@ fn fit(schedule: &[f64]) -> trainmon::Result<History> {
 
 #[test]
 fn learning_rate_changes_take_effect() {
+    let _serial = trainmon_tests::serial();
     fit(&[0.1, 0.05, 0.0]).unwrap();
     assert_eq!(
         *SEEN.lock().unwrap(),

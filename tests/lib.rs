@@ -1,7 +1,28 @@
-//! Shared setup of the integration tests: the tutorial's data and model, seeded.
+//! Shared setup of the integration tests: the tutorial's data and model, seeded; one lock for
+//! libtorch's generator; the names of tests a test starts as child processes.
 
 use tch::{nn, Device, Kind, Tensor};
 use trainmon::TensorDataset;
+
+/// libtorch's random generator is one per process: a test that seeds it or draws from it (data,
+/// initial weights, dropout, a fit with `Trainer::seed`) holds this lock while it does, so that
+/// the tests of a binary, which run in parallel threads, draw one at a time. One lock for every
+/// module of a binary: a module's draws would change another's.
+pub static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// Holds [`SERIAL`] (a test that failed while holding it does not fail the others).
+pub fn serial() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// The name libtest gives test `name` of the module at `module_path` (`module_path!()`): the
+/// path without the binary's crate, as `--exact` takes it to run that test alone.
+pub fn test_name(module_path: &str, name: &str) -> String {
+    match module_path.split_once("::") {
+        Some((_crate, module)) => format!("{module}::{name}"),
+        None => name.to_owned(),
+    }
+}
 
 /// `RandomDataset(1000, 20)` of the tutorial: standard normal features, labels 0 or 1.
 pub fn tutorial_data(seed: i64) -> TensorDataset {
@@ -309,20 +330,62 @@ fn health(port: u16) -> bool {
 }
 
 /// Tests that run ranks of a process group as child processes of their own test binary: the
-/// binary's `rank_process` test (ignored by default) does what `TRAINMON_TEST_ROLE` says and
-/// prints its outcome as a `RESULT {json}` line.
+/// `rank_process` test (ignored by default) of the module that starts them does what
+/// `TRAINMON_TEST_ROLE` says and prints its outcome as a `RESULT {json}` line.
 pub mod ranks {
     use std::process::{Command, Output, Stdio};
 
-    /// The arguments that run the binary's `rank_process` alone.
-    pub const RANK_PROCESS: [&str; 6] = [
-        "--ignored",
-        "--exact",
-        "rank_process",
-        "--nocapture",
-        "--test-threads",
-        "1",
-    ];
+    /// The `rank_process` test of the module at this path (`Ranks(module_path!())`), which
+    /// the module's tests start as ranks.
+    pub struct Ranks(pub &'static str);
+
+    impl Ranks {
+        /// The arguments that run the module's `rank_process` alone.
+        pub fn args(&self) -> [String; 6] {
+            [
+                "--ignored".to_owned(),
+                "--exact".to_owned(),
+                super::test_name(self.0, "rank_process"),
+                "--nocapture".to_owned(),
+                "--test-threads".to_owned(),
+                "1".to_owned(),
+            ]
+        }
+
+        /// This binary as a child running `rank_process` with `role` and extra environment.
+        pub fn child(&self, role: &str, envs: &[(&str, String)]) -> Command {
+            let mut cmd = Command::new(std::env::current_exe().unwrap());
+            cmd.args(self.args())
+                .env("TRAINMON_TEST_ROLE", role)
+                .env("OMP_NUM_THREADS", "1")
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped());
+            for (k, v) in envs {
+                cmd.env(k, v);
+            }
+            cmd
+        }
+
+        /// Ranks 0..n of `role`, launched by hand (RANK, WORLD_SIZE, MASTER_* on a free port, a
+        /// 20 s timeout), each with `extra` too; their outputs, in rank order.
+        pub fn world(&self, role: &str, n: usize, extra: &[(&str, String)]) -> Vec<Output> {
+            let port = free_port();
+            let children: Vec<_> = (0..n)
+                .map(|rank| {
+                    let mut envs = vec![
+                        ("RANK", rank.to_string()),
+                        ("WORLD_SIZE", n.to_string()),
+                        ("MASTER_ADDR", "127.0.0.1".to_owned()),
+                        ("MASTER_PORT", port.to_string()),
+                        ("TRAINMON_DIST_TIMEOUT_S", "20".to_owned()),
+                    ];
+                    envs.extend(extra.iter().cloned());
+                    self.child(role, &envs).spawn().unwrap()
+                })
+                .collect();
+            children.into_iter().map(|c| c.wait_with_output().unwrap()).collect()
+        }
+    }
 
     /// A port nobody listens on now.
     pub fn free_port() -> u16 {
@@ -331,40 +394,6 @@ pub mod ranks {
             .local_addr()
             .unwrap()
             .port()
-    }
-
-    /// This binary as a child running `rank_process` with `role` and extra environment.
-    pub fn child(role: &str, envs: &[(&str, String)]) -> Command {
-        let mut cmd = Command::new(std::env::current_exe().unwrap());
-        cmd.args(RANK_PROCESS)
-            .env("TRAINMON_TEST_ROLE", role)
-            .env("OMP_NUM_THREADS", "1")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        for (k, v) in envs {
-            cmd.env(k, v);
-        }
-        cmd
-    }
-
-    /// Ranks 0..n of `role`, launched by hand (RANK, WORLD_SIZE, MASTER_* on a free port, a
-    /// 20 s timeout), each with `extra` too; their outputs, in rank order.
-    pub fn world(role: &str, n: usize, extra: &[(&str, String)]) -> Vec<Output> {
-        let port = free_port();
-        let children: Vec<_> = (0..n)
-            .map(|rank| {
-                let mut envs = vec![
-                    ("RANK", rank.to_string()),
-                    ("WORLD_SIZE", n.to_string()),
-                    ("MASTER_ADDR", "127.0.0.1".to_owned()),
-                    ("MASTER_PORT", port.to_string()),
-                    ("TRAINMON_DIST_TIMEOUT_S", "20".to_owned()),
-                ];
-                envs.extend(extra.iter().cloned());
-                child(role, &envs).spawn().unwrap()
-            })
-            .collect();
-        children.into_iter().map(|c| c.wait_with_output().unwrap()).collect()
     }
 
     /// Every `RESULT …` line of `stdout`, parsed (a line may follow libtest's

@@ -6,7 +6,7 @@
 
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex};
 use std::thread::ThreadId;
 use std::time::{Duration, Instant};
 use tch::nn::{self, VarStore};
@@ -15,13 +15,9 @@ use trainmon::prelude::*;
 use trainmon::{Dataset, Error, Event, HookSpec, Hooks, Loss, Metric};
 use trainmon_tests::weights;
 
-/// One test at a time: libtorch's generator is global, and the tests count the process's
-/// loader threads.
-static SERIAL: Mutex<()> = Mutex::new(());
-
-fn serial() -> MutexGuard<'static, ()> {
-    SERIAL.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
-}
+/// One test at a time: libtorch's generator is one per process, and the tests count the
+/// process's loader threads (every test of the binary that trains holds this lock).
+use trainmon_tests::serial;
 
 /// Features per sample.
 const FEATURES: usize = 20;

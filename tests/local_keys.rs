@@ -30,7 +30,7 @@ fn edited(renamed: Local<u32>, second: Local<u64>) {
 fn instance(name: &str) -> Box<dyn Hook> {
     registrations()
         .into_iter()
-        .find(|r| r.info().name() == name)
+        .find(|r| r.info().module_path() == module_path!() && r.info().name() == name)
         .expect("registered")
         .instantiate()
 }

@@ -8,20 +8,20 @@ use trainmon_tests::{tutorial_data, tutorial_model};
 
 static SEEN: Mutex<Vec<(&str, u32)>> = Mutex::new(Vec::new());
 
-#[on_epoch_end]
+#[on_epoch_end(group = "local_state")]
 fn count_every_epoch(mut n: Local<u32>) {
     *n += 1;
     SEEN.lock().unwrap().push(("every", *n));
 }
 
-#[on_epoch_end(every = 2)]
+#[on_epoch_end(every = 2, group = "local_state")]
 fn count_even_epochs(mut n: Local<u32>) {
     *n += 1;
     SEEN.lock().unwrap().push(("even", *n));
 }
 
 // Two `Local`s of the same type in one hook are two separate values.
-#[on_epoch_end]
+#[on_epoch_end(group = "local_state")]
 fn two_locals(mut a: Local<u32>, mut b: Local<u32>, mut words: Local<Vec<String>>) {
     *a += 1;
     *b += 10;
@@ -40,10 +40,12 @@ fn seen(name: &str) -> Vec<u32> {
 
 #[test]
 fn locals_persist_per_hook_and_restart_per_fit() {
+    let _serial = trainmon_tests::serial();
     let data = tutorial_data(1);
     let (vs, model) = tutorial_model(2);
     let mut trainer = Trainer::new(&vs, &model)
         .optimizer(nn::Adam::default(), 1e-3)
+        .hooks(trainmon::Hooks::groups(["local_state"]))
         .epochs(6)
         .batch_size(100);
     trainer.fit(&data).unwrap();

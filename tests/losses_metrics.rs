@@ -37,8 +37,8 @@ impl Metric for Mae {
     }
 }
 
-/// libtorch's generator is global: the tests of this file, which seed it, run one at a time.
-static SERIAL: Mutex<()> = Mutex::new(());
+/// libtorch's generator is one per process: the tests that seed it run one at a time.
+use trainmon_tests::SERIAL;
 
 static BATCH_MAE: Mutex<Vec<(usize, Option<f64>, f64)>> = Mutex::new(Vec::new());
 

@@ -158,6 +158,8 @@ const EPOCH_METRICS: [(&str, &str); 7] = [
 fn a_fit_is_read_back_with_mlflows_client() {
     let tmp = tempfile::tempdir().unwrap();
     let server = MlflowServer::start(&tmp.path().join("server"));
+    // libtorch's generator is drawn from below; the server starts beside the other tests.
+    let _serial = trainmon_tests::serial();
     let plots = tmp.path().join("plots");
     let data = tutorial_data(1);
     let (vs, model) = tutorial_model(2);
@@ -326,6 +328,8 @@ fn a_fit_is_read_back_with_mlflows_client() {
 fn failed_interrupted_and_stopped_fits_end_failed_killed_and_finished_and_every_step_is_sent() {
     let tmp = tempfile::tempdir().unwrap();
     let server = MlflowServer::start(&tmp.path().join("server"));
+    // libtorch's generator is drawn from below; the server starts beside the other tests.
+    let _serial = trainmon_tests::serial();
     let data = tutorial_data(3);
     let fit = |experiment: &str, control: fn(usize, usize) -> Result<Control, String>| {
         let (vs, model) = tutorial_model(4);
@@ -452,6 +456,8 @@ fn a_server_that_goes_down_does_not_stop_training() {
     let tmp = tempfile::tempdir().unwrap();
     let store = tmp.path().join("server");
     let server = Arc::new(Mutex::new(Some(MlflowServer::start(&store))));
+    // libtorch's generator is drawn from below; the server starts beside the other tests.
+    let _serial = trainmon_tests::serial();
     let uri = server.lock().unwrap().as_ref().unwrap().uri.clone();
     let data = tutorial_data(5);
     let (vs, model) = tutorial_model(6);
@@ -536,6 +542,8 @@ fn a_server_that_goes_down_does_not_stop_training() {
 fn a_resumed_fit_goes_on_in_its_run_without_duplicate_steps() {
     let tmp = tempfile::tempdir().unwrap();
     let server = MlflowServer::start(&tmp.path().join("server"));
+    // libtorch's generator is drawn from below; the server starts beside the other tests.
+    let _serial = trainmon_tests::serial();
     let resume = tmp.path().join("resume");
     let data = tutorial_data(8);
     let crash = Arc::new(AtomicBool::new(true));
@@ -608,6 +616,8 @@ fn artifacts_the_server_does_not_take_are_left_out_with_a_warning() {
             local.to_str().unwrap(),
         ],
     );
+    // libtorch's generator is drawn from below; the server starts beside the other tests.
+    let _serial = trainmon_tests::serial();
     let data = tutorial_data(13);
     let (vs, model) = tutorial_model(14);
     let mlflow = Mlflow::new(&server.uri).experiment("local artifacts");
@@ -637,6 +647,7 @@ fn artifacts_the_server_does_not_take_are_left_out_with_a_warning() {
 
 #[test]
 fn a_uri_that_is_not_an_mlflow_server_fails_the_fit_before_training() {
+    let _serial = trainmon_tests::serial();
     // Nothing listens on this port.
     let closed = format!("http://127.0.0.1:{}", free_port());
     // An HTTP server that is not MLflow: a 404 page for everything.

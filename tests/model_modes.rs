@@ -23,6 +23,7 @@ impl ModuleT for Recording {
 
 #[test]
 fn train_mode_to_train_eval_mode_to_validate() {
+    let _serial = trainmon_tests::serial();
     tch::manual_seed(0);
     let data = |n| {
         TensorDataset::new(
@@ -36,6 +37,7 @@ fn train_mode_to_train_eval_mode_to_validate() {
     let model = Recording(nn::linear(vs.root(), 4, 2, Default::default()));
     Trainer::new(&vs, &model)
         .optimizer(nn::Sgd::default(), 0.1)
+        .hooks(trainmon::Hooks::none())
         .batch_size(32)
         .validation(&valid)
         .fit(&train)

@@ -11,12 +11,8 @@ use trainmon::prelude::*;
 use trainmon::{Error, Event, GradScaler, HookContext, HookSpec, Hooks, Precision, TensorDataset};
 use trainmon_tests::{tutorial_data, tutorial_model, weights};
 
-/// One test at a time: libtorch's generator is global.
-static SERIAL: Mutex<()> = Mutex::new(());
-
-fn serial() -> std::sync::MutexGuard<'static, ()> {
-    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
-}
+/// One test at a time: libtorch's generator is one per process.
+use trainmon_tests::serial;
 
 /// A two-layer perceptron written out, which records the type of its first matmul's output and
 /// of its weights at every forward pass (training or not).

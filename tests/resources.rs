@@ -39,6 +39,7 @@ fn needs_what_is_missing(_: Res<NeverGiven>) {
 
 #[test]
 fn resources_reach_the_hooks_that_take_them() {
+    let _serial = trainmon_tests::serial();
     let data = tutorial_data(1);
     let (vs, model) = tutorial_model(1);
     let from_closure = std::sync::Arc::new(Mutex::new(Vec::new()));
@@ -69,6 +70,7 @@ fn resources_reach_the_hooks_that_take_them() {
 
 #[test]
 fn a_missing_resource_stops_fit_before_any_batch_naming_the_hook_and_the_type() {
+    let _serial = trainmon_tests::serial();
     let data = tutorial_data(1);
     let (vs, model) = tutorial_model(1);
     let before = trainmon_tests::weights(&vs);
@@ -109,7 +111,11 @@ fn a_logger_without_a_subscriber_says_so_once() {
         return;
     }
     let out = Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", "a_logger_without_a_subscriber_says_so_once", "--nocapture"])
+        .args([
+            "--exact",
+            trainmon_tests::test_name(module_path!(), "a_logger_without_a_subscriber_says_so_once").as_str(),
+            "--nocapture",
+        ])
         .env(CHILD, "1")
         .output()
         .unwrap();

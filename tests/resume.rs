@@ -13,8 +13,8 @@ use trainmon::{Error, Hooks, Trainer};
 use trainmon_tests::{tutorial_data, weights};
 
 /// One test at a time: the hooks below are registered for all of them, and the seed of
-/// libtorch's generator is global.
-static SERIAL: Mutex<()> = Mutex::new(());
+/// libtorch's generator is one per process.
+use trainmon_tests::SERIAL;
 
 /// The epoch at whose start `crash` fails (0: never).
 static CRASH_AT: AtomicUsize = AtomicUsize::new(0);

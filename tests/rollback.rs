@@ -2,15 +2,14 @@
 //! the run ends as a run over the data without them; too many rollbacks stop training; a fit
 //! resumed after a failure skips the same batches and ends bit-identical.
 
-use std::sync::Mutex;
 use tch::nn::{self, VarStore};
 use tch::{Device, Kind, Tensor};
 use trainmon::hooks::{MetricFiles, Summary};
 use trainmon::{Error, Event, HookSpec, Hooks, Rollback, TensorDataset, Trainer};
 use trainmon_tests::{capture_logs, weights};
 
-/// libtorch's random generator is global: the tests of this file draw from it one at a time.
-static GLOBAL_RNG: Mutex<()> = Mutex::new(());
+/// libtorch's random generator is one per process: the tests draw from it one at a time.
+use trainmon_tests::SERIAL as GLOBAL_RNG;
 
 /// 1000 samples of 20 features in batches of 20 (unshuffled): 50 batches an epoch.
 const BATCH: usize = 20;
@@ -279,7 +278,7 @@ fn a_fit_killed_mid_window_with_sigkill_resumes_bit_identically() {
     let mut child = std::process::Command::new(std::env::current_exe().unwrap())
         .args([
             "--exact",
-            "child_trains_until_killed",
+            trainmon_tests::test_name(module_path!(), "child_trains_until_killed").as_str(),
             "--ignored",
             "--test-threads",
             "1",

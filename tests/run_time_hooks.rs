@@ -19,6 +19,7 @@ fn halve(epoch: &EpochLogs, lr: LearningRate) {
 
 #[test]
 fn closures_and_functions_take_typed_parameters() {
+    let _serial = trainmon_tests::serial();
     let data = tutorial_data(1);
     let (vs, model) = tutorial_model(2);
     let seen = Arc::new(Mutex::new(Vec::new()));
@@ -60,6 +61,7 @@ fn closures_and_functions_take_typed_parameters() {
 
 #[test]
 fn a_parameter_missing_at_the_event_is_refused_before_any_batch() {
+    let _serial = trainmon_tests::serial();
     let data = tutorial_data(1);
     let (vs, model) = tutorial_model(2);
     let ran = Arc::new(Mutex::new(0));
@@ -98,6 +100,7 @@ fn a_parameter_missing_at_the_event_is_refused_before_any_batch() {
 
 #[test]
 fn a_closures_locals_start_again_on_resume_with_a_warning() {
+    let _serial = trainmon_tests::serial();
     let dir = tempfile::tempdir().unwrap();
     let data = tutorial_data(1);
     let (vs, model) = tutorial_model(2);
@@ -135,6 +138,7 @@ fn a_closures_locals_start_again_on_resume_with_a_warning() {
 
 #[test]
 fn the_harness_runs_a_batch_hook_on_the_logs_it_was_given() {
+    let _serial = trainmon_tests::serial();
     let mut harness = Harness::new();
     let mut hook = harness
         .hook(Event::BatchEnd, |batch: &BatchLogs, state: &TrainState| {

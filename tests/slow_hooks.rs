@@ -6,7 +6,7 @@ use trainmon::prelude::*;
 use trainmon::Hooks;
 use trainmon_tests::{capture_logs, tutorial_data, tutorial_model};
 
-#[on_batch_end]
+#[on_batch_end(group = "slow_hooks")]
 fn sluggish(state: &TrainState) {
     // Far longer than a training step of this model (about 0.1 ms; tens of ms on a machine
     // busy with other work, where libtorch's threads wait for each other), over the 20 batches
@@ -16,20 +16,21 @@ fn sluggish(state: &TrainState) {
     }
 }
 
-#[on_batch_end]
+#[on_batch_end(group = "slow_hooks")]
 fn brisk(batch: &BatchLogs) {
     std::hint::black_box(batch.number());
 }
 
 #[test]
 fn slow_hooks_are_named() {
+    let _serial = trainmon_tests::serial();
     let data = tutorial_data(1);
     let (vs, model) = tutorial_model(2);
     let (_, logged) = capture_logs(|| {
         Trainer::new(&vs, &model)
             .optimizer(nn::Adam::default(), 1e-3)
             .batch_size(32)
-            .hooks(Hooks::all())
+            .hooks(Hooks::groups(["slow_hooks"]))
             .fit(&data)
             .unwrap()
     });

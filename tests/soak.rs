@@ -48,6 +48,7 @@ fn sample(epoch: &EpochLogs) {
 #[test]
 #[ignore = "a soak test: about half a minute; `.ci/run` runs it"]
 fn a_thousand_epochs_with_every_builtin_stay_flat() {
+    let _serial = trainmon_tests::serial();
     let run = tempfile::tempdir().unwrap();
     let dir = |name: &str| run.path().join(name);
     tch::manual_seed(0);

@@ -29,6 +29,7 @@ fn trainer<'a>(vs: &'a nn::VarStore, model: &'a nn::Linear, epochs: usize) -> Tr
 
 #[test]
 fn a_finished_fit_says_so_with_its_stop_reason_and_counters() {
+    let _serial = trainmon_tests::serial();
     let out = tempfile::tempdir().unwrap();
     let data = tutorial_data(1);
     let (vs, model) = tutorial_model(2);
@@ -71,6 +72,7 @@ fn a_finished_fit_says_so_with_its_stop_reason_and_counters() {
 /// epoch began, so `MetricFiles` (which runs before this hook) has written that batch.
 #[test]
 fn while_training_it_follows_the_batches_at_most_twice_a_second() {
+    let _serial = trainmon_tests::serial();
     let out = tempfile::tempdir().unwrap();
     let dir = out.path().to_owned();
     let data = tutorial_data(3);
@@ -119,6 +121,7 @@ fn while_training_it_follows_the_batches_at_most_twice_a_second() {
 
 #[test]
 fn a_failed_fit_leaves_its_error() {
+    let _serial = trainmon_tests::serial();
     let out = tempfile::tempdir().unwrap();
     let data = tutorial_data(5);
     let (vs, model) = tutorial_model(6);
@@ -146,6 +149,7 @@ fn a_failed_fit_leaves_its_error() {
 
 #[test]
 fn without_status_there_is_no_file() {
+    let _serial = trainmon_tests::serial();
     let out = tempfile::tempdir().unwrap();
     let data = tutorial_data(7);
     let (vs, model) = tutorial_model(8);
@@ -161,6 +165,7 @@ fn without_status_there_is_no_file() {
 /// each): every read is a whole file.
 #[test]
 fn a_reader_never_sees_half_a_file() {
+    let _serial = trainmon_tests::serial();
     let out = tempfile::tempdir().unwrap();
     let dir = out.path().to_owned();
     let data = tutorial_data(9);

@@ -13,12 +13,8 @@ use trainmon::prelude::*;
 use trainmon::{Accuracy, BatchDataset, BoxError, Error, Event, GradScaler, HookSpec, Hooks, Precision, Rollback};
 use trainmon_tests::{poisoned_data, tutorial_data, tutorial_model, weights, ClassifierByHand, ClassifierStep};
 
-/// libtorch's generator is global: the tests that seed it and compare runs take turns.
-static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
-
-fn serial() -> std::sync::MutexGuard<'static, ()> {
-    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
-}
+/// libtorch's generator is one per process: the tests that seed it and compare runs take turns.
+use trainmon_tests::serial;
 
 /// `trainer` with the settings these tests share: Adam, 3 epochs of batches of 16, seeded, no
 /// registered hook.
@@ -546,6 +542,7 @@ fn optimizing_by_hand_wrongly_is_an_error_naming_the_cause() {
     let mut step = TwoParts::new(&vs, &["a"]);
     // A part without variables; both kinds of optimizer.
     let err = Trainer::for_steps(&vs)
+        .hooks(Hooks::none())
         .optimizer_for("c", "c", nn::Adam::default(), 1e-3)
         .fit_steps(&mut step, &data, None)
         .unwrap_err();
@@ -556,6 +553,7 @@ fn optimizing_by_hand_wrongly_is_an_error_naming_the_cause() {
         "{err}"
     );
     let err = Trainer::for_steps(&vs)
+        .hooks(Hooks::none())
         .optimizer(nn::Adam::default(), 1e-3)
         .optimizer_for("a", "a", nn::Adam::default(), 1e-3)
         .fit_steps(&mut step, &data, None)
@@ -851,6 +849,7 @@ fn named_optimizers_keep_their_own_learning_rates_and_parts() {
     let mut step = TwoParts::new(&vs, &["a", "b"]);
     let data = tutorial_data(1);
     let err = Trainer::for_steps(&vs)
+        .hooks(Hooks::none())
         .optimizer_for("a", "a", nn::Sgd::default(), 0.1)
         .optimizer_for("again", "a", nn::Sgd::default(), 0.1)
         .fit_steps(&mut step, &data, None)
@@ -861,6 +860,7 @@ fn named_optimizers_keep_their_own_learning_rates_and_parts() {
         "{err}"
     );
     let err = Trainer::for_steps(&vs)
+        .hooks(Hooks::none())
         .optimizer_for("a/b", "a", nn::Sgd::default(), 0.1)
         .fit_steps(&mut step, &data, None)
         .unwrap_err();

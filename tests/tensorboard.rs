@@ -17,6 +17,7 @@ print(json.dumps({tag: [[e.step, e.value] for e in acc.Scalars(tag)] for tag in 
 
 #[test]
 fn tensorboard_reads_back_every_scalar() {
+    let _serial = trainmon_tests::serial();
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("tb");
     let data = tutorial_data(1);

@@ -31,6 +31,7 @@ fn fit(add: impl FnOnce(Trainer<'_>) -> Trainer<'_>) -> trainmon::Result<trainmo
 
 /// The cases, in `root`: a read-only directory `ro/` and a regular file `file`.
 fn cases(root: &Path) {
+    let _serial = trainmon_tests::serial();
     let ro = root.join("ro");
     let file = root.join("file");
     type Case<'a> = (
@@ -144,7 +145,12 @@ fn unwritable_output_directories_are_errors_naming_them() {
     // As root: the child, as nobody, needs to enter the directory and write beside `ro`.
     std::fs::set_permissions(root.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
     let out = Command::new(std::env::current_exe().unwrap())
-        .args([TEST, "--exact", "--nocapture", "--test-threads=1"])
+        .args([
+            trainmon_tests::test_name(module_path!(), TEST).as_str(),
+            "--exact",
+            "--nocapture",
+            "--test-threads=1",
+        ])
         .env(CHILD, root.path())
         .output()
         .unwrap();
