@@ -84,8 +84,8 @@ fn a_missing_resource_stops_fit_before_any_batch_naming_the_hook_and_the_type() 
     let message = err.to_string();
     for part in [
         "hook `needs_what_is_missing` (",
-        "tests/resources.rs:",
-        "`Res<resources::NeverGiven>`",
+        "tests/children/resources.rs:",
+        "`Res<children::resources::NeverGiven>`",
         ".resource(",
     ] {
         assert!(message.contains(part), "{part:?} in {message}");

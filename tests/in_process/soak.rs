@@ -4,7 +4,8 @@
 //! 1000, memory grows by less than 16 MiB (measured: 360.9 → 362.6 MiB, the history's own
 //! growth) and the number of open files does not change (11).
 //!
-//! Ignored by default (about half a minute); `.ci/run` runs it: `cargo xtask test --test soak -- --ignored`.
+//! Ignored by default (about half a minute); `.ci/run` runs it alone in its process (it reads the
+//! process's memory and files): `cargo xtask test --test in_process -- --ignored soak::`.
 
 use std::sync::Mutex;
 use std::time::Duration;

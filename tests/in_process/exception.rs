@@ -80,7 +80,7 @@ fn failing_hooks_are_reported_by_name_and_place() {
     let file_line = |needle: &str| {
         let source = include_str!("exception.rs");
         let line = source.lines().position(|l| l.contains(needle)).unwrap() + 1;
-        format!("tests/exception.rs:{line}")
+        format!("tests/in_process/exception.rs:{line}")
     };
 
     let cases = [

@@ -40,7 +40,7 @@ fn slow_hooks_are_named() {
         .map(|(_, m)| m.as_str())
         .collect();
     assert_eq!(warnings.len(), 1, "{logged:?}");
-    let line = "tests/slow_hooks.rs:".to_owned()
+    let line = "tests/in_process/slow_hooks.rs:".to_owned()
         + &(include_str!("slow_hooks.rs")
             .lines()
             .position(|l| l == "fn sluggish(state: &TrainState) {")

@@ -58,9 +58,9 @@ mod apple {
 
 const WANT: [&str; 7] = [
     "zebra::first_by_priority", // priority 10
-    "zz_top_level",             // priority 0, module hook_order
-    "apple::only",              // priority 0, module hook_order::apple
-    "zebra::a_first",           // priority 0, module hook_order::zebra
+    "zz_top_level",             // priority 0, module in_process::hook_order
+    "apple::only",              // priority 0, module in_process::hook_order::apple
+    "zebra::a_first",           // priority 0, module in_process::hook_order::zebra
     "zebra::b_second",
     "last_by_priority",  // priority -3
     "after_checkpoints", // priority -201

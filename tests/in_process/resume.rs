@@ -372,7 +372,7 @@ fn a_local_serde_cannot_keep_starts_again_with_a_warning() {
     assert!(
         logs.iter().any(|(level, m)| level == "WARN"
             && m.contains("hook=\"opaque\"")
-            && m.contains("Local<resume::Opaque>` is not kept in resume points")),
+            && m.contains("Local<in_process::resume::Opaque>` is not kept in resume points")),
         "{logs:?}"
     );
 }

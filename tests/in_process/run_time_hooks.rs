@@ -80,7 +80,7 @@ fn a_parameter_missing_at_the_event_is_refused_before_any_batch() {
     let text = err.to_string();
     assert!(matches!(err, Error::Config(_)), "{err:?}");
     assert!(
-        text.contains("hook `wrong` (tests/run_time_hooks.rs:")
+        text.contains("hook `wrong` (tests/in_process/run_time_hooks.rs:")
             && text.contains("its parameter `&BatchLogs` does not exist at `on_epoch_end`"),
         "{text}"
     );
@@ -95,7 +95,11 @@ fn a_parameter_missing_at_the_event_is_refused_before_any_batch() {
         })
         .fit(&data)
         .unwrap_err();
-    assert!(err.to_string().contains("takes `Res<run_time_hooks::Label>`"), "{err}");
+    assert!(
+        err.to_string()
+            .contains("takes `Res<in_process::run_time_hooks::Label>`"),
+        "{err}"
+    );
 }
 
 #[test]

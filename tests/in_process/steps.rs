@@ -714,8 +714,9 @@ fn hooks_read_the_batch_typed() {
         .fit(&pairs)
         .unwrap_err();
     assert!(
-        format!("{err:#}")
-            .contains("parameter `StepBatch<steps::Tokens>`: this fit's batches are `(tch::Tensor, tch::Tensor)`"),
+        format!("{err:#}").contains(
+            "parameter `StepBatch<in_process::steps::Tokens>`: this fit's batches are `(tch::Tensor, tch::Tensor)`"
+        ),
         "{err:#}"
     );
 }

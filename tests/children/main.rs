@@ -1,0 +1,26 @@
+//! The integration tests that start child processes of this binary: ranks of a process group
+//! (by hand and under `torchrun`), a fit killed with SIGKILL, the test run again as user
+//! `nobody` or without a tracing subscriber. A child runs its role, a test of the same module,
+//! by that test's name (`trainmon_tests::test_name`, `trainmon_tests::ranks::Ranks`).
+//!
+//! As in `in_process`, every fit selects its hooks — the hook below fails one that would run
+//! them all — and the parts of a test that draw from libtorch's generator in this process hold
+//! `trainmon_tests::serial()`; a test that only waits for its children holds nothing.
+
+mod data_parallel;
+mod dist;
+mod kill_during_write;
+mod resources;
+mod rollback;
+mod unwritable;
+
+/// Registered without a group: a fit that runs every registered hook (no `.hooks(…)`, or
+/// `Hooks::all()`) would run every module's hooks, so it fails at its start, here.
+#[trainmon::on_train_begin]
+fn every_registered_hook() -> Result<(), String> {
+    Err(
+        "a fit of this binary ran every module's registered hooks: select the test's own, \
+         `.hooks(Hooks::groups([…]))` or `.hooks(Hooks::none())`"
+            .into(),
+    )
+}
