@@ -2,12 +2,11 @@
 //! writes, learns it (its validation loss falls, its accuracy rises above chance), writes its
 //! outputs and a sample of generated text, and says where its run directory is last.
 
-mod common;
-
-use common::run_in;
+use crate::common::run_in;
 
 #[test]
 fn it_learns_the_text_and_writes_a_sample() {
+    let _serial = crate::common::serial();
     let out = tempfile::tempdir().unwrap();
     let (run, _) = run_in(
         "char_lm",

@@ -2,12 +2,11 @@
 //! `torchrun` on itself; two ranks train, rank 0 alone writes its run directory and prints it
 //! last.
 
-mod common;
-
-use common::run_in;
+use crate::common::run_in;
 
 #[test]
 fn two_processes_train_and_rank_0_prints_its_run_directory_last() {
+    let _serial = crate::common::serial();
     let out = tempfile::tempdir().unwrap();
     let args = ["--nproc", "2", "--epochs", "2", "--samples", "2048"];
     let (run, stdout) = run_in("data_parallel", &args, out.path(), &[("RUST_LOG", "info")]);

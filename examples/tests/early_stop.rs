@@ -1,8 +1,6 @@
 //! The `early_stop` example prints exactly the tutorial's lines and writes the three plots.
 
-mod common;
-
-use common::example;
+use crate::common::example;
 
 use std::path::Path;
 use std::process::Command;
@@ -70,6 +68,7 @@ fn check_plots(dir: &Path) {
 
 #[test]
 fn five_epochs_print_the_tutorials_lines() {
+    let _serial = crate::common::serial();
     let out = tempfile::tempdir().unwrap();
     let lines = run(&["--out", out.path().to_str().unwrap()]);
     let mut at = 0;
@@ -87,6 +86,7 @@ fn five_epochs_print_the_tutorials_lines() {
 
 #[test]
 fn early_stopping_fires_with_many_epochs() {
+    let _serial = crate::common::serial();
     let out = tempfile::tempdir().unwrap();
     let lines = run(&[
         "--epochs",
@@ -113,6 +113,7 @@ fn early_stopping_fires_with_many_epochs() {
 
 #[test]
 fn an_unwritable_output_directory_fails_before_training() {
+    let _serial = crate::common::serial();
     let out = tempfile::tempdir().unwrap();
     let file = out.path().join("a-file");
     std::fs::write(&file, "").unwrap();
@@ -145,6 +146,7 @@ fn printed(envs: &[(&str, &str)]) -> String {
 
 #[test]
 fn rust_log_sets_what_is_printed() {
+    let _serial = crate::common::serial();
     let default = printed(&[]);
     assert!(default.contains("Epoch 1 starting."), "{default}");
     assert!(!default.contains("fit starts"), "no debug line by default: {default}");
@@ -181,6 +183,7 @@ fn on_a_terminal(envs: &[(&str, &str)]) -> String {
 
 #[test]
 fn colours_only_on_a_terminal_and_never_with_no_color() {
+    let _serial = crate::common::serial();
     let debug = ("RUST_LOG", "info,trainmon=debug");
     let coloured = on_a_terminal(&[debug]);
     assert!(coloured.contains("fit starts"), "{coloured}");

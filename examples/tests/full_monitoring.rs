@@ -1,12 +1,11 @@
 //! The `full_monitoring` example writes every output of the built-in hooks into its run
 //! directory, and says where it is last.
 
-mod common;
-
-use common::run_in;
+use crate::common::run_in;
 
 #[test]
 fn the_run_directory_holds_every_output() {
+    let _serial = crate::common::serial();
     let out = tempfile::tempdir().unwrap();
     let (run, stdout) = run_in("full_monitoring", &["--epochs", "12"], out.path(), &[]);
     for line in [

@@ -2,12 +2,11 @@
 //! its samples come closer to the eight modes and cover more of them, its outputs are written,
 //! and it says where its run directory is last.
 
-mod common;
-
-use common::run_in;
+use crate::common::run_in;
 
 #[test]
 fn the_generator_learns_the_ring() {
+    let _serial = crate::common::serial();
     let out = tempfile::tempdir().unwrap();
     let (run, _) = run_in("gan", &["--epochs", "30"], out.path(), &[("OMP_NUM_THREADS", "2")]);
     let report: serde_json::Value =

@@ -2,9 +2,7 @@
 //! first signal ends training cleanly — the stop reason says so, the last checkpoint loads, the
 //! outputs are written —, a second one exits at once.
 
-mod common;
-
-use common::example;
+use crate::common::example;
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;
@@ -89,6 +87,7 @@ fn interrupt(out: &Path, signals: &[&str]) -> (ExitStatus, String) {
 
 #[test]
 fn one_signal_stops_cleanly_two_exit_at_once() {
+    let _serial = crate::common::serial();
     for signal in ["INT", "TERM"] {
         let out = tempfile::tempdir().unwrap();
         let (status, stdout) = interrupt(out.path(), &[signal]);

@@ -8,10 +8,6 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::Mutex;
-
-/// One test at a time: each checks what the other's builds leave.
-static BUILDS: Mutex<()> = Mutex::new(());
 
 fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_owned()
@@ -92,7 +88,8 @@ fn build_tests(xtask: bool) -> Vec<String> {
 
 #[test]
 fn a_second_build_compiles_nothing() {
-    let _one = BUILDS.lock().unwrap_or_else(|e| e.into_inner());
+    // One test at a time: each checks what the other's builds leave.
+    let _serial = crate::common::serial();
     build_tests(false);
     let again = build_tests(false);
     assert!(again.is_empty(), "built again: {again:#?}");
@@ -100,7 +97,8 @@ fn a_second_build_compiles_nothing() {
 
 #[test]
 fn cargo_xtask_and_cargo_share_what_they_build() {
-    let _one = BUILDS.lock().unwrap_or_else(|e| e.into_inner());
+    // One test at a time: each checks what the other's builds leave.
+    let _serial = crate::common::serial();
     build_tests(true);
     let plain = build_tests(false);
     assert!(

@@ -4,9 +4,7 @@
 //! and the history of a run that was never killed, to the bit; and whatever the kill
 //! interrupted, every checkpoint left loads.
 
-mod common;
-
-use common::example;
+use crate::common::example;
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -15,11 +13,9 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tch::nn;
 
 /// Resume points at every epoch's end, and every 20 steps (epochs have 50): most kills land
-/// in an epoch, after a step point.
-/// One test at a time: the kills are timed against a run's measured length, which a second
-/// training process on the machine would change.
-static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
-
+/// in an epoch, after a step point. The tests hold `common::serial()`: the kills are timed
+/// against a run's measured length, which a second training process on the machine would
+/// change.
 fn command(dir: &Path) -> Command {
     let mut command = Command::new(example("full_monitoring"));
     command
@@ -120,7 +116,7 @@ fn checkpoints_load(dir: &Path) {
 
 #[test]
 fn a_run_killed_at_random_points_and_resumed_ends_as_if_never_killed() {
-    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let _serial = crate::common::serial();
     let reference_dir = tempfile::tempdir().unwrap();
     let training = run_to_end(reference_dir.path());
     let reference = outcome(reference_dir.path());
@@ -157,7 +153,7 @@ fn a_run_killed_at_random_points_and_resumed_ends_as_if_never_killed() {
 
 #[test]
 fn a_run_interrupted_with_ctrl_c_and_run_again_ends_as_if_never_interrupted() {
-    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let _serial = crate::common::serial();
     let reference_dir = tempfile::tempdir().unwrap();
     run_to_end(reference_dir.path());
     let reference = outcome(reference_dir.path());

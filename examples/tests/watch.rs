@@ -6,9 +6,7 @@
 //! The training runs for many epochs (they take milliseconds here) and is ended with Ctrl-C's
 //! signal, which the example's `Interrupt` hook turns into a clean stop.
 
-mod common;
-
-use common::example;
+use crate::common::example;
 
 use portable_pty::{CommandBuilder, PtySize};
 use std::io::{Read, Write};
@@ -93,6 +91,7 @@ fn wait_file(path: &Path) {
 
 #[test]
 fn watch_follows_a_training_run_in_a_terminal() {
+    let _serial = crate::common::serial();
     let out = tempfile::tempdir().unwrap();
     let log = std::fs::File::create(out.path().join("training.log")).unwrap();
     let mut training = Command::new(example("full_monitoring"))

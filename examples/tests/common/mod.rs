@@ -2,6 +2,15 @@
 
 use std::path::PathBuf;
 
+/// One test at a time (when each file was a binary of its own, the files ran one after
+/// another): each test trains in processes of its example, and some time what they do (kills
+/// timed against a run's measured length, signals after the second epoch), which a second
+/// training process on the machine would change.
+pub fn serial() -> std::sync::MutexGuard<'static, ()> {
+    static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    SERIAL.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
 /// The binary of example `name`, which `cargo test` builds beside the test's (unless the run
 /// is filtered to one test: then `cargo build --example NAME` first).
 pub fn example(name: &str) -> PathBuf {
@@ -17,8 +26,6 @@ pub fn example(name: &str) -> PathBuf {
 
 /// Runs example `name` with `args` and `--out OUT`, in `out`, with `env`: it must succeed and
 /// print its run directory (`OUT/<name>/version_0`) last. Returns that directory and its stdout.
-// Each test file compiles this module; those that start their example otherwise leave it unused.
-#[allow(dead_code)]
 pub fn run_in(name: &str, args: &[&str], out: &std::path::Path, env: &[(&str, &str)]) -> (PathBuf, String) {
     let mut command = std::process::Command::new(example(name));
     command.args(args).arg("--out").arg(out);
