@@ -1,6 +1,7 @@
 //! Building again rebuilds nothing: a second build of the workspace compiles nothing (the
 //! examples' and tests' build script, trainmon's, watches files that exist in those packages),
-//! and `cargo xtask` and plain `cargo` take turns without rebuilding each other's artifacts.
+//! `cargo xtask` and plain `cargo` take turns without rebuilding each other's artifacts, and a
+//! build of one part of the workspace reuses what a build of the whole built.
 //!
 //! Cargo runs here as from a user's shell, in this workspace and its target directory, and builds
 //! what the test run built, so that it is reused: none of the variables that cargo (or `cargo
@@ -68,13 +69,6 @@ fn compiled(messages: &str) -> Vec<String> {
 /// of `cargo xtask test`, which the test run that runs this test built already (and with the
 /// examples' and tests' build script). Returns what it compiled.
 fn build_tests(xtask: bool) -> Vec<String> {
-    let exe = std::env::current_exe().unwrap();
-    let profile_dir = exe.parent().and_then(Path::parent).and_then(Path::file_name).unwrap();
-    let profile = match profile_dir.to_str().unwrap() {
-        "debug" => vec![],
-        "release" => vec!["--release".to_owned()],
-        other => vec!["--profile".to_owned(), other.to_owned()],
-    };
     let mut args = vec![];
     if xtask {
         args.extend(["xtask", "test"]);
@@ -82,8 +76,20 @@ fn build_tests(xtask: bool) -> Vec<String> {
         args.extend(["test", "--workspace"]);
     }
     args.extend(["--no-run", "--lib", "--message-format=json"]);
+    let profile = profile();
     args.extend(profile.iter().map(String::as_str));
     compiled(&cargo(&args))
+}
+
+/// The arguments that select this test's profile.
+fn profile() -> Vec<String> {
+    let exe = std::env::current_exe().unwrap();
+    let profile_dir = exe.parent().and_then(Path::parent).and_then(Path::file_name).unwrap();
+    match profile_dir.to_str().unwrap() {
+        "debug" => vec![],
+        "release" => vec!["--release".to_owned()],
+        other => vec!["--profile".to_owned(), other.to_owned()],
+    }
 }
 
 #[test]
@@ -109,5 +115,25 @@ fn cargo_xtask_and_cargo_share_what_they_build() {
     assert!(
         xtask.is_empty(),
         "`cargo xtask` after plain cargo built again: {xtask:#?}"
+    );
+}
+
+#[test]
+fn a_build_of_one_part_reuses_the_whole_builds() {
+    // One test at a time: each checks what the other's builds leave.
+    let _serial = crate::common::serial();
+    build_tests(false);
+    // trainmon's graph holds anyhow, indexmap… as build dependencies only (of torch-sys's build
+    // script, of the proc-macros), the whole's as the dependencies of other code too: cargo built
+    // them twice, with and without debug info, and torch-sys, tch and trainmon above them, where
+    // the workspace's profile did not give both kinds the same (`cargo xtask test --test NAME`
+    // after `cargo xtask test` rebuilt all three).
+    let mut args = vec!["test", "-p", "trainmon", "--lib", "--no-run", "--message-format=json"];
+    let profile = profile();
+    args.extend(profile.iter().map(String::as_str));
+    let part = compiled(&cargo(&args));
+    assert!(
+        part.is_empty(),
+        "trainmon's unit tests alone after the workspace's built again: {part:#?}"
     );
 }
