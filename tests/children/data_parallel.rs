@@ -406,14 +406,14 @@ fn without_metrics_the_running_loss_is_still_global() {
 #[test]
 fn a_stop_in_validation_on_one_rank_ends_both_without_a_point() {
     let out = tempfile::tempdir().unwrap();
-    let started = std::time::Instant::now();
     let results: Vec<_> = two_ranks("stop_in_validation", out.path()).iter().map(result).collect();
     assert_eq!(results[1]["stop"], "rank 1 stopped validating", "{}", results[1]);
     assert_eq!(results[0]["stop"], "rank 1 of 2 stopped", "{}", results[0]);
     assert_eq!(results[0]["epochs"], 1);
     assert_eq!(results[0]["weights"], results[1]["weights"]);
+    // Rank 0 stopped for rank 1's reason: it heard of it, where waiting for rank 1 until the
+    // timeout would have ended it with an error.
     assert!(!out.path().join("rank0/points/resume.safetensors").exists());
-    assert!(started.elapsed().as_secs() < 15, "{:?}", started.elapsed());
 }
 
 /// A rank that fails while the others wait in the store for its value (here: its resume point
@@ -428,7 +428,6 @@ fn a_rank_failing_before_the_ranks_agree_ends_the_others_wait() {
         b"not a resume point",
     )
     .unwrap();
-    let started = std::time::Instant::now();
     let outs = RANKS.world(
         "resume_elsewhere",
         2,
@@ -442,9 +441,9 @@ fn a_rank_failing_before_the_ranks_agree_ends_the_others_wait() {
         other.starts_with("distributed training: rank 1 of 2 failed: "),
         "{other}"
     );
+    // Rank 1's own error, not a timeout's ("not there within…"): rank 0's wait ended with it.
     assert!(other.contains("resume.safetensors"), "{other}");
-    // At once, not at the 20 s timeout.
-    assert!(started.elapsed().as_secs() < 15, "{:?}", started.elapsed());
+    assert!(!other.contains("within"), "{other}");
 }
 
 /// A point taken within an epoch by one process is refused by two ranks: each rank's share of
@@ -562,7 +561,6 @@ fn a_rank_that_dies_fails_the_other_with_an_error() {
 fn a_hook_error_on_one_rank_ends_the_other_with_it() {
     for failing in [1, 0] {
         let out = tempfile::tempdir().unwrap();
-        let started = std::time::Instant::now();
         let outs = RANKS.world(
             "hook_fails",
             2,
@@ -581,9 +579,9 @@ fn a_hook_error_on_one_rank_ends_the_other_with_it() {
             )),
             "{other}"
         );
+        // The failing rank's own error, not a timeout's ("not there within…").
         assert!(other.contains(&format!("rank {failing}'s disk is full")), "{other}");
-        // At once, not at the 20 s timeout.
-        assert!(started.elapsed().as_secs() < 15, "{:?}", started.elapsed());
+        assert!(!other.contains("within"), "{other}");
     }
 }
 

@@ -151,7 +151,7 @@ fn without_a_launcher_the_error_says_how_to_launch() {
     let r = result(&out);
     let error = r["join_error"].as_str().unwrap();
     assert!(
-        error.starts_with("invalid trainer setup: no distributed launch: RANK, WORLD_SIZE, MASTER_ADDR, MASTER_PORT not set; start the processes with `torchrun --no-python"),
+        error.starts_with("invalid trainer setup (`Rendezvous::from_env`): no distributed launch: RANK, WORLD_SIZE, MASTER_ADDR, MASTER_PORT not set; start the processes with `torchrun --no-python"),
         "{error}"
     );
     let bad = Rendezvous::new("127.0.0.1", 1, 2, 2).unwrap_err();

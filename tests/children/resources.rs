@@ -80,7 +80,16 @@ fn a_missing_resource_stops_fit_before_any_batch_naming_the_hook_and_the_type() 
         .hooks(Hooks::groups(["missing"]))
         .fit(&data)
         .unwrap_err();
-    assert!(matches!(err, Error::Config(_)), "{err:?}");
+    assert!(
+        matches!(
+            err,
+            Error::Config {
+                setting: "resource",
+                ..
+            }
+        ),
+        "{err:?}"
+    );
     let message = err.to_string();
     for part in [
         "hook `needs_what_is_missing` (",

@@ -177,7 +177,10 @@ fn settings_that_cannot_work_are_refused() {
     ] {
         let (history, _) = train(&data, 1, Some(rollback), |t| t);
         match history {
-            Err(Error::Config(message)) => assert!(message.contains(says), "{message}"),
+            Err(Error::Config {
+                setting: "rollback",
+                message,
+            }) => assert!(message.contains(says), "{message}"),
             other => panic!("{other:?}"),
         }
     }

@@ -36,7 +36,7 @@ fn zero_epochs_is_a_config_error() {
         .epochs(0)
         .fit(&data)
         .unwrap_err();
-    assert!(matches!(err, Error::Config(_)), "{err:?}");
+    assert!(matches!(err, Error::Config { setting: "epochs", .. }), "{err:?}");
     assert!(err.to_string().contains("epochs must be at least 1, got 0"), "{err}");
     assert_eq!(weights(&vs), before);
 }
@@ -114,7 +114,16 @@ fn a_missing_optimizer_is_an_error() {
         .hooks(trainmon::Hooks::none())
         .fit(&data)
         .unwrap_err();
-    assert!(matches!(err, Error::Config(_)), "{err:?}");
+    assert!(
+        matches!(
+            err,
+            Error::Config {
+                setting: "optimizer",
+                ..
+            }
+        ),
+        "{err:?}"
+    );
     assert!(err.to_string().contains("no optimizer"), "{err}");
 }
 

@@ -474,7 +474,16 @@ fn bad_precision_settings_are_errors_before_the_first_batch() {
             trainer = trainer.grad_scaler(scaler);
         }
         let err = trainer.fit(&data).unwrap_err();
-        assert!(matches!(err, Error::Config(_)), "{err:?}");
+        assert!(
+            matches!(
+                err,
+                Error::Config {
+                    setting: "precision" | "grad_scaler",
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
         assert_eq!(*batches.lock().unwrap(), 0, "no batch");
         err.to_string()
     };

@@ -78,7 +78,16 @@ fn a_parameter_missing_at_the_event_is_refused_before_any_batch() {
         .fit(&data)
         .unwrap_err();
     let text = err.to_string();
-    assert!(matches!(err, Error::Config(_)), "{err:?}");
+    assert!(
+        matches!(
+            err,
+            Error::Config {
+                setting: "add_hook",
+                ..
+            }
+        ),
+        "{err:?}"
+    );
     assert!(
         text.contains("hook `wrong` (tests/in_process/run_time_hooks.rs:")
             && text.contains("its parameter `&BatchLogs` does not exist at `on_epoch_end`"),
@@ -103,7 +112,7 @@ fn a_parameter_missing_at_the_event_is_refused_before_any_batch() {
 }
 
 #[test]
-fn a_closures_locals_start_again_on_resume_with_a_warning() {
+fn a_closures_locals_are_kept_on_resume_as_an_annotated_functions() {
     let _serial = trainmon_tests::serial();
     let dir = tempfile::tempdir().unwrap();
     let data = tutorial_data(1);
@@ -118,10 +127,15 @@ fn a_closures_locals_start_again_on_resume_with_a_warning() {
             .seed(3)
             .hooks(Hooks::none())
             .resumable(dir.path())
-            .add_hook(HookSpec::new(Event::EpochEnd, "count"), move |mut n: Local<u32>| {
-                *n += 1;
-                counts.lock().unwrap().push(*n);
-            })
+            .add_hook(
+                HookSpec::new(Event::EpochEnd, "count"),
+                move |epoch: &EpochLogs, mut n: Local<u32>, mut losses: Local<Vec<f64>>, mut calls: Scratch<u32>| {
+                    *n += 1;
+                    *calls += 1;
+                    losses.push(epoch.loss());
+                    counts.lock().unwrap().push((*n, losses.len(), *calls));
+                },
+            )
             .fit(&data)
             .unwrap()
     };
@@ -130,14 +144,18 @@ fn a_closures_locals_start_again_on_resume_with_a_warning() {
     assert_eq!(history.len(), 4);
     assert_eq!(
         *counts.lock().unwrap(),
-        [1, 2, 1, 2],
-        "the closure's count started again"
+        [(1, 1, 1), (2, 2, 2), (3, 3, 1), (4, 4, 2)],
+        "the `Local`s went on from the resume point, the `Scratch` from its default"
     );
+    assert!(!logs.iter().any(|(level, _)| level == "WARN"), "{logs:?}");
+    // What the point keeps (its document is UTF-8 in the file), by place among the closure's
+    // parameters.
+    let text = String::from_utf8_lossy(&std::fs::read(dir.path().join("resume.safetensors")).unwrap()).into_owned();
     assert!(
-        logs.iter().any(|(level, line)| level == "WARN"
-            && line.contains("not kept: a closure's `Local` parameters are not kept in resume points")),
-        "{logs:?}"
+        text.contains("#1: Local<u32>") && text.contains("#2: Local<alloc::vec::Vec<f64>>"),
+        "{text}"
     );
+    assert!(!text.contains("#3"), "a `Scratch` is not kept: {text}");
 }
 
 #[test]

@@ -520,7 +520,7 @@ fn optimizing_by_hand_wrongly_is_an_error_naming_the_cause() {
     let err = two_optimizers(&vs).fit_steps(&mut step, &data, None).unwrap_err();
     assert_eq!(
         err.to_string(),
-        "invalid trainer setup: no optimizer named `c`: the trainer has `a`, `b` (`optimizer_for`)"
+        "invalid trainer setup (`optimizer_for`): no optimizer named `c`: the trainer has `a`, `b` (`optimizer_for`)"
     );
     // `ctx.backward` in a step the trainer optimizes.
     struct Automatic;

@@ -1,5 +1,6 @@
 use trainmon::prelude::*;
 
+#[derive(serde::Serialize, serde::Deserialize)]
 struct Best(f64);
 
 #[on_epoch_end]

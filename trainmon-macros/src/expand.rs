@@ -194,8 +194,9 @@ fn register(event: Event, args: &Args, func: &ItemFn) -> TokenStream {
         let private = private_at(ty.span());
         quote_spanned! {ty.span()=> #private::fetch::<#ty>(#state, __ctx)? }
     });
-    // Resume points keep the `Local` parameters whose type serde handles, by name; which ones is
-    // found by autoref specialization on each parameter's type (trainmon's `Persist`).
+    // Resume points keep the `Local` parameters, by name, through `HookParam::save` and `load`
+    // (as a closure's, by place); called by autoref specialization (trainmon's `Persist`), so
+    // that a type that is no hook parameter adds no error to the parameter check's.
     let persist = |method: TokenStream| {
         params
             .iter()
@@ -234,13 +235,13 @@ fn register(event: Event, args: &Args, func: &ItemFn) -> TokenStream {
                     },
                     |__state, __saved| {
                         #[allow(unused_imports)]
-                        use #private::{PersistLocal as _, PersistNothing as _, PersistUnserializable as _};
+                        use #private::{PersistNothing as _, PersistParam as _};
                         let (#(#states,)*) = __state;
                         #(#saves)*
                     },
                     |__state, __saved| {
                         #[allow(unused_imports)]
-                        use #private::{PersistLocal as _, PersistNothing as _, PersistUnserializable as _};
+                        use #private::{PersistNothing as _, PersistParam as _};
                         let (#(#states,)*) = __state;
                         #(#loads)*
                     },

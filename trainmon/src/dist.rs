@@ -56,7 +56,7 @@ fn var(name: &str) -> Option<String> {
 fn number<T: std::str::FromStr>(name: &str, value: &str) -> Result<T> {
     value
         .parse()
-        .map_err(|_| Error::Config(format!("{name} is `{value}`, not a number")))
+        .map_err(|_| Error::config("Rendezvous", format!("{name} is `{value}`, not a number")))
 }
 
 impl Rendezvous {
@@ -76,11 +76,14 @@ impl Rendezvous {
             .filter(|v| var(v).is_none())
             .collect();
         if !missing.is_empty() {
-            return Err(Error::Config(format!(
-                "no distributed launch: {} not set; start the processes with `torchrun --no-python \
+            return Err(Error::config(
+                "Rendezvous::from_env",
+                format!(
+                    "no distributed launch: {} not set; start the processes with `torchrun --no-python \
                  --nproc-per-node N <binary>` (or set RANK, WORLD_SIZE, MASTER_ADDR, MASTER_PORT)",
-                missing.join(", ")
-            )));
+                    missing.join(", ")
+                ),
+            ));
         }
         let get = |name: &str| var(name).unwrap_or_default();
         let rank: usize = number(rank_var, &get(rank_var))?;
@@ -123,9 +126,10 @@ impl Rendezvous {
     pub fn new(master_addr: impl Into<String>, master_port: u16, rank: usize, world_size: usize) -> Result<Rendezvous> {
         let master_addr = master_addr.into();
         if world_size == 0 || rank >= world_size {
-            return Err(Error::Config(format!(
-                "rank {rank} of a world of {world_size}: ranks go from 0 to the world size − 1"
-            )));
+            return Err(Error::config(
+                "Rendezvous::new",
+                format!("rank {rank} of a world of {world_size}: ranks go from 0 to the world size − 1"),
+            ));
         }
         let loopback = master_addr == "localhost" || master_addr.starts_with("127.") || master_addr == "::1";
         let bind = if loopback {
@@ -535,22 +539,29 @@ fn check(tensors: &[&Tensor], what: &str) -> Result<()> {
     let device = first.device();
     for (i, t) in tensors.iter().enumerate() {
         if !t.is_contiguous() {
-            return Err(Error::Config(format!(
-                "a {what} takes contiguous tensors; tensor {i} is not"
-            )));
+            return Err(Error::config(
+                "ProcessGroup",
+                format!("a {what} takes contiguous tensors; tensor {i} is not"),
+            ));
         }
         if t.device() != device {
-            return Err(Error::Config(format!(
-                "a {what} takes tensors on one device; tensor 0 is on {device:?}, tensor {i} on {:?}",
-                t.device()
-            )));
+            return Err(Error::config(
+                "ProcessGroup",
+                format!(
+                    "a {what} takes tensors on one device; tensor 0 is on {device:?}, tensor {i} on {:?}",
+                    t.device()
+                ),
+            ));
         }
     }
     if device != tch::Device::Cpu && !has_nccl() {
-        return Err(Error::Config(format!(
-            "a {what} on {device:?} needs NCCL, and this trainmon was built without it: it is built with \
+        return Err(Error::config(
+            "ProcessGroup",
+            format!(
+                "a {what} on {device:?} needs NCCL, and this trainmon was built without it: it is built with \
              NCCL where libtorch has CUDA and CUDA's and NCCL's headers are found (the bootstrap's venv has them)"
-        )));
+            ),
+        ));
     }
     Ok(())
 }
@@ -636,7 +647,7 @@ mod imp {
     }
 
     fn c_string(what: &str, s: &str) -> Result<CString> {
-        CString::new(s).map_err(|_| Error::Config(format!("{what} `{s}` holds a NUL byte")))
+        CString::new(s).map_err(|_| Error::config("ProcessGroup", format!("{what} `{s}` holds a NUL byte")))
     }
 
     pub(super) struct Raw {
@@ -797,7 +808,8 @@ mod imp {
 
     impl Raw {
         pub(super) fn join(_: &Rendezvous) -> Result<Raw> {
-            Err(Error::Config(
+            Err(Error::config(
+                "ProcessGroup",
                 "this trainmon was built without PyTorch's distributed engine: gloo's headers were not \
                  found when it was compiled (the torch wheel does not ship them). Run `cargo xtask \
                  bootstrap` in trainmon's workspace or `cargo trainmon setup` in your crate (they fetch \

@@ -19,8 +19,16 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 pub enum Error {
     /// The dataset cannot be trained on (lengths differ, no samples, wrong kinds…).
     Data(String),
-    /// The `Trainer` was set up with a value it cannot use (batch size 0, no optimizer…).
-    Config(String),
+    /// The `Trainer`, or a part given to it, was set up with a value it cannot use (batch size
+    /// 0, no optimizer, a prefetch without workers…); `setting` says which.
+    Config {
+        /// The setting at fault, as it is written: a `Trainer` method (`"batch_size"`,
+        /// `"optimizer_for"`, `"rollback"`…), or the part given to it (`"Loader::prefetch"`,
+        /// `"Ema"`, `"Rendezvous::from_env"`…).
+        setting: &'static str,
+        /// What is wrong with its value, and what would do.
+        message: String,
+    },
     /// libtorch refused an operation; `context` says which and on what shapes.
     Torch {
         /// What the loop was doing, with the shapes and kinds involved.
@@ -119,7 +127,7 @@ impl std::fmt::Display for Error {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Error::Data(message) => write!(f, "invalid dataset: {message}")?,
-            Error::Config(message) => write!(f, "invalid trainer setup: {message}")?,
+            Error::Config { setting, message } => write!(f, "invalid trainer setup (`{setting}`): {message}")?,
             Error::Torch { context, .. } => f.write_str(context)?,
             Error::Hook { hook, location, .. } => write!(f, "hook `{hook}` ({location}) failed")?,
             Error::Io { action, path, .. } => write!(f, "could not {action} {}", path.display())?,
@@ -195,6 +203,11 @@ impl Error {
                 tch: None,
             },
         }
+    }
+
+    /// A setting that cannot be used, [`Error::Config`].
+    pub(crate) fn config(setting: &'static str, message: String) -> Self {
+        Error::Config { setting, message }
     }
 
     pub(crate) fn io(action: &'static str, path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> Self {

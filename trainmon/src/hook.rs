@@ -44,8 +44,8 @@ pub trait Plugin: Hook + 'static {
     fn specs(&self) -> Vec<crate::spec::HookSpec>;
 }
 
-/// Saves the `Local` parameters of a hook's state, by parameter name and type (see
-/// [`crate::param::Persist`]).
+/// Saves the `Local` parameters of a hook's state, by parameter name and type
+/// ([`HookParam::save`]).
 type SaveLocals<S> = fn(&S, &mut HookState);
 /// Restores them, taking from the saved state what they restore.
 type LoadLocals<S> = fn(&mut S, &mut HookState);
@@ -56,21 +56,10 @@ struct FnHook<S, F> {
     state: S,
     call: F,
     /// How its `Local` parameters are kept in resume points.
-    locals: Locals<S>,
+    save: SaveLocals<S>,
+    load: LoadLocals<S>,
     requires: Vec<Requirement>,
 }
-
-enum Locals<S> {
-    /// Kept as the attributes' code says (serde's types, by name).
-    Kept(SaveLocals<S>, LoadLocals<S>),
-    /// Not kept (a closure's: run-time code cannot see whether serde handles a type); the
-    /// type names of its `Local` parameters, to say so on resume.
-    NotKept(Vec<String>),
-}
-
-/// The mark of a `Local` that a run-time closure had: not kept.
-const CLOSURE_LOCAL: &str = "not kept: a closure's `Local` parameters are not kept in resume points \
-                             (an annotated function's are, and a `Hook` struct's state)";
 
 impl<S, F> Hook for FnHook<S, F>
 where
@@ -84,14 +73,7 @@ where
 
     fn state(&self) -> Result<Option<HookState>, BoxError> {
         let mut saved = HookState::marks();
-        match &self.locals {
-            Locals::Kept(save, _) => save(&self.state, &mut saved),
-            Locals::NotKept(types) => {
-                for (i, ty) in types.iter().enumerate() {
-                    saved.mark(&format!("#{i}: {ty}"), CLOSURE_LOCAL.into());
-                }
-            }
-        }
+        (self.save)(&self.state, &mut saved);
         Ok((!saved.no_marks()).then_some(saved))
     }
 
@@ -100,19 +82,13 @@ where
     }
 
     fn restore(&mut self, mut state: HookState) -> Result<(), BoxError> {
-        if let Locals::Kept(_, load) = self.locals {
-            load(&mut self.state, &mut state);
-        }
+        (self.load)(&mut self.state, &mut state);
         // What no parameter took: a parameter renamed, removed or of another type since.
-        for (key, mark) in state.take_marks() {
-            if mark == CLOSURE_LOCAL {
-                tracing::warn!("its `Local` `{key}` was {mark}: it starts from its default");
-            } else {
-                tracing::warn!(
-                    "the resume point keeps a `Local` `{key}` that matches no parameter of this hook now (renamed, \
-                     removed, or of another type): it is dropped"
-                );
-            }
+        for (key, _) in state.take_marks() {
+            tracing::warn!(
+                "the resume point keeps a `Local` `{key}` that matches no parameter of this hook now (renamed, \
+                 removed, or of another type): it is dropped"
+            );
         }
         Ok(())
     }
@@ -136,7 +112,8 @@ where
     Box::new(FnHook {
         state,
         call,
-        locals: Locals::Kept(save, load),
+        save,
+        load,
         requires,
     })
 }
@@ -164,13 +141,13 @@ where
 /// ```
 ///
 /// A parameter that does not exist at the spec's event (`&BatchLogs` at `on_epoch_end`) makes
-/// `fit` fail before any batch, naming the hook. Unlike an annotated function's, a closure's
-/// `Local` values are not kept in resume points (a resumed fit warns and starts them from
-/// their default); implement [`Hook::state`] on a struct for that.
+/// `fit` fail before any batch, naming the hook. As an annotated function's, a closure's `Local`
+/// values are kept in resume points, named by their place among its parameters (`#1:
+/// Local<u32>`): a resumed fit gives them back.
 #[diagnostic::on_unimplemented(
     message = "`{Self}` is not a hook",
     label = "not a hook",
-    note = "a hook is a `Hook`, or a function or closure whose parameters are hook parameters (`&BatchLogs`, `&EpochLogs`, `&TrainState`, `&History`, `Local<T>`, `Res<T>`, `&VarStore`, `LearningRate`, `Dist`, `StepBatch<B>`, `&Error`, `&HookContext`), annotated with their types, returning `()`, `Control`, or a `Result` of them"
+    note = "a hook is a `Hook`, or a function or closure whose parameters are hook parameters (`&BatchLogs`, `&EpochLogs`, `&TrainState`, `&History`, `Local<T>`, `Scratch<T>`, `Res<T>`, `&VarStore`, `LearningRate`, `Dist`, `StepBatch<B>`, `&Error`, `&HookContext`), annotated with their types, returning `()`, `Control`, or a `Result` of them; a `Local<T>` is kept in resume points, so serde handles its `T` (`Serialize + Deserialize`), a `Scratch<T>` is not"
 )]
 pub trait IntoHook<Marker>: Sized {
     /// The hook, boxed for the trainer.
@@ -210,8 +187,6 @@ macro_rules! function_hooks {
             fn into_hook(mut self) -> Box<dyn Hook> {
                 let mut requires = Vec::new();
                 $(requires.extend($p::requirement());)*
-                let mut locals = Vec::new();
-                $(if $p::LOCAL { locals.push(short_type_name(std::any::type_name::<$p>())); })*
                 // Called through the bound on items (a closure's higher-ranked signature), not
                 // the one on parameter types, which only lets the compiler infer them.
                 #[allow(clippy::too_many_arguments)]
@@ -225,7 +200,17 @@ macro_rules! function_hooks {
                         let out = call_with(&mut self, $(fetch::<$p>($s, ctx)?),*);
                         out.into_control()
                     },
-                    locals: Locals::NotKept(locals),
+                    // Its parameters by their place: `#0`, `#1`….
+                    save: |state, saved| {
+                        let ($($s,)*) = state;
+                        let mut _place = 0;
+                        $($p::save($s, &format!("#{_place}"), saved); _place += 1;)*
+                    },
+                    load: |state, saved| {
+                        let ($($s,)*) = state;
+                        let mut _place = 0;
+                        $($p::load($s, &format!("#{_place}"), saved); _place += 1;)*
+                    },
                     requires,
                 })
             }

@@ -287,8 +287,8 @@
 //!
 //! [`Trainer::resumable`] keeps a resume point at the end of every epoch — weights, optimizer
 //! state ([`optim`]), counters, the shuffling generator, the history, and every hook's state —
-//! and goes on from it when the program runs again. A hook's `Local<T>` is kept when `T`
-//! implements serde's traits:
+//! and goes on from it when the program runs again. A hook's `Local<T>` is kept (serde handles
+//! its `T`), an annotated function's and a closure's alike; a `Scratch<T>` is not:
 //!
 //! ```
 //! use trainmon::prelude::*;
@@ -364,7 +364,7 @@ pub use hook::{Hook, IntoHook, Plugin};
 pub use loader::{BatchLoader, Loader};
 pub use loss::{Loss, LossFn};
 pub use metrics::{Accuracy, BatchLogs, Metric};
-pub use param::{HookParam, Local, StepBatch};
+pub use param::{HookParam, Local, Scratch, StepBatch};
 pub use precision::{GradScaler, Precision};
 pub use registry::{registrations, Hooks, Registration};
 pub use resource::{Requirement, Res};
@@ -392,7 +392,7 @@ pub mod prelude {
     trainmon_events::for_each_event!(attributes);
     pub use crate::{
         Batch, BatchLogs, Control, Dist, EpochLogs, GradScaler, History, LearningRate, Loader, Local, Precision, Res,
-        StepBatch, StepContext, StepOutput, TensorDataset, TrainState, TrainStep, Trainer,
+        Scratch, StepBatch, StepContext, StepOutput, TensorDataset, TrainState, TrainStep, Trainer,
     };
     pub use tch::nn::VarStore;
 }
@@ -406,8 +406,7 @@ pub mod __private {
     pub use crate::event::{events, Event};
     pub use crate::hook::{fn_hook, Hook};
     pub use crate::param::{
-        fetch, param_at, HookParam, Persist, PersistLocal, PersistNothing, PersistUnserializable, Require,
-        RequireNothing, RequireResource,
+        fetch, param_at, HookParam, Persist, PersistNothing, PersistParam, Require, RequireNothing, RequireResource,
     };
     pub use crate::registry::Registration;
     pub use crate::resource::Requirement;

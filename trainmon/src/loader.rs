@@ -147,14 +147,20 @@ impl<D: Dataset + Send + Sync + 'static> Dataset for Loader<D> {
 /// Refuses a loader's `workers` and `prefetch` that cannot work together.
 fn check_settings(workers: usize, prefetch: Option<usize>) -> Result<()> {
     match (workers, prefetch) {
-        (0, Some(batches)) if batches > 0 => Err(Error::Config(format!(
-            "prefetch needs at least one worker: a loader with `prefetch({batches})` and `workers(0)` (with no \
+        (0, Some(batches)) if batches > 0 => Err(Error::config(
+            "Loader::prefetch",
+            format!(
+                "prefetch needs at least one worker: a loader with `prefetch({batches})` and `workers(0)` (with no \
              worker, the loop builds each batch when it needs it; set `workers(1)` or more)"
-        ))),
-        (workers, Some(0)) if workers > 0 => Err(Error::Config(format!(
-            "a loader's prefetch must be at least 1 with `workers({workers})`, got 0: workers build batches only \
+            ),
+        )),
+        (workers, Some(0)) if workers > 0 => Err(Error::config(
+            "Loader::prefetch",
+            format!(
+                "a loader's prefetch must be at least 1 with `workers({workers})`, got 0: workers build batches only \
              ahead of the loop"
-        ))),
+            ),
+        )),
         _ => Ok(()),
     }
 }
@@ -324,9 +330,10 @@ impl<T: Send + 'static> Workers<T> {
                 Err(err) => {
                     started.shared.lock().running -= 1;
                     // Dropping `started` stops and joins those started already.
-                    return Err(Error::Config(format!(
-                        "could not start loader worker {worker} of {threads}: {err}"
-                    )));
+                    return Err(Error::config(
+                        "Loader::workers",
+                        format!("could not start loader worker {worker} of {threads}: {err}"),
+                    ));
                 }
             }
         }

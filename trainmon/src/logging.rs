@@ -94,7 +94,7 @@ impl Logging {
             .with(lines.with_filter(filter))
             .with(indicatif)
             .try_init()
-            .map_err(|e| Error::Config(format!("logging could not be installed: {e}")))
+            .map_err(|e| Error::config("Logging", format!("logging could not be installed: {e}")))
     }
 }
 

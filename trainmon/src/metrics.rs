@@ -396,11 +396,14 @@ impl BatchLogs {
         let _no_grad = self.needs_no_grad.then(tch::no_grad_guard);
         let read = |err| Error::torch("accumulating the batch's loss and metrics", err);
         if let (None, Some(metric)) = (outputs, self.metrics.first()) {
-            return Err(Error::Config(format!(
-                "the metric `{}` compares outputs and targets, and the step returned none: return \
+            return Err(Error::config(
+                "metric",
+                format!(
+                    "the metric `{}` compares outputs and targets, and the step returned none: return \
                  `StepOutput::loss(loss).with_outputs(outputs, targets)`",
-                metric.name()
-            )));
+                    metric.name()
+                ),
+            ));
         }
         self.loss.add(loss).map_err(read)?;
         if let Some((outputs, targets)) = outputs {

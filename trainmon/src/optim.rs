@@ -30,10 +30,130 @@ pub trait OptimizerConfig {
         Self: Sized,
     {
         let _ = (vs, lr);
-        Err(Error::Config(format!(
-            "this optimizer builds over a whole VarStore, not over its part `{path}`: implement \
+        Err(Error::config(
+            "optimizer_for",
+            format!(
+                "this optimizer builds over a whole VarStore, not over its part `{path}`: implement \
              `OptimizerConfig::build_optimizer_for`"
-        )))
+            ),
+        ))
+    }
+}
+
+/// What an optimizer is: its algorithm and the settings that shape its updates, each by name
+/// (the learning rate aside). A resume point keeps it; one made by another optimizer is refused,
+/// naming the setting that differs. Shown as `Adam { beta1: 0.9, beta2: 0.999, wd: 0.0, eps:
+/// 1e-8, amsgrad: false }`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct OptimizerKind {
+    /// `"Adam"`, `"AdamW"`, `"Sgd"`, `"RmsProp"`, `"Parts"` (a trainer's optimizers over parts,
+    /// [`crate::Trainer::optimizer_for`]), or your own algorithm's name.
+    pub algorithm: String,
+    /// Its settings, in the order they are shown.
+    pub settings: Vec<(String, Hyper)>,
+}
+
+/// The value of an optimizer's setting.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Hyper {
+    /// A switch (`amsgrad`, `nesterov`).
+    Flag(bool),
+    /// A number (`beta1`, `wd`).
+    Number(f64),
+    /// An optimizer of its own (one part's, under `Parts`).
+    Kind(Box<OptimizerKind>),
+}
+
+impl OptimizerKind {
+    /// `algorithm` with `settings`, in their order.
+    pub fn new<K: Into<String>>(algorithm: &str, settings: impl IntoIterator<Item = (K, Hyper)>) -> Self {
+        OptimizerKind {
+            algorithm: algorithm.to_owned(),
+            settings: settings.into_iter().map(|(name, value)| (name.into(), value)).collect(),
+        }
+    }
+
+    /// What differs from `other`, this one's value first: `"the algorithm: Adam against AdamW"`,
+    /// `"wd: 0.0 against 0.01"`, `"generator: beta1: 0.5 against 0.9"`; empty when they are the
+    /// same.
+    pub fn differences(&self, other: &OptimizerKind) -> Vec<String> {
+        if self.algorithm != other.algorithm {
+            return vec![format!("the algorithm: {} against {}", self.algorithm, other.algorithm)];
+        }
+        let mut found = Vec::new();
+        for (name, value) in &self.settings {
+            match other.settings.iter().find(|(n, _)| n == name).map(|(_, v)| v) {
+                None => found.push(format!("{name}: {value} against none")),
+                Some(Hyper::Kind(theirs)) if matches!(value, Hyper::Kind(_)) => {
+                    let Hyper::Kind(ours) = value else { unreachable!() };
+                    found.extend(ours.differences(theirs).into_iter().map(|d| format!("{name}: {d}")));
+                }
+                Some(theirs) if theirs != value => found.push(format!("{name}: {value} against {theirs}")),
+                Some(_) => {}
+            }
+        }
+        for (name, value) in &other.settings {
+            if !self.settings.iter().any(|(n, _)| n == name) {
+                found.push(format!("{name}: none against {value}"));
+            }
+        }
+        found
+    }
+}
+
+impl std::fmt::Display for OptimizerKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.algorithm)?;
+        for (i, (name, value)) in self.settings.iter().enumerate() {
+            let sep = if i == 0 { " { " } else { ", " };
+            write!(f, "{sep}{name}: {value}")?;
+        }
+        if !self.settings.is_empty() {
+            f.write_str(" }")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::fmt::Display for Hyper {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Hyper::Flag(flag) => write!(f, "{flag}"),
+            Hyper::Number(number) => write!(f, "{number:?}"),
+            Hyper::Kind(kind) => write!(f, "{kind}"),
+        }
+    }
+}
+
+/// The optimizer a state was saved by: described, or (resume points of trainmon before
+/// [`OptimizerKind`]) its text, which is the description's.
+#[derive(Serialize, Deserialize)]
+#[serde(untagged)]
+enum SavedKind {
+    Typed(OptimizerKind),
+    Text(String),
+}
+
+impl SavedKind {
+    /// Refuses a state saved by another optimizer than `mine`, naming what differs.
+    fn check(&self, mine: &OptimizerKind) -> Result<()> {
+        let differences = match self {
+            SavedKind::Typed(saved) => saved.differences(mine),
+            SavedKind::Text(saved) if *saved == mine.to_string() => vec![],
+            SavedKind::Text(saved) => vec![format!("{saved} against {mine}")],
+        };
+        if differences.is_empty() {
+            return Ok(());
+        }
+        Err(Error::config(
+            "optimizer",
+            format!(
+                "the saved optimizer state is of another optimizer than this trainer's (saved against this \
+                 trainer's): {}",
+                differences.join(", ")
+            ),
+        ))
     }
 }
 
@@ -47,9 +167,9 @@ pub trait Optimizer: Send {
     fn step(&mut self) -> Result<()>;
     /// Sets the learning rate from the next step on.
     fn set_learning_rate(&mut self, lr: f64);
-    /// Which algorithm this is, with its settings (`"Adam { beta1: 0.9, … }"`): a resume point made
-    /// with another one is refused. The learning rate is not part of it.
-    fn kind(&self) -> String;
+    /// Which algorithm this is, with its settings (`Adam { beta1: 0.9, … }`): a resume point made
+    /// with another one is refused, naming what differs. The learning rate is not part of it.
+    fn kind(&self) -> OptimizerKind;
     /// The state: a plain value and named tensors (copies), as a hook's.
     fn state(&self) -> Result<HookState>;
     /// Restores a state [`Optimizer::state`] returned (in this or another process).
@@ -67,10 +187,13 @@ pub trait Optimizer: Send {
     /// an error for one over the whole model.
     #[doc(hidden)]
     fn by_name(&mut self, name: &str) -> Result<&mut dyn Optimizer> {
-        Err(Error::Config(format!(
-            "no optimizer named `{name}`: the trainer has one, over the whole model; `optimizer_for` gives it \
+        Err(Error::config(
+            "optimizer_for",
+            format!(
+                "no optimizer named `{name}`: the trainer has one, over the whole model; `optimizer_for` gives it \
              several by name"
-        )))
+            ),
+        ))
     }
 
     /// The gradients of the variables it optimizes (clipping one optimizer's, by hand), or
@@ -140,19 +263,25 @@ impl Named {
     /// overlaps another's (its variables would be stepped twice) are refused.
     pub(crate) fn add(&mut self, name: &str, path: &str, optimizer: Box<dyn Optimizer>, lr: f64) -> Result<()> {
         if name.contains('/') {
-            return Err(Error::Config(format!("an optimizer's name holds no `/`, got `{name}`")));
+            return Err(Error::config(
+                "optimizer_for",
+                format!("an optimizer's name holds no `/`, got `{name}`"),
+            ));
         }
         let within = |a: &str, b: &str| a == b || a.starts_with(&format!("{b}."));
         for part in &self.parts {
             if part.name == name {
-                return Err(Error::Config(format!("two optimizers named `{name}`")));
+                return Err(Error::config("optimizer_for", format!("two optimizers named `{name}`")));
             }
             if within(path, &part.path) || within(&part.path, path) {
-                return Err(Error::Config(format!(
-                    "the optimizers `{}` (over `{}`) and `{name}` (over `{path}`) share variables: each variable \
+                return Err(Error::config(
+                    "optimizer_for",
+                    format!(
+                        "the optimizers `{}` (over `{}`) and `{name}` (over `{path}`) share variables: each variable \
                      belongs to one optimizer",
-                    part.name, part.path
-                )));
+                        part.name, part.path
+                    ),
+                ));
             }
         }
         self.parts.push(Part {
@@ -169,14 +298,17 @@ impl Named {
         let names: Vec<String> = self.parts.iter().map(|p| format!("`{}`", p.name)).collect();
         match self.parts.iter_mut().find(|p| p.name == name) {
             Some(part) => Ok(&mut *part.optimizer),
-            None => Err(Error::Config(format!(
-                "no optimizer named `{name}`: the trainer has {} (`optimizer_for`)",
-                if names.is_empty() {
-                    "none by name".to_owned()
-                } else {
-                    names.join(", ")
-                }
-            ))),
+            None => Err(Error::config(
+                "optimizer_for",
+                format!(
+                    "no optimizer named `{name}`: the trainer has {} (`optimizer_for`)",
+                    if names.is_empty() {
+                        "none by name".to_owned()
+                    } else {
+                        names.join(", ")
+                    }
+                ),
+            )),
         }
     }
 
@@ -189,11 +321,14 @@ impl Named {
         let mine: Vec<&str> = self.parts.iter().map(|p| p.name.as_str()).collect();
         let saved: Vec<String> = values.keys().cloned().collect();
         if saved.len() != mine.len() || mine.iter().any(|n| !values.contains_key(*n)) {
-            return Err(Error::Config(format!(
-                "the saved optimizers are {}, this trainer's {}",
-                saved.join(", "),
-                mine.join(", ")
-            )));
+            return Err(Error::config(
+                "optimizer_for",
+                format!(
+                    "the saved optimizers are {}, this trainer's {}",
+                    saved.join(", "),
+                    mine.join(", ")
+                ),
+            ));
         }
         let before: Vec<HookState> = self.parts.iter().map(|p| p.optimizer.state()).collect::<Result<_>>()?;
         let mut tensors = tensors;
@@ -249,13 +384,13 @@ impl Optimizer for Named {
         }
     }
 
-    fn kind(&self) -> String {
-        let kinds: Vec<String> = self
+    /// `Parts { generator: Adam { … }, critic: Sgd { … } }`.
+    fn kind(&self) -> OptimizerKind {
+        let parts = self
             .parts
             .iter()
-            .map(|p| format!("{}: {}", p.name, p.optimizer.kind()))
-            .collect();
-        kinds.join("; ")
+            .map(|p| (p.name.clone(), Hyper::Kind(Box::new(p.optimizer.kind()))));
+        OptimizerKind::new("Parts", parts)
     }
 
     /// Each part's state: its value under its name, its tensors under `name/`.
@@ -287,7 +422,8 @@ impl Optimizer for Named {
             _ => None,
         };
         let Some(values) = values else {
-            return Err(Error::Config(
+            return Err(Error::config(
+                "optimizer_for",
                 "the saved optimizer state is of one optimizer over the whole model; this trainer has several \
                  (`optimizer_for`)"
                     .into(),
@@ -324,7 +460,7 @@ fn params(vs: &VarStore) -> Vec<Param> {
 
 /// The update rule of one algorithm, applied to one variable.
 trait Rule: Send {
-    fn kind(&self) -> String;
+    fn kind(&self) -> OptimizerKind;
     /// Updates `param.var` (under no_grad) from `grad`, at learning rate `lr`; `param.steps`
     /// already counts this step.
     fn update(&self, param: &mut Param, grad: &Tensor, lr: f64) -> std::result::Result<(), TchError>;
@@ -343,7 +479,7 @@ struct Stateful<R> {
 
 #[derive(Serialize, Deserialize)]
 struct SavedState {
-    kind: String,
+    kind: SavedKind,
     lr: f64,
     /// Steps taken, by variable name.
     steps: BTreeMap<String, u64>,
@@ -357,7 +493,7 @@ impl<R: Rule> Stateful<R> {
     /// The plain part of the state: the algorithm, the learning rate, each variable's steps.
     fn saved(&self) -> SavedState {
         SavedState {
-            kind: self.kind(),
+            kind: SavedKind::Typed(self.kind()),
             lr: self.lr,
             steps: self.params.iter().map(|p| (p.name.clone(), p.steps)).collect(),
         }
@@ -396,7 +532,7 @@ impl<R: Rule> Optimizer for Stateful<R> {
         self.lr = lr;
     }
 
-    fn kind(&self) -> String {
+    fn kind(&self) -> OptimizerKind {
         self.rule.kind()
     }
 
@@ -408,7 +544,8 @@ impl<R: Rule> Optimizer for Stateful<R> {
                 tensors.push((format!("{}.{slot}", param.name), copy));
             }
         }
-        let mut state = HookState::new(self.saved()).map_err(|e| Error::Config(format!("the optimizer state: {e}")))?;
+        let mut state = HookState::new(self.saved())
+            .map_err(|e| Error::config("optimizer", format!("the optimizer state: {e}")))?;
         state.tensors = tensors;
         Ok(state)
     }
@@ -431,23 +568,17 @@ impl<R: Rule> Optimizer for Stateful<R> {
         for ((_, into), t) in kept.tensors.iter_mut().zip(slots()) {
             into.f_copy_(t).map_err(failed("snapshot"))?;
         }
-        kept.value =
-            serde_json::to_value(self.saved()).map_err(|e| Error::Config(format!("the optimizer state: {e}")))?;
+        kept.value = serde_json::to_value(self.saved())
+            .map_err(|e| Error::config("optimizer", format!("the optimizer state: {e}")))?;
         Ok(())
     }
 
     fn restore(&mut self, state: HookState) -> Result<()> {
         let saved: SavedState = state
             .value()
-            .map_err(|e| Error::Config(format!("the saved optimizer state cannot be read: {e}")))?;
+            .map_err(|e| Error::config("optimizer", format!("the saved optimizer state cannot be read: {e}")))?;
         let tensors: BTreeMap<String, Tensor> = state.tensors.into_iter().collect();
-        if saved.kind != self.kind() {
-            return Err(Error::Config(format!(
-                "the saved optimizer state is of {}, this trainer's optimizer is {}",
-                saved.kind,
-                self.kind()
-            )));
-        }
+        saved.kind.check(&self.kind())?;
         // All or nothing: every slot is checked and copied before any replaces the current.
         let mut restored = Vec::with_capacity(self.params.len());
         for param in &self.params {
@@ -456,11 +587,14 @@ impl<R: Rule> Optimizer for Stateful<R> {
                 let name = format!("{}.{slot}", param.name);
                 let Some(tensor) = tensors.get(&name) else { continue };
                 if tensor.size() != param.var.size() {
-                    return Err(Error::Config(format!(
-                        "the saved optimizer state `{name}` has shape {:?}, the variable {:?}",
-                        tensor.size(),
-                        param.var.size()
-                    )));
+                    return Err(Error::config(
+                        "optimizer",
+                        format!(
+                            "the saved optimizer state `{name}` has shape {:?}, the variable {:?}",
+                            tensor.size(),
+                            param.var.size()
+                        ),
+                    ));
                 }
                 let copy = tensor
                     .f_to_device(param.var.device())
@@ -514,8 +648,22 @@ fn descend(var: &mut Tensor, update: &Tensor, lr: f64) -> std::result::Result<()
 struct SgdRule(nn::Sgd);
 
 impl Rule for SgdRule {
-    fn kind(&self) -> String {
-        format!("{:?}", self.0)
+    fn kind(&self) -> OptimizerKind {
+        let nn::Sgd {
+            momentum,
+            dampening,
+            wd,
+            nesterov,
+        } = self.0;
+        OptimizerKind::new(
+            "Sgd",
+            [
+                ("momentum", Hyper::Number(momentum)),
+                ("dampening", Hyper::Number(dampening)),
+                ("wd", Hyper::Number(wd)),
+                ("nesterov", Hyper::Flag(nesterov)),
+            ],
+        )
     }
 
     fn update(&self, param: &mut Param, grad: &Tensor, lr: f64) -> std::result::Result<(), TchError> {
@@ -562,7 +710,7 @@ struct AdamRule {
 }
 
 impl Rule for AdamRule {
-    fn kind(&self) -> String {
+    fn kind(&self) -> OptimizerKind {
         let AdamRule {
             beta1,
             beta2,
@@ -570,9 +718,17 @@ impl Rule for AdamRule {
             eps,
             amsgrad,
             decoupled,
-        } = self;
-        let name = if *decoupled { "AdamW" } else { "Adam" };
-        format!("{name} {{ beta1: {beta1:?}, beta2: {beta2:?}, wd: {wd:?}, eps: {eps:?}, amsgrad: {amsgrad} }}")
+        } = *self;
+        OptimizerKind::new(
+            if decoupled { "AdamW" } else { "Adam" },
+            [
+                ("beta1", Hyper::Number(beta1)),
+                ("beta2", Hyper::Number(beta2)),
+                ("wd", Hyper::Number(wd)),
+                ("eps", Hyper::Number(eps)),
+                ("amsgrad", Hyper::Flag(amsgrad)),
+            ],
+        )
     }
 
     fn update(&self, param: &mut Param, grad: &Tensor, lr: f64) -> std::result::Result<(), TchError> {
@@ -612,8 +768,24 @@ impl Rule for AdamRule {
 struct RmsPropRule(nn::RmsProp);
 
 impl Rule for RmsPropRule {
-    fn kind(&self) -> String {
-        format!("{:?}", self.0)
+    fn kind(&self) -> OptimizerKind {
+        let nn::RmsProp {
+            alpha,
+            eps,
+            wd,
+            momentum,
+            centered,
+        } = self.0;
+        OptimizerKind::new(
+            "RmsProp",
+            [
+                ("alpha", Hyper::Number(alpha)),
+                ("eps", Hyper::Number(eps)),
+                ("wd", Hyper::Number(wd)),
+                ("momentum", Hyper::Number(momentum)),
+                ("centered", Hyper::Flag(centered)),
+            ],
+        )
     }
 
     fn update(&self, param: &mut Param, grad: &Tensor, lr: f64) -> std::result::Result<(), TchError> {
@@ -652,9 +824,10 @@ impl Rule for RmsPropRule {
 /// An optimizer of `rule` over the variables of `vs` — under `path` alone, if given.
 fn build<R: Rule + 'static>(rule: R, vs: &VarStore, path: Option<&str>, lr: f64) -> Result<Box<dyn Optimizer>> {
     if !(lr.is_finite() && lr >= 0.0) {
-        return Err(Error::Config(format!(
-            "the learning rate must be finite and not negative, got {lr}"
-        )));
+        return Err(Error::config(
+            "optimizer",
+            format!("the learning rate must be finite and not negative, got {lr}"),
+        ));
     }
     let mut params = params(vs);
     if let Some(path) = path {
@@ -665,14 +838,17 @@ fn build<R: Rule + 'static>(rule: R, vs: &VarStore, path: Option<&str>, lr: f64)
                 .into_iter()
                 .map(|(n, _)| n)
                 .collect();
-            return Err(Error::Config(format!(
-                "no variable of the model is under `{path}` (made under `vs.root() / \"{path}\"`); it has {}",
-                if names.is_empty() {
-                    "none".to_owned()
-                } else {
-                    names.join(", ")
-                }
-            )));
+            return Err(Error::config(
+                "optimizer_for",
+                format!(
+                    "no variable of the model is under `{path}` (made under `vs.root() / \"{path}\"`); it has {}",
+                    if names.is_empty() {
+                        "none".to_owned()
+                    } else {
+                        names.join(", ")
+                    }
+                ),
+            ));
         }
     }
     let built = || -> std::result::Result<tch::COptimizer, TchError> {
@@ -716,7 +892,8 @@ configs! {
 
 fn sgd_rule(config: nn::Sgd) -> Result<SgdRule> {
     if config.nesterov && (config.momentum <= 0.0 || config.dampening != 0.0) {
-        return Err(Error::Config(
+        return Err(Error::config(
+            "optimizer",
             "Nesterov momentum requires a momentum and zero dampening".into(),
         ));
     }
@@ -899,8 +1076,95 @@ mod tests {
         let mut sgd = nn::Sgd::default().build_optimizer(&vs, 1e-3).unwrap();
         let err = sgd.restore(state).unwrap_err();
         assert!(
-            err.to_string().contains("of Adam { beta1: 0.9,") && err.to_string().contains("optimizer is Sgd {"),
+            matches!(
+                err,
+                Error::Config {
+                    setting: "optimizer",
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
+        assert!(err.to_string().ends_with(": the algorithm: Adam against Sgd"), "{err}");
+    }
+
+    #[test]
+    fn a_state_of_other_settings_is_refused_naming_them() {
+        let vs = VarStore::new(Device::Cpu);
+        let _ = nn::linear(vs.root(), 2, 2, Default::default());
+        let adam = |wd: f64, amsgrad: bool| nn::Adam {
+            wd,
+            amsgrad,
+            ..Default::default()
+        };
+        let state = || adam(0.0, false).build_optimizer(&vs, 1e-3).unwrap().state().unwrap();
+        // The same settings, another learning rate: the same optimizer.
+        adam(0.0, false)
+            .build_optimizer(&vs, 0.5)
+            .unwrap()
+            .restore(state())
+            .unwrap();
+        let mut other = adam(0.01, true).build_optimizer(&vs, 1e-3).unwrap();
+        let err = other.restore(state()).unwrap_err();
+        assert!(
+            err.to_string()
+                .ends_with(": wd: 0.0 against 0.01, amsgrad: false against true"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn the_description_reads_as_before_and_old_states_restore() {
+        let vs = VarStore::new(Device::Cpu);
+        let _ = nn::linear(vs.root(), 2, 2, Default::default());
+        let sgd = nn::Sgd {
+            momentum: 0.9,
+            ..Default::default()
+        };
+        let opt = sgd.build_optimizer(&vs, 1e-3).unwrap();
+        // The text resume points held before the description was typed: tch's `Debug`.
+        assert_eq!(opt.kind().to_string(), format!("{sgd:?}"));
+        let adam = nn::Adam::default().build_optimizer(&vs, 1e-3).unwrap();
+        assert_eq!(
+            adam.kind().to_string(),
+            "Adam { beta1: 0.9, beta2: 0.999, wd: 0.0, eps: 1e-8, amsgrad: false }"
+        );
+        let old = |text: String| {
+            let mut state = opt.state().unwrap();
+            state.value["kind"] = serde_json::Value::String(text);
+            state
+        };
+        let mut again = sgd.build_optimizer(&vs, 1e-3).unwrap();
+        again.restore(old(format!("{sgd:?}"))).unwrap();
+        let err = again.restore(old(format!("{:?}", nn::Sgd::default()))).unwrap_err();
+        assert!(err.to_string().contains("Sgd { momentum: 0.0,"), "{err}");
+    }
+
+    #[test]
+    fn parts_are_described_part_by_part() {
+        let vs = VarStore::new(Device::Cpu);
+        let _ = nn::linear(&vs.root() / "g", 2, 2, Default::default());
+        let _ = nn::linear(&vs.root() / "d", 2, 2, Default::default());
+        let parts = |beta1: f64| {
+            let mut named = Named::new(&vs).unwrap();
+            let g = nn::Adam {
+                beta1,
+                ..Default::default()
+            }
+            .build_optimizer_for(&vs, "g", 1e-3)
+            .unwrap();
+            named.add("g", "g", g, 1e-3).unwrap();
+            let d = nn::Sgd::default().build_optimizer_for(&vs, "d", 1e-3).unwrap();
+            named.add("d", "d", d, 1e-3).unwrap();
+            named
+        };
+        let (a, b) = (parts(0.5), parts(0.9));
+        assert!(
+            a.kind().to_string().starts_with("Parts { g: Adam { beta1: 0.5,"),
+            "{}",
+            a.kind()
+        );
+        assert_eq!(a.kind().differences(&b.kind()), ["g: beta1: 0.5 against 0.9"]);
+        assert!(a.kind().differences(&parts(0.5).kind()).is_empty());
     }
 }

@@ -20,7 +20,8 @@ use tch::nn::VarStore;
 /// | `&BatchLogs` | running loss and accuracy so far in the epoch (or validation run) | `on_batch_end`, `on_validation_batch_end` |
 /// | `&EpochLogs` | the epoch's metrics by name: `loss`, `accuracy`, `time`, `val_loss`, `val_accuracy` | `on_validation_end`, `on_epoch_end` |
 /// | `&History` | every finished epoch so far, and the stop reason | all |
-/// | `Local<T>` | state private to the hook, kept across its calls (`T: Default + Send + 'static`) | all |
+/// | `Local<T>` | state private to the hook, kept across its calls and in resume points (`T: Default + Send + 'static`, and serde's `Serialize + Deserialize`) | all |
+/// | `Scratch<T>` | state private to the hook, kept across its calls, not in resume points (`T: Default + Send + 'static`) | all |
 /// | `&VarStore` | the model's variables (weights; gradients after the backward pass) | all |
 /// | `LearningRate` | the optimizer's learning rate: read it, set it | all |
 /// | `Dist` | this process's rank and the world size in a data-parallel fit ([`Dist`]) | all |
@@ -34,7 +35,7 @@ use tch::nn::VarStore;
 #[diagnostic::on_unimplemented(
     message = "`{Self}` is not a hook parameter",
     label = "not a hook parameter",
-    note = "a hook takes, in any order: `&TrainState`, `&BatchLogs`, `&EpochLogs`, `&History`, `Local<T>`, `Res<T>`, `&VarStore`, `LearningRate`, `Dist`, `StepBatch<B>`, `&Error`, `&HookContext`"
+    note = "a hook takes, in any order: `&TrainState`, `&BatchLogs`, `&EpochLogs`, `&History`, `Local<T>`, `Scratch<T>`, `Res<T>`, `&VarStore`, `LearningRate`, `Dist`, `StepBatch<B>`, `&Error`, `&HookContext`"
 )]
 pub trait HookParam {
     /// State kept by the hook instance for this parameter (`()` unless it is a `Local`).
@@ -43,10 +44,18 @@ pub trait HookParam {
     type Item<'a>;
     /// The events this parameter exists at: a type of [`crate::events::scope`].
     type Scope: scope::Scope;
-    /// Whether it is a `Local`: state of the hook's own.
-    const LOCAL: bool = false;
     /// The state at the start of a fit.
     fn init_state() -> Self::State;
+    /// Keeps the state in a resume point, under the parameter's `name` (a `Local`'s; nothing by
+    /// default).
+    fn save(state: &Self::State, name: &str, saved: &mut HookState) {
+        let _ = (state, name, saved);
+    }
+    /// Takes back what [`Self::save`] kept under `name`, when a fit resumes (nothing by
+    /// default).
+    fn load(state: &mut Self::State, name: &str, saved: &mut HookState) {
+        let _ = (state, name, saved);
+    }
     /// What the trainer must have been given for it (a `Res<T>`: a `T`).
     fn requirement() -> Option<Requirement> {
         None
@@ -128,11 +137,12 @@ impl HookParam for &'_ HookContext<'_> {
 
 /// State private to one hook, kept across its calls within a fit; starts as `T::default()`.
 ///
-/// When `T` implements serde's `Serialize` and `Deserialize` (numbers, strings, `Vec`s, maps,
-/// your own types with `#[derive(Serialize, Deserialize)]`), resume points keep it
-/// ([`crate::Trainer::resumable`]) as CBOR, and a resumed fit gives it back to the bit (NaN and
-/// infinities included); other types — or a value that fails to serialize or to read back —
-/// start from their default, with a warning naming the hook.
+/// Resume points keep it ([`crate::Trainer::resumable`]) as CBOR, and a resumed fit gives it
+/// back to the bit (NaN and infinities included), for an annotated function and a closure added
+/// at run time alike: `T` implements serde's `Serialize` and `Deserialize` (numbers, strings,
+/// `Vec`s, maps, your own types with `#[derive(Serialize, Deserialize)]`). A value that fails to
+/// serialize or to read back starts from its default, with a warning naming the hook. State
+/// that resume points need not keep (an `Instant`, a cache of tensors) is a [`Scratch<T>`].
 ///
 /// ```
 /// use trainmon::prelude::*;
@@ -163,11 +173,13 @@ impl<T: std::fmt::Debug> std::fmt::Debug for Local<'_, T> {
     }
 }
 
-impl<T: Default + Send + 'static> HookParam for Local<'_, T> {
+impl<T> HookParam for Local<'_, T>
+where
+    T: Default + Send + serde::Serialize + serde::de::DeserializeOwned + 'static,
+{
     type State = T;
     type Item<'a> = Local<'a, T>;
     type Scope = scope::AnyEvent;
-    const LOCAL: bool = true;
     fn init_state() -> T {
         T::default()
     }
@@ -175,47 +187,7 @@ impl<T: Default + Send + 'static> HookParam for Local<'_, T> {
     fn fetch<'a>(state: &'a mut T, _: &'a HookContext<'_>) -> Option<Local<'a, T>> {
         Some(Local(state))
     }
-}
-
-/// Not public API: picks, for the attributes' generated code, how a parameter's state is kept
-/// in resume points, by autoref specialization on `(&&Persist::<P>::new()).save(…)`: method
-/// resolution tries [`PersistLocal`] first (a `Local<T>` whose `T` serde handles: kept), then
-/// [`PersistUnserializable`] (another `Local<T>`: not kept, with a warning on resume), then
-/// [`PersistNothing`] (any other parameter). None of them has a bound that could fail on a
-/// wrong parameter type, whose error is the parameter check's alone.
-#[doc(hidden)]
-pub struct Persist<P: ?Sized>(std::marker::PhantomData<fn() -> Box<P>>);
-
-impl<P: ?Sized> Persist<P> {
-    #[allow(clippy::new_without_default)]
-    pub fn new() -> Self {
-        Persist(std::marker::PhantomData)
-    }
-}
-
-/// The key of a `Local` in a resume point: its parameter's name and its type, so that
-/// parameters swapped, renamed or retyped between runs never take another's value.
-fn key<T>(name: &str) -> String {
-    format!("{name}: Local<{}>", std::any::type_name::<T>())
-}
-
-/// What a `Local` is kept as: CBOR (exact for every float, NaN and infinities included), in
-/// a tensor of bytes named by its key.
-const KEPT: &str = "kept";
-
-#[doc(hidden)]
-pub trait PersistLocal {
-    type State;
-    fn save(&self, state: &Self::State, name: &str, saved: &mut HookState);
-    fn load(&self, state: &mut Self::State, name: &str, saved: &mut HookState);
-}
-
-impl<T> PersistLocal for &Persist<Local<'_, T>>
-where
-    T: serde::Serialize + serde::de::DeserializeOwned,
-{
-    type State = T;
-    fn save(&self, state: &T, name: &str, saved: &mut HookState) {
+    fn save(state: &T, name: &str, saved: &mut HookState) {
         let key = key::<T>(name);
         let mut bytes = Vec::new();
         match ciborium::into_writer(state, &mut bytes) {
@@ -226,7 +198,7 @@ where
             Err(e) => saved.mark(&key, format!("not kept: {e}")),
         }
     }
-    fn load(&self, state: &mut T, name: &str, saved: &mut HookState) {
+    fn load(state: &mut T, name: &str, saved: &mut HookState) {
         let key = key::<T>(name);
         let read = match saved.take_mark(&key) {
             None => return, // a parameter added since: it starts from its default
@@ -243,25 +215,96 @@ where
     }
 }
 
-#[doc(hidden)]
-pub trait PersistUnserializable {
-    fn save<S>(&self, state: &S, name: &str, saved: &mut HookState);
-    fn load<S>(&self, state: &mut S, name: &str, saved: &mut HookState);
+/// The key of a `Local` in a resume point: its parameter's name and its type, so that
+/// parameters swapped, renamed or retyped between runs never take another's value. A closure's
+/// parameters are named by their place, `#0`, `#1`….
+fn key<T>(name: &str) -> String {
+    format!("{name}: Local<{}>", std::any::type_name::<T>())
 }
 
-impl<T> PersistUnserializable for &&Persist<Local<'_, T>> {
-    fn save<S>(&self, _: &S, name: &str, saved: &mut HookState) {
-        // A mark, so that resuming says what was not kept.
-        saved.mark(&key::<T>(name), "not kept".into());
+/// What a `Local` is kept as: CBOR (exact for every float, NaN and infinities included), in
+/// a tensor of bytes named by its key.
+const KEPT: &str = "kept";
+
+/// State private to one hook, kept across its calls within a fit, that resume points do not
+/// keep: a resumed fit starts it from `T::default()`. For what needs no keeping or cannot be
+/// kept — an `Instant`, a cache of tensors, a file handle; [`Local<T>`] is kept.
+///
+/// ```
+/// use trainmon::prelude::*;
+/// use std::time::Instant;
+///
+/// #[on_epoch_end]
+/// fn epoch_time(mut since: Scratch<Option<Instant>>) {
+///     if let Some(start) = since.replace(Instant::now()) {
+///         println!("{:?} since the last epoch's end", start.elapsed());
+///     }
+/// }
+/// ```
+pub struct Scratch<'a, T>(&'a mut T);
+
+impl<T> Deref for Scratch<'_, T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        self.0
     }
-    fn load<S>(&self, _: &mut S, name: &str, saved: &mut HookState) {
-        let key = key::<T>(name);
-        if saved.take_mark(&key).is_some() {
-            tracing::warn!(
-                "its `{key}` is not kept in resume points (the type does not implement serde's `Serialize` and \
-                 `Deserialize`): it starts from its default"
-            );
-        }
+}
+
+impl<T> DerefMut for Scratch<'_, T> {
+    fn deref_mut(&mut self) -> &mut T {
+        self.0
+    }
+}
+
+impl<T: std::fmt::Debug> std::fmt::Debug for Scratch<'_, T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl<T: Default + Send + 'static> HookParam for Scratch<'_, T> {
+    type State = T;
+    type Item<'a> = Scratch<'a, T>;
+    type Scope = scope::AnyEvent;
+    fn init_state() -> T {
+        T::default()
+    }
+    #[inline]
+    fn fetch<'a>(state: &'a mut T, _: &'a HookContext<'_>) -> Option<Scratch<'a, T>> {
+        Some(Scratch(state))
+    }
+}
+
+/// Not public API: how the attributes' generated code keeps a parameter's state in resume
+/// points, by autoref specialization on `(&&Persist::<P>::new()).save(…)`: method resolution
+/// tries [`PersistParam`] first (a hook parameter: its [`HookParam::save`] and
+/// [`HookParam::load`], which closures added at run time use too), then [`PersistNothing`]
+/// (a type that is not one). Neither has a bound that could fail on a wrong parameter type,
+/// whose error is the parameter check's alone.
+#[doc(hidden)]
+pub struct Persist<P: ?Sized>(std::marker::PhantomData<fn() -> Box<P>>);
+
+impl<P: ?Sized> Persist<P> {
+    #[allow(clippy::new_without_default)]
+    pub fn new() -> Self {
+        Persist(std::marker::PhantomData)
+    }
+}
+
+#[doc(hidden)]
+pub trait PersistParam {
+    type State;
+    fn save(&self, state: &Self::State, name: &str, saved: &mut HookState);
+    fn load(&self, state: &mut Self::State, name: &str, saved: &mut HookState);
+}
+
+impl<P: HookParam> PersistParam for &Persist<P> {
+    type State = P::State;
+    fn save(&self, state: &P::State, name: &str, saved: &mut HookState) {
+        P::save(state, name, saved);
+    }
+    fn load(&self, state: &mut P::State, name: &str, saved: &mut HookState) {
+        P::load(state, name, saved);
     }
 }
 

@@ -179,10 +179,13 @@ impl StepContext<'_> {
             (Some(manual), _) => run(manual),
             // Validation: nothing to optimize, and no gradient to compute.
             (None, true) => Ok(()),
-            (None, false) => Err(crate::Error::Config(format!(
-                "`ctx.{what}` in a step that does not optimize by hand: a step that calls it says so \
+            (None, false) => Err(crate::Error::config(
+                "TrainStep::manual_optimization",
+                format!(
+                    "`ctx.{what}` in a step that does not optimize by hand: a step that calls it says so \
                  (`TrainStep::manual_optimization` returns true)"
-            ))),
+                ),
+            )),
         }
     }
 

@@ -206,5 +206,5 @@ impl Harness {
 }
 
 fn check<M, H: IntoHook<M>>(_: &H, event: Event) -> Result<()> {
-    H::check(event).map_err(|why| Error::Config(format!("a hook at `{event}`: {why}")))
+    H::check(event).map_err(|why| Error::config("hooks", format!("a hook at `{event}`: {why}")))
 }

@@ -472,10 +472,10 @@ impl Averaged {
             .collect();
         let problems = mismatches(&named, &saved);
         if !problems.is_empty() {
-            return Err(Error::Config(format!(
-                "the averaged weights do not fit this model: {}",
-                problems.join("; ")
-            )));
+            return Err(Error::config(
+                "Ema",
+                format!("the averaged weights do not fit this model: {}", problems.join("; ")),
+            ));
         }
         let saved: HashMap<&str, &Tensor> = saved.iter().map(|(n, t)| (n.as_str(), t)).collect();
         let _no_grad = tch::no_grad_guard();
@@ -509,10 +509,13 @@ impl Averaged {
     fn ready_shadow(&self, what: &str) -> crate::Result<MutexGuard<'_, Shadow>> {
         let shadow = self.lock();
         if !shadow.ready {
-            return Err(Error::Config(format!(
-                "the averaged weights cannot be {what}: there are none yet (add the `Ema` to the trainer with \
+            return Err(Error::config(
+                "Ema",
+                format!(
+                    "the averaged weights cannot be {what}: there are none yet (add the `Ema` to the trainer with \
                  `.with(ema)`; the average is made when `fit` starts)"
-            )));
+                ),
+            ));
         }
         Ok(shadow)
     }

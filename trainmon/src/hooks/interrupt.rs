@@ -51,7 +51,7 @@ impl Interrupt {
             }
             eprintln!("interrupted: finishing the current batch (interrupt again to exit at once)");
         })
-        .map_err(|e| Error::Config(format!("could not install the interrupt handler: {e}")))?;
+        .map_err(|e| Error::config("Interrupt", format!("could not install the interrupt handler: {e}")))?;
         Ok(Interrupt { signalled })
     }
 

@@ -145,7 +145,7 @@ mod tests {
         std::fs::write(&path, b"old").unwrap();
         let err = atomically(&path, |temp| {
             std::fs::write(temp, b"half").unwrap();
-            Err(Error::Config("failed half way".into()))
+            Err(Error::config("test", "failed half way".into()))
         });
         assert!(err.is_err());
         assert_eq!(std::fs::read(&path).unwrap(), b"old", "old content intact");

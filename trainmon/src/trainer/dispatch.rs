@@ -92,11 +92,10 @@ impl<'h> Dispatch<'h> {
         let mut by_event: [Vec<Slot>; EVENTS] = Default::default();
         for slot in slots {
             if let Err(why) = slot.info.filter().check(slot.info.event()) {
-                return Err(Error::Config(format!(
-                    "hook `{}` ({}): {why}",
-                    slot.info.name(),
-                    slot.info.location()
-                )));
+                return Err(Error::config(
+                    "hooks",
+                    format!("hook `{}` ({}): {why}", slot.info.name(), slot.info.location()),
+                ));
             }
             by_event[slot.info.event().index()].push(slot);
         }
@@ -114,14 +113,17 @@ impl<'h> Dispatch<'h> {
     pub(crate) fn check_requirements(&self, resources: &crate::resource::Resources) -> Result<()> {
         for Entry { hook, info, .. } in &self.hooks {
             if let Some(missing) = hook.requires().iter().find(|r| !resources.contains(r.id)) {
-                return Err(Error::Config(format!(
-                    "hook `{}` ({}) takes `Res<{}>`, but the trainer was not given a `{}`: add \
+                return Err(Error::config(
+                    "resource",
+                    format!(
+                        "hook `{}` ({}) takes `Res<{}>`, but the trainer was not given a `{}`: add \
                      `.resource(…)` to the trainer",
-                    info.name(),
-                    info.location(),
-                    missing.type_name(),
-                    missing.type_name()
-                )));
+                        info.name(),
+                        info.location(),
+                        missing.type_name(),
+                        missing.type_name()
+                    ),
+                ));
             }
         }
         Ok(())

@@ -302,7 +302,7 @@ impl<'a> Trainer<'a> {
             let built = config.build_optimizer_for(self.vs, path, lr);
             if let Err(err) = built.and_then(|optimizer| parts.add(name, path, optimizer, lr)) {
                 let why = match err {
-                    crate::Error::Config(why) => why,
+                    crate::Error::Config { message, .. } => message,
                     other => other.to_string(),
                 };
                 named = Err(format!("the optimizer `{name}`: {why}"));

@@ -58,15 +58,19 @@ impl<'g> Parallel<'g> {
         if let tch::Device::Cuda(gpu) = vs.device() {
             let own = self.group.device();
             if own != tch::Device::Cuda(gpu) {
-                return Err(Error::Config(format!(
-                    "rank {} (local rank {}) has its model on cuda:{gpu}: data-parallel training takes one rank \
+                return Err(Error::config(
+                    "data_parallel",
+                    format!(
+                        "rank {} (local rank {}) has its model on cuda:{gpu}: data-parallel training takes one rank \
                      per GPU, the GPU of its local rank ({own:?}: `ProcessGroup::device()`)",
-                    self.rank(),
-                    self.group.local_rank()
-                )));
+                        self.rank(),
+                        self.group.local_rank()
+                    ),
+                ));
             }
             if !crate::dist::has_nccl() {
-                return Err(Error::Config(
+                return Err(Error::config(
+                    "data_parallel",
                     "the model is on CUDA, and this trainmon was built without NCCL: it is built with NCCL where \
                      libtorch has CUDA and CUDA's and NCCL's headers are found (the bootstrap's venv has them)"
                         .into(),

@@ -142,9 +142,10 @@ impl<'a, 'h> Engine<'a, 'h> {
         let wanted = self.scene.learning_rate.get();
         if wanted != self.scene.state.learning_rate {
             if !(wanted.is_finite() && wanted >= 0.0) {
-                return Err(Error::Config(format!(
-                    "a `{event}` hook set the learning rate to {wanted}"
-                )));
+                return Err(Error::config(
+                    "LearningRate",
+                    format!("a `{event}` hook set the learning rate to {wanted}"),
+                ));
             }
             self.optimizer.set_learning_rate(wanted);
             self.scene.state.learning_rate = wanted;

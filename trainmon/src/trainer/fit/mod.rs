@@ -59,7 +59,8 @@ impl<'a> Trainer<'a> {
                     parts.fit(plan, &mut Model { model, loss }, None)
                 })
             }
-            None => Err(Error::Config(
+            None => Err(Error::config(
+                "for_steps",
                 "this trainer has no model of its own (`Trainer::for_steps`): train it with your step, \
                  `fit_steps(&mut step, &data, validation)`"
                     .into(),
@@ -163,7 +164,7 @@ impl Parts<'_, '_> {
             self.settings,
             self.data,
             &plan,
-            optimizer.kind(),
+            optimizer.kind().to_string(),
             learning_rate,
             device,
             self.group,
@@ -278,7 +279,7 @@ impl HookSetup {
         rank: usize,
     ) -> Result<Dispatch<'h>> {
         if let Some(refused) = self.refused.first() {
-            return Err(Error::Config(refused.clone()));
+            return Err(Error::config("add_hook", refused.clone()));
         }
         // Data-parallel, the other ranks leave out the hooks that write outputs.
         let runs_here = |info: &HookInfo| rank == 0 || !info.rank_zero;

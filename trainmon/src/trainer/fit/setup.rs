@@ -53,7 +53,8 @@ impl<'d, B: 'static> Plan<'d, B> {
     ) -> Result<Self> {
         check(settings, device)?;
         if let Validation::Data(_) = setup.validation {
-            return Err(Error::Config(
+            return Err(Error::config(
+                "validation",
                 "a fit with your step takes its validation set as an argument: `fit_steps(&mut step, &train, \
                  Some(&valid))`, not `validation(&valid)`"
                     .into(),
@@ -61,7 +62,8 @@ impl<'d, B: 'static> Plan<'d, B> {
         }
         let split = match (&setup.validation, valid) {
             (Validation::Split(_), Some(_)) => {
-                return Err(Error::Config(
+                return Err(Error::config(
+                    "validation_split",
                     "both a validation set and a `validation_split`: give one".into(),
                 ))
             }
@@ -85,7 +87,8 @@ impl<'d, B> Plan<'d, B> {
     fn of(settings: &Settings, (train, valid): Sources<'d, B>, device: Device) -> Result<Self> {
         let batches = batches(train.len(), settings)?;
         if settings.resume.is_none() && settings.resume_steps > 0 {
-            return Err(Error::Config(
+            return Err(Error::config(
+                "resumable_steps",
                 "`resumable_steps` keeps resume points in the directory of `resumable(dir)`, which is not set".into(),
             ));
         }
@@ -171,9 +174,10 @@ pub(super) fn batches(len: usize, settings: &Settings) -> Result<usize> {
         len.div_ceil(batch_size)
     };
     if batches == 0 {
-        return Err(Error::Config(format!(
-            "`drop_last` with batches of {batch_size} leaves no batch of the {len} training samples"
-        )));
+        return Err(Error::config(
+            "drop_last",
+            format!("`drop_last` with batches of {batch_size} leaves no batch of the {len} training samples"),
+        ));
     }
     Ok(batches)
 }
@@ -213,10 +217,14 @@ impl OptimizerSetting {
         match self {
             OptimizerSetting::Ready(optimizer, lr) => Ok((&mut **optimizer, *lr)),
             OptimizerSetting::Named(optimizers, lr) => Ok((optimizers, *lr)),
-            OptimizerSetting::Missing => Err(Error::Config(
+            OptimizerSetting::Missing => Err(Error::config(
+                "optimizer",
                 "no optimizer: call `.optimizer(nn::Adam::default(), 1e-3)` (or another) before `fit`".into(),
             )),
-            OptimizerSetting::Failed(err) => Err(Error::Config(format!("the optimizer could not be built: {err}"))),
+            OptimizerSetting::Failed(err) => Err(Error::config(
+                "optimizer",
+                format!("the optimizer could not be built: {err}"),
+            )),
         }
     }
 }
@@ -224,33 +232,42 @@ impl OptimizerSetting {
 /// Settings that cannot train, found before any work is done.
 fn check(settings: &Settings, device: Device) -> Result<()> {
     if settings.epochs == 0 {
-        return Err(Error::Config(
+        return Err(Error::config(
+            "epochs",
             "epochs must be at least 1, got 0 (to run only the setup and the `on_train_begin` hooks, stop there with \
              a hook returning `Control::stop`)"
                 .into(),
         ));
     }
     if settings.batch_size == 0 {
-        return Err(Error::Config("batch size must be at least 1, got 0".into()));
+        return Err(Error::config(
+            "batch_size",
+            "batch size must be at least 1, got 0".into(),
+        ));
     }
     if settings.accumulate == 0 {
-        return Err(Error::Config(
+        return Err(Error::config(
+            "accumulate_gradients",
             "gradients must accumulate over at least 1 batch, got 0".into(),
         ));
     }
     if let Some(Clip::Norm(max) | Clip::Value(max)) = settings.clip {
         if !(max.is_finite() && max > 0.0) {
-            return Err(Error::Config(format!(
-                "a gradient clip must be positive and finite, got {max}"
-            )));
+            return Err(Error::config(
+                "clip_grad_norm",
+                format!("a gradient clip must be positive and finite, got {max}"),
+            ));
         }
     }
     if let Some(rollback) = &settings.rollback {
-        rollback.check().map_err(Error::Config)?;
+        rollback.check().map_err(|why| Error::config("rollback", why))?;
     }
-    settings.precision.check(device).map_err(Error::Config)?;
+    settings
+        .precision
+        .check(device)
+        .map_err(|why| Error::config("precision", why))?;
     if let Some(scaler) = &settings.grad_scaler {
-        scaler.check().map_err(Error::Config)?;
+        scaler.check().map_err(|why| Error::config("grad_scaler", why))?;
     }
     Ok(())
 }
@@ -300,9 +317,10 @@ fn halves(data: &dyn Dataset, at: usize) -> (Subset<'_>, Subset<'_>) {
 /// (the first ones).
 fn split_at(len: usize, fraction: f64) -> Result<usize> {
     if !(fraction > 0.0 && fraction < 1.0) {
-        return Err(Error::Config(format!(
-            "a validation split must be between 0 and 1 (exclusive), got {fraction}"
-        )));
+        return Err(Error::config(
+            "validation_split",
+            format!("a validation split must be between 0 and 1 (exclusive), got {fraction}"),
+        ));
     }
     let valid = (len as f64 * fraction).round() as usize;
     if valid == 0 || valid == len {

@@ -192,11 +192,14 @@ impl<T, I: Iterator<Item = Result<T>>> Ahead<I> {
     /// epoch's order: the loop takes them in the order they were built.
     pub(super) fn take(&mut self, start: usize, indices: &[i64]) -> Result<T> {
         if start != self.next {
-            return Err(Error::Config(format!(
+            return Err(Error::config(
+                "Loader",
+                format!(
                 "the loop asked for the batch at sample {start} of the epoch's order, but the batches built ahead go \
                  on at sample {}",
                 self.next
-            )));
+            ),
+            ));
         }
         self.next = start + indices.len();
         self.batches.next().unwrap_or_else(|| {
