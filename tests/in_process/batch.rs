@@ -5,7 +5,6 @@
 
 use std::collections::HashMap;
 use tch::{Device, Kind, Tensor};
-use trainmon::batch::samples;
 use trainmon::Batch;
 
 fn ids(n: i64, len: i64) -> Tensor {
@@ -47,14 +46,14 @@ fn a_derived_batch_counts_names_and_moves_its_tensors() {
         labels: ids(4, 6),
         lengths: vec![6, 5, 4, 3],
     };
-    assert_eq!(samples(&batch).unwrap(), 4);
+    assert_eq!(batch.samples().unwrap(), 4);
     assert_eq!(names(&batch), ["input_ids", "attention_mask", "labels"]);
     let moved = batch.to_device(Device::Cpu, false).unwrap();
     assert_eq!(moved.lengths, [6, 5, 4, 3]);
     assert!(moved.input_ids.equal(&batch.input_ids));
 
     let pair = Pair(Tensor::zeros([3, 2, 2], (Kind::Float, Device::Cpu)), ids(3, 1));
-    assert_eq!(samples(&pair).unwrap(), 3);
+    assert_eq!(pair.samples().unwrap(), 3);
     assert_eq!(names(&pair), ["0", "1"]);
 
     let mut extras = HashMap::new();
@@ -65,7 +64,7 @@ fn a_derived_batch_counts_names_and_moves_its_tensors() {
         extras,
         masks: vec![Some(ids(5, 3)), None],
     };
-    assert_eq!(samples(&views).unwrap(), 5);
+    assert_eq!(views.samples().unwrap(), 5);
     assert_eq!(
         names(&views),
         [
@@ -91,7 +90,7 @@ fn tensors_that_disagree_in_samples_are_named() {
         labels: ids(3, 6),
         lengths: Vec::new(),
     };
-    let err = samples(&batch).unwrap_err();
+    let err = batch.samples().unwrap_err();
     assert!(matches!(err, trainmon::Error::Data(_)));
     assert_eq!(
         err.to_string(),

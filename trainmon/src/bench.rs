@@ -2,10 +2,10 @@
 //! the loop's dispatch without a model around it.
 
 use crate::context::Scene;
-use crate::event::Event;
 use crate::hook::Hook;
-use crate::metrics::BatchLogs;
+use crate::records::metrics::BatchLogs;
 use crate::registry::{registrations, Hooks};
+use crate::schedule::event::Event;
 use crate::state::TrainState;
 use crate::trainer::dispatch::Dispatch;
 use std::time::Instant;

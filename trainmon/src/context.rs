@@ -2,10 +2,10 @@
 //! [`LearningRate`] it may change.
 
 use crate::error::Error;
-use crate::event::Event;
-use crate::history::{EpochLogs, Histogram, History, Logged, LoggedValue};
-use crate::metrics::BatchLogs;
+use crate::records::history::{EpochLogs, Histogram, History, Logged, LoggedValue};
+use crate::records::metrics::BatchLogs;
 use crate::resource::Resources;
+use crate::schedule::event::Event;
 use crate::state::{Settings, TrainState};
 use std::cell::{Cell, RefCell};
 use tch::nn::VarStore;
@@ -117,7 +117,7 @@ impl<'a> HookContext<'a> {
     /// they are still multiplied by it. After a step the scaler skipped, it is the backed-off one.
     pub fn grad_scale(&self) -> Option<f64> {
         self.grad_scale.map(|scale| {
-            crate::metrics::count_device_read();
+            crate::records::metrics::count_device_read();
             scale.double_value(&[])
         })
     }

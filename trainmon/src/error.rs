@@ -1,6 +1,6 @@
 //! The one error type of trainmon: every message names its cause.
 
-use crate::spec::HookLocation;
+use crate::schedule::spec::HookLocation;
 use std::path::PathBuf;
 
 /// A boxed error, as hooks return them.
@@ -213,6 +213,12 @@ impl Error {
     pub(crate) fn io(action: &'static str, path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> Self {
         let path = path.into();
         move |source| Error::Io { action, path, source }
+    }
+}
+
+impl From<crate::precision::scaler::Failed> for Error {
+    fn from(crate::precision::scaler::Failed(what, err): crate::precision::scaler::Failed) -> Self {
+        Error::torch(format!("the gradient scaler {what}"), err)
     }
 }
 

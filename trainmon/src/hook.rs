@@ -4,10 +4,10 @@
 use crate::context::HookContext;
 use crate::control::{Control, IntoControl};
 use crate::error::BoxError;
-use crate::event::Event;
 use crate::param::{fetch, HookParam};
+use crate::records::saved::HookState;
 use crate::resource::Requirement;
-use crate::saved::HookState;
+use crate::schedule::event::Event;
 
 /// A hook instance: something the loop calls at its event.
 ///
@@ -41,7 +41,7 @@ pub trait Hook: Send {
 /// `call` sees which event it is at through [`HookContext::event`].
 pub trait Plugin: Hook + 'static {
     /// Where it runs: one spec per event, each with its filter and priority.
-    fn specs(&self) -> Vec<crate::spec::HookSpec>;
+    fn specs(&self) -> Vec<crate::schedule::spec::HookSpec>;
 }
 
 /// Saves the `Local` parameters of a hook's state, by parameter name and type

@@ -317,26 +317,17 @@ extern crate self as trainmon;
 // it in this list, and no import cycle exists (checked by `tests/architecture.rs`).
 //
 // 1. Vocabulary: what a fit is made of and what hooks see.
-pub mod batch;
 mod context;
 mod control;
 mod data;
 mod error;
-mod event;
-mod filter;
-mod guard;
-mod history;
-mod loader;
-mod loss;
-mod metrics;
-mod native;
+mod panics;
 mod precision;
-pub mod priority;
+mod records;
 mod resource;
-mod saved;
-mod spec;
+mod schedule;
 mod state;
-pub mod step;
+mod step;
 // 2. Hooks: the trait, typed parameters, the registry of annotated functions.
 mod hook;
 mod param;
@@ -352,24 +343,25 @@ pub mod hooks;
 pub mod logging;
 pub mod testing;
 
-pub use batch::Batch;
 pub use context::{HookContext, LearningRate};
 pub use control::{Control, IntoControl, StopCause};
+pub use data::batch::Batch;
+pub use data::loader::{BatchLoader, Loader};
 pub use data::{BatchDataset, Dataset, EpochBatches, Prefetched, PrefetchedBatches, TensorDataset};
 pub use error::{BoxError, Error, Result};
-pub use event::{events, Event, Occurs};
-pub use filter::{Counter, Filter};
-pub use history::{EpochLogs, Histogram, History, HookCost, Logged, LoggedValue, Skipped, StopReason};
 pub use hook::{Hook, IntoHook, Plugin};
-pub use loader::{BatchLoader, Loader};
-pub use loss::{Loss, LossFn};
-pub use metrics::{Accuracy, BatchLogs, Metric};
 pub use param::{HookParam, Local, Scratch, StepBatch};
 pub use precision::{GradScaler, Precision};
+pub use records::history::{EpochLogs, Histogram, History, HookCost, Logged, LoggedValue, Skipped, StopReason};
+pub use records::loss::{Loss, LossFn};
+pub use records::metrics::{Accuracy, BatchLogs, Metric};
+pub use records::saved::HookState;
 pub use registry::{registrations, Hooks, Registration};
 pub use resource::{Requirement, Res};
-pub use saved::HookState;
-pub use spec::{HookInfo, HookLocation, HookSpec};
+pub use schedule::event::{events, Event, Occurs};
+pub use schedule::filter::{Counter, Filter};
+pub use schedule::priority;
+pub use schedule::spec::{HookInfo, HookLocation, HookSpec};
 pub use state::{Dist, Settings, TrainState};
 pub use step::{StepContext, StepOutput, TrainStep};
 pub use trainer::{NanPolicy, Rollback, Trainer};
@@ -400,16 +392,16 @@ pub mod prelude {
 /// Not public API: what the attributes' generated code refers to.
 #[doc(hidden)]
 pub mod __private {
-    pub use crate::batch::{part_name, Batch};
     pub use crate::bench::DispatchBench;
     pub use crate::control::IntoControl;
-    pub use crate::event::{events, Event};
+    pub use crate::data::batch::{part_name, Batch};
     pub use crate::hook::{fn_hook, Hook};
     pub use crate::param::{
         fetch, param_at, HookParam, Persist, PersistNothing, PersistParam, Require, RequireNothing, RequireResource,
     };
     pub use crate::registry::Registration;
     pub use crate::resource::Requirement;
+    pub use crate::schedule::event::{events, Event};
     pub use inventory;
     pub use tch::{Device, TchError, Tensor};
 }

@@ -10,7 +10,7 @@
 //! Implement [`OptimizerConfig`] and [`Optimizer`] for an algorithm of your own.
 
 use crate::error::{Error, Result};
-use crate::saved::HookState;
+use crate::records::saved::HookState;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use tch::nn::{self, VarStore};

@@ -2,12 +2,12 @@
 
 use crate::context::{HookContext, LearningRate};
 use crate::error::Error;
-use crate::event::events::{scope, ScopeIncludes};
-use crate::event::Event;
-use crate::history::{EpochLogs, History};
-use crate::metrics::BatchLogs;
+use crate::records::history::{EpochLogs, History};
+use crate::records::metrics::BatchLogs;
+use crate::records::saved::HookState;
 use crate::resource::{Requirement, Res};
-use crate::saved::HookState;
+use crate::schedule::event::events::{scope, ScopeIncludes};
+use crate::schedule::event::Event;
 use crate::state::{Dist, TrainState};
 use std::ops::{Deref, DerefMut};
 use tch::nn::VarStore;

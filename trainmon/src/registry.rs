@@ -1,10 +1,10 @@
 //! The hook registry: one record per annotated function, collected by `inventory` at link time;
 //! the selection of the hooks a `Trainer` runs; and their deterministic order.
 
-use crate::event::Event;
-use crate::filter::{Counter, Filter};
 use crate::hook::Hook;
-use crate::spec::{HookInfo, HookLocation};
+use crate::schedule::event::Event;
+use crate::schedule::filter::{Counter, Filter};
+use crate::schedule::spec::{HookInfo, HookLocation};
 use crate::state::TrainState;
 use std::borrow::Cow;
 

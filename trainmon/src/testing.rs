@@ -37,11 +37,11 @@
 use crate::context::Scene;
 use crate::control::Control;
 use crate::error::{BoxError, Error, Result};
-use crate::event::Event;
-use crate::history::{EpochLogs, History};
 use crate::hook::{Hook, IntoHook};
-use crate::metrics::{Accuracy, BatchLogs};
+use crate::records::history::{EpochLogs, History};
+use crate::records::metrics::{Accuracy, BatchLogs};
 use crate::resource::Resources;
+use crate::schedule::event::Event;
 use crate::state::TrainState;
 use std::time::{Duration, Instant};
 use tch::nn::VarStore;

@@ -1,17 +1,17 @@
 //! Model checkpoints: the weights, as safetensors files, written atomically.
 
-use super::early_stopping::Mode;
 use super::ema::{ema_path, Averaged, EmaWeights};
+use super::monitor::Mode;
 use crate::context::HookContext;
 use crate::control::Control;
 use crate::error::{BoxError, Error};
-use crate::event::Event;
-use crate::filter::{Counter, Filter};
 use crate::hook::{Hook, Plugin};
 use crate::output::weights;
-use crate::priority;
-use crate::saved::HookState;
-use crate::spec::HookSpec;
+use crate::records::saved::HookState;
+use crate::schedule::event::Event;
+use crate::schedule::filter::{Counter, Filter};
+use crate::schedule::priority;
+use crate::schedule::spec::HookSpec;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
@@ -350,7 +350,7 @@ struct SavedList {
 #[derive(serde::Serialize, serde::Deserialize)]
 struct KeptFile {
     path: PathBuf,
-    #[serde(with = "crate::history::float::option")]
+    #[serde(with = "crate::records::history::float::option")]
     value: Option<f64>,
 }
 

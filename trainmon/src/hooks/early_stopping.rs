@@ -1,46 +1,15 @@
 //! Early stopping: stop when a monitored metric stops improving.
 
+use super::monitor::{Delta, Mode};
 use crate::context::HookContext;
 use crate::control::{Control, StopCause};
 use crate::error::BoxError;
-use crate::event::Event;
 use crate::hook::{Hook, Plugin};
-use crate::priority;
-use crate::saved::HookState;
-use crate::spec::HookSpec;
+use crate::records::saved::HookState;
+use crate::schedule::event::Event;
+use crate::schedule::priority;
+use crate::schedule::spec::HookSpec;
 use tch::Tensor;
-
-/// Whether lower or higher values of the monitored metric are better.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
-pub enum Mode {
-    /// Lower is better (losses, errors).
-    Min,
-    /// Higher is better (accuracies).
-    Max,
-    /// `Max` for a metric whose name contains `acc`, `Min` otherwise (Keras's "auto").
-    #[default]
-    Auto,
-}
-
-impl Mode {
-    /// Whether higher values of `metric` are better in this mode (auto: for an accuracy).
-    pub fn maximises(self, metric: &str) -> bool {
-        match self {
-            Mode::Min => false,
-            Mode::Max => true,
-            Mode::Auto => metric.contains("acc"),
-        }
-    }
-}
-
-/// How much a value must beat the best one to count as an improvement.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub enum Delta {
-    /// By this much (`0.0`: any improvement counts).
-    Absolute(f64),
-    /// By this share of the best value's magnitude (`0.01`: 1 %).
-    Relative(f64),
-}
 
 /// Stops training when the monitored metric has not improved for `patience` epochs, with the
 /// knobs of Keras, Lightning and Ignite: mode, absolute or relative minimum delta, warm-up
@@ -275,7 +244,7 @@ fn snapshot(vs: &tch::nn::VarStore) -> Result<Vec<(String, Tensor)>, BoxError> {
 /// What a resume point keeps of an [`EarlyStopping`] (the best weights as tensors beside it).
 #[derive(serde::Serialize, serde::Deserialize)]
 struct Saved {
-    #[serde(with = "crate::history::float::option")]
+    #[serde(with = "crate::records::history::float::option")]
     best: Option<f64>,
     best_epoch: usize,
     wait: usize,

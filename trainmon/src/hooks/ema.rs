@@ -4,12 +4,12 @@
 use crate::context::{variables_by_name, HookContext};
 use crate::control::Control;
 use crate::error::{BoxError, Error};
-use crate::event::Event;
 use crate::hook::{Hook, Plugin};
 use crate::output::weights;
-use crate::priority;
-use crate::saved::HookState;
-use crate::spec::HookSpec;
+use crate::records::saved::HookState;
+use crate::schedule::event::Event;
+use crate::schedule::priority;
+use crate::schedule::spec::HookSpec;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};

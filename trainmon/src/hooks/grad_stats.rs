@@ -3,11 +3,11 @@
 use crate::context::{variables_by_name, HookContext};
 use crate::control::Control;
 use crate::error::BoxError;
-use crate::event::Event;
-use crate::filter::{Counter, Filter};
 use crate::hook::{Hook, Plugin};
-use crate::priority;
-use crate::spec::HookSpec;
+use crate::schedule::event::Event;
+use crate::schedule::filter::{Counter, Filter};
+use crate::schedule::priority;
+use crate::schedule::spec::HookSpec;
 use tch::Tensor;
 
 /// Logs, every `n` optimizer steps, the norms of the gradients and of the weights, globally and

@@ -3,10 +3,10 @@
 use crate::context::HookContext;
 use crate::control::{Control, StopCause};
 use crate::error::{BoxError, Error};
-use crate::event::Event;
 use crate::hook::{Hook, Plugin};
-use crate::priority;
-use crate::spec::HookSpec;
+use crate::schedule::event::Event;
+use crate::schedule::priority;
+use crate::schedule::spec::HookSpec;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 

@@ -3,11 +3,11 @@
 use crate::context::HookContext;
 use crate::control::Control;
 use crate::error::BoxError;
-use crate::event::Event;
-use crate::filter::Filter;
 use crate::hook::{Hook, Plugin};
-use crate::priority;
-use crate::spec::HookSpec;
+use crate::schedule::event::Event;
+use crate::schedule::filter::Filter;
+use crate::schedule::priority;
+use crate::schedule::spec::HookSpec;
 use std::fmt::Write;
 
 /// Logs training through `tracing` (at `INFO`): a line every `every` batches with the running

@@ -1,17 +1,17 @@
 //! Metric files: CSV and JSON Lines, a line per epoch and per logged step.
 
-use super::early_stopping::Mode;
+use super::monitor::Mode;
 use super::run_status::StatusFile;
 use crate::context::HookContext;
 use crate::control::Control;
 use crate::error::{BoxError, Error};
-use crate::event::Event;
-use crate::filter::Filter;
-use crate::history::LoggedValue;
 use crate::hook::{Hook, Plugin};
-use crate::priority;
-use crate::saved::HookState;
-use crate::spec::HookSpec;
+use crate::records::history::LoggedValue;
+use crate::records::saved::HookState;
+use crate::schedule::event::Event;
+use crate::schedule::filter::Filter;
+use crate::schedule::priority;
+use crate::schedule::spec::HookSpec;
 use std::fs::File;
 use std::io::{BufWriter, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};

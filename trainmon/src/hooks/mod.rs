@@ -1,6 +1,6 @@
 //! Built-in hooks: structs with builders, added with one call, [`crate::Trainer::with`]. They
 //! are [`crate::Plugin`]s — the same trait as hooks added at run time — and sit at the places of
-//! [`crate::priority`].
+//! [`crate::schedule::priority`].
 //!
 //! ```
 //! use trainmon::hooks::{EarlyStopping, Logger, TerminateOnNaN};
@@ -22,6 +22,7 @@ mod interrupt;
 mod logger;
 mod metric_files;
 mod mlflow;
+mod monitor;
 mod plots;
 mod progress;
 mod run_status;
@@ -33,13 +34,14 @@ mod timer;
 
 pub use crate::output::weights::{checkpoint_metadata, load_checkpoint};
 pub use checkpoint::{ModelCheckpoint, Saved};
-pub use early_stopping::{Delta, EarlyStopping, Mode};
+pub use early_stopping::EarlyStopping;
 pub use ema::{ema_path, Averaged, Ema, EmaWeights};
 pub use grad_stats::GradStats;
 pub use interrupt::Interrupt;
 pub use logger::Logger;
 pub use metric_files::MetricFiles;
 pub use mlflow::{Mlflow, MlflowReport};
+pub use monitor::{Delta, Mode};
 pub use plots::Plots;
 pub use progress::Progress;
 pub use schedulers::{LrMonitor, LrScheduler, ReduceLrOnPlateau};
@@ -49,7 +51,7 @@ pub use terminate_on_nan::TerminateOnNaN;
 pub use timer::{Throughput, TimeLimit};
 
 use crate::error::BoxError;
-use crate::history::EpochLogs;
+use crate::records::history::EpochLogs;
 
 /// The value of `name` in an epoch's logs, or an error that lists the names there are.
 pub(crate) fn monitored(epoch: &EpochLogs, name: &str, by: &str) -> Result<f64, BoxError> {

@@ -3,12 +3,12 @@
 use crate::context::HookContext;
 use crate::control::Control;
 use crate::error::{BoxError, Error};
-use crate::event::Event;
-use crate::filter::{Counter, Filter};
 use crate::hook::{Hook, Plugin};
 use crate::output::plot;
-use crate::priority;
-use crate::spec::HookSpec;
+use crate::schedule::event::Event;
+use crate::schedule::filter::{Counter, Filter};
+use crate::schedule::priority;
+use crate::schedule::spec::HookSpec;
 use std::path::PathBuf;
 
 /// Writes the history's plots into a directory when training ends — or fails — (priority
@@ -117,11 +117,11 @@ impl Hook for Plots {
         Ok(Control::Continue)
     }
 
-    fn state(&self) -> Result<Option<crate::saved::HookState>, BoxError> {
-        Ok(Some(crate::saved::HookState::new(&self.steps)?))
+    fn state(&self) -> Result<Option<crate::records::saved::HookState>, BoxError> {
+        Ok(Some(crate::records::saved::HookState::new(&self.steps)?))
     }
 
-    fn restore(&mut self, state: crate::saved::HookState) -> Result<(), BoxError> {
+    fn restore(&mut self, state: crate::records::saved::HookState) -> Result<(), BoxError> {
         self.steps = state.value()?;
         self.restored = true;
         Ok(())

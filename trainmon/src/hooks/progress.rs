@@ -3,10 +3,10 @@
 use crate::context::HookContext;
 use crate::control::Control;
 use crate::error::BoxError;
-use crate::event::Event;
 use crate::hook::{Hook, Plugin};
-use crate::priority;
-use crate::spec::HookSpec;
+use crate::schedule::event::Event;
+use crate::schedule::priority;
+use crate::schedule::spec::HookSpec;
 use indicatif::{ProgressState, ProgressStyle};
 use std::io::IsTerminal;
 use std::time::{Duration, Instant};
@@ -120,7 +120,7 @@ fn line(state: &crate::state::TrainState, batch: usize, values: &str) -> String 
 }
 
 /// `loss 0.6931, accuracy 0.5012` from a batch's running values.
-fn values(batch: &crate::metrics::BatchLogs) -> String {
+fn values(batch: &crate::records::metrics::BatchLogs) -> String {
     batch
         .names()
         .map(|n| format!("{n} {:.4}", batch.get(n).unwrap_or(f64::NAN)))

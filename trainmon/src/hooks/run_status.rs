@@ -5,11 +5,11 @@
 //! most every [`INTERVAL`] at a batch's end, and when the fit ends or fails. Nothing is read
 //! back: a process that watches costs the training process nothing.
 
-use super::early_stopping::Mode;
+use super::monitor::Mode;
 use crate::context::HookContext;
 use crate::error::{BoxError, Error};
-use crate::event::Event;
 use crate::output;
+use crate::schedule::event::Event;
 use serde::Serialize;
 use std::path::{Path, PathBuf};
 use std::time::Duration;

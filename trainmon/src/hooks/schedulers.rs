@@ -1,14 +1,14 @@
 //! Learning-rate schedulers and the learning-rate monitor.
 
-use super::early_stopping::Mode;
+use super::monitor::Mode;
 use crate::context::HookContext;
 use crate::control::Control;
 use crate::error::BoxError;
-use crate::event::Event;
 use crate::hook::{Hook, Plugin};
-use crate::priority;
-use crate::saved::HookState;
-use crate::spec::HookSpec;
+use crate::records::saved::HookState;
+use crate::schedule::event::Event;
+use crate::schedule::priority;
+use crate::schedule::spec::HookSpec;
 
 /// A learning-rate schedule by epoch, as PyTorch's `StepLR`, `ExponentialLR` and
 /// `CosineAnnealingLR`: after epoch `e` ends, the learning rate for the next one is set from
@@ -99,12 +99,12 @@ impl Hook for LrScheduler {
 
 /// What a resume point keeps of an [`LrScheduler`]: the rate it started from.
 #[derive(serde::Serialize, serde::Deserialize)]
-struct Base(#[serde(with = "crate::history::float::option")] Option<f64>);
+struct Base(#[serde(with = "crate::records::history::float::option")] Option<f64>);
 
 /// What a resume point keeps of a [`ReduceLrOnPlateau`].
 #[derive(serde::Serialize, serde::Deserialize)]
 struct Plateau {
-    #[serde(with = "crate::history::float::option")]
+    #[serde(with = "crate::records::history::float::option")]
     best: Option<f64>,
     bad_epochs: usize,
     cooling: usize,

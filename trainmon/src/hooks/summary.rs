@@ -1,13 +1,13 @@
 //! The end-of-training summary.
 
-use super::early_stopping::Mode;
+use super::monitor::Mode;
 use crate::context::HookContext;
 use crate::control::Control;
 use crate::error::BoxError;
-use crate::event::Event;
 use crate::hook::{Hook, Plugin};
-use crate::priority;
-use crate::spec::HookSpec;
+use crate::schedule::event::Event;
+use crate::schedule::priority;
+use crate::schedule::spec::HookSpec;
 use std::path::{Path, PathBuf};
 
 /// Logs a summary when training ends — or fails —, after every other output is written: epochs

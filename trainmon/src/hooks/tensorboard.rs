@@ -3,14 +3,14 @@
 use crate::context::HookContext;
 use crate::control::Control;
 use crate::error::BoxError;
-use crate::event::Event;
-use crate::filter::{Counter, Filter};
-use crate::history::LoggedValue;
 use crate::hook::{Hook, Plugin};
 use crate::output::tensorboard::EventWriter;
-use crate::priority;
-use crate::saved::HookState;
-use crate::spec::HookSpec;
+use crate::records::history::LoggedValue;
+use crate::records::saved::HookState;
+use crate::schedule::event::Event;
+use crate::schedule::filter::{Counter, Filter};
+use crate::schedule::priority;
+use crate::schedule::spec::HookSpec;
 use std::path::PathBuf;
 
 /// Writes TensorBoard event files (`events.out.tfevents.*`) into a directory: every epoch's

@@ -3,11 +3,11 @@
 use crate::context::HookContext;
 use crate::control::{Control, StopCause};
 use crate::error::BoxError;
-use crate::event::Event;
-use crate::filter::Filter;
 use crate::hook::{Hook, Plugin};
-use crate::priority;
-use crate::spec::HookSpec;
+use crate::schedule::event::Event;
+use crate::schedule::filter::Filter;
+use crate::schedule::priority;
+use crate::schedule::spec::HookSpec;
 
 /// Stops training at the first batch whose running loss is NaN or infinite (Ignite's
 /// `TerminateOnNan`). The check reads the loss after every batch — on CUDA a host

@@ -3,11 +3,11 @@
 use crate::context::HookContext;
 use crate::control::{Control, StopCause};
 use crate::error::BoxError;
-use crate::event::Event;
-use crate::filter::Filter;
 use crate::hook::{Hook, Plugin};
-use crate::priority;
-use crate::spec::HookSpec;
+use crate::schedule::event::Event;
+use crate::schedule::filter::Filter;
+use crate::schedule::priority;
+use crate::schedule::spec::HookSpec;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 

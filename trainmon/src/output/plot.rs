@@ -4,8 +4,8 @@
 //! no system font is needed.
 
 use crate::error::{Error, Result};
-use crate::history::History;
 use crate::output::atomically;
+use crate::records::history::History;
 use plotters::coord::Shift;
 use plotters::prelude::*;
 use plotters::style::Color as _;

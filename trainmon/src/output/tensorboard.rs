@@ -161,7 +161,7 @@ impl EventWriter {
     pub fn histograms<'a>(
         &mut self,
         step: u64,
-        histograms: impl IntoIterator<Item = (&'a str, &'a crate::history::Histogram)>,
+        histograms: impl IntoIterator<Item = (&'a str, &'a crate::records::history::Histogram)>,
     ) -> Result<()> {
         let value = histograms
             .into_iter()

@@ -3,14 +3,14 @@
 use crate::context::HookContext;
 use crate::control::Control;
 use crate::error::{Error, Result};
-use crate::event::{Event, EVENTS};
-use crate::guard;
-use crate::history::{HookCost, StopReason};
 use crate::hook::Hook;
-use crate::metrics::device_reads;
+use crate::panics;
+use crate::records::history::{HookCost, StopReason};
+use crate::records::metrics::device_reads;
+use crate::records::saved::HookState;
 use crate::registry::matches;
-use crate::saved::HookState;
-use crate::spec::HookInfo;
+use crate::schedule::event::{Event, EVENTS};
+use crate::schedule::spec::HookInfo;
 use std::cell::Cell;
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -67,10 +67,9 @@ impl<'h> Dispatch<'h> {
         let mut entries: Vec<Entry<'h>> = Vec::new();
         for (index, (infos, hook)) in hooks.into_iter().enumerate() {
             // A plugin without specs never runs; it still has a name for its state.
-            let info = infos
-                .first()
-                .cloned()
-                .unwrap_or_else(|| crate::spec::HookSpec::new(Event::TrainBegin, "(a hook without events)").0);
+            let info = infos.first().cloned().unwrap_or_else(|| {
+                crate::schedule::spec::HookSpec::new(Event::TrainBegin, "(a hook without events)").0
+            });
             let key = state_key(&info, &entries);
             entries.push(Entry {
                 hook,
@@ -267,7 +266,7 @@ impl<'h> Dispatch<'h> {
     pub(crate) fn states(&self) -> Result<Vec<(String, HookState)>> {
         let mut states = Vec::new();
         for Entry { hook, info, key, .. } in &self.hooks {
-            let state = match guard::caught(|| hook.state()) {
+            let state = match panics::caught(|| hook.state()) {
                 Ok(state) => state,
                 Err(panic) => Err(format!("panicked: {panic}").into()),
             };
@@ -290,7 +289,7 @@ impl<'h> Dispatch<'h> {
                 continue;
             };
             let _span = tracing::warn_span!("restore", hook = info.name()).entered();
-            let restored = match guard::caught(|| hook.restore(state)) {
+            let restored = match panics::caught(|| hook.restore(state)) {
                 Ok(restored) => restored,
                 Err(panic) => Err(format!("panicked: {panic}").into()),
             };
@@ -349,7 +348,7 @@ fn hook_error(info: &HookInfo, source: crate::error::BoxError) -> Error {
 #[inline(never)]
 fn call(slot: &Slot, hook: &mut dyn Hook, ctx: &HookContext<'_>, stop: &mut Option<StopReason>) -> Result<()> {
     let failed = |source| hook_error(&slot.info, source);
-    let control = match guard::caught(|| hook.call(ctx)) {
+    let control = match panics::caught(|| hook.call(ctx)) {
         Ok(Ok(control)) => control,
         Ok(Err(err)) => return Err(failed(err)),
         Err(panic) => return Err(failed(format!("panicked: {panic}").into())),

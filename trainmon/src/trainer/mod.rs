@@ -3,20 +3,18 @@
 pub(crate) mod dispatch;
 mod fit;
 mod parallel;
-mod point;
 mod rollback;
-mod scaler;
 
 pub use rollback::Rollback;
 
 use crate::data::Dataset;
 use crate::hook::{Hook, IntoHook, Plugin};
-use crate::loss::Loss;
-use crate::metrics::Metric;
 use crate::precision::{GradScaler, Precision};
+use crate::records::loss::Loss;
+use crate::records::metrics::Metric;
 use crate::registry::Hooks;
 use crate::resource::Resources;
-use crate::spec::HookSpec;
+use crate::schedule::spec::HookSpec;
 use std::path::PathBuf;
 use tch::nn;
 
@@ -47,7 +45,7 @@ pub struct Trainer<'a> {
     /// The model of the trainer's own step (`fit`); none for a step of the user's only.
     model: Option<&'a dyn nn::ModuleT>,
     optimizer: OptimizerSetting,
-    settings: Settings,
+    settings: TrainSetup,
     data: DataSetup<'a>,
     hooks: HookSetup,
     resources: Resources,
@@ -57,7 +55,7 @@ pub struct Trainer<'a> {
 
 /// How to train: the plain settings of the builder.
 #[derive(Clone, Debug)]
-struct Settings {
+struct TrainSetup {
     epochs: usize,
     batch_size: usize,
     shuffle: bool,
@@ -79,7 +77,7 @@ struct Settings {
     grad_scaler: Option<GradScaler>,
 }
 
-impl Settings {
+impl TrainSetup {
     /// The gradient scaler of the fit: the one given, or fp16's default.
     fn scaler(&self) -> Option<GradScaler> {
         match (self.grad_scaler, self.precision) {
@@ -172,7 +170,7 @@ impl<'a> Trainer<'a> {
             vs,
             model: None,
             optimizer: OptimizerSetting::Missing,
-            settings: Settings {
+            settings: TrainSetup {
                 epochs: 1,
                 batch_size: 32,
                 shuffle: true,

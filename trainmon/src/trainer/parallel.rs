@@ -4,7 +4,7 @@
 
 use crate::dist::ProcessGroup;
 use crate::error::{Error, Result};
-use crate::event::{Event, EVENTS};
+use crate::schedule::event::{Event, EVENTS};
 use tch::nn::VarStore;
 use tch::{Kind, Tensor};
 

@@ -2,9 +2,9 @@
 //! running logs, the rule that finds a bad batch, and the rule that gives up.
 
 use crate::error::{Error, Result};
-use crate::metrics::{BatchLogs, LogsState};
 use crate::optim::Optimizer;
-use crate::saved::HookState;
+use crate::records::metrics::{BatchLogs, LogsState};
+use crate::records::saved::HookState;
 use serde::{Deserialize, Serialize};
 use std::collections::VecDeque;
 use tch::nn::VarStore;

@@ -7,17 +7,17 @@
 use crate::context::Scene;
 use crate::control::StopCause;
 use crate::error::{Error, Result};
-use crate::event::Event;
-use crate::history::StopReason;
-use crate::metrics::BatchLogs;
 use crate::optim::Optimizer;
+use crate::precision::scaler::Scaler;
+use crate::records::history::StopReason;
+use crate::records::metrics::BatchLogs;
 use crate::resource::Resources;
+use crate::schedule::event::Event;
 use crate::step::{Manual, Seen};
 use crate::trainer::dispatch::Dispatch;
 use crate::trainer::parallel::Parallel;
 use crate::trainer::rollback::Guard;
-use crate::trainer::scaler::Scaler;
-use crate::trainer::{Clip, Settings};
+use crate::trainer::{Clip, TrainSetup};
 use tch::nn::VarStore;
 use tch::{Kind, Tensor};
 
@@ -25,7 +25,7 @@ use tch::{Kind, Tensor};
 pub(super) struct Engine<'a, 'h> {
     pub vs: &'a VarStore,
     pub optimizer: &'a mut dyn Optimizer,
-    pub settings: &'a Settings,
+    pub settings: &'a TrainSetup,
     pub resources: &'a Resources,
     pub dispatch: Dispatch<'h>,
     pub scene: Scene,
@@ -100,7 +100,7 @@ impl<'a, 'h> Engine<'a, 'h> {
     pub fn new(
         vs: &'a VarStore,
         optimizer: &'a mut dyn Optimizer,
-        settings: &'a Settings,
+        settings: &'a TrainSetup,
         resources: &'a Resources,
         dispatch: Dispatch<'h>,
         scene: Scene,
@@ -319,7 +319,7 @@ impl<'a, 'h> Engine<'a, 'h> {
         let skip = match &mut self.scaler {
             Some(scaler) => {
                 if let Some(parallel) = &self.parallel {
-                    scaler.agree(parallel)?;
+                    parallel.group.all_reduce_sum(&[scaler.check()])?;
                 }
                 scaler.found_inf()?
             }

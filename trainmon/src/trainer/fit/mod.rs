@@ -17,16 +17,16 @@ mod work;
 
 use super::dispatch::Dispatch;
 use super::parallel::Parallel;
-use super::{Clip, DataSetup, HookSetup, OptimizerSetting, Settings, Trainer, Validation};
+use super::{Clip, DataSetup, HookSetup, OptimizerSetting, TrainSetup, Trainer, Validation};
 use crate::context::Scene;
 use crate::data::{BatchDataset, Dataset};
 use crate::error::{Error, Result};
-use crate::event::Event;
-use crate::history::History;
 use crate::hook::Hook;
+use crate::records::history::History;
 use crate::registry::registrations;
 use crate::resource::Resources;
-use crate::spec::HookInfo;
+use crate::schedule::event::Event;
+use crate::schedule::spec::HookInfo;
 use crate::state::TrainState;
 use crate::step::TrainStep;
 use engine::Engine;
@@ -120,7 +120,7 @@ impl<'a> Trainer<'a> {
 struct Parts<'t, 'a> {
     vs: &'a VarStore,
     optimizer: &'t mut OptimizerSetting,
-    settings: &'t Settings,
+    settings: &'t TrainSetup,
     data: &'t DataSetup<'a>,
     hooks: &'t mut HookSetup,
     resources: &'t Resources,
@@ -142,7 +142,7 @@ impl Parts<'_, '_> {
         let rank = self.group.map_or(0, |group| group.rank());
         let dispatch = self.hooks.dispatch(&mut registered, self.resources, rank)?;
         if let Some(parallel) = &mut parallel {
-            let mut hooked = [false; crate::event::EVENTS];
+            let mut hooked = [false; crate::schedule::event::EVENTS];
             for event in Event::ALL {
                 hooked[event.index()] = dispatch.has_hooks(event);
             }
@@ -209,7 +209,7 @@ impl Parts<'_, '_> {
 
 /// The settings as hooks see them ([`crate::HookContext::settings`]).
 fn seen_settings<B>(
-    settings: &Settings,
+    settings: &TrainSetup,
     data: &DataSetup<'_>,
     plan: &Plan<'_, B>,
     optimizer: String,

@@ -5,8 +5,8 @@ use super::source::{Pairs, Source, Targets};
 use super::typed::{is_pairs, PairsAs, Typed};
 use crate::data::{BatchDataset, Dataset, Subset};
 use crate::error::{Error, Result};
-use crate::metrics::{Accuracy, BatchLogs, Metric};
-use crate::trainer::{Clip, DataSetup, OptimizerSetting, Settings, Validation};
+use crate::records::metrics::{Accuracy, BatchLogs, Metric};
+use crate::trainer::{Clip, DataSetup, OptimizerSetting, TrainSetup, Validation};
 use std::hash::{BuildHasher, RandomState};
 use std::time::Instant;
 use tch::Device;
@@ -32,7 +32,7 @@ type Sources<'d, B> = (Box<dyn Source<B> + 'd>, Option<Box<dyn Source<B> + 'd>>)
 impl<'d> Plan<'d, (tch::Tensor, tch::Tensor)> {
     /// The plan of a fit with the trainer's own step, on a dataset of pairs (and the
     /// validation set or split the trainer was given).
-    pub fn new(settings: &Settings, setup: &DataSetup<'d>, data: &'d dyn Dataset, device: Device) -> Result<Self> {
+    pub fn new(settings: &TrainSetup, setup: &DataSetup<'d>, data: &'d dyn Dataset, device: Device) -> Result<Self> {
         check(settings, device)?;
         let (train, valid) = sources(data, setup, device, settings)?;
         let boxed = |pairs: Pairs<'d>| Box::new(pairs) as Box<dyn Source<_> + 'd>;
@@ -45,7 +45,7 @@ impl<'d, B: 'static> Plan<'d, B> {
     /// split of `train`, for validation). A dataset of `(features, targets)` is taken as
     /// [`Plan::new`] takes it, its targets as they are (the step's loss takes them).
     pub fn typed<D: BatchDataset<Batch = B>>(
-        settings: &Settings,
+        settings: &TrainSetup,
         setup: &DataSetup<'_>,
         train: &'d D,
         valid: Option<&'d D>,
@@ -84,7 +84,7 @@ impl<'d, B: 'static> Plan<'d, B> {
 
 impl<'d, B> Plan<'d, B> {
     /// The plan over the sources `train` and `valid`.
-    fn of(settings: &Settings, (train, valid): Sources<'d, B>, device: Device) -> Result<Self> {
+    fn of(settings: &TrainSetup, (train, valid): Sources<'d, B>, device: Device) -> Result<Self> {
         let batches = batches(train.len(), settings)?;
         if settings.resume.is_none() && settings.resume_steps > 0 {
             return Err(Error::config(
@@ -116,7 +116,7 @@ fn pair_sources<'d, B: 'static>(
     valid: Option<&'d dyn Dataset>,
     split: Option<usize>,
     device: Device,
-    settings: &Settings,
+    settings: &TrainSetup,
 ) -> Result<Option<Sources<'d, B>>> {
     let (train, valid): (Box<dyn Dataset + 'd>, Option<Box<dyn Dataset + 'd>>) = match split {
         Some(at) => {
@@ -166,7 +166,7 @@ fn typed_sources<'d, D: BatchDataset>(
 }
 
 /// Training batches per epoch over `len` samples.
-pub(super) fn batches(len: usize, settings: &Settings) -> Result<usize> {
+pub(super) fn batches(len: usize, settings: &TrainSetup) -> Result<usize> {
     let batch_size = settings.batch_size;
     let batches = if settings.drop_last {
         len / batch_size
@@ -230,7 +230,7 @@ impl OptimizerSetting {
 }
 
 /// Settings that cannot train, found before any work is done.
-fn check(settings: &Settings, device: Device) -> Result<()> {
+fn check(settings: &TrainSetup, device: Device) -> Result<()> {
     if settings.epochs == 0 {
         return Err(Error::config(
             "epochs",
@@ -278,7 +278,7 @@ fn sources<'d>(
     data: &'d dyn Dataset,
     setup: &DataSetup<'d>,
     device: Device,
-    settings: &Settings,
+    settings: &TrainSetup,
 ) -> Result<(Pairs<'d>, Option<Pairs<'d>>)> {
     let (train, valid): (Box<dyn Dataset + 'd>, Option<Box<dyn Dataset + 'd>>) = match setup.validation {
         Validation::None => (Box::new(data), None),

@@ -5,7 +5,7 @@
 
 use crate::data::{Dataset, EpochBatches, Prefetched};
 use crate::error::{samples, Error, Result};
-use crate::loss::Loss;
+use crate::records::loss::Loss;
 use crate::trainer::NanPolicy;
 use rand::seq::SliceRandom;
 use rand::SeedableRng;

@@ -2,7 +2,7 @@
 //! device), or a dataset of pairs' when the step's batch type is `(Tensor, Tensor)`.
 
 use super::source::{Ahead, Epoch, Pairs, Source};
-use crate::batch::Batch;
+use crate::data::batch::Batch;
 use crate::data::{BatchDataset, EpochBatches, PrefetchedBatches};
 use crate::error::{samples, Error, Result};
 use std::any::{Any, TypeId};
@@ -66,7 +66,8 @@ impl<D: BatchDataset> Epoch<D::Batch> for TypedEpoch<'_, D> {
 /// A batch built for `indices`, checked (its tensors share a first dimension of one row per
 /// index) and moved to `device`.
 fn ready<B: Batch>(batch: B, indices: &[i64], device: Device) -> Result<B> {
-    let rows = crate::batch::samples(&batch)
+    let rows = batch
+        .samples()
         .map_err(|err| Error::Data(format!("the batch of samples {}: {err}", samples(indices))))?;
     if rows != indices.len() {
         return Err(Error::Data(format!(

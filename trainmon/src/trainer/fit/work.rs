@@ -3,11 +3,11 @@
 //! error naming the batch and the shapes. Everything around the work — backward passes,
 //! optimizer steps, hooks — is the engine's.
 
-use crate::batch::Batch;
+use crate::data::batch::Batch;
 use crate::error::{BoxError, Error, Result};
-use crate::guard;
-use crate::loss::Loss;
-use crate::native;
+use crate::panics;
+use crate::precision::native;
+use crate::records::loss::Loss;
 use crate::step::{StepContext, StepOutput, TrainStep};
 use tch::nn::ModuleT;
 use tch::{Kind, Tensor};
@@ -150,7 +150,7 @@ fn step_loss(
         },
     };
     let (training, by_hand, device) = (ctx.training, ctx.by_hand, ctx.state.device());
-    let run = || guard::caught(run);
+    let run = || panics::caught(run);
     let output = match autocast {
         Some(kind) => native::with_autocast(device, kind, run),
         None => run(),
@@ -201,7 +201,7 @@ fn fp32(t: Tensor, what: &str, at: &dyn Fn() -> String) -> Result<Tensor> {
 
 /// The model's forward pass; a libtorch failure (tch panics) becomes an error with the shapes.
 fn forward(model: &dyn ModuleT, x: &Tensor, train: bool, at: &dyn Fn() -> String) -> Result<Tensor> {
-    guard::quietly(|| model.forward_t(x, train)).map_err(|panic| {
+    panics::quietly(|| model.forward_t(x, train)).map_err(|panic| {
         Error::torch_panic(
             format!(
                 "the model's forward pass failed on {} (features of shape {:?}, {:?})",

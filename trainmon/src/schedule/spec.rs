@@ -1,8 +1,8 @@
 //! What the loop knows of a hook: its event, filter, place in the order and where it is
 //! defined ([`HookInfo`]); the builder of the same for hooks added at run time ([`HookSpec`]).
 
-use crate::event::Event;
-use crate::filter::Filter;
+use crate::schedule::event::Event;
+use crate::schedule::filter::Filter;
 use std::borrow::Cow;
 use std::cmp::Reverse;
 

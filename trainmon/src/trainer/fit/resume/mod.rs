@@ -1,14 +1,17 @@
-//! Resuming: a fit going on from its resume point, and writing one.
+//! Resuming: a fit going on from its resume point, and writing one; the file itself (one
+//! safetensors file, its document and its checks) is `point`.
+
+pub(crate) mod point;
 
 use super::epoch::{Fit, Partway};
 use super::source::Shuffling;
 use crate::error::{Error, Result};
-use crate::event::Event;
-use crate::metrics::{BatchLogs, LogsState};
 use crate::output::weights;
-use crate::saved::HookState;
-use crate::trainer::point::{self, InEpoch, Point, Position};
+use crate::records::metrics::{BatchLogs, LogsState};
+use crate::records::saved::HookState;
+use crate::schedule::event::Event;
 use crate::trainer::rollback::Mark;
+use point::{InEpoch, Point, Position};
 use std::path::Path;
 use std::time::Instant;
 
@@ -92,7 +95,7 @@ impl<B: 'static> Fit<'_, '_, '_, B> {
         let rank = self.engine.parallel.as_ref().map_or(0, |parallel| parallel.rank());
         self.engine.dispatch.restore(hooks, rank == 0)?;
         match (&mut self.engine.scaler, &position.grad_scaler) {
-            (Some(scaler), Some(state)) => scaler.restore(state)?,
+            (Some(scaler), Some(state)) => scaler.restore((state.scale, state.growth_tracker))?,
             (Some(_), None) => tracing::warn!(
                 "the resume point was made without a gradient scaler: the scaler starts at its initial scale"
             ),
@@ -268,7 +271,13 @@ impl<B: 'static> Fit<'_, '_, '_, B> {
             stop: self.engine.dispatch.stop().cloned(),
             disabled: self.engine.dispatch.disabled(),
             rollback: self.engine.guard.as_ref().map(|guard| guard.state()),
-            grad_scaler: self.engine.scaler.as_ref().map(|scaler| scaler.state()).transpose()?,
+            grad_scaler: match &self.engine.scaler {
+                Some(scaler) => {
+                    let (scale, growth_tracker) = scaler.state()?;
+                    Some(point::ScalerState { scale, growth_tracker })
+                }
+                None => None,
+            },
             world_size: self.engine.parallel.as_ref().map_or(1, |parallel| parallel.world()),
         };
         let optimizer = self.engine.optimizer.state()?;

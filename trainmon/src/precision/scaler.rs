@@ -3,12 +3,9 @@
 //! gradients and updating the scale read nothing to the host; only the decision to skip a step
 //! reads one value, once per optimizer step.
 
-use crate::error::{Error, Result};
-use crate::native;
-use crate::precision::GradScaler;
-use crate::trainer::parallel::Parallel;
-use serde::{Deserialize, Serialize};
-use tch::{Device, Kind, Tensor};
+use super::native;
+use super::GradScaler;
+use tch::{Device, Kind, TchError, Tensor};
 
 /// A gradient scaler during a fit.
 pub(crate) struct Scaler {
@@ -26,17 +23,15 @@ pub(crate) struct Scaler {
     found_any: Tensor,
 }
 
-/// The scaler's state in a resume point: the scale (exact: an fp32 value in an f64) and the
-/// good steps since it last changed.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub(crate) struct ScalerState {
-    #[serde(with = "crate::history::float")]
-    pub scale: f64,
-    pub growth_tracker: i64,
-}
+/// What the scaler could not do (`"could not update its scale"`), and libtorch's error: a
+/// [`crate::Error::Torch`] where the loop meets it.
+#[derive(Debug)]
+pub(crate) struct Failed(pub &'static str, pub TchError);
 
-fn failed(what: &'static str) -> impl Fn(tch::TchError) -> Error {
-    move |e| Error::torch(format!("the gradient scaler {what}"), e)
+type Result<T> = std::result::Result<T, Failed>;
+
+fn failed(what: &'static str) -> impl Fn(TchError) -> Failed {
+    move |e| Failed(what, e)
 }
 
 impl Scaler {
@@ -77,10 +72,11 @@ impl Scaler {
         native::amp_unscale(grads, &mut self.found_inf, &inv_scale).map_err(failed("could not unscale the gradients"))
     }
 
-    /// Data-parallel: the last unscale's check made every rank's (one scalar's all-reduce), so
-    /// that the ranks skip the same steps and keep one scale.
-    pub fn agree(&mut self, parallel: &Parallel<'_>) -> Result<()> {
-        parallel.group.all_reduce_sum(&[&self.found_inf])
+    /// The last unscale's check (above 0: inf or NaN found), on the device. Data-parallel, the
+    /// ranks sum theirs in place (one scalar's all-reduce), so that they skip the same steps
+    /// and keep one scale.
+    pub fn check(&self) -> &Tensor {
+        &self.found_inf
     }
 
     /// Whether the last unscale found inf or NaN: the one value read to the host, per step.
@@ -117,25 +113,26 @@ impl Scaler {
         self.forget()
     }
 
-    /// The state, for a resume point (two reads to the host).
-    pub fn state(&self) -> Result<ScalerState> {
-        Ok(ScalerState {
-            scale: self
-                .scale
-                .f_double_value(&[])
-                .map_err(failed("could not read its scale"))?,
-            growth_tracker: (self.growth_tracker.f_int64_value(&[])).map_err(failed("could not read its count"))?,
-        })
+    /// The state, for a resume point: the scale (exact: an fp32 value in an f64) and the good
+    /// steps since it last changed (two reads to the host).
+    pub fn state(&self) -> Result<(f64, i64)> {
+        let scale = self
+            .scale
+            .f_double_value(&[])
+            .map_err(failed("could not read its scale"))?;
+        let growth_tracker = (self.growth_tracker.f_int64_value(&[])).map_err(failed("could not read its count"))?;
+        Ok((scale, growth_tracker))
     }
 
-    /// Takes a state back, into the same tensors (the hook contexts' copy follows).
-    pub fn restore(&mut self, state: &ScalerState) -> Result<()> {
+    /// Takes a state [`Scaler::state`] gave back, into the same tensors (the hook contexts'
+    /// copy follows).
+    pub fn restore(&mut self, (scale, growth_tracker): (f64, i64)) -> Result<()> {
         let _no_grad = tch::no_grad_guard();
         let _ = self
             .scale
-            .f_fill_(state.scale)
+            .f_fill_(scale)
             .map_err(failed("could not restore its scale"))?;
-        let _ = (self.growth_tracker.f_fill_(state.growth_tracker)).map_err(failed("could not restore its count"))?;
+        let _ = (self.growth_tracker.f_fill_(growth_tracker)).map_err(failed("could not restore its count"))?;
         Ok(())
     }
 }
@@ -160,7 +157,7 @@ mod tests {
                 assert_eq!(Vec::<f32>::try_from(w.grad()).unwrap(), [1.0, 1.0], "unscaled");
             }
             scaler.update().unwrap();
-            out.push(scaler.state().unwrap().scale);
+            out.push(scaler.state().unwrap().0);
             let _ = w.grad().zero_();
         }
         out
@@ -179,11 +176,8 @@ mod tests {
     fn a_state_comes_back_into_the_shared_tensor() {
         let mut scaler = Scaler::new(GradScaler::new(), Device::Cpu);
         let shared = scaler.scale_tensor();
-        let state = ScalerState {
-            scale: 2f64.powi(-3),
-            growth_tracker: 7,
-        };
-        scaler.restore(&state).unwrap();
+        let state = (2f64.powi(-3), 7);
+        scaler.restore(state).unwrap();
         assert_eq!(scaler.state().unwrap(), state);
         assert_eq!(shared.double_value(&[]), 0.125);
     }

@@ -1,6 +1,9 @@
 //! Datasets: the samples `fit` trains and validates on.
 
-use crate::batch::Batch;
+pub(crate) mod batch;
+pub(crate) mod loader;
+
+use crate::data::batch::Batch;
 use crate::error::{Error, Result};
 use std::sync::Arc;
 use tch::{Device, Tensor};
@@ -138,7 +141,7 @@ impl<D: Dataset> BatchDataset for D {
 /// The batch `build` makes of the samples `indices`; its error or panic an [`Error::Batch`]
 /// naming them, a panic's message saying where (`thread`: "", " on loader worker 2").
 pub(crate) fn built<T>(indices: &[i64], thread: &str, build: impl FnOnce() -> Result<T>) -> Result<T> {
-    match crate::guard::caught(build) {
+    match crate::panics::caught(build) {
         Ok(built) => built.map_err(|err| Error::batch(indices, err)),
         Err(panic) => Err(Error::batch_panic(indices, &panic, thread)),
     }

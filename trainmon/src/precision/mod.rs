@@ -1,5 +1,10 @@
 //! Mixed precision as a fit is set up for it: the [`Precision`] of the forward pass and the
-//! loss, and the [`GradScaler`]'s settings. (The scaler at work is the trainer's.)
+//! loss, and the [`GradScaler`]'s settings; the scaler at work (`scaler`: its scale on the
+//! device, unscale and check, update); and what of libtorch they run that tch does not bind
+//! (`native`: autocast, the fused unscale).
+
+pub(crate) mod native;
+pub(crate) mod scaler;
 
 use tch::{Device, Kind};
 

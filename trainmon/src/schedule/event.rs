@@ -19,7 +19,7 @@ pub mod events {
 
     /// Where hook parameters exist: each type names a set of events.
     pub mod scope {
-        use crate::event::Event;
+        use crate::schedule::event::Event;
 
         /// A set of events, at which some hook parameters exist.
         pub trait Scope {

@@ -1,7 +1,7 @@
 //! When a hook fires among its event's occurrences: Ignite's event filters, checked with integer
 //! arithmetic on the event's 1-based counter (see [`crate::Event`] for which counter).
 
-use crate::event::Event;
+use crate::schedule::event::Event;
 use crate::state::TrainState;
 use std::borrow::Cow;
 use trainmon_events::{check_filter, FilterRule};

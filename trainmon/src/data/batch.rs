@@ -23,7 +23,7 @@
 //!     labels: ids.shallow_clone(),
 //!     lengths: vec![16; 8],
 //! };
-//! assert_eq!(trainmon::batch::samples(&batch)?, 8);
+//! assert_eq!(batch.samples()?, 8);
 //! let on_device = batch.to_device(tch::Device::Cpu, false).expect("on the CPU already");
 //! assert_eq!(on_device.lengths, batch.lengths);
 //! # Ok::<(), trainmon::Error>(())
@@ -51,6 +51,13 @@ pub trait Batch: Sized {
     /// The batch with each tensor on `device` (a tensor there already is not copied);
     /// `non_blocking`: copies from pinned memory to a GPU do not wait.
     fn to_device(&self, device: Device, non_blocking: bool) -> std::result::Result<Self, TchError>;
+
+    /// The number of samples in the batch: the first dimension its tensors share. An error
+    /// names a tensor without one (a scalar), or two tensors that disagree; or says that there
+    /// is no tensor at all.
+    fn samples(&self) -> Result<usize> {
+        samples(self)
+    }
 }
 
 /// The name of a part `part` of a batch named `name`: `name.part`, or `part` at the top.
@@ -65,10 +72,8 @@ pub fn part_name(name: &str, part: &str) -> String {
     }
 }
 
-/// The number of samples in `batch`: the first dimension its tensors share. An error names a
-/// tensor without one (a scalar), or two tensors that disagree; or says that there is no
-/// tensor at all.
-pub fn samples<B: Batch>(batch: &B) -> Result<usize> {
+/// [`Batch::samples`].
+fn samples<B: Batch>(batch: &B) -> Result<usize> {
     let mut first: Option<(String, i64)> = None;
     let mut wrong: Option<String> = None;
     batch.for_each_tensor("", &mut |name, t| {

@@ -79,12 +79,12 @@ pub trait Metric: Send {
     /// ([`crate::Trainer::resumable_steps`]); `None` (the default) when it keeps none: a fit
     /// resumed within an epoch then computes it over the batches after the resume point only,
     /// and says so.
-    fn state(&self) -> Result<Option<crate::saved::HookState>, crate::BoxError> {
+    fn state(&self) -> Result<Option<crate::records::saved::HookState>, crate::BoxError> {
         Ok(None)
     }
 
     /// Takes back a state [`Metric::state`] returned.
-    fn restore(&mut self, state: crate::saved::HookState) -> Result<(), crate::BoxError> {
+    fn restore(&mut self, state: crate::records::saved::HookState) -> Result<(), crate::BoxError> {
         let _ = state;
         Ok(())
     }
@@ -92,7 +92,7 @@ pub trait Metric: Send {
 
 thread_local! {
     /// Reads of values kept on the device, on this thread: the loop attributes them to the hook
-    /// it is calling (see [`crate::history::HookCost::device_reads`]).
+    /// it is calling (see [`crate::records::history::HookCost::device_reads`]).
     static DEVICE_READS: Cell<u64> = const { Cell::new(0) };
 }
 
@@ -168,7 +168,7 @@ impl Sum {
 /// A running sum and count, as a resume point keeps them.
 #[derive(serde::Serialize, serde::Deserialize)]
 struct SavedSum {
-    #[serde(with = "crate::history::float")]
+    #[serde(with = "crate::records::history::float")]
     sum: f64,
     count: i64,
 }
@@ -231,15 +231,15 @@ impl Metric for Accuracy {
         }
     }
 
-    fn state(&self) -> Result<Option<crate::saved::HookState>, crate::BoxError> {
+    fn state(&self) -> Result<Option<crate::records::saved::HookState>, crate::BoxError> {
         let saved = SavedSum {
             sum: self.correct.value()?,
             count: self.samples,
         };
-        Ok(Some(crate::saved::HookState::new(saved)?))
+        Ok(Some(crate::records::saved::HookState::new(saved)?))
     }
 
-    fn restore(&mut self, state: crate::saved::HookState) -> Result<(), crate::BoxError> {
+    fn restore(&mut self, state: crate::records::saved::HookState) -> Result<(), crate::BoxError> {
         let saved: SavedSum = state.value()?;
         self.correct.set(saved.sum);
         self.samples = saved.count;
@@ -253,14 +253,14 @@ pub(crate) struct SavedLogs {
     number: usize,
     size: usize,
     samples: usize,
-    #[serde(with = "crate::history::float")]
+    #[serde(with = "crate::records::history::float")]
     loss: f64,
 }
 
 /// The whole running state of [`BatchLogs`]: counters and each metric's, by name.
 pub(crate) struct LogsState {
     pub(crate) counters: SavedLogs,
-    pub(crate) metrics: Vec<(String, Option<crate::saved::HookState>)>,
+    pub(crate) metrics: Vec<(String, Option<crate::records::saved::HookState>)>,
 }
 
 /// The running logs of an epoch (or a validation run) after its latest batch, as
@@ -315,7 +315,7 @@ impl BatchLogs {
             .iter()
             .enumerate()
             .map(|(i, m)| {
-                let state = match crate::guard::caught(|| m.state()) {
+                let state = match crate::panics::caught(|| m.state()) {
                     Ok(Ok(state)) => state,
                     Ok(Err(e)) => {
                         tracing::warn!("the running state of metric `{}` cannot be saved: {e}", m.name());
@@ -360,7 +360,7 @@ impl BatchLogs {
             let key = format!("{i}:{}", metric.name());
             let at = saved.iter().position(|(k, s)| *k == key && s.is_some());
             let restored = match at.and_then(|at| saved.swap_remove(at).1) {
-                Some(s) => match crate::guard::caught(|| metric.restore(s)) {
+                Some(s) => match crate::panics::caught(|| metric.restore(s)) {
                     Ok(result) => result.map_err(|e| e.to_string()),
                     Err(panic) => Err(format!("panicked: {panic}")),
                 },

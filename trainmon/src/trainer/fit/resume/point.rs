@@ -7,10 +7,10 @@
 //! hook's state and the gradient scaler's.
 
 use crate::error::{Error, Result};
-use crate::history::{float, History, StopReason};
-use crate::metrics::SavedLogs;
 use crate::output::durably;
-use crate::saved::HookState;
+use crate::records::history::{float, History, StopReason};
+use crate::records::metrics::SavedLogs;
+use crate::records::saved::HookState;
 use serde::{Deserialize, Serialize};
 use std::borrow::Cow;
 use std::collections::BTreeMap;
@@ -25,6 +25,15 @@ pub(crate) const FILE_NAME: &str = "resume.safetensors";
 const DOCUMENT: &str = "__trainmon__";
 /// The document's format; a point of another format is refused.
 const FORMAT: u32 = 3;
+
+/// The gradient scaler's state in a resume point: the scale (exact: an fp32 value in an f64)
+/// and the good steps since it last changed.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub(crate) struct ScalerState {
+    #[serde(with = "float")]
+    pub scale: f64,
+    pub growth_tracker: i64,
+}
 
 /// Where training is, in a resume point.
 #[derive(Serialize, Deserialize)]
@@ -58,7 +67,7 @@ pub(crate) struct Position<'h> {
     /// The gradient scaler's scale and count of good steps, when the fit scales (a point
     /// written before trainmon had one reads as without).
     #[serde(default)]
-    pub grad_scaler: Option<crate::trainer::scaler::ScalerState>,
+    pub grad_scaler: Option<ScalerState>,
     /// The ranks that trained (1: one process): each trains on its share of an epoch, so a
     /// point within an epoch goes on only with as many.
     #[serde(default = "one")]
