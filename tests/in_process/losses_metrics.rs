@@ -5,7 +5,7 @@ use std::sync::Mutex;
 use tch::nn::{self, VarStore};
 use tch::{Device, Kind, Reduction, TchError, Tensor};
 use trainmon::prelude::*;
-use trainmon::{Hooks, Loss, Metric};
+use trainmon::{Hooks, Loss, Metric, MetricKey, Split};
 
 /// Mean absolute error, summed on the device.
 #[derive(Default)]
@@ -122,6 +122,18 @@ fn mse_and_custom_losses_with_a_custom_metric() {
         ["loss", "mae", "val_loss", "val_mae"],
         "no accuracy without cross-entropy"
     );
+    // Each metric knows its split: the validation `mae` is `val_mae`, not a metric of that name.
+    let keys: Vec<(Split, &str)> = last.keyed().map(|(key, _)| (key.split(), key.name())).collect();
+    assert_eq!(
+        keys,
+        [
+            (Split::Training, "loss"),
+            (Split::Training, "mae"),
+            (Split::Validation, "loss"),
+            (Split::Validation, "mae")
+        ]
+    );
+    assert_eq!(last.metric(&MetricKey::validation("mae")), last.get("val_mae"));
     assert!(last.accuracy().is_nan() && last.val_accuracy().is_none());
     assert!(
         last.get("val_mae").unwrap() < 0.1,

@@ -353,6 +353,7 @@ pub use hook::{Hook, IntoHook, Plugin};
 pub use param::{HookParam, Local, Scratch, StepBatch};
 pub use precision::{GradScaler, Precision};
 pub use records::history::{EpochLogs, Histogram, History, HookCost, Logged, LoggedValue, Skipped, StopReason};
+pub use records::key::{MetricKey, Split};
 pub use records::loss::{Loss, LossFn};
 pub use records::metrics::{Accuracy, BatchLogs, Metric};
 pub use records::saved::HookState;

@@ -155,7 +155,7 @@ impl Harness {
             time: Duration::from_millis(10),
             batches: state.batch.max(1),
             samples: self.batch.samples().max(1),
-            values: values.iter().map(|(n, v)| (n.to_string(), *v)).collect(),
+            values: values.iter().map(|(n, v)| (crate::MetricKey::parse(n), *v)).collect(),
             learning_rate: state.learning_rate,
         });
         state.batch = 0;

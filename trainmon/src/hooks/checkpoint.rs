@@ -7,6 +7,7 @@ use crate::control::Control;
 use crate::error::{BoxError, Error};
 use crate::hook::{Hook, Plugin};
 use crate::output::weights;
+use crate::records::key::MetricKey;
 use crate::records::saved::HookState;
 use crate::schedule::event::Event;
 use crate::schedule::filter::{Counter, Filter};
@@ -43,7 +44,7 @@ use std::sync::{Arc, Mutex};
 pub struct ModelCheckpoint {
     dir: PathBuf,
     template: String,
-    monitor: Option<(String, Mode)>,
+    monitor: Option<(MetricKey, Mode)>,
     top_k: Option<usize>,
     save_last: bool,
     every_epochs: u64,
@@ -112,7 +113,7 @@ impl ModelCheckpoint {
     }
 
     /// Ranks checkpoints by this metric (mode auto: higher is better for an accuracy).
-    pub fn monitor(mut self, metric: impl Into<String>) -> Self {
+    pub fn monitor(mut self, metric: impl Into<MetricKey>) -> Self {
         self.monitor = Some((metric.into(), Mode::Auto));
         self
     }
@@ -196,7 +197,7 @@ impl ModelCheckpoint {
             }
         };
         let monitored = match &self.monitor {
-            Some((name, _)) => Some(value(name).ok_or_else(|| match epoch {
+            Some((name, _)) => Some(value(name.as_str()).ok_or_else(|| match epoch {
                 Some(e) => super::monitored(e, name, "ModelCheckpoint").unwrap_err(),
                 None => format!("ModelCheckpoint monitors `{name}`, which no epoch has yet").into(),
             })?),
@@ -253,7 +254,7 @@ impl ModelCheckpoint {
             ("global_step".to_owned(), state.global_step().to_string()),
         ]);
         if let (Some((name, _)), Some(value)) = (&self.monitor, monitored) {
-            metadata.insert("monitor".into(), name.clone());
+            metadata.insert("monitor".into(), name.to_string());
             metadata.insert("monitor_value".into(), value.to_string());
         }
         metadata

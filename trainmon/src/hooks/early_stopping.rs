@@ -5,6 +5,7 @@ use crate::context::HookContext;
 use crate::control::{Control, StopCause};
 use crate::error::BoxError;
 use crate::hook::{Hook, Plugin};
+use crate::records::key::MetricKey;
 use crate::records::saved::HookState;
 use crate::schedule::event::Event;
 use crate::schedule::priority;
@@ -24,7 +25,7 @@ use tch::Tensor;
 /// ```
 /// use trainmon::hooks::{Delta, EarlyStopping};
 ///
-/// let stopper = EarlyStopping::new("val_loss")
+/// let stopper = EarlyStopping::new("val_loss") // or MetricKey::validation("loss")
 ///     .patience(5)
 ///     .min_delta(Delta::Relative(0.001))
 ///     .warmup(2)
@@ -33,7 +34,7 @@ use tch::Tensor;
 /// # let _ = stopper;
 /// ```
 pub struct EarlyStopping {
-    monitor: String,
+    monitor: MetricKey,
     mode: Mode,
     min_delta: Delta,
     patience: usize,
@@ -54,7 +55,7 @@ impl EarlyStopping {
     /// Early stopping on the metric named `monitor` (`"val_loss"`, `"loss"`, `"val_accuracy"`,
     /// a metric of your own). Defaults: mode auto, any improvement counts, patience 3, no
     /// warm-up, no baseline or thresholds, stops on NaN/infinity, weights not restored.
-    pub fn new(monitor: impl Into<String>) -> Self {
+    pub fn new(monitor: impl Into<MetricKey>) -> Self {
         EarlyStopping {
             monitor: monitor.into(),
             mode: Mode::Auto,

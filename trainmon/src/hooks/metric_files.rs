@@ -7,6 +7,7 @@ use crate::control::Control;
 use crate::error::{BoxError, Error};
 use crate::hook::{Hook, Plugin};
 use crate::records::history::LoggedValue;
+use crate::records::key::MetricKey;
 use crate::records::saved::HookState;
 use crate::schedule::event::Event;
 use crate::schedule::filter::Filter;
@@ -58,7 +59,7 @@ pub struct MetricFiles {
     resumed: Option<Written>,
     /// Whether to keep `status.json`, and the metric whose best it names.
     status: bool,
-    monitor: Option<(String, Mode)>,
+    monitor: Option<(MetricKey, Mode)>,
     status_file: Option<StatusFile>,
 }
 
@@ -109,7 +110,7 @@ impl MetricFiles {
     /// The metric `status.json` names as monitored (mode auto: higher is better for an
     /// accuracy), whose best value and epoch `cargo trainmon watch` shows; without it, the
     /// dashboard picks `val_loss`, or `loss`.
-    pub fn monitor(mut self, metric: impl Into<String>) -> Self {
+    pub fn monitor(mut self, metric: impl Into<MetricKey>) -> Self {
         self.monitor = Some((metric.into(), Mode::Auto));
         self
     }

@@ -52,10 +52,12 @@ pub use timer::{Throughput, TimeLimit};
 
 use crate::error::BoxError;
 use crate::records::history::EpochLogs;
+use crate::records::key::MetricKey;
 
-/// The value of `name` in an epoch's logs, or an error that lists the names there are.
-pub(crate) fn monitored(epoch: &EpochLogs, name: &str, by: &str) -> Result<f64, BoxError> {
-    epoch.get(name).ok_or_else(|| {
+/// The value of the metric `name` in an epoch's logs, or an error that lists the metrics there
+/// are.
+pub(crate) fn monitored(epoch: &EpochLogs, name: &MetricKey, by: &str) -> Result<f64, BoxError> {
+    epoch.metric(name).ok_or_else(|| {
         let names: Vec<&str> = epoch.metrics().map(|(n, _)| n).collect();
         format!(
             "{by} monitors `{name}`, which the epoch logs do not have; they have {}",

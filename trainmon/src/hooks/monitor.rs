@@ -3,6 +3,8 @@
 //! checkpoints, the plateau schedule, the metric files, the summary and the run status share
 //! them.
 
+use crate::records::key::MetricKey;
+
 /// Whether lower or higher values of the monitored metric are better.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub enum Mode {
@@ -16,12 +18,13 @@ pub enum Mode {
 }
 
 impl Mode {
-    /// Whether higher values of `metric` are better in this mode (auto: for an accuracy).
-    pub fn maximises(self, metric: &str) -> bool {
+    /// Whether higher values of `metric` are better in this mode (auto: for an accuracy, a
+    /// metric whose name — `accuracy` of `val_accuracy` — contains `acc`).
+    pub fn maximises(self, metric: &MetricKey) -> bool {
         match self {
             Mode::Min => false,
             Mode::Max => true,
-            Mode::Auto => metric.contains("acc"),
+            Mode::Auto => metric.name().contains("acc"),
         }
     }
 }
@@ -33,4 +36,21 @@ pub enum Delta {
     Absolute(f64),
     /// By this share of the best value's magnitude (`0.01`: 1 %).
     Relative(f64),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn auto_maximises_accuracies_on_either_split() {
+        for (key, maximises) in [
+            (MetricKey::validation("accuracy"), true),
+            (MetricKey::training("top5_acc"), true),
+            (MetricKey::parse("val_loss"), false),
+        ] {
+            assert_eq!(Mode::Auto.maximises(&key), maximises, "{key}");
+        }
+        assert!(!Mode::Min.maximises(&MetricKey::validation("accuracy")));
+    }
 }

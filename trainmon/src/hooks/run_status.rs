@@ -9,6 +9,7 @@ use super::monitor::Mode;
 use crate::context::HookContext;
 use crate::error::{BoxError, Error};
 use crate::output;
+use crate::records::key::MetricKey;
 use crate::schedule::event::Event;
 use serde::Serialize;
 use std::path::{Path, PathBuf};
@@ -24,7 +25,7 @@ const FORMAT: u32 = 1;
 #[derive(Debug)]
 pub(crate) struct StatusFile {
     path: PathBuf,
-    monitor: Option<(String, Mode)>,
+    monitor: Option<(MetricKey, Mode)>,
     started_unix_s: f64,
     /// When the epoch being trained began (in this process).
     epoch_began: Option<quanta::Instant>,
@@ -83,7 +84,7 @@ pub(super) fn number(value: f64) -> serde_json::Value {
 }
 
 impl StatusFile {
-    pub(crate) fn new(dir: &Path, monitor: Option<(String, Mode)>) -> Self {
+    pub(crate) fn new(dir: &Path, monitor: Option<(MetricKey, Mode)>) -> Self {
         StatusFile {
             path: dir.join("status.json"),
             monitor,
@@ -158,7 +159,7 @@ impl StatusFile {
             lr: state.learning_rate(),
             running,
             monitor: self.monitor.as_ref().map(|(metric, mode)| Monitor {
-                metric,
+                metric: metric.as_str(),
                 mode: if mode.maximises(metric) { "max" } else { "min" },
             }),
             stop_cause: history.stop_reason().map(|s| s.cause),

@@ -5,6 +5,7 @@ use crate::context::HookContext;
 use crate::control::Control;
 use crate::error::BoxError;
 use crate::hook::{Hook, Plugin};
+use crate::records::key::MetricKey;
 use crate::records::saved::HookState;
 use crate::schedule::event::Event;
 use crate::schedule::priority;
@@ -129,7 +130,7 @@ impl Plugin for LrScheduler {
 /// ```
 #[derive(Debug, Clone)]
 pub struct ReduceLrOnPlateau {
-    monitor: String,
+    monitor: MetricKey,
     mode: Mode,
     factor: f64,
     patience: usize,
@@ -144,7 +145,7 @@ pub struct ReduceLrOnPlateau {
 impl ReduceLrOnPlateau {
     /// Watches the metric named `monitor`. Defaults as PyTorch's: factor 0.1, patience 10,
     /// threshold 1e-4 (relative), no cooldown, no minimum; mode auto (max for an accuracy).
-    pub fn new(monitor: impl Into<String>) -> Self {
+    pub fn new(monitor: impl Into<MetricKey>) -> Self {
         ReduceLrOnPlateau {
             monitor: monitor.into(),
             mode: Mode::Auto,

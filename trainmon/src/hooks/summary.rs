@@ -5,6 +5,7 @@ use crate::context::HookContext;
 use crate::control::Control;
 use crate::error::BoxError;
 use crate::hook::{Hook, Plugin};
+use crate::records::key::MetricKey;
 use crate::schedule::event::Event;
 use crate::schedule::priority;
 use crate::schedule::spec::HookSpec;
@@ -24,7 +25,7 @@ use std::path::{Path, PathBuf};
 /// ```
 #[derive(Debug, Clone, Default)]
 pub struct Summary {
-    monitor: Option<(String, Mode)>,
+    monitor: Option<(MetricKey, Mode)>,
     outputs: Option<PathBuf>,
 }
 
@@ -36,7 +37,7 @@ impl Summary {
 
     /// Also the best value of this metric and its epoch (mode auto: higher is better for an
     /// accuracy).
-    pub fn monitor(mut self, metric: impl Into<String>) -> Self {
+    pub fn monitor(mut self, metric: impl Into<MetricKey>) -> Self {
         self.monitor = Some((metric.into(), Mode::Auto));
         self
     }
@@ -94,7 +95,7 @@ impl Hook for Summary {
             let best = history
                 .epochs()
                 .iter()
-                .filter_map(|e| e.get(name).filter(|v| v.is_finite()).map(|v| (v, e.epoch())))
+                .filter_map(|e| e.metric(name).filter(|v| v.is_finite()).map(|v| (v, e.epoch())))
                 .reduce(|a, b| if (b.0 > a.0) == maximise && b.0 != a.0 { b } else { a });
             match best {
                 Some((value, epoch)) => tracing::info!("summary: best {name} {value:.6} at epoch {epoch}"),

@@ -3,6 +3,7 @@
 //! functions, and the states that resume points keep of hooks and metrics.
 
 pub(crate) mod history;
+pub(crate) mod key;
 pub(crate) mod loss;
 pub(crate) mod metrics;
 pub(crate) mod saved;

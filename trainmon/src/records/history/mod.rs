@@ -8,6 +8,7 @@ pub use costs::HookCost;
 pub use logged::{Histogram, Logged, LoggedValue};
 pub use skipped::Skipped;
 
+use crate::records::key::MetricKey;
 use crate::schedule::event::Event;
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
@@ -28,7 +29,7 @@ pub struct EpochLogs {
     pub(crate) time: Duration,
     pub(crate) batches: usize,
     pub(crate) samples: usize,
-    pub(crate) values: Vec<(String, f64)>,
+    pub(crate) values: Vec<(MetricKey, f64)>,
     pub(crate) learning_rate: f64,
 }
 
@@ -40,8 +41,8 @@ impl Serialize for EpochLogs {
         use serde::ser::SerializeMap;
         let mut map = serializer.serialize_map(Some(self.values.len() + RECORD_KEYS.len()))?;
         map.serialize_entry("epoch", &self.epoch)?;
-        for (name, value) in &self.values {
-            map.serialize_entry(name, &float::repr(*value))?;
+        for (key, value) in &self.values {
+            map.serialize_entry(key.as_str(), &float::repr(*value))?;
         }
         map.serialize_entry("lr", &float::repr(self.learning_rate))?;
         map.serialize_entry("time_s", &self.time.as_secs_f64())?;
@@ -87,7 +88,7 @@ impl<'de> Deserialize<'de> for EpochLogs {
                         "samples" => logs.samples = map.next_value()?,
                         _ => {
                             let value = float::value(map.next_value()?)?;
-                            logs.values.push((key, value));
+                            logs.values.push((MetricKey::parse(&key), value));
                         }
                     }
                 }
@@ -161,13 +162,24 @@ impl EpochLogs {
             "time" => Some(self.time.as_secs_f64()),
             "lr" => Some(self.learning_rate),
             "throughput" => Some(self.throughput()),
-            _ => self.values.iter().find(|(n, _)| n == name).map(|(_, v)| *v),
+            _ => self.values.iter().find(|(key, _)| key == name).map(|(_, v)| *v),
         }
     }
 
-    /// The epoch's metrics, by name, training ones first, then validation ones (not the time).
+    /// The value of the metric `key` (`MetricKey::validation("loss")`), if the epoch has it.
+    pub fn metric(&self, key: &MetricKey) -> Option<f64> {
+        self.values.iter().find(|(k, _)| k == key).map(|(_, v)| *v)
+    }
+
+    /// The epoch's metrics, by name as written (`loss`, `val_loss`), training ones first, then
+    /// validation ones (not the time).
     pub fn metrics(&self) -> impl Iterator<Item = (&str, f64)> + '_ {
-        self.values.iter().map(|(n, v)| (n.as_str(), *v))
+        self.values.iter().map(|(key, v)| (key.as_str(), *v))
+    }
+
+    /// The epoch's metrics by key — name and split —, in the order of [`EpochLogs::metrics`].
+    pub fn keyed(&self) -> impl Iterator<Item = (&MetricKey, f64)> + '_ {
+        self.values.iter().map(|(key, v)| (key, *v))
     }
 }
 
@@ -559,7 +571,7 @@ mod tests {
         .take(100_000)
         .collect();
         let epoch = EpochLogs {
-            values: values.iter().map(|v| (String::new(), *v)).collect(),
+            values: values.iter().map(|v| (MetricKey::training(""), *v)).collect(),
             ..history.epochs[0].clone()
         };
         let back: EpochLogs = serde_json::from_str(&serde_json::to_string(&epoch).unwrap()).unwrap();

@@ -11,6 +11,7 @@ use super::work::{Computed, Work};
 use crate::control::StopCause;
 use crate::error::Result;
 use crate::records::history::{EpochLogs, History, Skipped, StopReason};
+use crate::records::key::MetricKey;
 use crate::records::metrics::BatchLogs;
 use crate::schedule::event::Event;
 use crate::step::{Manual, Seen, StepContext};
@@ -100,14 +101,16 @@ impl<B: 'static> Fit<'_, '_, '_, B> {
                 break;
             }
             // Data-parallel, the running logs are the global ones already (`record`).
-            let mut values = logs.train.values();
+            let mut values: Vec<_> = (logs.train.values().into_iter())
+                .map(|(name, value)| (MetricKey::training(name), value))
+                .collect();
             if let (Some(valid), Some(val_logs)) = (valid, logs.valid.as_mut()) {
                 self.validate(valid, epoch, val_logs)?;
                 values.extend(
                     val_logs
                         .values()
                         .into_iter()
-                        .map(|(name, value)| (format!("val_{name}"), value)),
+                        .map(|(name, value)| (MetricKey::validation(name), value)),
                 );
             }
             self.end_epoch(epoch, started, &logs.train, values);
@@ -138,7 +141,7 @@ impl<B: 'static> Fit<'_, '_, '_, B> {
     }
 
     /// Records the epoch in the history, its logs final.
-    fn end_epoch(&mut self, epoch: usize, started: Instant, logs: &BatchLogs, values: Vec<(String, f64)>) {
+    fn end_epoch(&mut self, epoch: usize, started: Instant, logs: &BatchLogs, values: Vec<(MetricKey, f64)>) {
         let scene = &mut self.engine.scene;
         scene.history.epochs.push(EpochLogs {
             epoch,
