@@ -8,7 +8,7 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 use tch::nn::{self, ModuleT, VarStore};
 use tch::{Kind, Tensor};
-use trainmon::hooks::{ema_path, load_checkpoint, Averaged, Ema, EmaWeights, ModelCheckpoint};
+use trainmon::hooks::{beside, ema_path, load_checkpoint, Averaged, Ema, ModelCheckpoint, Placement, WeightsHandle};
 use trainmon::prelude::*;
 use trainmon::{Event, HookSpec, Hooks, Trainer};
 use trainmon_tests::{tutorial_data, tutorial_model, weights};
@@ -286,7 +286,7 @@ fn loaded(path: &Path) -> Vec<f32> {
 #[test]
 fn checkpoints_hold_the_average_beside_or_instead_of_the_raw_weights() {
     let _serial = serial();
-    for what in [EmaWeights::Also, EmaWeights::Instead] {
+    for what in [Placement::Also, Placement::Instead] {
         let dir = tempfile::tempdir().unwrap();
         let data = tutorial_data(5);
         let (vs, model) = tutorial_model(6);
@@ -303,7 +303,7 @@ fn checkpoints_hold_the_average_beside_or_instead_of_the_raw_weights() {
             .with(ema)
             .with(
                 ModelCheckpoint::new(dir.path())
-                    .ema(averaged.clone(), what)
+                    .weights(averaged.clone(), what)
                     .save_top_k(2)
                     .save_last(true),
             )
@@ -318,7 +318,7 @@ fn checkpoints_hold_the_average_beside_or_instead_of_the_raw_weights() {
         let (raw_2, average_2) = &at_epoch_end[1];
         let path = |name: &str| dir.path().join(name);
         match what {
-            EmaWeights::Also => {
+            Placement::Also => {
                 // The first epoch's checkpoint was dropped (top 2, latest first) with its average.
                 assert_eq!(
                     files(dir.path()),
@@ -338,7 +338,7 @@ fn checkpoints_hold_the_average_beside_or_instead_of_the_raw_weights() {
                 assert_eq!(loaded(&path("epoch=2-step=100.safetensors")), *raw_2);
                 assert_eq!(loaded(&path("epoch=2-step=100.ema.safetensors")), *average_2);
             }
-            EmaWeights::Instead => {
+            Placement::Instead => {
                 assert_eq!(
                     files(dir.path()),
                     [
@@ -460,7 +460,7 @@ fn bad_input_is_refused_naming_it() {
     let err = Trainer::new(&vs, &model)
         .optimizer(nn::Sgd::default(), 0.1)
         .hooks(Hooks::none())
-        .with(ModelCheckpoint::new(dir.path()).ema(Ema::new(0.9).averaged(), EmaWeights::Also))
+        .with(ModelCheckpoint::new(dir.path()).weights(Ema::new(0.9).averaged(), Placement::Also))
         .fit(&data)
         .unwrap_err();
     assert!(
@@ -530,4 +530,78 @@ fn a_batch_rolled_back_never_reaches_the_average() {
         rolled_back == without,
         "the average of the run without the bad batch, to the bit"
     );
+}
+
+/// Weights of a hook of your own, given to the checkpoint through their handle: the raw weights
+/// scaled by 2, written where the checkpoint says, and none before the first epoch ends.
+#[derive(Clone, Default)]
+struct Doubled(Arc<Mutex<Option<Named>>>);
+
+/// Tensors by variable name.
+type Named = Vec<(String, Tensor)>;
+
+impl WeightsHandle for Doubled {
+    fn suffix(&self) -> &str {
+        "doubled"
+    }
+
+    fn missing(&self) -> Option<String> {
+        None
+    }
+
+    fn save_with(&self, path: &Path, _: &std::collections::BTreeMap<String, String>) -> trainmon::Result<()> {
+        let kept = self.0.lock().unwrap();
+        let named: Vec<(&str, &Tensor)> = kept.iter().flatten().map(|(n, t)| (n.as_str(), t)).collect();
+        Tensor::write_safetensors(&named, path).map_err(|e| trainmon::Error::Io {
+            action: "write",
+            path: path.to_owned(),
+            source: std::io::Error::other(e.to_string()),
+        })
+    }
+}
+
+#[test]
+fn a_handle_of_your_own_is_saved_beside_each_checkpoint() {
+    let _serial = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let data = tutorial_data(5);
+    let (vs, model) = tutorial_model(6);
+    let doubled = Doubled::default();
+    let keeper = doubled.clone();
+    Trainer::new(&vs, &model)
+        .optimizer(nn::Adam::default(), 1e-2)
+        .epochs(3)
+        .seed(2)
+        .hooks(Hooks::none())
+        .add_hook(
+            HookSpec::new(Event::EpochEnd, "doubler").priority(10),
+            move |vs: &VarStore| {
+                let mut named: Vec<(String, Tensor)> =
+                    vs.variables().into_iter().map(|(n, t)| (n, t.detach() * 2.0)).collect();
+                named.sort_by(|a, b| a.0.cmp(&b.0));
+                *keeper.0.lock().unwrap() = Some(named);
+            },
+        )
+        .with(
+            ModelCheckpoint::new(dir.path())
+                .save_top_k(1)
+                .weights(doubled, Placement::Also),
+        )
+        .fit(&data)
+        .unwrap();
+    let kept = dir.path().join("epoch=3-step=96.safetensors");
+    let other = beside(&kept, "doubled");
+    assert_eq!(other, dir.path().join("epoch=3-step=96.doubled.safetensors"));
+    assert!(
+        kept.exists() && other.exists(),
+        "{:?}",
+        std::fs::read_dir(dir.path()).unwrap().collect::<Vec<_>>()
+    );
+    // The checkpoints dropped by `save_top_k`, with what was saved beside them: only these two.
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 2);
+    let raw = weights(&vs);
+    let (saved, _) = tutorial_model(77);
+    load_checkpoint(&saved, &other).unwrap();
+    let twice: Vec<f32> = raw.iter().map(|w| w * 2.0).collect();
+    assert_eq!(weights(&saved), twice, "the handle's weights, as it wrote them");
 }

@@ -1,6 +1,5 @@
 //! Model checkpoints: the weights, as safetensors files, written atomically.
 
-use super::ema::{ema_path, Averaged, EmaWeights};
 use super::monitor::Mode;
 use crate::context::HookContext;
 use crate::control::Control;
@@ -16,6 +15,50 @@ use crate::schedule::spec::HookSpec;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
+/// Weights that a [`ModelCheckpoint`] saves besides, or instead of, the model's, through a handle
+/// on them that another hook keeps up to date — an [`crate::hooks::Ema`]'s average
+/// ([`crate::hooks::Averaged`]). The checkpoint writes them and knows nothing of how they are
+/// made.
+pub trait WeightsHandle: Send + 'static {
+    /// What names the file written beside a checkpoint: `"ema"` → `<name>.ema.safetensors`.
+    fn suffix(&self) -> &str;
+    /// Why there are no weights to save in this fit, if there are none (the hook that keeps
+    /// them does not run in it), naming what to do.
+    fn missing(&self) -> Option<String>;
+    /// Writes them to `path` as a safetensors file named as the model's variables, with
+    /// `metadata` in its header, atomically and durably.
+    fn save_with(&self, path: &Path, metadata: &std::collections::BTreeMap<String, String>) -> crate::Result<()>;
+}
+
+/// Where a [`ModelCheckpoint`] puts the weights of a [`WeightsHandle`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Placement {
+    /// The raw weights in each checkpoint file, and the others beside it, in
+    /// `<name>.<suffix>.safetensors` ([`beside`]).
+    Also,
+    /// The others in each checkpoint file, instead of the raw weights.
+    Instead,
+}
+
+/// Where a checkpoint's other weights go with [`Placement::Also`]: `<name>.<suffix>.safetensors`
+/// beside `<name>.safetensors`.
+///
+/// ```
+/// use std::path::Path;
+/// use trainmon::hooks::beside;
+///
+/// assert_eq!(beside("ckpt/epoch=3-step=96.safetensors", "ema"), Path::new("ckpt/epoch=3-step=96.ema.safetensors"));
+/// ```
+pub fn beside(checkpoint: impl AsRef<Path>, suffix: &str) -> PathBuf {
+    let checkpoint = checkpoint.as_ref();
+    let name = checkpoint
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let stem = name.strip_suffix(".safetensors").unwrap_or(&name);
+    checkpoint.with_file_name(format!("{stem}.{suffix}.safetensors"))
+}
+
 /// Saves the model's weights (`VarStore::save`, safetensors) as Lightning's `ModelCheckpoint`
 /// and Keras's `ModelCheckpoint` do: into a directory, named from a template, every `n` epochs
 /// or steps, keeping the `k` best by a monitored metric (or the `k` latest without one), plus
@@ -23,9 +66,10 @@ use std::sync::{Arc, Mutex};
 /// temporary name, flushed to disk and renamed, and an old checkpoint is removed only after its
 /// replacement exists, so a crash never leaves a half-written or missing best checkpoint.
 ///
-/// With an [`crate::hooks::Ema`]'s average ([`ModelCheckpoint::ema`]), each file it writes —
-/// kept checkpoints, `last`, the one on failure — holds the average as well as
-/// (`<name>.ema.safetensors` beside it) or instead of the raw weights.
+/// Given other weights to save — a handle on weights another hook keeps, an
+/// [`crate::hooks::Ema`]'s average ([`ModelCheckpoint::weights`]) — each file it writes, kept
+/// checkpoints, `last`, the one on failure, holds them as well as (`<name>.<suffix>.safetensors`
+/// beside it: `<name>.ema.safetensors`) or instead of the raw weights.
 ///
 /// Runs at `on_epoch_end` (or every n steps at `on_batch_end`) and `on_exception`, priority
 /// [`priority::CHECKPOINT`]: after early stopping has decided.
@@ -50,7 +94,7 @@ pub struct ModelCheckpoint {
     every_epochs: u64,
     every_steps: u64,
     on_exception: bool,
-    ema: Option<(Averaged, EmaWeights)>,
+    weights: Option<(Box<dyn WeightsHandle>, Placement)>,
     saved: Saved,
 }
 
@@ -99,7 +143,7 @@ impl ModelCheckpoint {
             every_epochs: 1,
             every_steps: 0,
             on_exception: true,
-            ema: None,
+            weights: None,
             saved: Saved::default(),
         }
     }
@@ -156,22 +200,23 @@ impl ModelCheckpoint {
         self
     }
 
-    /// Saves the average of an [`crate::hooks::Ema`] (its [`crate::hooks::Ema::averaged`]
-    /// handle) too: [`EmaWeights::Also`] writes it beside every file, as
-    /// `<name>.ema.safetensors` ([`crate::hooks::ema_path`]; removed with its checkpoint when
-    /// `save_top_k` drops it); [`EmaWeights::Instead`] writes it in the file in place of the raw
-    /// weights. The `Ema` must be added to the same trainer: `fit` fails at `on_train_begin`
-    /// otherwise. Either file loads with [`crate::hooks::load_checkpoint`].
+    /// Saves other weights too, through a handle on them ([`WeightsHandle`]: an
+    /// [`crate::hooks::Ema`]'s average, [`crate::hooks::Ema::averaged`]): [`Placement::Also`]
+    /// writes them beside every file, as `<name>.<suffix>.safetensors` ([`beside`]; removed with
+    /// its checkpoint when `save_top_k` drops it); [`Placement::Instead`] writes them in the file
+    /// in place of the raw weights. The hook that keeps them must run in the same fit: `fit`
+    /// fails at `on_train_begin` otherwise. Either file loads with
+    /// [`crate::hooks::load_checkpoint`].
     ///
     /// ```
-    /// use trainmon::hooks::{Ema, EmaWeights, ModelCheckpoint};
+    /// use trainmon::hooks::{Ema, ModelCheckpoint, Placement};
     ///
     /// let ema = Ema::new(0.999);
-    /// let checkpoints = ModelCheckpoint::new("runs/demo/checkpoints").ema(ema.averaged(), EmaWeights::Also);
+    /// let checkpoints = ModelCheckpoint::new("runs/demo/checkpoints").weights(ema.averaged(), Placement::Also);
     /// # let _ = (ema, checkpoints);
     /// ```
-    pub fn ema(mut self, averaged: Averaged, weights: EmaWeights) -> Self {
-        self.ema = Some((averaged, weights));
+    pub fn weights(mut self, handle: impl WeightsHandle, placement: Placement) -> Self {
+        self.weights = Some((Box::new(handle), placement));
         self
     }
 
@@ -230,17 +275,17 @@ impl ModelCheckpoint {
         Ok(())
     }
 
-    /// Writes a checkpoint file: the raw weights, the average, or both (the average beside);
+    /// Writes a checkpoint file: the raw weights, the other weights, or both (the other beside);
     /// its header says the epoch, the global step and the monitored value.
     fn write(&self, ctx: &HookContext<'_>, path: &Path, monitored: Option<f64>) -> Result<(), BoxError> {
         let metadata = self.metadata(ctx, monitored);
-        match &self.ema {
+        match &self.weights {
             None => weights::save(ctx.var_store(), path, &metadata)?,
-            Some((averaged, EmaWeights::Also)) => {
+            Some((handle, Placement::Also)) => {
                 weights::save(ctx.var_store(), path, &metadata)?;
-                averaged.save_with(&ema_path(path), &metadata)?;
+                handle.save_with(&beside(path, handle.suffix()), &metadata)?;
             }
-            Some((averaged, EmaWeights::Instead)) => averaged.save_with(path, &metadata)?,
+            Some((handle, Placement::Instead)) => handle.save_with(path, &metadata)?,
         }
         Ok(())
     }
@@ -289,8 +334,11 @@ impl ModelCheckpoint {
             // Removed only now that the new checkpoint exists.
             let keep = k.min(saved.kept.len());
             for (old, _) in saved.kept.split_off(keep) {
-                let beside = matches!(self.ema, Some((_, EmaWeights::Also))).then(|| ema_path(&old));
-                for old in std::iter::once(old).chain(beside) {
+                let other = match &self.weights {
+                    Some((handle, Placement::Also)) => Some(beside(&old, handle.suffix())),
+                    _ => None,
+                };
+                for old in std::iter::once(old).chain(other) {
                     match std::fs::remove_file(&old) {
                         // Already gone: a run resumed after a crash prunes what the crashed one had.
                         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
@@ -385,20 +433,16 @@ impl Hook for ModelCheckpoint {
             Event::TrainBegin => {
                 std::fs::create_dir_all(&self.dir).map_err(Error::io("create the checkpoint directory", &self.dir))?;
                 crate::output::remove_leftovers(&self.dir);
-                if let Some((averaged, _)) = &self.ema {
-                    if !averaged.is_ready() {
-                        let why = "ModelCheckpoint was given an Ema's averaged weights (`.ema(…)`), but that Ema \
-                                   does not run in this fit: add it to the trainer with `.with(ema)`";
-                        return Err(why.into());
-                    }
+                if let Some(why) = self.weights.as_ref().and_then(|(handle, _)| handle.missing()) {
+                    return Err(format!("ModelCheckpoint was given weights to save (`.weights(…)`): {why}").into());
                 }
             }
             Event::EpochEnd | Event::BatchEnd => self.save_point(ctx)?,
             Event::Exception => {
                 let path = self.dir.join("exception.safetensors");
-                match &self.ema {
-                    // A failure before the average was made: the raw weights only.
-                    Some((averaged, _)) if !averaged.is_ready() => {
+                match &self.weights {
+                    // A failure before the other weights were there: the raw weights only.
+                    Some((handle, _)) if handle.missing().is_some() => {
                         weights::save(ctx.var_store(), &path, &self.metadata(ctx, None))?
                     }
                     _ => self.write(ctx, &path, None)?,

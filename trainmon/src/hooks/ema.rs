@@ -1,6 +1,7 @@
 //! An exponential moving average of the weights (timm's `ModelEmaV2`/`ModelEmaV3`, Lightning's
 //! EMA callbacks).
 
+use super::checkpoint::{beside, WeightsHandle};
 use crate::context::{variables_by_name, HookContext};
 use crate::control::Control;
 use crate::error::{BoxError, Error};
@@ -41,8 +42,9 @@ use tch::Tensor;
 /// - **Reading the average**: [`Ema::averaged`] gives a handle, [`Averaged`], to read it during
 ///   and after `fit`, copy it into a model ([`Averaged::copy_to`]) or save it
 ///   ([`Averaged::save`]); [`Ema::swap_at_end`] leaves it in the model when training ends.
-/// - **Checkpoints**: give the handle to [`crate::hooks::ModelCheckpoint::ema`] to save the
-///   average beside each checkpoint, or instead of the raw weights ([`EmaWeights`]).
+/// - **Checkpoints**: give the handle to [`crate::hooks::ModelCheckpoint::weights`] to save the
+///   average beside each checkpoint, or instead of the raw weights
+///   ([`crate::hooks::Placement`]).
 /// - **Resume points** ([`crate::Trainer::resumable`]) keep the average bit for bit, and the
 ///   number of updates: a resumed fit ends with the average of the uninterrupted one. A resume
 ///   point whose average does not fit the model (a variable missing, extra, of another shape or
@@ -62,7 +64,7 @@ use tch::Tensor;
 /// [`Error::Hook`] naming `Ema`.
 ///
 /// ```
-/// use trainmon::hooks::{Ema, EmaWeights, ModelCheckpoint};
+/// use trainmon::hooks::{Ema, ModelCheckpoint, Placement};
 /// # let vs = tch::nn::VarStore::new(tch::Device::Cpu);
 /// # let model = tch::nn::linear(vs.root(), 2, 2, Default::default());
 ///
@@ -70,7 +72,7 @@ use tch::Tensor;
 /// let averaged = ema.averaged();
 /// let trainer = trainmon::Trainer::new(&vs, &model)
 ///     .with(ema)
-///     .with(ModelCheckpoint::new("runs/demo/checkpoints").ema(averaged.clone(), EmaWeights::Also));
+///     .with(ModelCheckpoint::new("runs/demo/checkpoints").weights(averaged.clone(), Placement::Also));
 /// // After `fit`: `averaged.copy_to(&vs)?` puts the average into the model.
 /// # let _ = trainer;
 /// ```
@@ -155,7 +157,7 @@ impl Ema {
     }
 
     /// A handle on the average, to read during and after `fit` or to give to
-    /// [`crate::hooks::ModelCheckpoint::ema`]. Clones share it.
+    /// [`crate::hooks::ModelCheckpoint::weights`]. Clones share it.
     pub fn averaged(&self) -> Averaged {
         self.averaged.clone()
     }
@@ -532,19 +534,25 @@ impl std::fmt::Debug for Averaged {
     }
 }
 
-/// Which weights a [`crate::hooks::ModelCheckpoint`] given an average
-/// ([`crate::hooks::ModelCheckpoint::ema`]) writes.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum EmaWeights {
-    /// The raw weights in each checkpoint file, and the average beside it, in
-    /// `<name>.ema.safetensors` ([`ema_path`]).
-    Also,
-    /// The average in each checkpoint file, instead of the raw weights.
-    Instead,
+impl WeightsHandle for Averaged {
+    fn suffix(&self) -> &str {
+        "ema"
+    }
+
+    fn missing(&self) -> Option<String> {
+        (!self.is_ready()).then(|| {
+            "the averaged weights of an `Ema` that does not run in this fit: add it to the trainer with `.with(ema)`"
+                .to_owned()
+        })
+    }
+
+    fn save_with(&self, path: &Path, metadata: &std::collections::BTreeMap<String, String>) -> crate::Result<()> {
+        Averaged::save_with(self, path, metadata)
+    }
 }
 
-/// Where a checkpoint's average goes with [`EmaWeights::Also`]: `<name>.ema.safetensors`
-/// beside `<name>.safetensors`.
+/// Where a checkpoint's average goes with [`Placement::Also`](crate::hooks::Placement::Also):
+/// `<name>.ema.safetensors` beside `<name>.safetensors` ([`crate::hooks::beside`] with `"ema"`).
 ///
 /// ```
 /// use std::path::Path;
@@ -553,13 +561,7 @@ pub enum EmaWeights {
 /// assert_eq!(ema_path("ckpt/epoch=3-step=96.safetensors"), Path::new("ckpt/epoch=3-step=96.ema.safetensors"));
 /// ```
 pub fn ema_path(checkpoint: impl AsRef<Path>) -> PathBuf {
-    let checkpoint = checkpoint.as_ref();
-    let name = checkpoint
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let stem = name.strip_suffix(".safetensors").unwrap_or(&name);
-    checkpoint.with_file_name(format!("{stem}.ema.safetensors"))
+    beside(checkpoint, "ema")
 }
 
 #[cfg(test)]

@@ -33,9 +33,9 @@ mod terminate_on_nan;
 mod timer;
 
 pub use crate::output::weights::{checkpoint_metadata, load_checkpoint};
-pub use checkpoint::{ModelCheckpoint, Saved};
+pub use checkpoint::{beside, ModelCheckpoint, Placement, Saved, WeightsHandle};
 pub use early_stopping::EarlyStopping;
-pub use ema::{ema_path, Averaged, Ema, EmaWeights};
+pub use ema::{ema_path, Averaged, Ema};
 pub use grad_stats::GradStats;
 pub use interrupt::Interrupt;
 pub use logger::Logger;
