@@ -250,6 +250,35 @@ fn the_readme_section_trains_a_crate_outside_the_workspace_with_plain_cargo() {
         "{trained}"
     );
 
+    // The template's `main` run into an error: it prints the error as text, its causes one a
+    // line, and names the built-in hook by the line of `main` that added it.
+    std::fs::write(existing.join("blocker"), "a file, not a directory").unwrap();
+    std::fs::write(
+        existing.join("src/main.rs"),
+        documented_file(&section, "my_model/src/main.rs")
+            .replace("use my_model_hooks::Patience;", "")
+            .replace(
+                ".resource(Patience(2))",
+                ".with(trainmon::hooks::MetricFiles::new(\"blocker/metrics\"))",
+            ),
+    )
+    .unwrap();
+    let failed = sh
+        .command("cargo", &existing)
+        .args(["run", "--quiet"])
+        .output()
+        .unwrap();
+    let printed = String::from_utf8_lossy(&failed.stderr);
+    assert!(!failed.status.success(), "{printed}");
+    let error = &printed[printed.find("Error: ").expect("main prints its error")..];
+    assert!(
+        error.starts_with("Error: hook `MetricFiles` (src/main.rs:")
+            && error.contains(") failed\n\nCaused by:\n    0: could not create ")
+            && error.contains("blocker/metrics\n    1: Not a directory (os error 20)"),
+        "{printed}"
+    );
+    assert!(!error.contains(" { ") && !error.contains("trainmon/src/"), "{printed}");
+
     // Trainmon reached only through another crate's re-export: the attribute cannot find it in
     // `Cargo.toml` and says what to do, under the attribute; told with `crate`, it builds.
     let facade = home.join("facade");

@@ -139,3 +139,43 @@ fn failing_hooks_are_reported_by_name_and_place() {
     }
     assert_eq!(*ENDS.lock().unwrap(), 1, "train end does not run after an error");
 }
+
+/// An `on_exception` hook that fails too is a warning, one line with its cause, after the error
+/// that ended training (which `fit` returns): no second error.
+#[test]
+fn a_failing_exception_hook_is_a_warning_with_its_cause() {
+    let _serial = trainmon_tests::serial();
+    let data = tutorial_data(1);
+    let (vs, model) = tutorial_model(1);
+    let (result, logs) = trainmon_tests::capture_logs(|| {
+        Trainer::new(&vs, &model)
+            .optimizer(nn::Adam::default(), 1e-3)
+            .epochs(2)
+            .hooks(trainmon::Hooks::none())
+            .add_hook(trainmon::HookSpec::new(trainmon::Event::EpochEnd, "breaks"), || {
+                Err::<(), _>("the disk is full")
+            })
+            .add_hook(trainmon::HookSpec::new(trainmon::Event::Exception, "cleanup"), || {
+                Err::<(), _>("the disk is still full")
+            })
+            .fit(&data)
+    });
+    let err = format!("{:#}", result.unwrap_err());
+    assert!(
+        err.starts_with("hook `breaks` (tests/in_process/exception.rs:") && err.ends_with(": the disk is full"),
+        "{err}"
+    );
+    let warned: Vec<&String> = logs
+        .iter()
+        .filter(|(level, _)| level == "WARN")
+        .map(|(_, line)| line)
+        .collect();
+    assert!(
+        warned
+            .iter()
+            .any(|line| line.contains("hook `cleanup` (tests/in_process/exception.rs:")
+                && line.contains("failed: the disk is still full (while handling the error that ended training)")),
+        "{logs:?}"
+    );
+    assert!(!logs.iter().any(|(level, _)| level == "ERROR"), "{logs:?}");
+}

@@ -13,8 +13,9 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 ///
 /// Each cause is printed once: `{}` gives the error's own message, its cause is its
 /// [`source`](std::error::Error::source) (as `anyhow` prints it: "Caused by: …"), and `{:#}`
-/// gives the message and every cause on one line, `a: b: c`.
-#[derive(Debug)]
+/// gives the message and every cause on one line, `a: b: c`. `{:?}` — what `main` prints of the
+/// error it returns (`fn main() -> trainmon::Result<()>`) — is the message, then its causes under
+/// "Caused by:", one a line, as anyhow's; match on the variants for their fields.
 #[non_exhaustive]
 pub enum Error {
     /// The dataset cannot be trained on (lengths differ, no samples, wrong kinds…).
@@ -154,6 +155,26 @@ impl std::fmt::Display for Error {
     }
 }
 
+impl std::fmt::Debug for Error {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{self}")?;
+        let causes: Vec<String> = std::iter::successors(std::error::Error::source(self), |e| e.source())
+            .map(ToString::to_string)
+            .collect();
+        match causes.as_slice() {
+            [] => Ok(()),
+            [one] => write!(f, "\n\nCaused by:\n    {one}"),
+            many => {
+                f.write_str("\n\nCaused by:")?;
+                for (i, cause) in many.iter().enumerate() {
+                    write!(f, "\n    {i}: {cause}")?;
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
 impl std::error::Error for Error {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
@@ -290,6 +311,34 @@ mod tests {
         for (panic, want, why) in cases {
             assert_eq!(format!("{:#}", Error::torch_panic("ctx", panic)), want, "{why}");
         }
+    }
+
+    #[test]
+    fn debug_reads_as_main_prints_it() {
+        let err = Error::config("epochs", "epochs must be at least 1, got 0".into());
+        assert_eq!(
+            format!("{err:?}"),
+            "invalid trainer setup (`epochs`): epochs must be at least 1, got 0"
+        );
+        let io = Error::Io {
+            action: "create the run directory",
+            path: "/runs/a".into(),
+            source: std::io::Error::new(std::io::ErrorKind::PermissionDenied, "Permission denied (os error 13)"),
+        };
+        let hook = Error::Hook {
+            hook: "MetricFiles".into(),
+            location: HookLocation {
+                file: "src/main.rs",
+                line: 12,
+                column: 10,
+            },
+            source: Box::new(io),
+        };
+        assert_eq!(
+            format!("{hook:?}"),
+            "hook `MetricFiles` (src/main.rs:12) failed\n\nCaused by:\n    0: could not create the run directory \
+             /runs/a\n    1: Permission denied (os error 13)"
+        );
     }
 
     #[test]

@@ -306,12 +306,13 @@ impl<'h> Dispatch<'h> {
     }
 
     /// Runs the `on_exception` hooks after `ctx.error` ended training. Their own failures are
-    /// logged, not returned: the error that ended training is the one to report.
+    /// warnings (one line, with their causes), not returned: the error that ended training is
+    /// the one to report.
     pub(crate) fn fire_exception(&mut self, ctx: &HookContext<'_>) {
         let mut ignored = None;
         for slot in &self.by_event[ctx.event.index()] {
             if let Err(err) = call(slot, &mut *self.hooks[slot.hook].hook, ctx, &mut ignored) {
-                tracing::error!("{err} (while handling an earlier error)");
+                tracing::warn!("{err:#} (while handling the error that ended training)");
             }
         }
     }

@@ -589,9 +589,19 @@ impl<'a> Trainer<'a> {
 
     /// Adds a plugin: a hook that runs at several events with one state, as the built-in hooks
     /// of [`crate::hooks`] do (`.with(EarlyStopping::new("val_loss").patience(3))`). Like
-    /// [`Trainer::add_hook`], it runs whatever [`Trainer::hooks`] selects.
+    /// [`Trainer::add_hook`], it runs whatever [`Trainer::hooks`] selects. Its errors name it
+    /// and this call's place in your code (`hook \`MetricFiles\` (src/main.rs:42) failed`).
+    #[track_caller]
     pub fn with(mut self, plugin: impl Plugin) -> Self {
-        let specs = plugin.specs();
+        let caller = std::panic::Location::caller();
+        let mut specs = plugin.specs();
+        for spec in &mut specs {
+            spec.0.location = crate::HookLocation {
+                file: caller.file(),
+                line: caller.line(),
+                column: caller.column(),
+            };
+        }
         self.hooks.added.push(Added {
             specs,
             hook: Box::new(plugin),
