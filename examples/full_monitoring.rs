@@ -28,6 +28,7 @@ use trainmon::hooks::{
 };
 use trainmon::output::RunDir;
 use trainmon::prelude::*;
+use trainmon::{Event, HookSpec};
 
 #[derive(Parser)]
 #[command(about = "Every built-in hook of trainmon, with a validation set")]
@@ -117,7 +118,11 @@ fn main() -> Result<()> {
             .resumable(run.path().join("resume"))
             .resumable_steps(args.resume_steps);
     }
-    tracing::info!("Watch it live: cargo trainmon watch {}", run.path().display());
+    // Once the fit has begun (a fit refused at its setup does not send anyone to watch it).
+    let watched = run.path().display().to_string();
+    trainer = trainer.add_hook(HookSpec::new(Event::TrainBegin, "watch_hint"), move || {
+        tracing::info!("Watch it live: cargo trainmon watch {watched}")
+    });
     let history = trainer.fit(&data)?;
     vs.save(run.path().join("final.safetensors"))?;
     std::fs::write(run.path().join("history.json"), serde_json::to_string_pretty(&history)?)?;

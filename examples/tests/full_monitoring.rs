@@ -56,3 +56,26 @@ fn the_run_directory_holds_every_output() {
         "{epochs}"
     );
 }
+
+#[test]
+fn a_refused_fit_leaves_no_run_directory_and_sends_no_one_to_watch_it() {
+    let _serial = crate::common::serial();
+    let out = tempfile::tempdir().unwrap();
+    let result = std::process::Command::new(crate::common::example("full_monitoring"))
+        .args(["--epochs", "0", "--out"])
+        .arg(out.path())
+        .output()
+        .unwrap();
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&result.stdout),
+        String::from_utf8_lossy(&result.stderr),
+    );
+    assert!(!result.status.success(), "{stdout}\n{stderr}");
+    assert!(
+        stderr.contains("Error: invalid trainer setup (`epochs`): epochs must be at least 1, got 0"),
+        "{stderr}"
+    );
+    assert!(!stdout.contains("Watch it live"), "{stdout}");
+    let left: Vec<_> = std::fs::read_dir(out.path().join("full_monitoring")).unwrap().collect();
+    assert!(left.is_empty(), "no version_N left: {left:?}");
+}

@@ -9,9 +9,29 @@ use std::path::{Path, PathBuf};
 
 /// A fresh directory for one run's outputs: `ROOT/NAME/version_N`, N the first number free
 /// (as Lightning's `lightning_logs/version_N`), so that runs never overwrite each other.
+///
+/// A directory [`RunDir::create`] made that is still empty when its last handle goes away — a
+/// fit refused before it wrote anything (`--epochs 0`), a program that failed at its setup — is
+/// removed: refused runs leave no empty `version_N` behind. ([`RunDir::open`]'s is left as it is.)
 #[derive(Clone, Debug)]
 pub struct RunDir {
+    path: std::sync::Arc<Made>,
+}
+
+/// The directory, and whether this handle's [`RunDir::create`] made it.
+#[derive(Debug)]
+struct Made {
     path: PathBuf,
+    fresh: bool,
+}
+
+impl Drop for Made {
+    fn drop(&mut self) {
+        // `remove_dir` removes an empty directory only: anything written there keeps it.
+        if self.fresh && std::fs::remove_dir(&self.path).is_ok() {
+            tracing::debug!("removed the empty run directory {}", self.path.display());
+        }
+    }
 }
 
 impl RunDir {
@@ -22,7 +42,7 @@ impl RunDir {
         for version in 0.. {
             let path = parent.join(format!("version_{version}"));
             match std::fs::create_dir(&path) {
-                Ok(()) => return Ok(RunDir { path }),
+                Ok(()) => return Ok(RunDir::of(path, true)),
                 Err(err) if err.kind() == std::io::ErrorKind::AlreadyExists => continue,
                 Err(err) => return Err(Error::io("create the run directory", path)(err)),
             }
@@ -35,12 +55,18 @@ impl RunDir {
     pub fn open(path: impl Into<PathBuf>) -> Result<RunDir> {
         let path = path.into();
         std::fs::create_dir_all(&path).map_err(Error::io("create the run directory", &path))?;
-        Ok(RunDir { path })
+        Ok(RunDir::of(path, false))
+    }
+
+    fn of(path: PathBuf, fresh: bool) -> RunDir {
+        RunDir {
+            path: std::sync::Arc::new(Made { path, fresh }),
+        }
     }
 
     /// The directory.
     pub fn path(&self) -> &Path {
-        &self.path
+        &self.path.path
     }
 }
 
@@ -124,6 +150,27 @@ mod tests {
         let b = RunDir::create(root.path(), "demo").unwrap();
         assert_eq!(a.path(), root.path().join("demo/version_0"));
         assert_eq!(b.path(), root.path().join("demo/version_1"));
+    }
+
+    #[test]
+    fn a_run_directory_left_empty_goes_with_its_last_handle() {
+        let root = tempfile::tempdir().unwrap();
+        let empty = RunDir::create(root.path(), "demo").unwrap();
+        let path = empty.path().to_owned();
+        let clone = empty.clone();
+        drop(empty);
+        assert!(path.exists(), "a handle is left");
+        drop(clone);
+        assert!(!path.exists(), "empty, and no handle left");
+        let written = RunDir::create(root.path(), "demo").unwrap();
+        std::fs::write(written.path().join("epochs.csv"), b"epoch\n").unwrap();
+        let kept = written.path().to_owned();
+        drop(written);
+        assert!(kept.join("epochs.csv").exists(), "a run that wrote something stays");
+        let opened = RunDir::open(root.path().join("mine")).unwrap();
+        let mine = opened.path().to_owned();
+        drop(opened);
+        assert!(mine.exists(), "an opened directory is the user's");
     }
 
     #[test]
