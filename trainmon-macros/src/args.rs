@@ -152,17 +152,29 @@ impl Args {
                     set(&mut args.krate, value.parse::<syn::Path>(), &meta, &mut errors);
                 }
                 _ => {
-                    let valid = if event.is_training_batch() {
-                        "`every`, `once`, `after`, `before`, `when`, `counter`, `priority`, `group`, `rank`, `crate`"
+                    let valid: &[&str] = if event.is_training_batch() {
+                        &[
+                            "every", "once", "after", "before", "when", "counter", "priority", "group", "rank", "crate",
+                        ]
                     } else if event.repeats() {
-                        "`every`, `once`, `after`, `before`, `when`, `priority`, `group`, `rank`, `crate`"
+                        &[
+                            "every", "once", "after", "before", "when", "priority", "group", "rank", "crate",
+                        ]
                     } else {
-                        "`priority`, `group`, `rank`, `crate`"
+                        &["priority", "group", "rank", "crate"]
                     };
-                    errors.push(meta.error(format!(
-                        "unknown option `{}` for `#[{attr}]`; valid options are {valid}",
-                        quote::ToTokens::to_token_stream(&meta.path).to_string().replace(' ', ""),
-                    )));
+                    let given = quote::ToTokens::to_token_stream(&meta.path)
+                        .to_string()
+                        .replace(' ', "");
+                    let listed: Vec<String> = valid.iter().map(|v| format!("`{v}`")).collect();
+                    let listed = listed.join(", ");
+                    errors.push(meta.error(match closest(&given, valid) {
+                        Some(option) => format!(
+                            "unknown option `{given}` for `#[{attr}]`: did you mean `{option}`? The valid options are \
+                             {listed}"
+                        ),
+                        None => format!("unknown option `{given}` for `#[{attr}]`; valid options are {listed}"),
+                    }));
                     // Skip the value, if any, and go on to the next option.
                     if meta.input.peek(syn::Token![=]) {
                         meta.value()?.parse::<Expr>()?;
@@ -284,5 +296,60 @@ impl Errors {
 
     pub fn into_error(self) -> Option<syn::Error> {
         self.0
+    }
+}
+
+/// The option among `valid` that `given` is a slip of — two edits at most (a letter missing,
+/// extra, wrong, or two swapped), and fewer than its length —, if there is one.
+fn closest<'v>(given: &str, valid: &[&'v str]) -> Option<&'v str> {
+    valid
+        .iter()
+        .map(|option| (edits(given, option), *option))
+        .filter(|(n, option)| *n <= 2 && *n < option.len().min(given.len()))
+        .min_by_key(|(n, _)| *n)
+        .map(|(_, option)| option)
+}
+
+/// The optimal string alignment distance between `a` and `b`: insertions, deletions,
+/// substitutions and swaps of two neighbours.
+fn edits(a: &str, b: &str) -> usize {
+    let (a, b): (Vec<char>, Vec<char>) = (a.chars().collect(), b.chars().collect());
+    let mut d = vec![vec![0; b.len() + 1]; a.len() + 1];
+    for (i, row) in d.iter_mut().enumerate() {
+        row[0] = i;
+    }
+    for j in 0..=b.len() {
+        d[0][j] = j;
+    }
+    for i in 1..=a.len() {
+        for j in 1..=b.len() {
+            let cost = usize::from(a[i - 1] != b[j - 1]);
+            d[i][j] = (d[i - 1][j] + 1).min(d[i][j - 1] + 1).min(d[i - 1][j - 1] + cost);
+            if i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] {
+                d[i][j] = d[i][j].min(d[i - 2][j - 2] + 1);
+            }
+        }
+    }
+    d[a.len()][b.len()]
+}
+
+#[cfg(test)]
+mod slips {
+    use super::closest;
+
+    #[test]
+    fn slips_of_an_option_are_named() {
+        let valid = ["every", "once", "after", "before", "priority", "group"];
+        for (given, want) in [
+            ("evry", Some("every")),
+            ("eveyr", Some("every")),
+            ("prority", Some("priority")),
+            ("befroe", Some("before")),
+            ("grup", Some("group")),
+            ("size", None),
+            ("on", None),
+        ] {
+            assert_eq!(closest(given, &valid), want, "{given}");
+        }
     }
 }

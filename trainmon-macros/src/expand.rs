@@ -183,7 +183,10 @@ fn register(event: Event, args: &Args, func: &ItemFn) -> TokenStream {
     });
     let inits = types.iter().map(|ty| {
         let private = private_at(ty.span());
-        quote_spanned! {ty.span()=> <#ty as #private::HookParam>::init_state() }
+        // Through a function, as `fetch`, and with the type's tokens all at its first one: a type
+        // that is no hook parameter fails this bound where it fails the check's, one error.
+        let ty = at(ty, ty.span());
+        quote_spanned! {ty.span()=> #private::init_state::<#ty>() }
     });
     // The resources a hook needs, found by autoref specialization as for `Persist`: no bound
     // that could fail, so a wrong type is reported by the parameter check alone.
@@ -192,6 +195,7 @@ fn register(event: Event, args: &Args, func: &ItemFn) -> TokenStream {
     });
     let fetches = types.iter().zip(&states).map(|(ty, state)| {
         let private = private_at(ty.span());
+        let ty = at(ty, ty.span());
         quote_spanned! {ty.span()=> #private::fetch::<#ty>(#state, __ctx)? }
     });
     // Resume points keep the `Local` parameters, by name, through `HookParam::save` and `load`
@@ -262,4 +266,25 @@ fn register(event: Event, args: &Args, func: &ItemFn) -> TokenStream {
             }
         };
     }
+}
+
+/// `ty`'s tokens, each at `span` (a group's, and its contents', too).
+fn at(ty: &syn::Type, span: proc_macro2::Span) -> TokenStream {
+    fn respan(tokens: TokenStream, span: proc_macro2::Span) -> TokenStream {
+        tokens
+            .into_iter()
+            .map(|token| match token {
+                proc_macro2::TokenTree::Group(group) => {
+                    let mut inner = proc_macro2::Group::new(group.delimiter(), respan(group.stream(), span));
+                    inner.set_span(span);
+                    proc_macro2::TokenTree::Group(inner)
+                }
+                mut other => {
+                    other.set_span(span);
+                    other
+                }
+            })
+            .collect()
+    }
+    respan(ty.to_token_stream(), span)
 }

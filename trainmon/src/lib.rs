@@ -398,7 +398,8 @@ pub mod __private {
     pub use crate::data::batch::{part_name, Batch};
     pub use crate::hook::{fn_hook, Hook};
     pub use crate::param::{
-        fetch, param_at, HookParam, Persist, PersistNothing, PersistParam, Require, RequireNothing, RequireResource,
+        fetch, init_state, param_at, HookParam, Persist, PersistNothing, PersistParam, Require, RequireNothing,
+        RequireResource,
     };
     pub use crate::registry::Registration;
     pub use crate::resource::Requirement;

@@ -89,6 +89,12 @@ where
 {
 }
 
+/// Not public API: a parameter's state at the start of a fit, for the generated hook.
+#[doc(hidden)]
+pub fn init_state<P: HookParam>() -> P::State {
+    P::init_state()
+}
+
 /// Not public API: fetches one parameter for the generated call, or says why it can't.
 #[doc(hidden)]
 #[inline]
