@@ -62,6 +62,10 @@ fn run() -> Result<ExitCode> {
             println!("export LD_LIBRARY_PATH={}", shell_quote(&torch.library_path()?));
             if let Some(python) = &torch.python {
                 println!("export TRAINMON_PYTHON={}", shell_quote(python.as_os_str()));
+                // The venv's programs — `torchrun`, `tensorboard` — as the README runs them.
+                if let Some(bin) = python.parent().filter(|bin| bin.join("torchrun").exists()) {
+                    println!("export PATH={}:\"$PATH\"", shell_quote(bin.as_os_str()));
+                }
             }
             let mlflow = trainmon_setup::tools::mlflow()?;
             println!("export TRAINMON_MLFLOW={}", shell_quote(mlflow.as_os_str()));
@@ -85,8 +89,9 @@ usage: cargo xtask <task> [args…]
                 the training-loop benchmark: trainmon against a hand-written tch loop
                 (and PyTorch's plain loop, with the bootstrap's Python)
   bootstrap     only make sure libtorch is installed and linked
-  env           print shell exports (LD_LIBRARY_PATH, TRAINMON_PYTHON, TRAINMON_MLFLOW) to run
-                built binaries and tests by hand
+  env           print shell exports (LD_LIBRARY_PATH, TRAINMON_PYTHON, TRAINMON_MLFLOW, and PATH
+                with the bootstrap venv's torchrun and tensorboard) to run built binaries, tests
+                and those tools by hand: eval \"$(cargo xtask env)\"
 ";
 
 /// Runs cargo with the library path set, passing its exit code through.

@@ -170,3 +170,29 @@ fn a_fresh_clone_says_what_to_run_in_one_line() {
          cargo's progress:\n{stderr}"
     );
 }
+
+/// `eval "$(cargo xtask env)"`, as the README has it, puts the bootstrap venv's `torchrun` and
+/// `tensorboard` on `PATH`: the README's bare `torchrun …` and `tensorboard --logdir …` run.
+#[test]
+fn the_env_puts_the_venvs_tools_on_path() {
+    let script = format!(
+        "eval \"$('{}' env)\" && command -v torchrun && command -v tensorboard && torchrun --help >/dev/null",
+        env!("CARGO_BIN_EXE_xtask")
+    );
+    let out = Command::new("bash")
+        .args(["-c", &script])
+        .env_remove("LIBTORCH_USE_PYTORCH")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let found: Vec<&str> = stdout.lines().collect();
+    assert!(
+        found.len() == 2 && found[0].ends_with("/bin/torchrun") && found[1].ends_with("/bin/tensorboard"),
+        "{stdout}"
+    );
+}
