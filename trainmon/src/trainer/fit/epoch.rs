@@ -41,7 +41,7 @@ pub(super) struct Partway {
 }
 
 /// A training batch's step: done, or found bad by the rollback guard (why).
-type Stepped = std::result::Result<Computed, String>;
+type Stepped<'b> = std::result::Result<Computed<'b>, String>;
 
 /// The batch as hooks see it, and its type's name.
 fn seen<B: 'static>(batch: &B) -> Seen<'_> {
@@ -227,7 +227,7 @@ impl<B: 'static> Fit<'_, '_, '_, B> {
     /// pass and the optimizer step — or the work ran them itself, by hand, through the engine.
     /// The rollback guard judges the loss before its backward pass (by hand, after the step:
     /// a rollback undoes what it stepped).
-    fn train_step(&mut self, batch: &B, count: Count, seen: Option<Seen<'_>>) -> Result<Stepped> {
+    fn train_step<'b>(&mut self, batch: &'b B, count: Count, seen: Option<Seen<'_>>) -> Result<Stepped<'b>> {
         self.engine.begin_batch(count);
         let (by_hand, state, autocast) = (
             self.work.by_hand(),
@@ -268,8 +268,8 @@ impl<B: 'static> Fit<'_, '_, '_, B> {
 
     /// The batch's loss and outputs in the running logs. Data-parallel, every rank's hooks see
     /// the running values of all ranks' batches.
-    fn record(&mut self, logs: &mut BatchLogs, computed: &Computed, rows: usize) -> Result<()> {
-        let outputs = computed.outputs.as_ref().map(|(outputs, targets)| (outputs, targets));
+    fn record(&mut self, logs: &mut BatchLogs, computed: &Computed<'_>, rows: usize) -> Result<()> {
+        let outputs = computed.outputs();
         let Some(parallel) = &self.engine.parallel else {
             return logs.update_sized(&computed.loss, outputs, rows);
         };
@@ -313,8 +313,7 @@ impl<B: 'static> Fit<'_, '_, '_, B> {
                 manual: RefCell::new(None),
             };
             let computed = self.work.compute(&fetched, &ctx, self.engine.autocast, &at)?;
-            let outputs = computed.outputs.as_ref().map(|(outputs, targets)| (outputs, targets));
-            logs.update_sized(&computed.loss, outputs, rows)?;
+            logs.update_sized(&computed.loss, computed.outputs(), rows)?;
             let count = Count::batch(batch, batch as u64);
             self.engine
                 .fire(Event::ValidationBatchEnd, count, Some(logs), Some(seen(&fetched)))?;

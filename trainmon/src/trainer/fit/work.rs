@@ -13,22 +13,39 @@ use tch::nn::ModuleT;
 use tch::{Kind, Tensor};
 
 /// A batch's loss, and the outputs and targets its metrics compare (if the work gives them).
-pub(super) struct Computed {
+pub(super) struct Computed<'b> {
     pub loss: Tensor,
-    pub outputs: Option<(Tensor, Tensor)>,
+    pub outputs: Option<(Tensor, Truth<'b>)>,
+}
+
+/// The targets a batch's outputs are compared with: the batch's own (the trainer's step: no
+/// copy of the tensor a batch), or those a step returned with its outputs.
+pub(super) enum Truth<'b> {
+    Batch(&'b Tensor),
+    Step(Tensor),
+}
+
+impl Computed<'_> {
+    /// The outputs and targets, for the running metrics.
+    pub fn outputs(&self) -> Option<(&Tensor, &Tensor)> {
+        self.outputs.as_ref().map(|(outputs, truth)| match truth {
+            Truth::Batch(targets) => (outputs, *targets),
+            Truth::Step(targets) => (outputs, targets),
+        })
+    }
 }
 
 /// What computes a batch's loss, over batches of `B`.
 pub(super) trait Work<B> {
     /// The loss of `batch` — in training (`ctx.training()`) or validation —, under autocast to
     /// `autocast` in mixed precision; `at` names the batch in errors.
-    fn compute(
+    fn compute<'b>(
         &mut self,
-        batch: &B,
+        batch: &'b B,
         ctx: &StepContext<'_>,
         autocast: Option<Kind>,
         at: &dyn Fn() -> String,
-    ) -> Result<Computed>;
+    ) -> Result<Computed<'b>>;
 
     /// Whether the work runs the backward passes and optimizer steps itself, through its
     /// context ([`TrainStep::manual_optimization`]).
@@ -50,17 +67,17 @@ pub(super) struct Model<'m> {
 }
 
 impl Work<(Tensor, Tensor)> for Model<'_> {
-    fn compute(
+    fn compute<'b>(
         &mut self,
-        (x, y): &(Tensor, Tensor),
+        (x, y): &'b (Tensor, Tensor),
         ctx: &StepContext<'_>,
         autocast: Option<Kind>,
         at: &dyn Fn() -> String,
-    ) -> Result<Computed> {
+    ) -> Result<Computed<'b>> {
         let (outputs, loss) = forward_loss(self.model, self.loss, (x, y), ctx.training(), autocast, at)?;
         Ok(Computed {
             loss,
-            outputs: Some((outputs, y.shallow_clone())),
+            outputs: Some((outputs, Truth::Batch(y))),
         })
     }
 
@@ -75,13 +92,13 @@ pub(super) struct Stepped<'s, S> {
 }
 
 impl<B: Batch, S: TrainStep<B>> Work<B> for Stepped<'_, S> {
-    fn compute(
+    fn compute<'b>(
         &mut self,
-        batch: &B,
+        batch: &'b B,
         ctx: &StepContext<'_>,
         autocast: Option<Kind>,
         at: &dyn Fn() -> String,
-    ) -> Result<Computed> {
+    ) -> Result<Computed<'b>> {
         let step = &mut *self.step;
         let (loss, outputs) = step_loss(
             || match ctx.training() {
@@ -92,7 +109,10 @@ impl<B: Batch, S: TrainStep<B>> Work<B> for Stepped<'_, S> {
             autocast,
             at,
         )?;
-        Ok(Computed { loss, outputs })
+        Ok(Computed {
+            loss,
+            outputs: outputs.map(|(outputs, targets)| (outputs, Truth::Step(targets))),
+        })
     }
 
     fn by_hand(&self) -> bool {
