@@ -211,6 +211,8 @@ fn main() -> Result<()> {
     let sample = model.generate(&vocabulary, "the ", 160);
     std::fs::write(run.path().join("sample.txt"), &sample)?;
     tracing::info!("sample: {sample}");
+    // Everything the run wrote, what `fit`'s summary listed and what came after it.
+    tracing::info!("Outputs: {}", run.describe()?);
     tracing::info!("Run directory: {}", run.path().display());
     Ok(())
 }

@@ -92,6 +92,7 @@ fn main() -> Result<()> {
         vs.save(run.path().join("final.safetensors"))?;
         std::fs::write(run.path().join("history.json"), serde_json::to_string_pretty(&history)?)?;
         tracing::info!("{world} processes, {} samples a step", world * args.batch_size);
+        tracing::info!("Outputs: {}", run.describe()?);
         tracing::info!("Run directory: {}", run.path().display());
     }
     Ok(())

@@ -125,6 +125,8 @@ fn main() -> Result<()> {
 
     // Step 9 of the tutorial: loss, accuracy and time per epoch.
     plot::write_all(&history, run.path())?;
+    // Everything the run wrote, what `fit`'s summary listed and what came after it.
+    tracing::info!("Outputs: {}", run.describe()?);
     tracing::info!("Run directory: {}", run.path().display());
     Ok(())
 }

@@ -130,6 +130,8 @@ fn main() -> Result<()> {
     if let Some(best) = saved.best() {
         tracing::info!("best checkpoint: {}", best.display());
     }
+    // Everything the run wrote, what `fit`'s summary listed and what came after it.
+    tracing::info!("Outputs: {}", run.describe()?);
     tracing::info!("Run directory: {}", run.path().display());
     Ok(())
 }

@@ -220,6 +220,8 @@ fn main() -> Result<()> {
     std::fs::write(run.path().join("quality.json"), serde_json::to_string_pretty(&report)?)?;
     tracing::info!("generator's samples, before and after: {report}");
     plot::write_all(&history, run.path())?;
+    // Everything the run wrote, what `fit`'s summary listed and what came after it.
+    tracing::info!("Outputs: {}", run.describe()?);
     tracing::info!("Run directory: {}", run.path().display());
     Ok(())
 }

@@ -78,8 +78,11 @@ fn five_epochs_print_the_tutorials_lines() {
     let run_dir = out.path().join("early_stop").join("version_0");
     assert_eq!(
         lines[at..],
-        [format!("Run directory: {}", run_dir.display())],
-        "the run directory comes last"
+        [
+            "Outputs: accuracy.png, epoch_time.png, loss.png".to_owned(),
+            format!("Run directory: {}", run_dir.display())
+        ],
+        "what the run wrote, then the run directory, last"
     );
     check_plots(&run_dir);
 }
@@ -107,7 +110,12 @@ fn early_stopping_fires_with_many_epochs() {
         at += check_epoch(&lines[at..], epoch);
     }
     assert_eq!(at, stop, "the stop line follows the last epoch's end line");
-    assert_eq!(lines.len(), stop + 2, "then only the run directory");
+    assert_eq!(
+        lines.len(),
+        stop + 3,
+        "then only what the run wrote and the run directory"
+    );
+    assert!(lines[stop + 1].starts_with("Outputs: "), "{}", lines[stop + 1]);
     check_plots(&out.path().join("early_stop").join("version_0"));
 }
 

@@ -14,9 +14,21 @@ fn the_run_directory_holds_every_output() {
         "learning rate",
         "samples/s",
         "summary: best val_loss ",
-        "summary: outputs in ",
+        "summary: outputs so far in ",
     ] {
         assert!(stdout.contains(line), "{line:?} logged");
+    }
+    // The last lines list everything the run wrote, what came after `fit` included.
+    let outputs = stdout.lines().rev().nth(1).unwrap_or_default();
+    for part in [
+        "Outputs: checkpoints/ (",
+        "final.safetensors",
+        "history.json",
+        "metrics/ (",
+        "plots/ (",
+        "tensorboard/ (",
+    ] {
+        assert!(outputs.contains(part), "{part:?} in {outputs}");
     }
 
     let files = |sub: &str| -> Vec<String> {

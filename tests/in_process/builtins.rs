@@ -567,7 +567,7 @@ fn summary_reports_the_best_epoch_and_the_outputs() {
     assert_eq!(
         lines[2],
         format!(
-            "summary: outputs in {}: notes.txt, plots/ (1 file)",
+            "summary: outputs so far in {}: notes.txt, plots/ (1 file)",
             tmp.path().display()
         )
     );

@@ -9,7 +9,7 @@ use crate::records::key::MetricKey;
 use crate::schedule::event::Event;
 use crate::schedule::priority;
 use crate::schedule::spec::HookSpec;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 /// Logs a summary when training ends — or fails —, after every other output is written: epochs
 /// run, why it stopped (or the error), the best value of a monitored metric and its epoch, total
@@ -51,27 +51,6 @@ impl Summary {
 
 /// How many hooks the summary names, the costliest first.
 const SHOWN_COSTS: usize = 3;
-
-/// `name/ (N files)` for each folder below `dir`, and the files directly in it.
-fn describe(dir: &Path) -> std::io::Result<String> {
-    let mut parts = Vec::new();
-    let mut entries: Vec<_> = std::fs::read_dir(dir)?.collect::<Result<_, _>>()?;
-    entries.sort_by_key(|e| e.file_name());
-    for entry in entries {
-        let name = entry.file_name().to_string_lossy().into_owned();
-        if entry.file_type()?.is_dir() {
-            let files = std::fs::read_dir(entry.path())?.count();
-            parts.push(format!("{name}/ ({files} file{})", if files == 1 { "" } else { "s" }));
-        } else {
-            parts.push(name);
-        }
-    }
-    Ok(if parts.is_empty() {
-        "nothing".into()
-    } else {
-        parts.join(", ")
-    })
-}
 
 impl Hook for Summary {
     fn call(&mut self, ctx: &HookContext<'_>) -> Result<Control, BoxError> {
@@ -125,8 +104,8 @@ impl Hook for Summary {
             tracing::info!("summary: hooks, the costliest first: {}", top.join("; "));
         }
         if let Some(dir) = &self.outputs {
-            let held = describe(dir).unwrap_or_else(|e| format!("unreadable: {e}"));
-            tracing::info!("summary: outputs in {}: {held}", dir.display());
+            let held = crate::output::describe(dir).unwrap_or_else(|e| format!("unreadable: {e}"));
+            tracing::info!("summary: outputs so far in {}: {held}", dir.display());
         }
         Ok(Control::Continue)
     }

@@ -68,6 +68,34 @@ impl RunDir {
     pub fn path(&self) -> &Path {
         &self.path.path
     }
+
+    /// What it holds, for a last log line: `checkpoints/ (4 files), metrics/ (4 files),
+    /// final.safetensors, history.json` (each folder below it and its count of files, then the
+    /// files in it), or `nothing`.
+    pub fn describe(&self) -> Result<String> {
+        describe(self.path()).map_err(Error::io("read the run directory", self.path()))
+    }
+}
+
+/// `name/ (N files)` for each folder below `dir`, and the files directly in it.
+pub(crate) fn describe(dir: &Path) -> std::io::Result<String> {
+    let mut parts = Vec::new();
+    let mut entries: Vec<_> = std::fs::read_dir(dir)?.collect::<Result<_, _>>()?;
+    entries.sort_by_key(|e| e.file_name());
+    for entry in entries {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if entry.file_type()?.is_dir() {
+            let files = std::fs::read_dir(entry.path())?.count();
+            parts.push(format!("{name}/ ({files} file{})", if files == 1 { "" } else { "s" }));
+        } else {
+            parts.push(name);
+        }
+    }
+    Ok(if parts.is_empty() {
+        "nothing".into()
+    } else {
+        parts.join(", ")
+    })
 }
 
 /// This machine's host name (`localhost` when it cannot be read).
