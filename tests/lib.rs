@@ -419,3 +419,20 @@ pub mod ranks {
         })
     }
 }
+
+/// Registers, in the binary that calls it, a hook without a group that fails any fit running
+/// every registered hook (no `.hooks(…)`, or `Hooks::all()`): in a binary of many modules, such a
+/// fit would run every module's hooks.
+#[macro_export]
+macro_rules! every_fit_selects_its_hooks {
+    () => {
+        #[trainmon::on_train_begin]
+        fn every_registered_hook() -> Result<(), String> {
+            Err(
+                "a fit of this binary ran every module's registered hooks: select the test's own, \
+                 `.hooks(Hooks::groups([…]))` or `.hooks(Hooks::none())`"
+                    .into(),
+            )
+        }
+    };
+}

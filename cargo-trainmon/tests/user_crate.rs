@@ -271,8 +271,18 @@ fn the_readme_section_trains_a_crate_outside_the_workspace_with_plain_cargo() {
     let printed = String::from_utf8_lossy(&failed.stderr);
     assert!(!failed.status.success(), "{printed}");
     let error = &printed[printed.find("Error: ").expect("main prints its error")..];
+    // The line of `main` that added the hook (the README shows this error).
+    let written = std::fs::read_to_string(existing.join("src/main.rs")).unwrap();
+    let line = 1 + written.lines().position(|l| l.contains("MetricFiles::new")).unwrap();
+    let shown = format!("Error: hook `MetricFiles` (src/main.rs:{line}) failed\n\nCaused by:\n");
     assert!(
-        error.starts_with("Error: hook `MetricFiles` (src/main.rs:")
+        std::fs::read_to_string(root.join("README.md"))
+            .unwrap()
+            .contains(&shown),
+        "the README shows {shown:?}"
+    );
+    assert!(
+        error.starts_with(&shown)
             && error.contains(") failed\n\nCaused by:\n    0: could not create ")
             && error.contains("blocker/metrics\n    1: Not a directory (os error 20)"),
         "{printed}"

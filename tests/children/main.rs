@@ -14,13 +14,5 @@ mod resources;
 mod rollback;
 mod unwritable;
 
-/// Registered without a group: a fit that runs every registered hook (no `.hooks(…)`, or
-/// `Hooks::all()`) would run every module's hooks, so it fails at its start, here.
-#[trainmon::on_train_begin]
-fn every_registered_hook() -> Result<(), String> {
-    Err(
-        "a fit of this binary ran every module's registered hooks: select the test's own, \
-         `.hooks(Hooks::groups([…]))` or `.hooks(Hooks::none())`"
-            .into(),
-    )
-}
+// A fit that runs every registered hook would run every module's: it fails at its start.
+trainmon_tests::every_fit_selects_its_hooks!();

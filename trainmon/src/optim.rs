@@ -83,14 +83,13 @@ impl OptimizerKind {
         }
         let mut found = Vec::new();
         for (name, value) in &self.settings {
-            match other.settings.iter().find(|(n, _)| n == name).map(|(_, v)| v) {
-                None => found.push(format!("{name}: {value} against none")),
-                Some(Hyper::Kind(theirs)) if matches!(value, Hyper::Kind(_)) => {
-                    let Hyper::Kind(ours) = value else { unreachable!() };
+            match (value, other.settings.iter().find(|(n, _)| n == name).map(|(_, v)| v)) {
+                (_, None) => found.push(format!("{name}: {value} against none")),
+                (Hyper::Kind(ours), Some(Hyper::Kind(theirs))) => {
                     found.extend(ours.differences(theirs).into_iter().map(|d| format!("{name}: {d}")));
                 }
-                Some(theirs) if theirs != value => found.push(format!("{name}: {value} against {theirs}")),
-                Some(_) => {}
+                (_, Some(theirs)) if theirs != value => found.push(format!("{name}: {value} against {theirs}")),
+                (_, Some(_)) => {}
             }
         }
         for (name, value) in &other.settings {
